@@ -1,0 +1,160 @@
+"""The AWN importance profile and the adaptive wrapper around an FFN's down projection.
+
+Neuron j (0-based) of a layer with rate λ gets mass ``p(j) = exp(-λ j) (1 - exp(-λ))``, a
+discretised exponential. Hidden activations are rescaled by ``s_j = p(j) / p(0) = exp(-λ j)`` so
+that neuron 0 keeps its scale; at wrap time the down projection's columns are divided by the
+initial ``s_j``, so the wrapped model computes exactly what the original did.
+
+λ is stored as ``softplus(raw_rate) / d_ff``: in units of the layer width the rate is O(1), so a
+brief fine-tune with Adam can move it across the whole width range (a raw λ ≈ 1e-3 could move by
+at most lr × steps).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .archs import neuron_axis
+
+
+def rate_for_quantile(width_fraction: float, k: float) -> float:
+    """Normalised rate λ·d_ff whose k-quantile width is ``width_fraction`` of d_ff."""
+    return -math.log(1.0 - k) / width_fraction
+
+
+def _softplus_inverse(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+class AdaptiveFFN(nn.Module):
+    """Wraps a down projection (nn.Linear or GPT-2 Conv1D) and rescales the neurons it consumes.
+
+    ``truncate_to`` (set by the trainer each step in stochastic mode) zeroes neurons past a width.
+    """
+
+    is_awn_wrapper = True
+
+    def __init__(self, inner: nn.Module, d_ff: int, k: float = 0.9, init_rate: Optional[float] = None):
+        super().__init__()
+        if not 0.0 < k < 1.0:
+            raise ValueError(f"quantile k must be in (0, 1), got {k}")
+        self.inner = inner
+        self.d_ff = int(d_ff)
+        self.k = float(k)
+        rate0 = rate_for_quantile(1.0, k) if init_rate is None else float(init_rate)
+        if rate0 <= 0:
+            raise ValueError(f"initial rate must be > 0, got {rate0}")
+        weight = inner.weight
+        self.raw_rate = nn.Parameter(torch.tensor(_softplus_inverse(rate0), dtype=torch.float32, device=weight.device))
+        self.truncate_to: Optional[int] = None
+        with torch.no_grad():
+            self._scale_inner_(1.0 / self.scale(self.width).to(weight.dtype))
+
+    @property
+    def width(self) -> int:
+        """Number of neurons the wrapped projection consumes."""
+        return int(self.inner.weight.shape[neuron_axis(self.inner, "out")])
+
+    def normalised_rate(self) -> torch.Tensor:
+        """λ·d_ff, the rate in units of the layer width (differentiable)."""
+        return F.softplus(self.raw_rate)
+
+    def rate(self) -> torch.Tensor:
+        """λ, the per-neuron decay rate of the profile (differentiable)."""
+        return self.normalised_rate() / self.d_ff
+
+    def scale(self, n: int) -> torch.Tensor:
+        """``s_j = exp(-λ j)`` for the first ``n`` neurons (differentiable in λ)."""
+        j = torch.arange(n, device=self.raw_rate.device, dtype=torch.float32)
+        return torch.exp(-self.rate() * j)
+
+    def profile(self) -> torch.Tensor:
+        """``p(j)``, the probability mass of each neuron index (sums to ~k-or-more over d_ff)."""
+        lam = self.rate()
+        return self.scale(self.d_ff) * (-torch.expm1(-lam))
+
+    def active_width(self, k: Optional[float] = None) -> int:
+        """k-quantile width ``ceil(-ln(1-k)/λ)``, capped at the current width."""
+        k = self.k if k is None else k
+        lam = float(self.rate().detach())
+        return max(1, min(self.width, math.ceil(-math.log(1.0 - k) / lam)))
+
+    def sample_width(self, generator: Optional[torch.Generator] = None) -> int:
+        """Draw a truncation width from the profile, restricted to [1, width] (inverse CDF)."""
+        lam = float(self.rate().detach())
+        u = float(torch.rand((), generator=generator))
+        total = -math.expm1(-lam * self.width)  # mass of the first `width` neurons
+        index = math.floor(-math.log1p(-u * total) / lam)
+        return max(1, min(self.width, index + 1))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        n = hidden.shape[-1]
+        s = self.scale(n)
+        if self.truncate_to is not None and self.truncate_to < n:
+            s = s * (torch.arange(n, device=s.device) < self.truncate_to)
+        return self.inner(hidden * s.to(hidden.dtype))
+
+    @torch.no_grad()
+    def _scale_inner_(self, factors: torch.Tensor) -> None:
+        axis = neuron_axis(self.inner, "out")
+        shape = [1, 1]
+        shape[axis] = -1
+        self.inner.weight.mul_(factors.to(self.inner.weight.dtype).view(shape))
+
+    @torch.no_grad()
+    def fold(self) -> nn.Module:
+        """Fold the current scales into the down projection and return it (a vanilla module)."""
+        self._scale_inner_(self.scale(self.width))
+        return self.inner
+
+    def extra_repr(self) -> str:
+        return f"d_ff={self.d_ff}, k={self.k}, rate·d_ff={float(self.normalised_rate().detach()):.3f}, active_width={self.active_width()}"
+
+
+def adaptive_modules(model: nn.Module) -> list[AdaptiveFFN]:
+    """The AdaptiveFFN wrappers of a converted model, in layer order."""
+    return [m for m in model.modules() if isinstance(m, AdaptiveFFN)]
+
+
+def profile_summary(model: nn.Module) -> dict[str, list]:
+    """Per-layer learned profile of a converted model: normalised rates and k-quantile widths."""
+    wrappers = adaptive_modules(model)
+    return {
+        "k": wrappers[0].k if wrappers else None,
+        "normalised_rates": [round(float(w.normalised_rate().detach()), 6) for w in wrappers],
+        "active_widths": [w.active_width() for w in wrappers],
+    }
+
+
+def awn_prior(
+    model: nn.Module,
+    rate_mean: float,
+    rate_std: float,
+    weight_std: float,
+) -> torch.Tensor:
+    """Negative log prior of the AWN terms, up to constants (the caller divides by N).
+
+    A Gaussian on each layer's normalised rate (mean ``rate_mean``; a mean above the initial rate
+    pulls widths down) plus a Gaussian on the FFN weights, which makes large weights on
+    down-weighted neurons expensive. FFN weights = every parameter of the FFN modules wrapped or
+    feeding a wrapper (up, gate, down).
+    """
+    from .archs import find_ffns  # local: archs knows nothing of training
+
+    wrappers = adaptive_modules(model)
+    if not wrappers:
+        raise ValueError("model has no AdaptiveFFN blocks: call convert_ first")
+    device = wrappers[0].raw_rate.device
+    rate_term = torch.zeros((), device=device)
+    for w in wrappers:
+        rate_term = rate_term + (w.normalised_rate() - rate_mean) ** 2 / (2 * rate_std**2)
+    weight_term = torch.zeros((), device=device)
+    for block in find_ffns(model):
+        for module in (block.up, block.gate, block.down):
+            if module is not None:
+                weight_term = weight_term + module.weight.float().pow(2).sum() / (2 * weight_std**2)
+    return rate_term + weight_term

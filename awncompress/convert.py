@@ -1,0 +1,177 @@
+"""In-place surgery on a Hugging Face model: order → wrap (convert_), fold back, truncate.
+
+Every step here leaves the model's function unchanged except ``truncate_``, which drops the last
+neurons of each FFN on purpose.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .adaptive import AdaptiveFFN, rate_for_quantile
+from .archs import FFNSpec, find_ffns, select_neurons_, set_config_width, spec_for
+from .errors import WidthError
+from .scoring import check_scorer, order_from_scores, score_neurons
+
+Width = Union[int, float]
+Widths = Union[int, float, Sequence[int]]
+
+
+@dataclass
+class AWNConfig:
+    """How to turn a pretrained model's FFNs into adaptive-width blocks.
+
+    Attributes:
+        scorer: initial neuron order: "wina", "activation", "magnitude", "random", or "none" to keep
+            the pretrained order.
+        k: quantile of the profile that defines a layer's active width.
+        init_rate: initial normalised rate λ·d_ff; None gives -ln(1-k), whose k-quantile is d_ff.
+        rate_prior_mean / rate_prior_std: Gaussian prior on λ·d_ff (a mean above the initial rate
+            pulls widths down; rate_for_quantile(0.5, k) ≈ 4.6 centres the quantile at half width).
+        weight_prior_std: Gaussian prior on FFN weights.
+        spec: the FFN module names, for a model type awncompress does not know.
+        seed: seed of the random scorer.
+    """
+
+    scorer: str = "wina"
+    k: float = 0.9
+    init_rate: Optional[float] = None
+    rate_prior_mean: float = rate_for_quantile(0.5, 0.9)
+    rate_prior_std: float = 1.0
+    weight_prior_std: float = 1.0
+    spec: Optional[FFNSpec] = None
+    seed: int = 0
+
+
+def order_(
+    model: nn.Module,
+    scorer: str = "wina",
+    batches: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
+    spec: Optional[FFNSpec] = None,
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    """Permute every FFN's neurons by decreasing importance (function unchanged).
+
+    Returns the permutation applied to each layer (new position i holds old neuron perm[i]).
+    """
+    check_scorer(scorer)
+    blocks = find_ffns(model, spec)
+    scores = score_neurons(model, blocks, scorer, batches, seed)
+    perms = [order_from_scores(s) for s in scores]
+    for block, perm in zip(blocks, perms):
+        select_neurons_(block, perm)
+    return perms
+
+
+def convert_(
+    model: nn.Module,
+    config: Optional[AWNConfig] = None,
+    calibration: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
+) -> nn.Module:
+    """Turn every FFN of ``model`` into an adaptive-width block, in place; outputs are unchanged.
+
+    Neurons are first ordered by ``config.scorer`` on the ``calibration`` batches (dicts of
+    input_ids / attention_mask ...), then each down projection is wrapped in an AdaptiveFFN.
+
+    Example:
+        >>> convert_(model, AWNConfig(scorer="wina"), calibration=batches)
+        >>> fold_(model); truncate_(model, 0.5)
+    """
+    config = config or AWNConfig()
+    if config.scorer != "none":
+        check_scorer(config.scorer)
+    blocks = find_ffns(model, config.spec)
+    if any(b.adaptive is not None for b in blocks):
+        raise ValueError("model is already converted (it has AdaptiveFFN blocks); fold_ it first")
+    if config.scorer != "none":
+        order_(model, config.scorer, calibration, config.spec, config.seed)
+    d_ff = max(b.width for b in blocks)
+    for block in blocks:
+        wrapper = AdaptiveFFN(block.down, d_ff=d_ff, k=config.k, init_rate=config.init_rate)
+        setattr(block.down_parent, block.down_attr, wrapper)
+    return model
+
+
+def fold_(model: nn.Module) -> nn.Module:
+    """Fold each AdaptiveFFN's scales into its down projection and remove the wrappers, in place.
+
+    The result is a vanilla transformers model computing what the adaptive one did at full width.
+    """
+    blocks = [b for b in find_ffns(model) if b.adaptive is not None]
+    if not blocks:
+        raise ValueError("model has no AdaptiveFFN blocks to fold")
+    for block in blocks:
+        setattr(block.down_parent, block.down_attr, block.adaptive.fold())
+    return model
+
+
+def width_from_fraction(fraction: float, d_ff: int, multiple: Optional[int] = None) -> int:
+    """Neurons kept for a fraction of d_ff, rounded to ``multiple`` (never below one multiple)."""
+    width = fraction * d_ff
+    if multiple:
+        return int(min(d_ff, max(multiple, multiple * round(width / multiple))))
+    return int(max(1, round(width)))
+
+
+def resolve_widths(widths: Widths, d_ff: int, n_layers: int, multiple: Optional[int] = None) -> list[int]:
+    """Per-layer integer widths from an int, a fraction of d_ff, or a per-layer list of ints.
+
+    Raises WidthError for a width ≤ 0 or > d_ff, a non-integer per-layer entry, or a per-layer
+    list of the wrong length.
+    """
+    if isinstance(widths, bool):
+        raise WidthError(f"width must be a number, got {widths!r}")
+    if isinstance(widths, (list, tuple)):
+        if len(widths) != n_layers:
+            raise WidthError(f"got {len(widths)} per-layer widths for a model with {n_layers} FFN layers")
+        for i, w in enumerate(widths):
+            if isinstance(w, bool) or not isinstance(w, int):
+                raise WidthError(f"per-layer width {i} must be an integer number of neurons, got {w!r}")
+            if not 0 < w <= d_ff:
+                raise WidthError(f"per-layer width {i} = {w} is outside 1..{d_ff}")
+        return [int(w) for w in widths]
+    if isinstance(widths, int):
+        if not 0 < widths <= d_ff:
+            raise WidthError(f"width {widths} is outside 1..{d_ff} (d_ff = {d_ff})")
+        return [widths] * n_layers
+    if isinstance(widths, float):
+        if not (math.isfinite(widths) and 0.0 < widths <= 1.0):
+            raise WidthError(f"width fraction {widths} must be in (0, 1]")
+        return [width_from_fraction(widths, d_ff, multiple)] * n_layers
+    raise WidthError(f"width must be an int, a fraction in (0, 1] or a list of ints, got {type(widths).__name__}")
+
+
+def truncate_(
+    model: nn.Module,
+    widths: Widths,
+    multiple: Optional[int] = None,
+    spec: Optional[FFNSpec] = None,
+) -> list[int]:
+    """Keep the first neurons of every FFN, in place; returns the per-layer widths.
+
+    ``widths``: an int (neurons, every layer), a float fraction of d_ff (optionally rounded to
+    ``multiple``), or one int per layer. A uniform width is written to the config attribute that
+    vanilla transformers reads (``intermediate_size``, GPT-2 ``n_inner``, DistilBERT ``hidden_dim``).
+    The model must be folded (vanilla): neurons are taken in index order.
+    """
+    blocks = find_ffns(model, spec)
+    if any(b.adaptive is not None for b in blocks):
+        raise ValueError("fold_ the model before truncating it")
+    d_ff = max(b.width for b in blocks)
+    resolved = resolve_widths(widths, d_ff, len(blocks), multiple)
+    for block, w in zip(blocks, resolved):
+        if w > block.width:
+            raise WidthError(f"layer {block.layer} has {block.width} neurons; cannot keep {w}")
+        select_neurons_(block, torch.arange(w))
+    if len(set(resolved)) == 1 and hasattr(model, "config"):
+        set_config_width(model.config, spec_for(model, spec), resolved[0])
+    return resolved
+
+
+def layer_widths(model: nn.Module, spec: Optional[FFNSpec] = None) -> list[int]:
+    """Current number of neurons of each FFN layer."""
+    return [b.width for b in find_ffns(model, spec)]
