@@ -1,0 +1,190 @@
+"""Write loadable checkpoints: one folder per uniform width, per-layer widths, or one nested folder.
+
+All formats are safetensors + config (+ tokenizer), an ``awncompress.json`` provenance file and a
+model card; every folder is written atomically (see atomic.py). Exports take a *folded* (vanilla)
+model whose neurons are already in importance order.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from torch import nn
+
+from .archs import spec_for
+from .atomic import atomic_dir, check_writable
+from .convert import Width, layer_widths, truncate_, width_from_fraction
+from .version import __version__
+
+PROVENANCE_FILE = "awncompress.json"
+FORMATS = ("uniform", "per-layer", "nested")
+
+
+def _provenance(model: nn.Module, fmt: str, widths: list[int], d_ff: int, source: Optional[str], method: str, extra: Optional[dict]) -> dict[str, Any]:
+    spec = spec_for(model)
+    config = model.config
+    record: dict[str, Any] = {
+        "format": fmt,
+        "awncompress_version": __version__,
+        "source_model": source or getattr(config, "_name_or_path", None) or None,
+        "method": method,
+        "model_type": config.model_type,
+        "architecture": type(model).__name__,
+        "ffn_spec": {"up": spec.up, "down": spec.down, "gate": spec.gate, "d_ff_attr": spec.d_ff_attr},
+        "d_ff": d_ff,
+        "layer_widths": widths,
+        "width_fraction": round(sum(widths) / (len(widths) * d_ff), 6),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if fmt == "uniform":
+        record["width"] = widths[0]
+    record.update(extra or {})
+    return record
+
+
+def _save(model: nn.Module, folder: Path, record: dict, tokenizer: Any) -> None:
+    model.save_pretrained(folder, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    (folder / "README.md").write_text(model_card(record))
+
+
+def export_uniform(
+    model: nn.Module,
+    out: Union[str, Path],
+    width: Width,
+    *,
+    tokenizer: Any = None,
+    source: Optional[str] = None,
+    method: str = "awn",
+    multiple: Optional[int] = None,
+    overwrite: bool = False,
+    extra: Optional[dict] = None,
+) -> Path:
+    """Save ``model`` truncated to one width (int neurons or fraction of d_ff) to ``out``.
+
+    The folder loads with plain ``AutoModelFor*.from_pretrained`` (the config's FFN size is set).
+    ``model`` itself is not modified.
+    """
+    out = check_writable(out, overwrite)
+    d_ff = max(layer_widths(model))
+    small = copy.deepcopy(model)
+    widths = truncate_(small, width, multiple=multiple)
+    with atomic_dir(out, overwrite) as tmp:
+        _save(small, tmp, _provenance(small, "uniform", widths, d_ff, source, method, extra), tokenizer)
+    return out
+
+
+def export_per_layer(
+    model: nn.Module,
+    out: Union[str, Path],
+    widths: Sequence[int],
+    *,
+    tokenizer: Any = None,
+    source: Optional[str] = None,
+    method: str = "awn",
+    overwrite: bool = False,
+    extra: Optional[dict] = None,
+) -> Path:
+    """Save ``model`` with a different width per FFN layer; load it with ``awncompress.load_pretrained``.
+
+    Vanilla configs hold one FFN size, so the config keeps the largest width and
+    ``awncompress.json`` records the list.
+    """
+    out = check_writable(out, overwrite)
+    d_ff = max(layer_widths(model))
+    small = copy.deepcopy(model)
+    resolved = truncate_(small, list(widths))
+    spec = spec_for(small)
+    setattr(small.config, spec.d_ff_attr, max(resolved))
+    with atomic_dir(out, overwrite) as tmp:
+        _save(small, tmp, _provenance(small, "per-layer", resolved, d_ff, source, method, extra), tokenizer)
+    return out
+
+
+def export_nested(
+    model: nn.Module,
+    out: Union[str, Path],
+    *,
+    widths: Sequence[float] = (),
+    profile: Optional[dict] = None,
+    tokenizer: Any = None,
+    source: Optional[str] = None,
+    method: str = "awn",
+    overwrite: bool = False,
+    extra: Optional[dict] = None,
+) -> Path:
+    """Save the folded, ordered full-width model once; any width is sliced from it at load time.
+
+    ``widths``: the width fractions this run recommends (recorded as the width table);
+    ``profile``: the learned per-layer profile (see ``adaptive.profile_summary``), recorded too.
+    """
+    out = check_writable(out, overwrite)
+    full = layer_widths(model)
+    d_ff = max(full)
+    table = {f"{w:g}": width_from_fraction(float(w), d_ff) for w in widths}
+    record_extra = {"width_table": table, **({"profile": profile} if profile else {}), **(extra or {})}
+    with atomic_dir(out, overwrite) as tmp:
+        _save(model, tmp, _provenance(model, "nested", full, d_ff, source, method, record_extra), tokenizer)
+    return out
+
+
+def update_provenance(folder: Union[str, Path], **fields: Any) -> dict:
+    """Add fields (e.g. measured metrics, FLOPs) to an export's awncompress.json and rewrite its card."""
+    folder = Path(folder)
+    record = json.loads((folder / PROVENANCE_FILE).read_text())
+    record.update(fields)
+    for name, text in ((PROVENANCE_FILE, json.dumps(record, indent=2) + "\n"), ("README.md", model_card(record))):
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(folder / name)
+    return record
+
+
+def model_card(record: dict) -> str:
+    """A short Hugging Face model card (README.md) for an export."""
+    fmt = record["format"]
+    source = record.get("source_model") or "a local model"
+    widths = record["layer_widths"]
+    if fmt == "uniform":
+        width_line = f"FFN width {widths[0]} of {record['d_ff']} ({record['width_fraction']:.1%})"
+        load = f'from transformers import {record["architecture"]}\nmodel = {record["architecture"]}.from_pretrained("PATH")'
+    elif fmt == "per-layer":
+        width_line = f"per-layer FFN widths {widths} of {record['d_ff']} ({record['width_fraction']:.1%} on average)"
+        load = 'import awncompress\nmodel = awncompress.load_pretrained("PATH")'
+    else:
+        width_line = f"nested: full width {record['d_ff']}, any width materialised at load time"
+        load = 'import awncompress\nmodel = awncompress.load_pretrained("PATH", width=0.5)'
+    lines = [
+        "---",
+        "library_name: transformers",
+        *([f"base_model: {source}"] if record.get("source_model") else []),
+        "tags:",
+        "- awncompress",
+        "- pruned",
+        "- adaptive-width",
+        "---",
+        "",
+        f"# {source} — {fmt} FFN-width export",
+        "",
+        f"Made by awncompress {record['awncompress_version']} from {source} with method `{record['method']}`: {width_line}.",
+        "",
+    ]
+    facts = []
+    if "flops" in record:
+        facts.append(f"| FLOPs per example | {record['flops']:,} |")
+    if "flops_ratio" in record:
+        facts.append(f"| FLOPs vs dense | {record['flops_ratio']:.3f} |")
+    if "params" in record:
+        facts.append(f"| parameters | {record['params']:,} |")
+    if "metric" in record:
+        m = record["metric"]
+        facts.append(f"| {m['name']} ({m.get('data', 'eval data')}) | {m['value']:.4g} |")
+    if facts:
+        lines += ["| | |", "|---|---|", *facts, ""]
+    lines += ["## Load", "", "```python", load, "```", ""]
+    return "\n".join(lines)
