@@ -1,0 +1,84 @@
+"""Tiny random models of every supported family, built offline, and batches with padding."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest
+import torch
+import transformers as tf
+
+COMMON = dict(vocab_size=97, num_hidden_layers=2, num_attention_heads=2, hidden_size=32, intermediate_size=64,
+              max_position_embeddings=64)
+
+
+def _config(family: str):
+    if family == "bert":
+        return tf.BertConfig(**COMMON)
+    if family == "roberta":
+        return tf.RobertaConfig(**COMMON, pad_token_id=1)
+    if family == "xlm-roberta":
+        return tf.XLMRobertaConfig(**COMMON, pad_token_id=1)
+    if family == "electra":
+        return tf.ElectraConfig(**COMMON, embedding_size=16)
+    if family == "distilbert":
+        return tf.DistilBertConfig(vocab_size=97, n_layers=2, n_heads=2, dim=32, hidden_dim=64, max_position_embeddings=64)
+    if family == "gpt2":
+        return tf.GPT2Config(vocab_size=97, n_layer=2, n_head=2, n_embd=32, n_inner=64, n_positions=64,
+                             bos_token_id=0, eos_token_id=0)
+    gated = dict(COMMON, num_key_value_heads=1, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    if family == "llama":
+        return tf.LlamaConfig(**gated)
+    if family == "mistral":
+        return tf.MistralConfig(**gated, sliding_window=None)
+    if family == "qwen2":
+        return tf.Qwen2Config(**gated)
+    if family == "qwen3":
+        return tf.Qwen3Config(**gated, head_dim=16)
+    raise KeyError(family)
+
+
+ENCODERS = ["bert", "roberta", "xlm-roberta", "electra", "distilbert"]
+DECODERS = ["gpt2", "llama", "mistral", "qwen2", "qwen3"]
+FAMILIES = ENCODERS + DECODERS
+
+
+def make_model(family: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny random model: sequence classification for encoders, causal LM for decoders."""
+    torch.manual_seed(seed)
+    config = _config(family)
+    if family in ENCODERS:
+        config.num_labels = 3
+        model = tf.AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = tf.AutoModelForCausalLM.from_config(config)
+    # Random init gives FFNs that barely matter; widen weights so that truncation is visible.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "embed" not in name and "wte" not in name and "wpe" not in name:
+                p.normal_(0, 0.15)
+    return model.eval()
+
+
+def make_batches(n_batches: int = 2, batch: int = 3, seq: int = 10, vocab: int = 97, seed: int = 0) -> list[dict]:
+    """Random token batches whose last rows are right-padded (attention_mask 0)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        ids = torch.randint(2, vocab, (batch, seq), generator=g)
+        mask = torch.ones(batch, seq, dtype=torch.long)
+        mask[-1, seq // 2:] = 0
+        out.append({"input_ids": ids, "attention_mask": mask})
+    return out
+
+
+def logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request) -> str:
+    return request.param

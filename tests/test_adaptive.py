@@ -1,0 +1,57 @@
+"""The AWN profile: quantile width, sampling, prior terms, gradients reach λ."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from awncompress import AWNConfig, adaptive_modules, awn_prior, convert_, rate_for_quantile
+from awncompress.adaptive import AdaptiveFFN
+from conftest import make_batches, make_model
+
+
+def test_initial_quantile_is_full_width_and_profile_is_geometric():
+    w = AdaptiveFFN(nn.Linear(100, 8), d_ff=100, k=0.9)
+    assert w.active_width() == 100
+    p = w.profile()
+    ratios = p[1:] / p[:-1]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios))
+    assert math.isclose(float(p.sum()), 0.9, rel_tol=1e-4)  # k-quantile at d_ff
+
+
+def test_quantile_width_follows_rate():
+    w = AdaptiveFFN(nn.Linear(100, 8), d_ff=100, k=0.9, init_rate=rate_for_quantile(0.25, 0.9))
+    assert w.active_width() == 25
+
+
+def test_sampled_widths_follow_the_profile():
+    w = AdaptiveFFN(nn.Linear(1000, 8), d_ff=1000, k=0.9, init_rate=rate_for_quantile(0.5, 0.9))
+    g = torch.Generator().manual_seed(0)
+    samples = torch.tensor([w.sample_width(g) for _ in range(4000)], dtype=torch.float)
+    assert samples.min() >= 1 and samples.max() <= 1000
+    within = (samples <= 500).float().mean().item()
+    assert abs(within - 0.9 / (1 - math.exp(-w.rate().item() * 1000))) < 0.03
+
+
+def test_prior_and_task_loss_reach_the_rate():
+    model = make_model("bert")
+    convert_(model, AWNConfig(), calibration=make_batches())
+    model.train()
+    out = model(**make_batches()[0], labels=torch.tensor([0, 1, 2]))
+    prior = awn_prior(model, rate_mean=4.6, rate_std=1.0, weight_std=1.0)
+    (out.loss + prior).backward()
+    grads = [w.raw_rate.grad for w in adaptive_modules(model)]
+    assert all(g is not None and g.abs() > 0 for g in grads)
+
+
+def test_rate_prior_pulls_widths_down():
+    model = make_model("llama")
+    convert_(model, AWNConfig(), calibration=make_batches())
+    rates = [w.raw_rate for w in adaptive_modules(model)]
+    opt = torch.optim.Adam(rates, lr=0.1)
+    for _ in range(50):
+        opt.zero_grad()
+        awn_prior(model, rate_mean=rate_for_quantile(0.25, 0.9), rate_std=1.0, weight_std=1.0).backward()
+        opt.step()
+    assert all(w.active_width() < 64 * 0.4 for w in adaptive_modules(model))
