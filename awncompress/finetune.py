@@ -1,0 +1,276 @@
+"""The brief fine-tune: task loss or KD from the frozen original, plus the AWN prior / N.
+
+Runs through ``accelerate`` (device placement, fp16/bf16, several processes under
+``accelerate launch``). Reproducible and resumable by construction: the data order, dropout and
+sampled widths of step ``s`` depend only on ``(seed, s)``, so a run resumed from a checkpoint
+takes exactly the steps an uninterrupted run would have taken.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+from tqdm.auto import tqdm
+
+from .adaptive import adaptive_modules, awn_prior
+from .atomic import atomic_dir
+from .errors import AwnError
+
+MODES = ("stochastic", "deterministic")
+
+
+@dataclass
+class TrainConfig:
+    """Budget and loss of one fine-tuning stage (the ``train`` section of a recipe).
+
+    ``batch_size`` is the global batch per optimizer step, split over processes and
+    ``grad_accum`` micro-batches. Stochastic mode trains each step at full width (if
+    ``full_width_pass``) and at one width per layer sampled from that layer's learned profile;
+    deterministic mode trains the rescaled full-width model only.
+    """
+
+    steps: int = 125
+    batch_size: int = 32
+    lr: float = 5e-5
+    rate_lr: float = 0.05
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    mode: str = "stochastic"
+    full_width_pass: bool = True
+    kd_weight: float = 0.5
+    kd_temperature: float = 2.0
+    prior_weight: float = 1.0
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    max_seconds: Optional[float] = None
+    checkpoint_every: int = 50
+
+
+@dataclass
+class PriorConfig:
+    """The AWN prior terms (from AWNConfig)."""
+
+    rate_mean: float
+    rate_std: float
+    weight_std: float
+
+
+@dataclass
+class TrainResult:
+    """What a stage did: steps taken, wall seconds (this process, resumed parts included) and losses."""
+
+    steps: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class TrainingError(AwnError, RuntimeError):
+    """A fine-tune that cannot run as configured (e.g. batch not divisible over processes)."""
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """KL(teacher ‖ student) on temperature-softened logits, × T², averaged over examples or tokens."""
+    t = temperature
+    kl = F.kl_div(F.log_softmax(student.float() / t, -1), F.log_softmax(teacher.float() / t, -1), log_target=True, reduction="none").sum(-1)
+    if mask is not None:
+        kl = kl[mask.bool()]
+    return kl.mean() * t * t
+
+
+class _IndexStream:
+    """Epoch-wise seeded permutations of the training set; position p → example index."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self._perms = n, seed, {}
+
+    def __getitem__(self, position: int) -> int:
+        epoch, offset = divmod(position, self.n)
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))}
+        return int(self._perms[epoch][offset])
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then linear decay to 10 % of the peak."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    return 1.0 - 0.9 * (step - cfg.warmup_steps) / span
+
+
+def _save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """model / optimizer tensors as safetensors, the rest as JSON: nothing here is ever unpickled."""
+    with atomic_dir(folder, overwrite=True) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        opt = optimizer.state_dict()
+        tensors = {f"{pid}.{k}": v.detach().contiguous().cpu() if torch.is_tensor(v) else torch.tensor(v)
+                   for pid, s in opt["state"].items() for k, v in s.items()}
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "optimizer.json").write_text(json.dumps({"param_groups": opt["param_groups"]}))
+        (tmp / "trainer_state.json").write_text(json.dumps(state))
+
+
+def _load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
+    groups = json.loads((folder / "optimizer.json").read_text())["param_groups"]
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in load_file(str(folder / "optimizer.safetensors")).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+def latest_checkpoint(folder: Optional[Path]) -> Optional[Path]:
+    """The checkpoint with the highest step in ``folder`` (None if there is none)."""
+    if folder is None or not folder.exists():
+        return None
+    steps = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return steps[-1] if steps else None
+
+
+def _width_postfix(model: nn.Module) -> str:
+    wrappers = adaptive_modules(model)
+    if not wrappers:
+        return ""
+    pct = [round(100 * w.active_width() / w.width) for w in wrappers]
+    if len(pct) <= 8:
+        return "/".join(map(str, pct))
+    return f"{min(pct)}–{max(pct)} (mean {sum(pct) / len(pct):.0f})"
+
+
+def finetune(
+    model: nn.Module,
+    train_set: Any,
+    collate: Any,
+    cfg: TrainConfig,
+    *,
+    num_examples: int,
+    prior: Optional[PriorConfig] = None,
+    teacher: Optional[nn.Module] = None,
+    seed: int = 0,
+    checkpoint_dir: Optional[Path] = None,
+    resume: bool = False,
+    quiet: bool = False,
+    desc: str = "fine-tune",
+) -> TrainResult:
+    """Fine-tune ``model`` in place for ``cfg.steps`` optimizer steps; returns what it did.
+
+    Args:
+        model: a converted (adaptive) model, or a vanilla one for the dense stage.
+        train_set / collate: indexable examples and the function that pads a list of them.
+        num_examples: N, the training-set size dividing the prior.
+        prior: the AWN prior terms; None trains without them (dense stage).
+        teacher: a frozen model to distil from (mixing weight ``cfg.kd_weight``); None: task loss only.
+        checkpoint_dir: where ``step-N/`` checkpoints go every ``cfg.checkpoint_every`` steps.
+        resume: continue from the latest checkpoint in ``checkpoint_dir``.
+    """
+    from accelerate import Accelerator
+
+    if cfg.mode not in MODES:
+        raise TrainingError(f"training mode {cfg.mode!r} is not one of {MODES}")
+    # cpu=True without CUDA: under torchrun that selects gloo (MULTI_CPU) instead of a silent single process.
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    world = accelerator.num_processes
+    per_micro, rest = divmod(cfg.batch_size, cfg.grad_accum * world)
+    if rest or per_micro == 0:
+        raise TrainingError(f"batch size {cfg.batch_size} must be a multiple of grad_accum × processes = {cfg.grad_accum * world}")
+    wrappers = adaptive_modules(model)
+    rate_params = [w.raw_rate for w in wrappers]
+    rate_ids = {id(p) for p in rate_params}
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in rate_ids]
+    groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr}]
+    if rate_params:
+        groups.append({"params": rate_params, "lr": cfg.rate_lr, "weight_decay": 0.0, "base_lr": cfg.rate_lr})
+    optimizer = torch.optim.AdamW(groups)
+
+    start, done_seconds, losses = 0, 0.0, []
+    checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
+    if checkpoint is not None:
+        state = _load_checkpoint(checkpoint, model, optimizer)
+        start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
+    model, optimizer = accelerator.prepare(model, optimizer)
+    inner = accelerator.unwrap_model(model)
+    if teacher is not None:
+        teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
+    stream = _IndexStream(len(train_set), seed)
+    micro_size = cfg.batch_size // cfg.grad_accum
+
+    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=quiet or not accelerator.is_main_process, dynamic_ncols=True)
+    began = time.perf_counter()
+    stopped_early = False
+    model.train()
+    for step in range(start, cfg.steps):
+        if cfg.max_seconds is not None and done_seconds + time.perf_counter() - began > cfg.max_seconds:
+            stopped_early = True
+            break
+        torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step, identical on resume
+        width_rng = torch.Generator().manual_seed(seed * 1_000_033 + step)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * _lr_factor(step, cfg)
+        plans: list[Optional[list[int]]] = []
+        if not wrappers or cfg.mode == "deterministic" or cfg.full_width_pass:
+            plans.append(None)
+        if wrappers and cfg.mode == "stochastic":
+            plans.append([w.sample_width(width_rng) for w in wrappers])
+        step_loss = 0.0
+        for micro in range(cfg.grad_accum):
+            first = step * cfg.batch_size + micro * micro_size
+            rank_positions = range(first + accelerator.process_index, first + micro_size, world)
+            batch = {k: v.to(accelerator.device) for k, v in collate([train_set[stream[p]] for p in rank_positions]).items()}
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            teacher_logits = None
+            if teacher is not None:
+                with torch.no_grad(), accelerator.autocast():
+                    teacher_logits = teacher(**inputs).logits
+            for i, plan in enumerate(plans):
+                for w, width in zip(wrappers, plan or [None] * len(wrappers)):
+                    w.truncate_to = width
+                last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
+                with nullcontext() if last or world == 1 else accelerator.no_sync(model):
+                    with accelerator.autocast():
+                        out = model(**batch)
+                    loss = out.loss
+                    if teacher_logits is not None:
+                        mask = batch.get("attention_mask") if out.logits.dim() == 3 else None
+                        kd = distillation_loss(out.logits, teacher_logits, cfg.kd_temperature, mask)
+                        loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
+                    loss = loss / (cfg.grad_accum * len(plans))
+                    if last and prior is not None and cfg.prior_weight:
+                        loss = loss + cfg.prior_weight * awn_prior(inner, prior.rate_mean, prior.rate_std, prior.weight_std) / num_examples
+                    accelerator.backward(loss)
+                step_loss += float(loss.detach())
+        for w in wrappers:
+            w.truncate_to = None
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(round(step_loss, 6))
+        bar.update(1)
+        bar.set_postfix_str(f"loss={step_loss:.4f}" + (f" width%={_width_postfix(inner)}" if wrappers else ""))
+        finished = step + 1
+        if checkpoint_dir is not None and cfg.checkpoint_every and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps):
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                seconds = done_seconds + time.perf_counter() - began
+                _save_checkpoint(checkpoint_dir / f"step-{finished}", inner, optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                                 {"step": finished, "seconds": seconds, "losses": losses, "stage": desc})
+                for old in checkpoint_dir.glob("step-*"):
+                    if old.name != f"step-{finished}":
+                        shutil.rmtree(old, ignore_errors=True)
+            accelerator.wait_for_everyone()
+    bar.close()
+    model.eval()
+    seconds = done_seconds + time.perf_counter() - began
+    return TrainResult(steps=len(losses), seconds=round(seconds, 3), losses=losses, stopped_early=stopped_early)

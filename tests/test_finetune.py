@@ -1,0 +1,132 @@
+"""The brief fine-tune: it learns, moves λ, resumes exactly, and runs on 2 processes (gloo)."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from awncompress import AWNConfig, adaptive_modules, convert_
+from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, distillation_loss, finetune, latest_checkpoint
+from conftest import make_batches, make_model
+
+PRIOR = PriorConfig(rate_mean=4.6, rate_std=1.0, weight_std=1.0)
+
+
+def toy_data(n: int = 48, seed: int = 0) -> list[dict]:
+    """A learnable 3-class task: the label is the first token modulo 3."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        length = int(torch.randint(4, 10, (1,), generator=g))
+        ids = torch.randint(2, 97, (length,), generator=g).tolist()
+        out.append({"input_ids": ids, "attention_mask": [1] * length, "labels": ids[0] % 3})
+    return out
+
+
+def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+    longest = max(len(i["input_ids"]) for i in items)
+    pad = lambda seq: seq + [0] * (longest - len(seq))
+    return {
+        "input_ids": torch.tensor([pad(i["input_ids"]) for i in items]),
+        "attention_mask": torch.tensor([pad(i["attention_mask"]) for i in items]),
+        "labels": torch.tensor([i["labels"] for i in items]),
+    }
+
+
+def _converted():
+    model = make_model("bert")
+    convert_(model, AWNConfig(), calibration=make_batches())
+    return model
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(steps=6, batch_size=8, lr=1e-3, rate_lr=0.1, checkpoint_every=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_stochastic_finetune_learns_and_moves_rates():
+    model = _converted()
+    data = toy_data()
+    rates = [float(w.normalised_rate().detach()) for w in adaptive_modules(model)]
+    result = finetune(model, data, collate, _cfg(steps=20), num_examples=len(data), prior=PRIOR, quiet=True)
+    assert result.steps == 20 and len(result.losses) == 20
+    assert sum(result.losses[-5:]) < sum(result.losses[:5])
+    moved = [abs(float(w.normalised_rate().detach()) - r) for w, r in zip(adaptive_modules(model), rates)]
+    assert min(moved) > 0.05  # the normalised rate travels within a brief fine-tune
+    assert all(w.truncate_to is None for w in adaptive_modules(model))
+
+
+def test_kd_from_a_teacher_pulls_the_student_towards_it():
+    teacher = make_model("bert", seed=1)
+    data = toy_data()
+    student = _converted()
+    gap = lambda: sum(distillation_loss(student(**collate(data[i:i + 8])).logits, teacher(**collate(data[i:i + 8])).logits, 2.0)
+                      for i in range(0, 48, 8))
+    with torch.no_grad():
+        before = gap()
+    finetune(student, data, collate, _cfg(steps=15, kd_weight=1.0), num_examples=48, prior=PRIOR, teacher=teacher, quiet=True)
+    with torch.no_grad():
+        assert gap() < before
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
+    data = toy_data()
+    straight = _converted()
+    finetune(straight, data, collate, _cfg(), num_examples=48, prior=PRIOR, quiet=True)
+
+    import awncompress.finetune as ft
+
+    real_save = ft._save_checkpoint
+
+    def save_then_die(folder, model, optimizer, state):
+        real_save(folder, model, optimizer, state)
+        raise KeyboardInterrupt  # killed right after the step-3 checkpoint landed
+
+    monkeypatch.setattr(ft, "_save_checkpoint", save_then_die)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_converted(), data, collate, _cfg(checkpoint_every=3), num_examples=48, prior=PRIOR, checkpoint_dir=ckpt, quiet=True)
+    monkeypatch.setattr(ft, "_save_checkpoint", real_save)
+    assert latest_checkpoint(ckpt).name == "step-3"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step-3"]  # no half-written checkpoint folder
+
+    resumed = _converted()
+    result = finetune(resumed, data, collate, _cfg(checkpoint_every=3), num_examples=48, prior=PRIOR, checkpoint_dir=ckpt,
+                      resume=True, quiet=True)
+    assert result.steps == 6 and latest_checkpoint(ckpt).name == "step-6"
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_deterministic_mode_and_time_budget():
+    model = _converted()
+    result = finetune(model, toy_data(), collate, _cfg(mode="deterministic", steps=1000, max_seconds=0.5), num_examples=48,
+                      prior=PRIOR, quiet=True)
+    assert result.stopped_early and 0 < result.steps < 1000
+
+
+def test_batch_must_split_over_accumulation():
+    with pytest.raises(TrainingError, match="multiple of grad_accum"):
+        finetune(_converted(), toy_data(), collate, _cfg(batch_size=6, grad_accum=4), num_examples=48, prior=PRIOR, quiet=True)
+
+
+def test_two_cpu_processes_with_gloo(tmp_path):
+    tests = Path(__file__).parent
+    env = dict(os.environ, PYTHONPATH=f"{tests}{os.pathsep}{tests.parent}", OMP_NUM_THREADS="1")
+    # `accelerate launch --cpu` always starts one process; torchrun is what starts several on CPU.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           str(tests / "ddp_finetune_script.py"), str(tmp_path), str(tests)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    assert all(torch.allclose(rank0[k], rank1[k]) for k in rank0)  # gradients were averaged across ranks
+    fresh = _converted().state_dict()
+    assert any(not torch.allclose(rank0[k], fresh[k]) for k in rank0)  # and training changed the weights
