@@ -82,3 +82,53 @@ def logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
 @pytest.fixture(params=FAMILIES)
 def family(request) -> str:
     return request.param
+
+
+# --- a tiny local model folder and data files, for the pipeline and CLI -------------------------
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "weak"]
+FILLER = ["the", "film", "was", "plot", "actors", "and", "very", "quite", "story", "a"]
+
+
+def word_tokenizer(specials: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")):
+    """A BERT-style word-level fast tokenizer over the synthetic review vocabulary, built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(list(specials) + POSITIVE + NEGATIVE + FILLER)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+                                                        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]")
+
+
+def write_reviews(path, n: int = 96, seed: int = 0):
+    """A CSV of synthetic reviews whose label (fresh/rotten) is carried by sentiment words."""
+    import random
+
+    import pandas as pd
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label else NEGATIVE))
+        rows.append({"text": " ".join(words), "label": "fresh" if label else "rotten"})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def save_tiny_bert(folder, with_head: bool = True):
+    """A tiny BERT folder (safetensors + tokenizer); without head = a base model, like MiniLM."""
+    tok = word_tokenizer()
+    config = tf.BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = tf.BertForSequenceClassification(config) if with_head else tf.BertModel(config)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

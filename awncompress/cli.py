@@ -1,0 +1,289 @@
+"""The `awncompress` command line (typer).
+
+Usage errors exit 2 (typer.BadParameter); problems found while running exit 1 with one line on
+stderr; set AWNCOMPRESS_TRACEBACK=1 to see the full traceback instead.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+
+from .errors import AwnError
+
+app = typer.Typer(
+    name="awncompress",
+    help="Make pretrained Hugging Face models smaller: one brief fine-tune, every FFN width.\n\n"
+    "Examples:\n\n"
+    "  awncompress convert demo\n\n"
+    "  awncompress convert ./my-model --data train.csv --widths 0.25,0.5,0.75\n\n"
+    "  awncompress inspect out/nested",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@contextmanager
+def _friendly_errors() -> Iterator[None]:
+    """Turn awncompress errors into one line on stderr and exit code 1."""
+    try:
+        yield
+    except AwnError as exc:
+        if os.environ.get("AWNCOMPRESS_TRACEBACK"):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted (a convert run continues with --resume)", err=True)
+        raise typer.Exit(130) from None
+
+
+def _quiet_libraries(quiet: bool) -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # shard-writing bars are noise beside ours
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+
+
+def parse_widths(text: Optional[str]) -> Optional[list[float]]:
+    """'0.25,0.5' → [0.25, 0.5]; each a fraction of d_ff in (0, 1]."""
+    if text is None:
+        return None
+    try:
+        widths = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"widths must be comma-separated fractions like 0.25,0.5, got {text!r}") from None
+    bad = [w for w in widths if not 0.0 < w <= 1.0]
+    if not widths or bad:
+        raise typer.BadParameter(f"each width must be a fraction of d_ff in (0, 1], got {text!r}")
+    return widths
+
+
+def _parse_sets(pairs: List[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set takes KEY=VALUE (e.g. train.lr=1e-4), got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _default_out(model: str) -> Path:
+    return Path("awn-" + re.sub(r"[^A-Za-z0-9._-]+", "-", model.replace("builtin:", "")).strip("-"))
+
+
+@app.command(no_args_is_help=True)
+def convert(
+    model_or_recipe: str = typer.Argument(..., help="A recipe name (demo, bert-base, smollm2), a recipe .yaml, a local model folder or a Hub id."),
+    task: Optional[str] = typer.Option(None, help="text-classification or causal-lm (default: the recipe's, else text-classification)."),
+    data: Optional[str] = typer.Option(None, help="Training data: .csv/.json/.jsonl/.parquet, a Hub dataset id (id:config[:split]) or builtin:NAME."),
+    eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Evaluation data (default: a seeded split of --data)."),
+    text_column: Optional[str] = typer.Option(None, help="Column with the text."),
+    text_pair_column: Optional[str] = typer.Option(None, help="Second text column, for sentence pairs."),
+    label_column: Optional[str] = typer.Option(None, help="Column with the label."),
+    widths: Optional[str] = typer.Option(None, help="Width fractions of d_ff to export, e.g. 0.25,0.5,0.75."),
+    per_layer: Optional[bool] = typer.Option(None, "--per-layer/--no-per-layer", help="Also export the learned per-layer widths."),
+    steps: Optional[int] = typer.Option(None, min=1, help="AWN fine-tune steps."),
+    dense_steps: Optional[int] = typer.Option(None, min=1, help="Steps of the dense stage that trains an untrained head."),
+    max_train_examples: Optional[int] = typer.Option(None, min=1, help="Use at most this many training examples."),
+    max_eval_examples: Optional[int] = typer.Option(None, min=1, help="Use at most this many evaluation examples."),
+    mode: Optional[str] = typer.Option(None, help="stochastic (sample widths from the learned profile) or deterministic."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    set_: List[str] = typer.Option([], "--set", help="Override any recipe field: --set train.lr=1e-4 (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: the recipe's, else awn-<model>)."),
+    resume: bool = typer.Option(False, help="Continue a killed run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Skip the evaluation and report."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines."),
+) -> None:
+    """Convert a model: order and wrap its FFNs, fine-tune briefly, export every width, report.
+
+    Examples:
+
+      awncompress convert demo
+
+      awncompress convert bert-base --steps 300 --out bert-awn
+
+      awncompress convert ./my-model --data train.csv --eval-data test.csv --widths 0.25,0.5
+
+      awncompress convert demo --out demo-out --resume
+    """
+    from .recipes import apply_overrides, default_recipe, is_recipe, load_recipe
+
+    parsed_widths = parse_widths(widths)
+    sets = _parse_sets(set_)
+    _quiet_libraries(quiet)
+    with _friendly_errors():
+        recipe = load_recipe(model_or_recipe) if is_recipe(model_or_recipe) else default_recipe(model_or_recipe, task or "text-classification")
+        overrides: dict[str, object] = {
+            "task": task, "data.train": data, "data.eval": eval_data, "data.text_column": text_column,
+            "data.text_pair_column": text_pair_column, "data.label_column": label_column, "export.widths": parsed_widths,
+            "export.per_layer": per_layer, "train.steps": steps, "dense.steps": dense_steps,
+            "data.max_train_examples": max_train_examples, "data.max_eval_examples": max_eval_examples,
+            "train.mode": mode, "seed": seed, **sets,
+        }
+        recipe = apply_overrides(recipe, overrides)
+        if recipe.data.train is None:
+            raise typer.BadParameter("no training data: pass --data (a file, a Hub dataset id or builtin:NAME)")
+        target = out or (Path(recipe.out) if recipe.out else _default_out(recipe.model))
+        from .pipeline import run_convert
+
+        result = run_convert(recipe, target, resume=resume, overwrite=overwrite, quiet=quiet, evaluate=not no_eval)
+    if not quiet:
+        typer.echo(f"wrote {result.out}: " + ", ".join(p.name for p in result.exports.values()))
+        if result.report is not None:
+            typer.echo(f"report: {result.out / 'report.md'}")
+
+
+@app.command(no_args_is_help=True)
+def evaluate(
+    out: Path = typer.Argument(..., help="An output folder written by `awncompress convert`."),
+    data: Optional[str] = typer.Option(None, help="Evaluation data (default: the run's own eval data)."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated methods, e.g. awn,wina,wina-dynamic."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Re-evaluate the exported widths of a convert run (reloaded from disk) and rewrite its report.
+
+    Examples:
+
+      awncompress evaluate awn-demo
+
+      awncompress evaluate awn-demo --data test.csv --methods awn,wina
+    """
+    _quiet_libraries(quiet)
+    with _friendly_errors():
+        from .evaluate_run import reevaluate
+
+        reevaluate(out, data=data, methods=methods.split(",") if methods else None, quiet=quiet)
+    if not quiet:
+        typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command(no_args_is_help=True)
+def report(out: Path = typer.Argument(..., help="A folder holding report.json.")) -> None:
+    """Re-render report.md, report.csv and curve.png from report.json.
+
+    Example:
+
+      awncompress report awn-demo
+    """
+    with _friendly_errors():
+        from .report import load_report, write_report
+
+        write_report(load_report(out), out)
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+@app.command(no_args_is_help=True)
+def inspect(path: Path = typer.Argument(..., help="An export folder (nested, uniform or per-layer).")) -> None:
+    """Show an export's widths and, for nested exports, the learned per-layer profile.
+
+    Example:
+
+      awncompress inspect awn-demo/nested
+    """
+    with _friendly_errors():
+        from .loading import read_provenance
+
+        record = read_provenance(path)
+    typer.echo(f"{path}: {record['format']} export of {record.get('source_model')} ({record['model_type']}), d_ff {record['d_ff']}")
+    typer.echo(f"layer widths: {record['layer_widths']}")
+    profile = record.get("profile")
+    if profile:
+        typer.echo(f"learned profile (k = {profile['k']}):")
+        typer.echo("  layer  rate·d_ff  active width")
+        for i, (rate, width) in enumerate(zip(profile["normalised_rates"], profile["active_widths"])):
+            typer.echo(f"  {i:5d}  {rate:9.3f}  {width:6d} ({width / record['d_ff']:.0%})")
+    if record.get("width_table"):
+        typer.echo("width table: " + json.dumps(record["width_table"]))
+
+
+@app.command("export", no_args_is_help=True)
+def export_cmd(
+    nested: Path = typer.Argument(..., help="A nested export folder."),
+    widths: Optional[str] = typer.Option(None, help="Width fractions to materialise, e.g. 0.3,0.6."),
+    learned: bool = typer.Option(False, help="Also write the learned per-layer widths as a per-layer export."),
+    multiple: Optional[int] = typer.Option(None, min=1, help="Round widths to a multiple of this (e.g. 64)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write width-<w>/ (and per-layer/) into."),
+    overwrite: bool = typer.Option(False, help="Replace existing width folders."),
+) -> None:
+    """Materialise uniform (and per-layer) exports from a nested checkpoint.
+
+    Examples:
+
+      awncompress export awn-demo/nested --widths 0.3,0.6 --out more-widths
+
+      awncompress export awn-demo/nested --learned --out learned
+    """
+    parsed = parse_widths(widths) or []
+    if not parsed and not learned:
+        raise typer.BadParameter("give --widths and/or --learned")
+    _quiet_libraries(True)
+    with _friendly_errors():
+        from .export import export_per_layer, export_uniform
+        from .loading import load_pretrained, read_provenance
+        from .pipeline import width_dir
+
+        record = read_provenance(nested)
+        if record["format"] != "nested":
+            raise AwnError(f"{nested} is a {record['format']} export; `export` needs a nested one")
+        model = load_pretrained(nested)
+        tokenizer = _tokenizer_or_none(nested)
+        written = [export_uniform(model, width_dir(out, w), w, tokenizer=tokenizer, source=record.get("source_model"),
+                                  multiple=multiple, overwrite=overwrite) for w in parsed]
+        if learned:
+            widths_learned = (record.get("profile") or {}).get("active_widths")
+            if not widths_learned:
+                raise AwnError(f"{nested} records no learned per-layer widths")
+            written.append(export_per_layer(model, out / "per-layer", widths_learned, tokenizer=tokenizer,
+                                            source=record.get("source_model"), overwrite=overwrite))
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _tokenizer_or_none(folder: Path):
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError):
+        return None
+
+
+@app.command(no_args_is_help=False)
+def recipes(name: Optional[str] = typer.Argument(None, help="Show this recipe's YAML.")) -> None:
+    """List the shipped recipes, or print one.
+
+    Examples:
+
+      awncompress recipes
+
+      awncompress recipes demo
+    """
+    with _friendly_errors():
+        from .recipes import dump_recipe, list_recipes, load_recipe
+
+        if name is None:
+            for r in list_recipes():
+                typer.echo(r)
+        else:
+            typer.echo(dump_recipe(load_recipe(name)), nl=False)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

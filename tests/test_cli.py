@@ -1,0 +1,103 @@
+"""The command line: convert end to end on a tiny local model, other subcommands, bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import transformers as tf
+from typer.testing import CliRunner
+
+from awncompress import load_pretrained
+from awncompress.cli import app
+from conftest import save_tiny_bert, write_reviews
+
+runner = CliRunner()
+
+FAST = ["--steps", "4", "--dense-steps", "4", "--set", "train.batch_size=8", "--set", "dense.batch_size=8",
+        "--set", "train.checkpoint_every=2", "--set", "evaluate.latency_repeats=2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {"model": save_tiny_bert(root / "model", with_head=False), "data": write_reviews(root / "reviews.csv"), "root": root}
+
+
+def test_no_args_prints_help():
+    result = runner.invoke(app, [])
+    assert "convert" in result.output and "Examples" in result.output
+
+
+@pytest.mark.parametrize("command", ["convert", "evaluate", "report", "inspect", "export", "recipes"])
+def test_every_help_has_examples(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "awncompress " + command in result.output
+
+
+def test_convert_end_to_end_without_eval(tiny, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.25,0.5",
+                                 "--per-layer", "--out", str(out), "--no-eval", *FAST])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["nested", "per-layer", "recipe.yaml", "width-0.25", "width-0.5"]
+    plain = tf.AutoModelForSequenceClassification.from_pretrained(out / "width-0.25")
+    assert plain.config.intermediate_size == 16 and plain.config.id2label == {0: "fresh", 1: "rotten"}
+    nested = json.loads((out / "nested" / "awncompress.json").read_text())
+    assert nested["train"]["dense_seconds"] > 0 and nested["width_table"] == {"0.25": 16, "0.5": 32}
+    assert load_pretrained(out / "per-layer") is not None
+    shown = runner.invoke(app, ["inspect", str(out / "nested")])
+    assert shown.exit_code == 0 and "active width" in shown.output
+
+
+def test_export_subcommand_materialises_widths(tiny, tmp_path):
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--out", str(out),
+                               "--no-eval", *FAST]).exit_code == 0
+    result = runner.invoke(app, ["export", str(out / "nested"), "--widths", "0.375", "--learned", "--out", str(tmp_path / "more")])
+    assert result.exit_code == 0, result.output
+    assert tf.AutoConfig.from_pretrained(tmp_path / "more" / "width-0.375").intermediate_size == 24
+    assert (tmp_path / "more" / "per-layer" / "awncompress.json").exists()
+
+
+def test_existing_out_needs_overwrite_and_resume_needs_checkpoints(tiny, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--out", str(out), "--no-eval", *FAST])
+    assert result.exit_code == 1 and "already exists" in result.output and "--overwrite" in result.output
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--out", str(out), "--resume",
+                                 "--no-eval", *FAST])
+    assert result.exit_code == 1 and "nothing to resume" in result.output
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["convert", "./no/such/model", "--data", "x.csv"], 1, "does not exist"),
+    (["convert", "demo", "--widths", "0,0.5"], 2, "(0, 1]"),
+    (["convert", "demo", "--widths", "1.5"], 2, "(0, 1]"),
+    (["convert", "demo", "--widths", "half"], 2, "comma-separated"),
+    (["convert", "demo", "--set", "train.nope=1"], 1, "nope"),
+    (["convert", "demo", "--set", "train.steps"], 2, "KEY=VALUE"),
+    (["inspect", "."], 1, "not an awncompress export"),
+    (["recipes", "no-such-recipe"], 1, "demo"),
+])
+def test_bad_input_gets_one_line_and_exit_code(args, code, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_missing_data_file_and_missing_columns(tiny, tmp_path):
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o"), *FAST])
+    assert result.exit_code == 1 and "none.csv" in result.output
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--text-column", "review",
+                                 "--out", str(tmp_path / "o2"), *FAST])
+    assert result.exit_code == 1 and "review" in result.output
+
+
+def test_hub_id_without_network_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = write_reviews(tmp_path / "r.csv")
+    result = runner.invoke(app, ["convert", "someone/some-model", "--data", str(data), "--out", str(tmp_path / "o"), *FAST])
+    assert result.exit_code == 1 and "Hugging Face Hub" in result.output and "network" in result.output
