@@ -179,9 +179,9 @@ def report(out: Path = typer.Argument(..., help="A folder holding report.json.")
       awncompress report awn-demo
     """
     with _friendly_errors():
-        from .report import load_report, write_report
+        from .report import render_report
 
-        write_report(load_report(out), out)
+        render_report(out)
     typer.echo(f"report: {out / 'report.md'}")
 
 

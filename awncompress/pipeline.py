@@ -18,7 +18,7 @@ import transformers
 from torch import nn
 
 from .adaptive import profile_summary
-from .atomic import check_writable
+from .atomic import atomic_dir, check_writable
 from .convert import AWNConfig, convert_, fold_
 from .data import DataConfig, TaskData, load_task_data
 from .errors import AwnError
@@ -26,6 +26,8 @@ from .export import export_nested, export_per_layer, export_uniform
 from .finetune import PriorConfig, TrainConfig, TrainResult, finetune, latest_checkpoint
 from .loading import check_safe_checkpoint
 from .recipes import Recipe, dump_recipe
+
+DENSE_DIR = "dense"
 
 log = logging.getLogger("awncompress")
 
@@ -174,6 +176,7 @@ def run_convert(
         dense_result = finetune(model, data.train, data.collate, dense_config(recipe), num_examples=data.num_train_examples,
                                 seed=recipe.seed, checkpoint_dir=out / "checkpoints" / "dense", resume=resume, quiet=quiet,
                                 desc="dense head")
+        save_dense(model, tokenizer, out / DENSE_DIR)
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
 
     cfg = awn_config(recipe)
@@ -192,12 +195,20 @@ def run_convert(
     exports = write_exports(model, tokenizer, recipe, out, profile, extra={"train": costs}, overwrite=True)
     result = ConvertResult(out=out, exports=exports, awn=awn_result, dense=dense_result, profile=profile)
     if evaluate:
-        from .evaluate_run import evaluate_conversion
+        from .evaluate_run import evaluate_conversion  # evaluation pulls in matplotlib: only when asked
 
         result.report = evaluate_conversion(out, teacher, data, recipe, exports, costs, batches, quiet=quiet)
     if latest_checkpoint(out / "checkpoints" / "awn") is not None:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the exports hold everything now
     return result
+
+
+def save_dense(model: nn.Module, tokenizer: Any, folder: Path) -> Path:
+    """The dense model with its freshly trained head: the report's reference and the baselines' source."""
+    with atomic_dir(folder, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return folder
 
 
 def write_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, profile: dict,

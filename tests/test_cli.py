@@ -39,7 +39,7 @@ def test_convert_end_to_end_without_eval(tiny, tmp_path):
     result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.25,0.5",
                                  "--per-layer", "--out", str(out), "--no-eval", *FAST])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["nested", "per-layer", "recipe.yaml", "width-0.25", "width-0.5"]
+    assert sorted(p.name for p in out.iterdir()) == ["dense", "nested", "per-layer", "recipe.yaml", "width-0.25", "width-0.5"]
     plain = tf.AutoModelForSequenceClassification.from_pretrained(out / "width-0.25")
     assert plain.config.intermediate_size == 16 and plain.config.id2label == {0: "fresh", 1: "rotten"}
     nested = json.loads((out / "nested" / "awncompress.json").read_text())
@@ -47,6 +47,42 @@ def test_convert_end_to_end_without_eval(tiny, tmp_path):
     assert load_pretrained(out / "per-layer") is not None
     shown = runner.invoke(app, ["inspect", str(out / "nested")])
     assert shown.exit_code == 0 and "active width" in shown.output
+
+
+def test_convert_evaluates_and_reports_then_evaluate_and_report_rerun(tiny, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.25,0.5", "--out", str(out),
+                                 "--set", "evaluate.methods=awn,wina,random,wina-dynamic,finetune", *FAST])
+    assert result.exit_code == 0, result.output
+    for name in ("report.json", "report.csv", "report.md", "curve.png", "dense"):
+        assert (out / name).exists(), name
+    record = json.loads((out / "report.json").read_text())
+    methods = {r["method"] for r in record["rows"]}
+    assert methods == {"awn", "wina", "random", "wina-dynamic", "wina+finetune"}
+    awn = {r["width_fraction"]: r for r in record["rows"] if r["method"] == "awn"}
+    assert set(awn) == {0.25, 0.5} and awn[0.25]["export"].endswith("width-0.25")
+    assert awn[0.25]["flops_ratio"] < awn[0.5]["flops_ratio"] < 1
+    assert record["costs"]["wina+finetune"]["prepare_s"] > 0 and record["costs"]["awn"]["finetune_s"] > 0
+    card = json.loads((out / "width-0.25" / "awncompress.json").read_text())
+    assert card["metric"]["value"] == awn[0.25]["value"]
+    assert not (out / "checkpoints").exists()
+
+    (out / "report.md").unlink()
+    result = runner.invoke(app, ["evaluate", str(out), "--methods", "awn,magnitude", "--quiet"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / "report.json").read_text())
+    assert {r["method"] for r in again["rows"]} == {"awn", "magnitude"}
+    assert {r["value"] for r in again["rows"] if r["method"] == "awn"} == {r["value"] for r in awn.values()}
+    (out / "curve.png").unlink()
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert (out / "curve.png").stat().st_size > 1000
+
+
+def test_evaluate_and_report_refuse_other_folders(tmp_path):
+    result = runner.invoke(app, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 1 and "not an awncompress output" in result.output
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1 and "report.json" in result.output
 
 
 def test_export_subcommand_materialises_widths(tiny, tmp_path):
