@@ -130,6 +130,28 @@ def profile_summary(model: nn.Module) -> dict[str, list]:
     }
 
 
+def widths_for_budget(normalised_rates: list[float], d_ff: int, fraction: float) -> list[int]:
+    """Per-layer widths spending ``fraction`` of the full FFN FLOPs, allocated by the learned profiles.
+
+    Every layer takes the same quantile q of its own profile, ``ceil(-ln(1-q) · d_ff / (λ·d_ff))``:
+    a layer whose importance decays fast gets fewer neurons. FFN FLOPs are proportional to the
+    summed widths, so q is found by bisection as the largest one whose widths sum to at most
+    ``fraction · layers · d_ff``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"FLOP budget must be a fraction in (0, 1], got {fraction}")
+    budget = max(len(normalised_rates), round(fraction * d_ff * len(normalised_rates)))
+
+    def widths(c: float) -> list[int]:
+        return [max(1, min(d_ff, math.ceil(c * d_ff / r))) for r in normalised_rates]
+
+    lo, hi = 0.0, max(normalised_rates) * 2.0  # c = -ln(1-q); at hi every layer is at full width
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sum(widths(mid)) <= budget else (lo, mid)
+    return widths(lo)
+
+
 def awn_prior(
     model: nn.Module,
     rate_mean: float,

@@ -18,7 +18,7 @@ from .data import TaskData, load_task_data
 from .errors import NotAnExportError
 from .evaluation import LatencyConfig, annotate_exports, evaluate_methods, find_exports
 from .finetune import finetune
-from .loading import read_provenance
+from .loading import load_pretrained, read_provenance
 from .recipes import Recipe, apply_overrides, load_recipe
 from .report import write_report
 
@@ -47,7 +47,20 @@ def finetune_baseline(original: nn.Module, data: TaskData, recipe: Recipe, calib
     return build
 
 
-def _methods(recipe: Recipe, original: nn.Module, data: TaskData, calibration: list, quiet: bool,
+def per_layer_method(out: Path) -> Callable[[float], nn.Module]:
+    """``awn-per-layer``: the per-layer export at the FFN FLOP budget of each width, from disk."""
+    from .pipeline import per_layer_dir
+
+    def load(fraction: float) -> nn.Module:
+        folder = per_layer_dir(out, fraction)
+        if not folder.exists():
+            raise NotAnExportError(f"{folder} is missing: convert with --per-layer to write per-layer exports")
+        return load_pretrained(folder)
+
+    return load
+
+
+def _methods(recipe: Recipe, out: Path, original: nn.Module, data: TaskData, calibration: list, quiet: bool,
              names: Optional[Sequence[str]] = None) -> list:
     methods: list[Any] = []
     for name in names or recipe.evaluate.methods:
@@ -55,6 +68,8 @@ def _methods(recipe: Recipe, original: nn.Module, data: TaskData, calibration: l
             methods.append((f"{recipe.awn.scorer}+finetune", finetune_baseline(original, data, recipe, calibration, quiet)))
         else:
             methods.append(name)
+    if recipe.export.per_layer and not names:
+        methods.insert(1, ("awn-per-layer", per_layer_method(out)))
     return methods
 
 
@@ -75,7 +90,7 @@ def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: 
     began = time.perf_counter()
     record = evaluate_methods(
         original, export_dirs, data.eval, data.collate, task=recipe.task, metric=recipe.resolved_metric,
-        methods=_methods(recipe, original, data, calibration, quiet, methods), widths=widths,
+        methods=_methods(recipe, out, original, data, calibration, quiet, methods), widths=widths,
         calibration=calibration, latency=_latency(recipe), batch_size=recipe.evaluate.batch_size, seed=recipe.seed,
         model_name=recipe.model, data=recipe.data.eval or recipe.data.train, profile=profile,
         costs={"awn": {"finetune_s": costs.get("awn_seconds")}, "dense": {"finetune_s": costs.get("dense_seconds")}},

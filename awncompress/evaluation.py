@@ -109,7 +109,9 @@ def check_eval_data(dataset: Any) -> None:
 
 
 def _loader(dataset: Any, collate: Optional[Callable], batch_size: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    # Batches of similar length waste little compute on padding; the metric ignores the order.
+    by_length = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
+    return DataLoader(dataset, batch_size=batch_size, sampler=by_length, collate_fn=collate)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -355,7 +357,7 @@ def dynamic_wina(model: nn.Module, fraction: Union[float, int, Sequence[int]]) -
         def hook(_module, args):
             h = args[0]
             scores = h.detach().abs() * norms.to(device=h.device, dtype=h.dtype)
-            keep = scores.topk(k, dim=-1).indices
+            keep = scores.topk(k, dim=-1, sorted=False).indices
             masked = torch.zeros_like(h).scatter(-1, keep, h.gather(-1, keep))
             return (masked, *args[1:])
         return hook
@@ -408,20 +410,24 @@ class _Measure:
     def flops(self, model: nn.Module, ffn_widths: Optional[Sequence[int]] = None) -> dict:
         return flops_per_example(model, self.lengths, ffn_widths)
 
-    def entry(self, model: nn.Module, *, flop_widths: Optional[Sequence[int]] = None) -> dict:
-        """metric, FLOPs, params and latency of ``model`` (moved to the evaluation device)."""
+    def entry(self, model: nn.Module, *, flop_widths: Optional[Sequence[int]] = None, timed: bool = True) -> dict:
+        """metric, FLOPs, params and latency of ``model`` (moved to the evaluation device).
+
+        ``timed=False`` (theoretical rows): a masked dense model runs at dense speed or slower, so
+        timing it would say nothing about the method; its latency is left empty.
+        """
         model.to(self.device)
         value = evaluate_model(model, self.dataset, self.collate, self.task, self.metric, self.batch_size)
         entry = {"metric": self.metric, "value": value, **self.flops(model, flop_widths),
                  "params": count_params(model), "weight_bytes": weight_bytes(model)}
-        lat = measure_latency(model, self.latency) if self.latency is not None else None
+        lat = measure_latency(model, self.latency) if self.latency is not None and timed else None
         entry.update({"latency_ms": lat["median_ms"] if lat else None, "latency_p10_ms": lat["p10_ms"] if lat else None,
                       "latency_p90_ms": lat["p90_ms"] if lat else None})
         return entry
 
     def row(self, method: str, fraction: float, model: nn.Module, *, widths: Sequence[int],
             export: Optional[Path] = None, theoretical: bool = False, flop_widths: Optional[Sequence[int]] = None) -> dict:
-        entry = self.entry(model, flop_widths=flop_widths)
+        entry = self.entry(model, flop_widths=flop_widths, timed=not theoretical)
         dense = self.dense
         row = {"method": method, "width_fraction": float(fraction), "intermediate_size": _intermediate(widths),
                **entry,

@@ -17,9 +17,9 @@ import torch
 import transformers
 from torch import nn
 
-from .adaptive import profile_summary
+from .adaptive import profile_summary, widths_for_budget
 from .atomic import atomic_dir, check_writable
-from .convert import AWNConfig, convert_, fold_
+from .convert import AWNConfig, convert_, fold_, layer_widths
 from .data import DataConfig, TaskData, load_task_data
 from .errors import AwnError
 from .export import export_nested, export_per_layer, export_uniform
@@ -138,6 +138,11 @@ def width_dir(out: Path, fraction: float) -> Path:
     return out / f"width-{fraction:g}"
 
 
+def per_layer_dir(out: Path, fraction: float) -> Path:
+    """Folder of the per-layer export at an FFN FLOP budget: ``per-layer-0.25``."""
+    return out / f"per-layer-{fraction:g}"
+
+
 def run_convert(
     recipe: Recipe,
     out: Path,
@@ -213,7 +218,7 @@ def save_dense(model: nn.Module, tokenizer: Any, folder: Path) -> Path:
 
 def write_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, profile: dict,
                   extra: Optional[dict] = None, overwrite: bool = False) -> dict[str, Path]:
-    """nested/, one width-<fraction>/ per recipe width, and per-layer/ (learned widths) if asked."""
+    """nested/, one width-<w>/ per recipe width and, if asked, per-layer-<w>/ at the same FFN FLOPs."""
     source = recipe.model
     exports = {"nested": export_nested(model, out / "nested", widths=recipe.export.widths, profile=profile, tokenizer=tokenizer,
                                        source=source, overwrite=overwrite, extra=extra)}
@@ -221,6 +226,10 @@ def write_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, p
         exports[f"{w:g}"] = export_uniform(model, width_dir(out, w), float(w), tokenizer=tokenizer, source=source,
                                            multiple=recipe.export.multiple, overwrite=overwrite, extra=extra)
     if recipe.export.per_layer:
-        exports["per-layer"] = export_per_layer(model, out / "per-layer", profile["active_widths"], tokenizer=tokenizer,
-                                                source=source, overwrite=overwrite, extra=extra)
+        d_ff = max(layer_widths(model))
+        for w in recipe.export.widths:
+            widths = widths_for_budget(profile["normalised_rates"], d_ff, float(w))
+            exports[f"per-layer-{w:g}"] = export_per_layer(model, per_layer_dir(out, w), widths, tokenizer=tokenizer,
+                                                           source=source, method="awn-per-layer", overwrite=overwrite,
+                                                           extra={**(extra or {}), "flop_budget": float(w)})
     return exports

@@ -208,14 +208,13 @@ class ExportSection:
     """Which checkpoints to write.
 
     ``widths``: FFN width fractions of the uniform exports. ``multiple``: round each layer's width
-    to a multiple of this (null: no rounding). ``per_layer``: also export per-layer widths from the
-    learned profiles. ``flop_budgets``: FFN FLOP fractions for per-layer exports.
+    to a multiple of this (null: no rounding). ``per_layer``: for every width, also export
+    per-layer widths allocated by the learned profiles at the same FFN FLOPs (``per-layer-<w>/``).
     """
 
     widths: list[float] = _f(rule=_WIDTH, factory=lambda: [0.125, 0.25, 0.375, 0.5, 0.75], nonempty=True)
     multiple: Optional[int] = _f(None, _POSITIVE_INT)
     per_layer: bool = _f(False)
-    flop_budgets: list[float] = _f(rule=_WIDTH, factory=list)
 
 
 @dataclass

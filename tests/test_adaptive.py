@@ -55,3 +55,14 @@ def test_rate_prior_pulls_widths_down():
         awn_prior(model, rate_mean=rate_for_quantile(0.25, 0.9), rate_std=1.0, weight_std=1.0).backward()
         opt.step()
     assert all(w.active_width() < 64 * 0.4 for w in adaptive_modules(model))
+
+
+def test_budget_widths_follow_the_rates_and_meet_the_budget():
+    from awncompress.adaptive import widths_for_budget
+
+    rates = [1.0, 2.0, 4.0, 8.0]
+    widths = widths_for_budget(rates, d_ff=1000, fraction=0.25)
+    assert widths == sorted(widths, reverse=True)  # faster decay → fewer neurons
+    assert 0.24 * 4000 <= sum(widths) <= 0.25 * 4000
+    assert widths_for_budget([3.0] * 4, 1000, 0.5) == [500] * 4  # equal rates → uniform
+    assert widths_for_budget(rates, 1000, 1.0) == [1000] * 4

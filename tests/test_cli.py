@@ -39,12 +39,15 @@ def test_convert_end_to_end_without_eval(tiny, tmp_path):
     result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.25,0.5",
                                  "--per-layer", "--out", str(out), "--no-eval", *FAST])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["dense", "nested", "per-layer", "recipe.yaml", "width-0.25", "width-0.5"]
+    assert sorted(p.name for p in out.iterdir()) == ["dense", "nested", "per-layer-0.25", "per-layer-0.5", "recipe.yaml",
+                                                     "width-0.25", "width-0.5"]
     plain = tf.AutoModelForSequenceClassification.from_pretrained(out / "width-0.25")
     assert plain.config.intermediate_size == 16 and plain.config.id2label == {0: "fresh", 1: "rotten"}
     nested = json.loads((out / "nested" / "awncompress.json").read_text())
     assert nested["train"]["dense_seconds"] > 0 and nested["width_table"] == {"0.25": 16, "0.5": 32}
-    assert load_pretrained(out / "per-layer") is not None
+    per_layer = load_pretrained(out / "per-layer-0.25")
+    sizes = [layer.intermediate.dense.out_features for layer in per_layer.bert.encoder.layer]
+    assert sum(sizes) <= 0.25 * 64 * 2 and json.loads((out / "per-layer-0.25" / "awncompress.json").read_text())["flop_budget"] == 0.25
     shown = runner.invoke(app, ["inspect", str(out / "nested")])
     assert shown.exit_code == 0 and "active width" in shown.output
 
