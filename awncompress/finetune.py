@@ -67,7 +67,7 @@ class PriorConfig:
 
 @dataclass
 class TrainResult:
-    """What a stage did: steps taken, wall seconds (this process, resumed parts included) and losses."""
+    """What a stage did: steps taken, wall seconds (resumed parts included) and the task/KD loss per step."""
 
     steps: int
     seconds: float
@@ -224,7 +224,7 @@ def finetune(
             plans.append(None)
         if wrappers and cfg.mode == "stochastic":
             plans.append([w.sample_width(width_rng) for w in wrappers])
-        step_loss = 0.0
+        step_loss, step_prior = 0.0, 0.0
         for micro in range(cfg.grad_accum):
             first = step * cfg.batch_size + micro * micro_size
             rank_positions = range(first + accelerator.process_index, first + micro_size, world)
@@ -247,10 +247,12 @@ def finetune(
                         kd = distillation_loss(out.logits, teacher_logits, cfg.kd_temperature, mask)
                         loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
                     loss = loss / (cfg.grad_accum * len(plans))
+                    step_loss += float(loss.detach())
                     if last and prior is not None and cfg.prior_weight:
-                        loss = loss + cfg.prior_weight * awn_prior(inner, prior.rate_mean, prior.rate_std, prior.weight_std) / num_examples
+                        penalty = cfg.prior_weight * awn_prior(inner, prior.rate_mean, prior.rate_std, prior.weight_std) / num_examples
+                        step_prior = float(penalty.detach())
+                        loss = loss + penalty
                     accelerator.backward(loss)
-                step_loss += float(loss.detach())
         for w in wrappers:
             w.truncate_to = None
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -258,7 +260,7 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         losses.append(round(step_loss, 6))
         bar.update(1)
-        bar.set_postfix_str(f"loss={step_loss:.4f}" + (f" width%={_width_postfix(inner)}" if wrappers else ""))
+        bar.set_postfix_str(f"loss={step_loss:.4f}" + (f" prior/N={step_prior:.3g} width%={_width_postfix(inner)}" if wrappers else ""))
         finished = step + 1
         if checkpoint_dir is not None and cfg.checkpoint_every and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps):
             accelerator.wait_for_everyone()
