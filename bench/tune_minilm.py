@@ -1,0 +1,74 @@
+"""Tuning sweep for benchmark 1: AWN fine-tune configs on MiniLM-L6 / Rotten Tomatoes.
+
+Reuses one dense fine-tuned model (the demo recipe's dense stage, saved as DENSE/) so every
+config starts from the same teacher and split; evaluates awn at a few widths in memory (the
+exports are these same tensors). One JSON line per config in OUT.
+
+    python bench/tune_minilm.py --dense out/demo/dense --out bench/results/tune_minilm.jsonl \
+        --config lr=1e-4 --config kd_weight=1.0 ...
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from awncompress.convert import convert_, fold_, truncate_
+from awncompress.adaptive import profile_summary
+from awncompress.data import load_task_data
+from awncompress.evaluation import evaluate_model
+from awncompress.finetune import PriorConfig, finetune
+from awncompress.pipeline import awn_config, calibration_batches, data_config, load_model, train_config
+from awncompress.recipes import apply_overrides, load_recipe
+
+WIDTHS = (0.125, 0.25, 0.5)
+
+
+def run(dense: Path, overrides: dict, seed: int) -> dict:
+    recipe = apply_overrides(load_recipe("demo"), {"seed": seed, **overrides})
+    model, tokenizer, _ = load_model(str(dense), recipe.task)
+    # The data split of the builtin is fixed; the seed moves the fine-tune only.
+    data = load_task_data(data_config(recipe), tokenizer)
+    teacher = copy.deepcopy(model).requires_grad_(False)
+    cfg = awn_config(recipe)
+    convert_(model, cfg, calibration=calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size))
+    began = time.perf_counter()
+    result = finetune(model, data.train, data.collate, dataclasses.replace(train_config(recipe), checkpoint_every=0),
+                      num_examples=data.num_train_examples, prior=PriorConfig(cfg.rate_prior_mean, cfg.rate_prior_std, cfg.weight_prior_std),
+                      teacher=teacher if recipe.train.kd_weight > 0 else None, seed=seed, quiet=True)
+    seconds = time.perf_counter() - began
+    profile = profile_summary(model)
+    fold_(model)
+    accs = {"1.0": evaluate_model(model, data.eval, data.collate, recipe.task, batch_size=64)}
+    for w in WIDTHS:
+        small = copy.deepcopy(model)
+        truncate_(small, w)
+        accs[f"{w:g}"] = evaluate_model(small, data.eval, data.collate, recipe.task, batch_size=64)
+    return {"overrides": overrides, "seed": seed, "train_s": round(seconds, 1), "steps": result.steps,
+            "accuracy": accs, "active_widths": profile["active_widths"], "rates": profile["normalised_rates"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dense", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", action="append", default=[], help="comma-separated recipe overrides, e.g. train.lr=1e-4,train.kd_weight=1")
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for spec in args.config or [""]:
+        overrides = dict(kv.split("=", 1) for kv in spec.split(",") if kv)
+        record = run(args.dense, overrides, args.seed)
+        print(json.dumps(record), flush=True)
+        with args.out.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()
