@@ -1,6 +1,6 @@
-"""Write a folder all at once: build it in a hidden temp dir beside the target, then rename.
+"""Write a folder or a file all at once: build it in a hidden temp beside the target, then rename.
 
-A crash or Ctrl-C mid-write leaves no half folder under the target name.
+A crash or Ctrl-C mid-write leaves no half folder or file under the target name.
 """
 from __future__ import annotations
 
@@ -22,6 +22,28 @@ def check_writable(out: Union[str, Path], overwrite: bool) -> Path:
     return out
 
 
+def _shareable(path: Path, mode: int) -> None:
+    """mkdtemp/mkstemp create owner-only entries; exports and reports are meant to be shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+def atomic_write(path: Union[str, Path], data: Union[str, bytes]) -> None:
+    """Write a file via a temp file beside it and a rename: readers never see half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        _shareable(Path(tmp), 0o666)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @contextmanager
 def atomic_dir(out: Union[str, Path], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temp dir; on success it replaces ``out``, on error it is removed."""
@@ -30,6 +52,7 @@ def atomic_dir(out: Union[str, Path], overwrite: bool = False) -> Iterator[Path]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
+        _shareable(tmp, 0o777)
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, trash / out.name)

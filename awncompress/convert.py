@@ -154,8 +154,9 @@ def truncate_(
     """Keep the first neurons of every FFN, in place; returns the per-layer widths.
 
     ``widths``: an int (neurons, every layer), a float fraction of d_ff (optionally rounded to
-    ``multiple``), or one int per layer. A uniform width is written to the config attribute that
-    vanilla transformers reads (``intermediate_size``, GPT-2 ``n_inner``, DistilBERT ``hidden_dim``).
+    ``multiple``), or one int per layer. The largest width is written to the config attribute that
+    vanilla transformers reads (``intermediate_size``, GPT-2 ``n_inner``, DistilBERT ``hidden_dim``):
+    exact for a uniform width, an upper bound for per-layer widths (which vanilla configs cannot say).
     The model must be folded (vanilla): neurons are taken in index order.
     """
     blocks = find_ffns(model, spec)
@@ -167,8 +168,8 @@ def truncate_(
         if w > block.width:
             raise WidthError(f"layer {block.layer} has {block.width} neurons; cannot keep {w}")
         select_neurons_(block, torch.arange(w))
-    if len(set(resolved)) == 1 and hasattr(model, "config"):
-        set_config_width(model.config, spec_for(model, spec), resolved[0])
+    if hasattr(model, "config"):
+        set_config_width(model.config, spec_for(model, spec), max(resolved))
     return resolved
 
 

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence, Union
 from torch import nn
 
 from .archs import spec_for
-from .atomic import atomic_dir, check_writable
+from .atomic import atomic_dir, atomic_write, check_writable
 from .convert import Width, layer_widths, truncate_, width_from_fraction
 from .version import __version__
 
@@ -70,13 +70,7 @@ def export_uniform(
     The folder loads with plain ``AutoModelFor*.from_pretrained`` (the config's FFN size is set).
     ``model`` itself is not modified.
     """
-    out = check_writable(out, overwrite)
-    d_ff = max(layer_widths(model))
-    small = copy.deepcopy(model)
-    widths = truncate_(small, width, multiple=multiple)
-    with atomic_dir(out, overwrite) as tmp:
-        _save(small, tmp, _provenance(small, "uniform", widths, d_ff, source, method, extra), tokenizer)
-    return out
+    return _export_truncated(model, out, width, "uniform", multiple, tokenizer, source, method, overwrite, extra)
 
 
 def export_per_layer(
@@ -92,17 +86,21 @@ def export_per_layer(
 ) -> Path:
     """Save ``model`` with a different width per FFN layer; load it with ``awncompress.load_pretrained``.
 
-    Vanilla configs hold one FFN size, so the config keeps the largest width and
-    ``awncompress.json`` records the list.
+    Vanilla configs hold one FFN size, so the config keeps the largest width (see ``truncate_``)
+    and ``awncompress.json`` records the list.
     """
+    return _export_truncated(model, out, list(widths), "per-layer", None, tokenizer, source, method, overwrite, extra)
+
+
+def _export_truncated(model: nn.Module, out: Union[str, Path], widths: Any, fmt: str, multiple: Optional[int],
+                      tokenizer: Any, source: Optional[str], method: str, overwrite: bool, extra: Optional[dict]) -> Path:
+    """Truncate a copy of ``model`` to ``widths`` and save it as ``fmt``; ``model`` is not modified."""
     out = check_writable(out, overwrite)
     d_ff = max(layer_widths(model))
     small = copy.deepcopy(model)
-    resolved = truncate_(small, list(widths))
-    spec = spec_for(small)
-    setattr(small.config, spec.d_ff_attr, max(resolved))
+    resolved = truncate_(small, widths, multiple=multiple)
     with atomic_dir(out, overwrite) as tmp:
-        _save(small, tmp, _provenance(small, "per-layer", resolved, d_ff, source, method, extra), tokenizer)
+        _save(small, tmp, _provenance(small, fmt, resolved, d_ff, source, method, extra), tokenizer)
     return out
 
 
@@ -138,10 +136,8 @@ def update_provenance(folder: Union[str, Path], **fields: Any) -> dict:
     folder = Path(folder)
     record = json.loads((folder / PROVENANCE_FILE).read_text())
     record.update(fields)
-    for name, text in ((PROVENANCE_FILE, json.dumps(record, indent=2) + "\n"), ("README.md", model_card(record))):
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(folder / name)
+    atomic_write(folder / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
+    atomic_write(folder / "README.md", model_card(record))
     return record
 
 

@@ -13,11 +13,10 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .atomic import atomic_write
 from .errors import NotAnExportError
 
 __all__ = ["REPORT_FILES", "write_report", "load_report", "render_report", "headline", "CSV_COLUMNS",
@@ -35,25 +34,6 @@ _PERCENT_METRICS = frozenset({"accuracy", "f1", "precision", "recall", "matthews
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, data: Union[str, bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; reports are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _metric_name(record: dict) -> str:
@@ -401,7 +381,7 @@ def write_report(record: dict, out_dir: Union[str, Path]) -> list[Path]:
     paths = []
     for name in REPORT_FILES:
         path = out_dir / name
-        _atomic_write(path, contents[name])
+        atomic_write(path, contents[name])
         paths.append(path)
     return paths
 
