@@ -93,7 +93,8 @@ def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: 
         methods=_methods(recipe, out, original, data, calibration, quiet, methods), widths=widths,
         calibration=calibration, latency=_latency(recipe), batch_size=recipe.evaluate.batch_size, seed=recipe.seed,
         model_name=recipe.model, data=recipe.data.eval or recipe.data.train, profile=profile,
-        costs={"awn": {"finetune_s": costs.get("awn_seconds")}, "dense": {"finetune_s": costs.get("dense_seconds")}},
+        costs={stage: {"finetune_s": costs[key]} for stage, key in (("awn", "awn_seconds"), ("dense", "dense_seconds"))
+               if costs.get(key) is not None},
     )
     record["costs"].setdefault("evaluation", {})["total_s"] = round(time.perf_counter() - began, 3)
     write_report(record, out)

@@ -132,3 +132,21 @@ def save_tiny_bert(folder, with_head: bool = True):
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def save_tiny_llama(folder):
+    """A tiny Llama causal LM folder with a word-level tokenizer (eos, no pad: like SmolLM2)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(["<unk>", "<eos>"] + POSITIVE + NEGATIVE + FILLER)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="<eos>")
+    config = tf.LlamaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            num_key_value_heads=1, intermediate_size=64, max_position_embeddings=64,
+                            bos_token_id=1, eos_token_id=1)
+    torch.manual_seed(0)
+    tf.LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from awncompress import load_pretrained
 from awncompress.cli import app
-from conftest import save_tiny_bert, write_reviews
+from conftest import save_tiny_bert, save_tiny_llama, write_reviews
 
 runner = CliRunner()
 
@@ -140,3 +140,60 @@ def test_hub_id_without_network_says_so(tmp_path, monkeypatch):
     data = write_reviews(tmp_path / "r.csv")
     result = runner.invoke(app, ["convert", "someone/some-model", "--data", str(data), "--out", str(tmp_path / "o"), *FAST])
     assert result.exit_code == 1 and "Hugging Face Hub" in result.output and "network" in result.output
+
+
+def test_causal_lm_end_to_end(tmp_path):
+    model = save_tiny_llama(tmp_path / "llama")
+    text = tmp_path / "book.txt"
+    write_reviews(tmp_path / "r.csv", n=200)
+    import pandas as pd
+
+    text.write_text("\n".join(pd.read_csv(tmp_path / "r.csv")["text"]))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(model), "--task", "causal-lm", "--data", str(text), "--widths", "0.5",
+                                 "--set", "data.max_length=16", "--set", "evaluate.methods=awn,wina,wina-dynamic",
+                                 "--out", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "report.json").read_text())
+    assert record["metric"]["name"] == "perplexity" and record["metric"]["higher_is_better"] is False
+    assert not (out / "dense").exists()  # an LM head comes trained: the model is its own teacher
+    assert all(r["value"] > 1 for r in record["rows"])
+    assert tf.AutoConfig.from_pretrained(out / "width-0.5").intermediate_size == 32
+
+
+def test_kill_during_export_leaves_no_half_folder_and_resume_finishes_identically(tiny, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import awncompress.export as export
+
+    args = ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--no-eval", *FAST]
+    straight = tmp_path / "straight"
+    assert runner.invoke(app, [*args, "--out", str(straight)]).exit_code == 0
+
+    real_save = export._save
+
+    def die_mid_write(model, folder, record, tokenizer):
+        (folder / "partial").write_text("half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_save", die_mid_write)
+    killed = tmp_path / "killed"
+    result = runner.invoke(app, [*args, "--out", str(killed)])
+    assert result.exit_code == 130 and "--resume" in result.output
+    assert sorted(p.name for p in killed.iterdir()) == ["checkpoints", "dense", "recipe.yaml"]  # no half export
+    monkeypatch.setattr(export, "_save", real_save)
+    result = runner.invoke(app, [*args, "--out", str(killed), "--resume"])
+    assert result.exit_code == 0, result.output
+    a = load_file(str(straight / "nested" / "model.safetensors"))
+    b = load_file(str(killed / "nested" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
+
+
+def test_labels_that_do_not_match_a_trained_head(tmp_path):
+    model = save_tiny_bert(tmp_path / "three", with_head=True)  # a trained-looking head with 2 labels
+    import pandas as pd
+
+    pd.DataFrame({"text": ["good film", "bad film", "dull plot"] * 10, "label": ["a", "b", "c"] * 10}).to_csv(tmp_path / "d.csv", index=False)
+    result = runner.invoke(app, ["convert", str(model), "--data", str(tmp_path / "d.csv"), "--out", str(tmp_path / "o"), *FAST])
+    assert result.exit_code == 1 and "2 labels" in result.output and "3" in result.output
+    assert not (tmp_path / "o").exists()
