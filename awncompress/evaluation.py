@@ -108,10 +108,13 @@ def check_eval_data(dataset: Any) -> None:
                         "(for causal-lm the labels are the input ids)")
 
 
-def _loader(dataset: Any, collate: Optional[Callable], batch_size: int) -> DataLoader:
-    # Batches of similar length waste little compute on padding; the metric ignores the order.
-    by_length = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
-    return DataLoader(dataset, batch_size=batch_size, sampler=by_length, collate_fn=collate)
+def _length_order(dataset: Any) -> list[int]:
+    """Example indices by length: batches of similar length waste little compute on padding."""
+    return sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
+
+
+def _loader(dataset: Any, collate: Optional[Callable], batch_size: int, order: Sequence[int]) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, collate_fn=collate)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -136,6 +139,7 @@ def evaluate_model(
     metric: Optional[str] = None,
     batch_size: int = 32,
     device: Optional[Union[str, torch.device]] = None,
+    correct: Optional[list] = None,
 ) -> float:
     """The metric of ``model`` on ``dataset`` (items: dicts of input_ids / attention_mask / labels).
 
@@ -143,6 +147,7 @@ def evaluate_model(
     output, for regression metrics such as spearmanr). Causal LM: per-sequence summed next-token
     NLL and token counts (labels -100 are ignored), which the offline ``perplexity`` metric turns
     into token-weighted perplexity. ``metric`` defaults to accuracy / perplexity by task.
+    ``correct``: for classification, receives 1/0 per example in dataset order (paired tests).
 
     Raises DataError for data without labels, MetricError for a metric that cannot be loaded offline.
     """
@@ -157,7 +162,8 @@ def evaluate_model(
     predictions: list = []
     references: list = []
     try:
-        for batch in _loader(dataset, collate, batch_size):
+        order = _length_order(dataset)  # the metric ignores the order; `correct` is put back in dataset order
+        for batch in _loader(dataset, collate, batch_size, order):
             if "labels" not in batch:
                 raise DataError("an evaluation batch has no labels (check the collate function)")
             labels = batch["labels"].to(device)
@@ -180,6 +186,11 @@ def evaluate_model(
                 references += labels.tolist()
     finally:
         model.train(was_training)
+    if correct is not None and not lm:
+        hits = [0] * len(order)
+        for position, index in enumerate(order):
+            hits[index] = int(predictions[position] == references[position])
+        correct.extend(hits)
     try:
         return compute_metric(metric, predictions, references)
     except MetricError:
@@ -406,6 +417,8 @@ class _Measure:
         self.batch_size, self.device, self.latency = batch_size, device, latency
         self.lengths = example_lengths(dataset)
         self.dense: Optional[dict] = None
+        self.last_correct: Optional[str] = None  # per-example 1/0 of the last entry (classification)
+        self.correct: dict[str, str] = {}
 
     def flops(self, model: nn.Module, ffn_widths: Optional[Sequence[int]] = None) -> dict:
         return flops_per_example(model, self.lengths, ffn_widths)
@@ -417,7 +430,9 @@ class _Measure:
         timing it would say nothing about the method; its latency is left empty.
         """
         model.to(self.device)
-        value = evaluate_model(model, self.dataset, self.collate, self.task, self.metric, self.batch_size)
+        hits: list[int] = []
+        value = evaluate_model(model, self.dataset, self.collate, self.task, self.metric, self.batch_size, correct=hits)
+        self.last_correct = "".join(map(str, hits)) or None
         entry = {"metric": self.metric, "value": value, **self.flops(model, flop_widths),
                  "params": count_params(model), "weight_bytes": weight_bytes(model)}
         lat = measure_latency(model, self.latency) if self.latency is not None and timed else None
@@ -428,6 +443,8 @@ class _Measure:
     def row(self, method: str, fraction: float, model: nn.Module, *, widths: Sequence[int],
             export: Optional[Path] = None, theoretical: bool = False, flop_widths: Optional[Sequence[int]] = None) -> dict:
         entry = self.entry(model, flop_widths=flop_widths, timed=not theoretical)
+        if self.last_correct is not None:
+            self.correct[f"{method}@{fraction:g}"] = self.last_correct
         dense = self.dense
         row = {"method": method, "width_fraction": float(fraction), "intermediate_size": _intermediate(widths),
                **entry,
@@ -586,6 +603,8 @@ def evaluate_methods(
     original.eval()
     started = time.perf_counter()
     dense = measure.entry(original)
+    if measure.last_correct is not None:
+        measure.correct["dense"] = measure.last_correct
     dense["intermediate_size"] = _intermediate(layer_widths(original))
     dense["eval_s"] = round(time.perf_counter() - started, 3)
     measure.dense = dense
@@ -655,6 +674,8 @@ def evaluate_methods(
         "rows": rows,
         "profile": _profile(profile, d_ff),
         "costs": run_costs,
+        # "method@width" → one 1/0 per eval example (classification): lets paired tests compare methods.
+        "per_example_correct": measure.correct or None,
     }
 
 

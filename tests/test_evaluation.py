@@ -249,3 +249,23 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         evaluate_methods(original, {0.5: folder}, items, collate, methods=["taylor"])
     with pytest.raises(NotAnExportError, match="source_model|cannot load"):
         evaluate_output_dir(tmp_path / "out", items, collate, methods=["awn"])
+
+
+def test_per_example_correctness_is_in_dataset_order():
+    from awncompress.evaluation import evaluate_model
+
+    model = make_model("bert")
+    items = [{"input_ids": list(range(2, 2 + n)), "attention_mask": [1] * n, "labels": n % 3} for n in (9, 3, 6, 4, 8)]
+
+    def collate(batch):
+        longest = max(len(b["input_ids"]) for b in batch)
+        pad = lambda xs: xs + [0] * (longest - len(xs))
+        return {"input_ids": torch.tensor([pad(b["input_ids"]) for b in batch]),
+                "attention_mask": torch.tensor([pad(b["attention_mask"]) for b in batch]),
+                "labels": torch.tensor([b["labels"] for b in batch])}
+
+    hits: list[int] = []
+    acc = evaluate_model(model, items, collate, "text-classification", batch_size=2, correct=hits)
+    with torch.no_grad():
+        expected = [int(model(**collate([it])).logits.argmax(-1).item() == it["labels"]) for it in items]
+    assert hits == expected and acc == pytest.approx(sum(expected) / len(expected))

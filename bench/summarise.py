@@ -1,0 +1,113 @@
+"""Turn benchmark reports into markdown tables for BENCHMARKS.md.
+
+    python bench/summarise.py bench/results/minilm            # seed-*/report.json of one benchmark
+
+Per method and width: the metric (mean ± sample sd over the seeds that ran it), FLOPs ratio and
+measured latency ratio; the cost of each method for the whole curve; and, for accuracy, whether a
+gap to the strongest baseline exceeds two standard errors (binomial SE on the test set, combined
+with the seed spread where there are seeds).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+
+def _reports(folder: Path) -> dict[int, dict]:
+    found = {int(p.parent.name.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("seed-*/report.json")}
+    if not found:
+        sys.exit(f"no seed-*/report.json under {folder}")
+    return dict(sorted(found.items()))
+
+
+def _cell(values: list[float], percent: bool) -> str:
+    scale = 100 if percent else 1
+    if len(values) == 1:
+        return f"{values[0] * scale:.2f}"
+    return f"{statistics.mean(values) * scale:.2f} ± {statistics.stdev(values) * scale:.2f}"
+
+
+def summarise(folder: Path) -> str:
+    reports = _reports(folder)
+    first = reports[min(reports)]
+    percent = first["metric"]["higher_is_better"] and first["metric"]["name"] != "spearmanr"
+    n = first["num_eval_examples"]
+    values: dict[tuple[str, float], list[float]] = {}
+    rows: dict[tuple[str, float], dict] = {}
+    for report in reports.values():
+        for r in report["rows"]:
+            values.setdefault((r["method"], r["width_fraction"]), []).append(r["value"])
+            rows.setdefault((r["method"], r["width_fraction"]), r)
+    methods = list(dict.fromkeys(m for m, _ in values))
+    widths = sorted({w for _, w in values})
+    dense = first["dense"]["value"]
+    unit = " (%)" if percent else ""
+    lines = [f"Model `{first['model']}`, task {first['task']}, {n} eval examples, seeds {sorted(reports)}, "
+             f"device {first['device']['name']} ({first['device']['threads']} threads). Dense {first['metric']['name']}: "
+             f"{dense * (100 if percent else 1):.2f}.", ""]
+    lines.append(f"| method | " + " | ".join(f"{w:g}" for w in widths) + " |")
+    lines.append("|---|" + "---|" * len(widths))
+    for m in methods:
+        cells = [(_cell(values[(m, w)], percent) if (m, w) in values else "—") for w in widths]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", f"{first['metric']['name']}{unit} by FFN width fraction; mean ± sd over seeds where a method ran on several.", ""]
+    lines.append("| width | FLOPs ratio | latency ratio (awn) | latency ratio (wina static) |")
+    lines.append("|---|---|---|---|")
+    for w in widths:
+        awn, wina = rows.get(("awn", w), {}), rows.get(("wina", w), {})
+        fmt = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "—"
+        lines.append(f"| {w:g} | {fmt(awn.get('flops_ratio'))} | {fmt(awn.get('latency_ratio'))} | {fmt(wina.get('latency_ratio'))} |")
+    lines += ["", "Cost of the whole curve (wall seconds, seed 0):", ""]
+    for method, cost in first["costs"].items():
+        lines.append(f"- {method}: " + ", ".join(f"{k} {v:.0f}" for k, v in cost.items() if isinstance(v, (int, float))))
+    if percent:
+        lines += ["", _significance(reports, values, methods, widths, n)]
+    return "\n".join(lines) + "\n"
+
+
+def _paired(reports: dict[int, dict], a: str, b: str) -> tuple[float, float] | None:
+    """Mean paired difference a − b (points) and its SE, pooling seeds that ran both.
+
+    Per seed: d_i = correct_a(i) − correct_b(i) over the same test examples, SE = sd(d)/√n; across
+    seeds the gaps are averaged and the SE adds the spread of the per-seed gaps.
+    """
+    gaps, ses = [], []
+    for report in reports.values():
+        bits = report.get("per_example_correct") or {}
+        if a in bits and b in bits:
+            d = [int(x) - int(y) for x, y in zip(bits[a], bits[b])]
+            gaps.append(statistics.mean(d) * 100)
+            ses.append(statistics.stdev(d) / math.sqrt(len(d)) * 100)
+    if not gaps:
+        return None
+    var = statistics.mean(se**2 for se in ses) / len(gaps) + (statistics.variance(gaps) / len(gaps) if len(gaps) > 1 else 0.0)
+    return statistics.mean(gaps), math.sqrt(var)
+
+
+def _significance(reports: dict[int, dict], values: dict, methods: list[str], widths: list[float], n: int) -> str:
+    out = ["Gap of awn to the strongest other non-theoretical method per width. Paired test: every model is "
+           f"scored on the same {n} examples, so the SE is that of the per-example difference (McNemar-style), "
+           "plus the spread of the per-seed gaps; a gap beyond 2 SE is called significant:", ""]
+    for w in widths:
+        if ("awn", w) not in values:
+            continue
+        others = [(statistics.mean(values[(m, w)]), m) for m in methods
+                  if m not in ("awn", "awn-per-layer", "wina-dynamic") and (m, w) in values]
+        if not others:
+            continue
+        _, name = max(others)
+        paired = _paired(reports, f"awn@{w:g}", f"{name}@{w:g}")
+        if paired is None:  # no per-example results: unpaired binomial SEs
+            a, best = statistics.mean(values[("awn", w)]), statistics.mean(values[(name, w)])
+            paired = ((a - best) * 100, math.sqrt(sum(p * (1 - p) / n for p in (a, best))) * 100)
+        gap, se = paired
+        verdict = "significant" if abs(gap) > 2 * se else "within noise"
+        out.append(f"- {w:g}: awn − {name} = {gap:+.2f} points (2 SE = {2 * se:.2f}): {verdict}")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(summarise(Path(sys.argv[1])))
