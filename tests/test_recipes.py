@@ -75,7 +75,7 @@ def test_shipped_recipe_contents() -> None:
 
     smol = load_recipe("smollm2")
     assert (smol.model, smol.task, smol.data.train) == ("builtin:smollm2", "causal-lm", "builtin:jane-austen")
-    assert smol.data.max_length == 128 and smol.resolved_metric == "perplexity"
+    assert smol.data.max_length == 64 and smol.resolved_metric == "perplexity"
 
 
 def test_defaults_and_default_recipe() -> None:
