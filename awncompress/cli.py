@@ -260,6 +260,66 @@ def _tokenizer_or_none(folder: Path):
         return None
 
 
+@app.command(no_args_is_help=True)
+def score(
+    model: str = typer.Argument(..., help="A local model folder, a Hub id or builtin:NAME."),
+    data: str = typer.Option(..., help="Calibration data (same forms as convert --data)."),
+    task: str = typer.Option("text-classification", help="text-classification or causal-lm."),
+    scorer: List[str] = typer.Option(["wina"], help="wina, activation, magnitude or random (repeatable)."),
+    text_column: str = typer.Option("text", help="Column with the text."),
+    batches: int = typer.Option(8, min=1, help="Calibration batches."),
+    batch_size: int = typer.Option(32, min=1, help="Calibration batch size."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the scores as safetensors (layer.<i>.<scorer>)."),
+    overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
+) -> None:
+    """Score every FFN neuron of a model and show how concentrated importance is per layer.
+
+    For each layer: the share of the total score held by the top 12.5 / 25 / 50 % of neurons
+    (higher = truncation by this score loses less).
+
+    Examples:
+
+      awncompress score ./my-model --data train.csv
+
+      awncompress score builtin:minilm --data builtin:rotten-tomatoes --scorer wina --scorer magnitude --out scores.safetensors
+    """
+    _quiet_libraries(True)
+    with _friendly_errors():
+        from safetensors.torch import save_file
+
+        from .archs import find_ffns
+        from .atomic import atomic_write, check_writable
+        from .data import DataConfig, load_task_data
+        from .pipeline import calibration_batches, load_model
+        from .scoring import check_scorer, score_neurons
+
+        for name in scorer:
+            check_scorer(name)
+        if out is not None:
+            check_writable(out, overwrite)
+        loaded, tokenizer, _ = load_model(model, task)
+        task_data = load_task_data(DataConfig(task=task, train=data, text_column=text_column), tokenizer)
+        calibration = calibration_batches(task_data, batches, batch_size)
+        blocks = find_ffns(loaded)
+        tensors = {}
+        for name in scorer:
+            scores = score_neurons(loaded, blocks, name, calibration)
+            typer.echo(f"{name}: share of the total score in the top 12.5 / 25 / 50 % of neurons")
+            for i, s in enumerate(scores):
+                ranked = s.clamp_min(0).sort(descending=True).values
+                total = float(ranked.sum()) or 1.0
+                shares = [float(ranked[: max(1, round(f * len(ranked)))].sum()) / total for f in (0.125, 0.25, 0.5)]
+                typer.echo(f"  layer {i:2d}: " + " / ".join(f"{x:.0%}" for x in shares))
+                tensors[f"layer.{i}.{name}"] = s.contiguous()
+        if out is not None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                save_file(tensors, f"{tmp}/scores.safetensors")
+                atomic_write(out, Path(f"{tmp}/scores.safetensors").read_bytes())
+            typer.echo(f"wrote {out}")
+
+
 @app.command(no_args_is_help=False)
 def recipes(name: Optional[str] = typer.Argument(None, help="Show this recipe's YAML.")) -> None:
     """List the shipped recipes, or print one.

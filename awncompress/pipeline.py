@@ -91,8 +91,6 @@ def load_model(name: str, task: str, num_labels: Optional[int] = None) -> tuple[
             raise ModelLoadError(f"could not load {name!r} from the Hugging Face Hub (is there a network connection? "
                                  f"a local folder works offline): {first}") from None
         raise ModelLoadError(f"could not load model from {location}: {first}") from None
-    if task == "text-classification" and num_labels is not None and model.config.num_labels != num_labels:
-        raise ModelLoadError(f"{name} has a head for {model.config.num_labels} labels but the data has {num_labels}")
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     head_trained = not info.get("missing_keys")

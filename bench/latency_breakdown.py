@@ -3,7 +3,9 @@
     python bench/latency_breakdown.py OUT/nested [--widths 0.125 0.25 0.5 0.75 1.0] [--batch 8 --seq 64]
 
 For each width (and the same width rounded to a multiple of 64) it loads the width from the nested
-checkpoint, times the forward pass (median of --repeats after warm-up) and, with torch.profiler,
+checkpoint and times the forward pass. Timings on a shared machine drift by tens of per cent over
+seconds, so the widths are timed round-robin (--rounds rounds of --repeats passes each) and each
+width's latency is the median over all its passes. With torch.profiler it then
 splits CPU self time into FFN matmuls, other matmuls (attention projections, classifier),
 attention (softmax / SDPA), norms + activations, embeddings and the rest. The FLOPs ratio is
 analytic (awncompress.flops) at the same sequence length.
@@ -83,28 +85,37 @@ def main() -> None:
     parser.add_argument("--widths", type=float, nargs="+", default=[0.125, 0.25, 0.375, 0.5, 0.75, 1.0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
     dense = load_pretrained(args.nested)
     d_ff = max(b.width for b in find_ffns(dense))
     inputs = {"input_ids": torch.randint(1000, 2000, (args.batch, args.seq)), "attention_mask": torch.ones(args.batch, args.seq, dtype=torch.long)}
-    dense_ms, dense_flops = _time(dense, inputs, args.repeats), count_flops(dense, args.seq).total
-    print(f"dense: {dense_ms:.1f} ms, FFN share of FLOPs {count_flops(dense, args.seq).ffn_share:.1%}")
-    print("| width | neurons | FLOPs ratio | latency ratio | " + " | ".join(CATEGORIES) + " |")
-    print("|---|---|---|---|" + "---|" * len(CATEGORIES))
+    variants = []
     for w in args.widths:
         for multiple in (None, 64):
             neurons = width_from_fraction(w, d_ff, multiple)
             if multiple and neurons == width_from_fraction(w, d_ff):
                 continue  # already a multiple of 64
-            model = load_pretrained(args.nested, width=neurons)
-            ms = _time(model, inputs, args.repeats)
-            shares = _breakdown(model, inputs)
-            ratio = count_flops(model, args.seq).total / dense_flops
-            print(f"| {w:g}{' (×64)' if multiple else ''} | {neurons} | {ratio:.3f} | {ms / dense_ms:.3f} | "
-                  + " | ".join(f"{shares[c]:.0%}" for c in CATEGORIES) + " |")
+            variants.append((f"{w:g}{' (×64)' if multiple else ''}", neurons, load_pretrained(args.nested, width=neurons)))
+    times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+    dense_times: list[float] = []
+    with torch.inference_mode():
+        for _ in range(args.rounds):
+            dense_times.append(_time(dense, inputs, args.repeats))
+            for label, _, model in variants:
+                times[label].append(_time(model, inputs, args.repeats))
+    dense_ms, dense_flops = statistics.median(dense_times), count_flops(dense, args.seq)
+    print(f"dense: {dense_ms:.1f} ms (batch {args.batch} × {args.seq} tokens), FFN share of FLOPs {dense_flops.ffn_share:.1%}")
+    print("| width | neurons | FLOPs ratio | latency ratio | " + " | ".join(CATEGORIES) + " |")
+    print("|---|---|---|---|" + "---|" * len(CATEGORIES))
+    for label, neurons, model in variants:
+        ms = statistics.median(times[label])
+        shares = _breakdown(model, inputs)
+        ratio = count_flops(model, args.seq).total / dense_flops.total
+        print(f"| {label} | {neurons} | {ratio:.3f} | {ms / dense_ms:.3f} | " + " | ".join(f"{shares[c]:.0%}" for c in CATEGORIES) + " |")
 
 
 if __name__ == "__main__":

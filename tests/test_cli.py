@@ -28,7 +28,7 @@ def test_no_args_prints_help():
     assert "convert" in result.output and "Examples" in result.output
 
 
-@pytest.mark.parametrize("command", ["convert", "evaluate", "report", "inspect", "export", "recipes"])
+@pytest.mark.parametrize("command", ["convert", "evaluate", "report", "inspect", "export", "score", "recipes"])
 def test_every_help_has_examples(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "awncompress " + command in result.output
@@ -197,3 +197,18 @@ def test_labels_that_do_not_match_a_trained_head(tmp_path):
     result = runner.invoke(app, ["convert", str(model), "--data", str(tmp_path / "d.csv"), "--out", str(tmp_path / "o"), *FAST])
     assert result.exit_code == 1 and "2 labels" in result.output and "3" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_score_prints_concentration_and_writes_safetensors(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "scores.safetensors"
+    result = runner.invoke(app, ["score", str(tiny["model"]), "--data", str(tiny["data"]), "--scorer", "wina",
+                                 "--scorer", "magnitude", "--batches", "2", "--batch-size", "8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "layer  1" in result.output and "magnitude" in result.output
+    scores = load_file(str(out))
+    assert sorted(scores) == ["layer.0.magnitude", "layer.0.wina", "layer.1.magnitude", "layer.1.wina"]
+    assert scores["layer.0.wina"].shape == (64,) and bool((scores["layer.0.wina"] >= 0).all())
+    result = runner.invoke(app, ["score", str(tiny["model"]), "--data", str(tiny["data"]), "--scorer", "entropy"])
+    assert result.exit_code == 1 and "unknown scorer" in result.output
