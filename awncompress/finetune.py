@@ -35,8 +35,9 @@ class TrainConfig:
 
     ``batch_size`` is the global batch per optimizer step, split over processes and
     ``grad_accum`` micro-batches. Stochastic mode trains each step at full width (if
-    ``full_width_pass``) and at one width per layer sampled from that layer's learned profile;
-    deterministic mode trains the rescaled full-width model only.
+    ``full_width_pass``) and at one width per layer sampled from that layer's learned profile, plus
+    each fraction of ``extra_widths`` (the sandwich rule: e.g. [0.125] always trains the smallest
+    width a user will export); deterministic mode trains the rescaled full-width model only.
     """
 
     steps: int = 125
@@ -47,6 +48,7 @@ class TrainConfig:
     warmup_steps: int = 0
     mode: str = "stochastic"
     full_width_pass: bool = True
+    extra_widths: list[float] = field(default_factory=list)
     kd_weight: float = 0.5
     kd_temperature: float = 2.0
     prior_weight: float = 1.0
@@ -224,6 +226,7 @@ def finetune(
             plans.append(None)
         if wrappers and cfg.mode == "stochastic":
             plans.append([w.sample_width(width_rng) for w in wrappers])
+            plans += [[max(1, round(f * w.width)) for w in wrappers] for f in cfg.extra_widths]
         step_loss, step_prior = 0.0, 0.0
         for micro in range(cfg.grad_accum):
             first = step * cfg.batch_size + micro * micro_size

@@ -169,7 +169,8 @@ class TrainSection:
     """The brief AWN fine-tune.
 
     ``mode``: "stochastic" samples a truncation width per layer from its profile each step;
-    "deterministic" trains the rescaled full-width model. ``full_width_pass`` adds a full-width
+    "deterministic" trains the rescaled full-width model. ``extra_widths``: width fractions also
+    trained every step in stochastic mode (the sandwich rule, e.g. [0.125]). ``full_width_pass`` adds a full-width
     forward pass to each stochastic step. ``kd_weight`` mixes distillation from the teacher (1: KD
     only, 0: task loss only). ``rate_lr`` is the learning rate of the per-layer rates.
     ``max_seconds`` stops training early (null: no limit); ``checkpoint_every`` 0 disables
@@ -184,6 +185,7 @@ class TrainSection:
     warmup_steps: int = _f(0, _NON_NEGATIVE)
     mode: str = _f("stochastic", _OneOf(TRAIN_MODES))
     full_width_pass: bool = _f(True)
+    extra_widths: list[float] = _f(rule=_WIDTH, factory=list)
     kd_weight: float = _f(0.5, _Range(lo=0, hi=1))
     kd_temperature: float = _f(2.0, _POSITIVE)
     prior_weight: float = _f(1.0, _NON_NEGATIVE)

@@ -130,3 +130,14 @@ def test_two_cpu_processes_with_gloo(tmp_path):
     assert all(torch.allclose(rank0[k], rank1[k]) for k in rank0)  # gradients were averaged across ranks
     fresh = _converted().state_dict()
     assert any(not torch.allclose(rank0[k], fresh[k]) for k in rank0)  # and training changed the weights
+
+
+def test_extra_widths_are_trained_every_step():
+    model = _converted()
+    seen: list = []
+    wrapper = adaptive_modules(model)[0]
+    wrapper.register_forward_pre_hook(lambda m, args: seen.append(m.truncate_to))
+    finetune(model, toy_data(), collate, _cfg(steps=3, extra_widths=[0.25]), num_examples=48, prior=PRIOR, quiet=True)
+    # per step: the full width, one width sampled from the profile, then the sandwich width (16 of 64)
+    assert len(seen) == 9 and seen[0::3] == [None] * 3 and seen[2::3] == [16] * 3
+    assert all(1 <= w <= 64 for w in seen[1::3])
