@@ -285,7 +285,7 @@ def score(
     """
     _quiet_libraries(True)
     with _friendly_errors():
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         from .archs import find_ffns
         from .atomic import atomic_write, check_writable
@@ -312,11 +312,7 @@ def score(
                 typer.echo(f"  layer {i:2d}: " + " / ".join(f"{x:.0%}" for x in shares))
                 tensors[f"layer.{i}.{name}"] = s.contiguous()
         if out is not None:
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                save_file(tensors, f"{tmp}/scores.safetensors")
-                atomic_write(out, Path(f"{tmp}/scores.safetensors").read_bytes())
+            atomic_write(out, save(tensors))
             typer.echo(f"wrote {out}")
 
 

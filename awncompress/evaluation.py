@@ -35,14 +35,14 @@ import transformers
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .archs import find_ffns, neuron_axis
+from .archs import find_ffns
 from .convert import layer_widths, order_, resolve_widths, truncate_
 from .errors import DataError, MetricError, NotAnExportError, UnknownScorerError, WidthError
 from .export import PROVENANCE_FILE, update_provenance
 from .flops import count_flops
 from .loading import check_safe_checkpoint, load_pretrained, read_provenance
 from .metrics import compute_metric, higher_is_better, load_metric
-from .scoring import NEEDS_ACTIVATIONS, SCORERS, model_inputs
+from .scoring import NEEDS_ACTIVATIONS, SCORERS, model_inputs, neuron_norms
 from .version import __version__
 
 logger = logging.getLogger("awncompress")
@@ -345,11 +345,6 @@ def device_name(device: Optional[Union[str, torch.device]] = None) -> dict:
 # --------------------------------------------------------------------------------------------- dynamic WINA
 
 
-def _down_column_norms(down: nn.Module) -> torch.Tensor:
-    w = down.weight.detach().float()
-    return w.norm(dim=1 - neuron_axis(down, "out"))
-
-
 @contextmanager
 def dynamic_wina(model: nn.Module, fraction: Union[float, int, Sequence[int]]) -> Iterator[list[int]]:
     """Per-token WINA top-k on every FFN, as a masked dense model, while the context is open.
@@ -379,7 +374,7 @@ def dynamic_wina(model: nn.Module, fraction: Union[float, int, Sequence[int]]) -
                 raise WidthError(f"layer {block.layer} has {block.width} neurons; cannot keep {k} active")
             if k == block.width:
                 continue
-            handles.append(block.down.register_forward_pre_hook(make_hook(k, _down_column_norms(block.down))))
+            handles.append(block.down.register_forward_pre_hook(make_hook(k, neuron_norms(block.down, "out"))))
         yield ks
     finally:
         for handle in handles:

@@ -18,7 +18,7 @@ from .errors import UnknownScorerError
 Scorer = Callable[[FFNBlock, Optional[torch.Tensor], torch.Generator], torch.Tensor]
 
 
-def _neuron_norms(module: nn.Module, role: str) -> torch.Tensor:
+def neuron_norms(module: nn.Module, role: str) -> torch.Tensor:
     """L2 norm of each neuron's weights in a projection (a row of up, a column of down)."""
     w = module.weight.detach().float()
     axis = neuron_axis(module, role)
@@ -26,7 +26,7 @@ def _neuron_norms(module: nn.Module, role: str) -> torch.Tensor:
 
 
 def _wina(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
-    return act * _neuron_norms(block.down, "out")
+    return act * neuron_norms(block.down, "out")
 
 
 def _activation(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
@@ -35,10 +35,10 @@ def _activation(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator
 
 def _magnitude(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
     # Gated MLPs: a neuron's input weights are its up and gate rows together.
-    inputs = _neuron_norms(block.up, "in").pow(2)
+    inputs = neuron_norms(block.up, "in").pow(2)
     if block.gate is not None:
-        inputs = inputs + _neuron_norms(block.gate, "in").pow(2)
-    return inputs.sqrt() * _neuron_norms(block.down, "out")
+        inputs = inputs + neuron_norms(block.gate, "in").pow(2)
+    return inputs.sqrt() * neuron_norms(block.down, "out")
 
 
 def _random(block: FFNBlock, act: Optional[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
