@@ -17,7 +17,7 @@ The tests check the formula against ``FlopCounterMode`` for every family.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from torch import nn
 
@@ -43,27 +43,11 @@ class FlopCount:
         return self.ffn / self.total if self.total else 0.0
 
 
-@dataclass(frozen=True)
-class _Family:
-    """How to find one family's layers, and its head convention (FFN widths come from archs)."""
-
-    layers: Callable[[nn.Module], Sequence[nn.Module]]  # from the base model
-    decoder_only: bool  # head conventions differ: decoders apply heads on every position
-
-
-_BERT_LIKE = _Family(lambda base: base.encoder.layer, decoder_only=False)
-_FAMILIES: dict[str, _Family] = {
-    "bert": _BERT_LIKE,
-    "roberta": _BERT_LIKE,
-    "xlm-roberta": _BERT_LIKE,
-    "electra": _BERT_LIKE,
-    "distilbert": _Family(lambda base: base.transformer.layer, decoder_only=False),
-    "gpt2": _Family(lambda base: base.h, decoder_only=True),
-    "llama": _Family(lambda base: base.layers, decoder_only=True),
-    "mistral": _Family(lambda base: base.layers, decoder_only=True),
-    "qwen2": _Family(lambda base: base.layers, decoder_only=True),
-    "qwen3": _Family(lambda base: base.layers, decoder_only=True),
-}
+# Families the formulas know (where their FFNs are comes from archs.find_ffns). Decoder heads run
+# on every position, encoder classification heads on the first token only.
+_ENCODERS = ("bert", "roberta", "xlm-roberta", "electra", "distilbert")
+_DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
+_FAMILIES = _ENCODERS + _DECODERS
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_FAMILIES)
 
 # Head kinds, recognised from the class name (e.g. "BertForSequenceClassification").
@@ -77,7 +61,7 @@ _HEAD_SUFFIXES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _family(model: nn.Module) -> tuple[str, _Family]:
+def _family(model: nn.Module) -> str:
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type not in _FAMILIES:
@@ -88,7 +72,7 @@ def _family(model: nn.Module) -> tuple[str, _Family]:
     if getattr(config, "add_cross_attention", False):
         # Cross-attention cost depends on the encoder's length, which one seq_len cannot say.
         raise UnsupportedModelError(f"count_flops does not count cross-attention ({type(model).__name__})")
-    return model_type, _FAMILIES[model_type]
+    return model_type
 
 
 def _head_kind(model: nn.Module) -> str:
@@ -104,7 +88,7 @@ def _head_kind(model: nn.Module) -> str:
     )
 
 
-def _head_flops(model: nn.Module, model_type: str, family: _Family, seq_len: int, hidden: int) -> int:
+def _head_flops(model: nn.Module, model_type: str, seq_len: int, hidden: int) -> int:
     """FLOPs of the pooler (if the base model has one) and the task head, as each class implements it."""
     config = model.config
     s, h = seq_len, hidden
@@ -115,7 +99,7 @@ def _head_flops(model: nn.Module, model_type: str, family: _Family, seq_len: int
     kind = _head_kind(model)
     if kind == "base":
         return pooler
-    if family.decoder_only:
+    if model_type in _DECODERS:
         # GPT-2 and the generic Llama-style heads run on every position (sequence classification
         # picks the last non-padding token *after* scoring all of them); QA heads are fixed at 2.
         outputs = {"seq-cls": labels, "token-cls": labels, "qa": 2, "lm": vocab}[kind]
@@ -145,11 +129,10 @@ def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[in
     """
     if seq_len <= 0:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
-    model_type, family = _family(model)
+    model_type = _family(model)
     config = model.config
-    base = model.base_model
-    n_layers = len(family.layers(base))
     blocks = find_ffns(model)
+    n_layers = len(blocks)
     widths = list(ffn_widths) if ffn_widths is not None else [b.width for b in blocks]
     if len(widths) != n_layers:
         raise WidthError(f"ffn_widths has {len(widths)} entries but the model has {n_layers} layers")
@@ -173,6 +156,6 @@ def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[in
     other = 0
     if model_type == "electra" and int(config.embedding_size) != h:
         other += 2 * s * int(config.embedding_size) * h  # embeddings_project, every position
-    head = _head_flops(model, model_type, family, s, h)
+    head = _head_flops(model, model_type, s, h)
     total = ffn + attention + head + other
     return FlopCount(total=int(total), ffn=int(ffn), attention=int(attention), head=int(head), other=int(other))
