@@ -29,10 +29,10 @@ from torch.utils.data import Dataset
 
 from awncompress import assets
 from awncompress.errors import DataError
+from awncompress.recipes import DATA_FILE_SUFFIXES as FILE_SUFFIXES
+from awncompress.recipes import TASKS
 
-TASKS = ("text-classification", "causal-lm")
 BUILTINS = ("builtin:rotten-tomatoes", "builtin:jane-austen")
-FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt")
 JANE_AUSTEN_EVAL_NOVEL = "Persuasion"
 ROTTEN_TOMATOES_NAMES = ["rotten", "fresh"]  # label 0, label 1
 # The builtin Rotten Tomatoes split is fixed (not cfg.seed) so eval numbers compare across runs.
