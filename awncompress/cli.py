@@ -231,9 +231,8 @@ def export_cmd(
         raise typer.BadParameter("give --widths and/or --learned")
     _quiet_libraries(True)
     with _friendly_errors():
-        from .export import export_per_layer, export_uniform
+        from .export import export_per_layer, export_uniform, width_dir
         from .loading import load_pretrained, read_provenance
-        from .pipeline import width_dir
 
         record = read_provenance(nested)
         if record["format"] != "nested":

@@ -16,6 +16,7 @@ from torch import nn
 from .convert import order_, truncate_
 from .data import TaskData, load_task_data
 from .errors import NotAnExportError
+from .export import per_layer_dir
 from .evaluation import LatencyConfig, annotate_exports, evaluate_methods, find_exports
 from .finetune import finetune
 from .loading import load_pretrained, read_provenance
@@ -49,8 +50,6 @@ def finetune_baseline(original: nn.Module, data: TaskData, recipe: Recipe, calib
 
 def per_layer_method(out: Path) -> Callable[[float], nn.Module]:
     """``awn-per-layer``: the per-layer export at the FFN FLOP budget of each width, from disk."""
-    from .pipeline import per_layer_dir
-
     def load(fraction: float) -> nn.Module:
         folder = per_layer_dir(out, fraction)
         if not folder.exists():

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from .archs import find_ffns
 from .convert import layer_widths, order_, resolve_widths, truncate_
 from .errors import DataError, MetricError, NotAnExportError, UnknownScorerError, WidthError
-from .export import PROVENANCE_FILE, update_provenance
+from .export import PROVENANCE_FILE, WIDTH_DIR_PREFIX, update_provenance
 from .flops import count_flops
 from .loading import check_safe_checkpoint, load_pretrained, read_provenance
 from .metrics import compute_metric, higher_is_better, load_metric
@@ -686,7 +686,7 @@ def _profile(profile: Optional[dict], d_ff: int) -> Optional[dict]:
 
 # --------------------------------------------------------------------------------------------- output dirs
 
-_WIDTH_DIR = re.compile(r"^width-(\d+(?:\.\d+)?(?:e-?\d+)?)$")
+_WIDTH_DIR = re.compile(rf"^{re.escape(WIDTH_DIR_PREFIX)}(\d+(?:\.\d+)?(?:e-?\d+)?)$")
 
 
 def find_exports(out_dir: Union[str, Path]) -> tuple[Optional[Path], dict[float, Path]]:

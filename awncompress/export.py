@@ -20,7 +20,18 @@ from .convert import Width, layer_widths, truncate_, width_from_fraction
 from .version import __version__
 
 PROVENANCE_FILE = "awncompress.json"
+WIDTH_DIR_PREFIX = "width-"  # `convert` writes OUT/width-<fraction>/; evaluation finds them by it
 FORMATS = ("uniform", "per-layer", "nested")
+
+
+def width_dir(out: Union[str, Path], fraction: float) -> Path:
+    """Folder of the uniform export at a width fraction: ``OUT/width-0.25``."""
+    return Path(out) / f"{WIDTH_DIR_PREFIX}{fraction:g}"
+
+
+def per_layer_dir(out: Union[str, Path], fraction: float) -> Path:
+    """Folder of the per-layer export at an FFN FLOP budget: ``OUT/per-layer-0.25``."""
+    return Path(out) / f"per-layer-{fraction:g}"
 
 
 def _provenance(model: nn.Module, fmt: str, widths: list[int], d_ff: int, source: Optional[str], method: str, extra: Optional[dict]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from .atomic import atomic_dir, check_writable
 from .convert import AWNConfig, convert_, fold_, layer_widths
 from .data import DataConfig, TaskData, load_task_data
 from .errors import AwnError
-from .export import export_nested, export_per_layer, export_uniform
+from .export import export_nested, export_per_layer, export_uniform, per_layer_dir, width_dir
 from .finetune import PriorConfig, TrainConfig, TrainResult, finetune, latest_checkpoint
 from .loading import check_safe_checkpoint
 from .recipes import Recipe, dump_recipe
@@ -129,16 +129,6 @@ def calibration_batches(data: TaskData, n_batches: int, batch_size: int) -> list
     """The first training batches, for activation statistics (never the eval data)."""
     n = min(len(data.train), n_batches * batch_size)
     return [data.collate([data.train[i] for i in range(s, min(n, s + batch_size))]) for s in range(0, n, batch_size)]
-
-
-def width_dir(out: Path, fraction: float) -> Path:
-    """Folder of the uniform export at a width fraction: ``width-0.25``."""
-    return out / f"width-{fraction:g}"
-
-
-def per_layer_dir(out: Path, fraction: float) -> Path:
-    """Folder of the per-layer export at an FFN FLOP budget: ``per-layer-0.25``."""
-    return out / f"per-layer-{fraction:g}"
 
 
 def run_convert(
