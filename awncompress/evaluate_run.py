@@ -16,8 +16,8 @@ from torch import nn
 from .convert import order_, truncate_
 from .data import TaskData, load_task_data
 from .errors import NotAnExportError
-from .export import per_layer_dir
 from .evaluation import LatencyConfig, annotate_exports, evaluate_methods, find_exports
+from .export import per_layer_dir
 from .finetune import finetune
 from .loading import load_pretrained, read_provenance
 from .recipes import Recipe, apply_overrides, load_recipe
