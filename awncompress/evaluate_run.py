@@ -21,27 +21,32 @@ from .export import per_layer_dir
 from .finetune import finetune
 from .loading import load_pretrained, read_provenance
 from .recipes import Recipe, apply_overrides, load_recipe
+from .teacher import Teacher, distillation_teacher
 from .report import write_report
 
 
 def finetune_baseline(original: nn.Module, data: TaskData, recipe: Recipe, calibration: list,
-                      quiet: bool) -> Callable[[float], nn.Module]:
+                      quiet: bool, kd_teacher: Optional[Teacher] = None) -> Callable[[float], nn.Module]:
     """``<scorer>+finetune``: truncate by the recipe's scorer, then fine-tune that width alone.
 
     Same step budget, batch, learning rate and loss (KD from the same teacher, the trained
     original) as the AWN fine-tune, so a gap between the two is the method, not the distillation.
+    ``kd_teacher``: that teacher as the AWN fine-tune used it (e.g. its cached logits); None
+    builds it from ``original``.
     """
     from .pipeline import train_config
 
     cfg = dataclasses.replace(train_config(recipe), mode="deterministic", checkpoint_every=0)
     ordered = copy.deepcopy(original).requires_grad_(True)  # the original is the frozen teacher
     order_(ordered, recipe.awn.scorer, calibration, seed=recipe.seed)
+    if kd_teacher is None and cfg.kd_weight > 0:
+        kd_teacher = distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet)
 
     def build(fraction: float) -> nn.Module:
         model = copy.deepcopy(ordered)
         truncate_(model, float(fraction), multiple=recipe.export.multiple)
         finetune(model, data.train, data.collate, cfg, num_examples=data.num_train_examples,
-                 teacher=original if cfg.kd_weight > 0 else None, seed=recipe.seed, quiet=quiet,
+                 teacher=kd_teacher if cfg.kd_weight > 0 else None, seed=recipe.seed, quiet=quiet,
                  desc=f"{recipe.awn.scorer}+finetune {fraction:g}")
         return model
 
@@ -60,11 +65,11 @@ def per_layer_method(out: Path) -> Callable[[float], nn.Module]:
 
 
 def _methods(recipe: Recipe, out: Path, original: nn.Module, data: TaskData, calibration: list, quiet: bool,
-             names: Optional[Sequence[str]] = None) -> list:
+             names: Optional[Sequence[str]] = None, kd_teacher: Optional[Teacher] = None) -> list:
     methods: list[Any] = []
     for name in names or recipe.evaluate.methods:
         if name == "finetune":
-            methods.append((f"{recipe.awn.scorer}+finetune", finetune_baseline(original, data, recipe, calibration, quiet)))
+            methods.append((f"{recipe.awn.scorer}+finetune", finetune_baseline(original, data, recipe, calibration, quiet, kd_teacher)))
         else:
             methods.append(name)
     if recipe.export.per_layer and not names:
@@ -81,15 +86,18 @@ def _latency(recipe: Recipe) -> Optional[LatencyConfig]:
 
 def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: Recipe, exports: dict[str, Path],
                         costs: dict, calibration: list, *, quiet: bool = False,
-                        methods: Optional[Sequence[str]] = None) -> dict:
-    """Evaluate every width × method of a finished run, write the report and annotate the exports."""
+                        methods: Optional[Sequence[str]] = None, kd_teacher: Optional[Teacher] = None) -> dict:
+    """Evaluate every width × method of a finished run, write the report and annotate the exports.
+
+    ``kd_teacher``: the distillation teacher of the AWN fine-tune, reused by ``<scorer>+finetune``.
+    """
     widths = [float(w) for w in recipe.export.widths]
     export_dirs = {w: exports.get(f"{w:g}", exports["nested"]) for w in widths}
     profile = read_provenance(exports["nested"]).get("profile")
     began = time.perf_counter()
     record = evaluate_methods(
         original, export_dirs, data.eval, data.collate, task=recipe.task, metric=recipe.resolved_metric,
-        methods=_methods(recipe, out, original, data, calibration, quiet, methods), widths=widths,
+        methods=_methods(recipe, out, original, data, calibration, quiet, methods, kd_teacher), widths=widths,
         calibration=calibration, latency=_latency(recipe), batch_size=recipe.evaluate.batch_size, seed=recipe.seed,
         model_name=recipe.model, data=recipe.data.eval or recipe.data.train, profile=profile,
         costs={stage: {"finetune_s": costs[key]} for stage, key in (("awn", "awn_seconds"), ("dense", "dense_seconds"))

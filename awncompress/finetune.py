@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .adaptive import adaptive_modules, awn_prior
 from .atomic import atomic_dir
 from .errors import AwnError
+from .teacher import CachedTeacher, Teacher
 
 MODES = ("stochastic", "deterministic")
 
@@ -38,6 +39,8 @@ class TrainConfig:
     ``full_width_pass``) and at one width per layer sampled from that layer's learned profile, plus
     each fraction of ``extra_widths`` (the sandwich rule: e.g. [0.125] always trains the smallest
     width a user will export); deterministic mode trains the rescaled full-width model only.
+    ``group_by_length`` batches examples of similar length together (see ``_IndexStream``) so less
+    time goes on padding; it changes nothing when all examples have one length (causal-lm windows).
     """
 
     steps: int = 125
@@ -56,6 +59,7 @@ class TrainConfig:
     mixed_precision: str = "no"
     max_seconds: Optional[float] = None
     checkpoint_every: int = 50
+    group_by_length: bool = True
 
 
 @dataclass
@@ -91,16 +95,40 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 
 
 class _IndexStream:
-    """Epoch-wise seeded permutations of the training set; position p → example index."""
+    """Epoch-wise seeded permutations of the training set; position p → example index.
 
-    def __init__(self, n: int, seed: int):
+    With ``lengths`` (and more than one distinct length), each epoch is length-grouped: the
+    permutation is cut into mega-batches of ``GROUP_BATCHES`` batches, each mega-batch is sorted
+    by length, cut into batches, and the batches of the epoch are shuffled. A batch then holds
+    examples of similar length, so dynamic padding pads little (Rotten Tomatoes: 27 tokens on
+    average, 52 padded with plain shuffling), while the batch order stays random.
+    """
+
+    GROUP_BATCHES = 50
+
+    def __init__(self, n: int, seed: int, lengths: Optional[list[int]] = None, batch_size: int = 1):
         self.n, self.seed, self._perms = n, seed, {}
+        self.lengths = lengths if lengths is not None and len(set(lengths)) > 1 else None
+        self.batch_size = batch_size
 
     def __getitem__(self, position: int) -> int:
         epoch, offset = divmod(position, self.n)
         if epoch not in self._perms:
-            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))}
+            self._perms = {epoch: self._epoch(epoch)}
         return int(self._perms[epoch][offset])
+
+    def _epoch(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+        perm = torch.randperm(self.n, generator=generator)
+        if self.lengths is None:
+            return perm
+        lengths = torch.tensor(self.lengths)
+        mega = self.batch_size * self.GROUP_BATCHES
+        grouped = [chunk[torch.sort(lengths[chunk], descending=True, stable=True).indices] for chunk in perm.split(mega)]
+        batches = list(torch.cat(grouped).split(self.batch_size))
+        tail = [batches.pop()] if len(batches[-1]) < self.batch_size else []  # last, so batches stay aligned to steps
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        return torch.cat([batches[i] for i in order] + tail)
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -160,7 +188,7 @@ def finetune(
     *,
     num_examples: int,
     prior: Optional[PriorConfig] = None,
-    teacher: Optional[nn.Module] = None,
+    teacher: Optional[Teacher] = None,
     seed: int = 0,
     checkpoint_dir: Optional[Path] = None,
     resume: bool = False,
@@ -174,7 +202,8 @@ def finetune(
         train_set / collate: indexable examples and the function that pads a list of them.
         num_examples: N, the training-set size dividing the prior.
         prior: the AWN prior terms; None trains without them (dense stage).
-        teacher: a frozen model to distil from (mixing weight ``cfg.kd_weight``); None: task loss only.
+        teacher: a frozen model to distil from (mixing weight ``cfg.kd_weight``), or its logits over
+            ``train_set`` computed once (``CachedTeacher``); None: task loss only.
         checkpoint_dir: where ``step-N/`` checkpoints go every ``cfg.checkpoint_every`` steps.
         resume: continue from the latest checkpoint in ``checkpoint_dir``.
     """
@@ -204,9 +233,13 @@ def finetune(
         start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
     model, optimizer = accelerator.prepare(model, optimizer)
     inner = accelerator.unwrap_model(model)
-    if teacher is not None:
+    if isinstance(teacher, CachedTeacher):
+        if len(teacher) != len(train_set):
+            raise TrainingError(f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}")
+    elif teacher is not None:
         teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
-    stream = _IndexStream(len(train_set), seed)
+    lengths = [len(train_set[i]["input_ids"]) for i in range(len(train_set))] if cfg.group_by_length else None
+    stream = _IndexStream(len(train_set), seed, lengths, cfg.batch_size)
     micro_size = cfg.batch_size // cfg.grad_accum
 
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=quiet or not accelerator.is_main_process, dynamic_ncols=True)
@@ -231,10 +264,13 @@ def finetune(
         for micro in range(cfg.grad_accum):
             first = step * cfg.batch_size + micro * micro_size
             rank_positions = range(first + accelerator.process_index, first + micro_size, world)
-            batch = {k: v.to(accelerator.device) for k, v in collate([train_set[stream[p]] for p in rank_positions]).items()}
+            indices = [stream[p] for p in rank_positions]
+            batch = {k: v.to(accelerator.device) for k, v in collate([train_set[i] for i in indices]).items()}
             inputs = {k: v for k, v in batch.items() if k != "labels"}
             teacher_logits = None
-            if teacher is not None:
+            if isinstance(teacher, CachedTeacher):
+                teacher_logits = teacher(indices).to(accelerator.device)
+            elif teacher is not None:
                 with torch.no_grad(), accelerator.autocast():
                     teacher_logits = teacher(**inputs).logits
             for i, plan in enumerate(plans):

@@ -26,6 +26,7 @@ from .export import export_nested, export_per_layer, export_uniform, per_layer_d
 from .finetune import PriorConfig, TrainConfig, TrainResult, finetune, latest_checkpoint
 from .loading import check_safe_checkpoint
 from .recipes import Recipe, dump_recipe
+from .teacher import distillation_teacher
 
 DENSE_DIR = "dense"
 
@@ -171,6 +172,8 @@ def run_convert(
                                 desc="dense head")
         save_dense(model, tokenizer, out / DENSE_DIR)
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    kd_teacher = (distillation_teacher(teacher, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet)
+                  if recipe.train.kd_weight > 0 else None)
 
     cfg = awn_config(recipe)
     batches = calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size)
@@ -178,7 +181,7 @@ def run_convert(
     awn_result = finetune(
         model, data.train, data.collate, train_config(recipe), num_examples=data.num_train_examples,
         prior=PriorConfig(cfg.rate_prior_mean, cfg.rate_prior_std, cfg.weight_prior_std),
-        teacher=teacher if recipe.train.kd_weight > 0 else None, seed=recipe.seed,
+        teacher=kd_teacher, seed=recipe.seed,
         checkpoint_dir=out / "checkpoints" / "awn", resume=resume, quiet=quiet, desc="awn fine-tune",
     )
     profile = profile_summary(model)
@@ -190,7 +193,8 @@ def run_convert(
     if evaluate:
         from .evaluate_run import evaluate_conversion  # evaluation pulls in matplotlib: only when asked
 
-        result.report = evaluate_conversion(out, teacher, data, recipe, exports, costs, batches, quiet=quiet)
+        result.report = evaluate_conversion(out, teacher, data, recipe, exports, costs, batches, quiet=quiet,
+                                            kd_teacher=kd_teacher)
     if latest_checkpoint(out / "checkpoints" / "awn") is not None:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the exports hold everything now
     return result

@@ -174,7 +174,7 @@ class TrainSection:
     forward pass to each stochastic step. ``kd_weight`` mixes distillation from the teacher (1: KD
     only, 0: task loss only). ``rate_lr`` is the learning rate of the per-layer rates.
     ``max_seconds`` stops training early (null: no limit); ``checkpoint_every`` 0 disables
-    checkpoints.
+    checkpoints. ``group_by_length`` batches examples of similar length together (less padding).
     """
 
     steps: int = _f(125, _POSITIVE_INT)
@@ -193,6 +193,7 @@ class TrainSection:
     mixed_precision: str = _f("no", _OneOf(MIXED_PRECISION))
     max_seconds: Optional[float] = _f(None, _POSITIVE)
     checkpoint_every: int = _f(50, _NON_NEGATIVE)
+    group_by_length: bool = _f(True)
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""Cached teacher logits and length-grouped batches: the two fine-tune speed-ups change no result
+they should not change."""
+from __future__ import annotations
+
+import torch
+
+from awncompress import AWNConfig, convert_
+from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, _IndexStream, finetune
+from awncompress.teacher import CachedTeacher, distillation_teacher
+from conftest import make_batches, make_model
+from test_finetune import collate, toy_data
+
+import pytest
+
+PRIOR = PriorConfig(rate_mean=4.6, rate_std=1.0, weight_std=1.0)
+
+
+def _lengths(n: int, seed: int = 0) -> list[int]:
+    return torch.randint(3, 60, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def test_grouped_epochs_are_permutations_of_short_spread_batches():
+    n, batch = 1000, 16
+    lengths = _lengths(n)
+    grouped, plain = _IndexStream(n, 3, lengths, batch), _IndexStream(n, 3)
+    for epoch in range(2):
+        order = [grouped[epoch * n + p] for p in range(n)]
+        assert sorted(order) == list(range(n))  # every example once per epoch
+    def padded(stream: _IndexStream) -> float:
+        order = [stream[p] for p in range(n)]
+        return sum(max(lengths[i] for i in order[s:s + batch]) * batch for s in range(0, n, batch)) / n
+    # plain shuffling pads to near the maximum; grouping keeps batches close to their own lengths
+    assert padded(grouped) < 0.6 * padded(plain)
+    assert padded(grouped) < 1.1 * sum(lengths) / n
+    # the batch order is shuffled, not a long-to-short sweep through each mega-batch
+    firsts = [max(lengths[grouped[p]] for p in range(s, s + batch)) for s in range(0, 160, batch)]
+    assert firsts != sorted(firsts, reverse=True)
+
+
+def test_grouping_is_seeded_and_a_no_op_for_equal_lengths():
+    n = 200
+    a, b, c = (_IndexStream(n, s, _lengths(n), 8) for s in (1, 1, 2))
+    assert [a[p] for p in range(n)] == [b[p] for p in range(n)]
+    assert [a[p] for p in range(n)] != [c[p] for p in range(n)]
+    equal, plain = _IndexStream(n, 5, [64] * n, 8), _IndexStream(n, 5)
+    assert [equal[p] for p in range(2 * n)] == [plain[p] for p in range(2 * n)]
+
+
+def test_cached_teacher_holds_each_examples_logits():
+    teacher = make_model("bert", seed=1).eval()
+    data = toy_data(40)
+    cached = CachedTeacher.compute(teacher, data, collate, batch_size=16, quiet=True)
+    assert len(cached) == 40
+    picks = [7, 0, 39, 7]
+    with torch.no_grad():
+        direct = torch.cat([teacher(**{k: v for k, v in collate([data[i]]).items() if k != "labels"}).logits for i in picks])
+    torch.testing.assert_close(cached(picks), direct, atol=1e-5, rtol=1e-5)
+
+
+def test_cached_teacher_trains_like_the_live_teacher():
+    teacher = make_model("bert", seed=1).eval()
+    data = toy_data()
+    cfg = TrainConfig(steps=6, batch_size=8, lr=1e-3, rate_lr=0.1, checkpoint_every=0, kd_weight=0.7)
+    runs = []
+    for kd in (teacher, CachedTeacher.compute(teacher, data, collate, quiet=True)):
+        model = make_model("bert")
+        convert_(model, AWNConfig(), calibration=make_batches())
+        flat = lambda: torch.cat([p.detach().flatten() for p in model.parameters()])
+        start = flat()
+        result = finetune(model, data, collate, cfg, num_examples=len(data), prior=PRIOR, teacher=kd, quiet=True)
+        runs.append((result.losses, flat()))
+    # same losses step by step; the weights moved the same way (Adam magnifies 1e-7 logit noise in
+    # near-zero gradients, so the check is on the update as a whole, not element by element)
+    assert runs[0][0] == pytest.approx(runs[1][0], abs=1e-5)
+    update = runs[0][1] - start
+    assert update.norm() > 0.1
+    assert (runs[1][1] - runs[0][1]).norm() < 1e-3 * update.norm()
+
+
+def test_cached_teacher_of_another_training_set_is_refused():
+    teacher = make_model("bert", seed=1)
+    cached = CachedTeacher.compute(teacher, toy_data(20), collate, quiet=True)
+    model = make_model("bert")
+    with pytest.raises(TrainingError, match="cached teacher holds 20 examples but the training set has 48"):
+        finetune(model, toy_data(), collate, TrainConfig(steps=1, batch_size=8, checkpoint_every=0), num_examples=48,
+                 teacher=cached, quiet=True)
+
+
+def test_language_model_teachers_stay_models():
+    teacher = make_model("gpt2")
+    assert distillation_teacher(teacher, "causal-lm", toy_data(8), collate, quiet=True) is teacher
+    assert isinstance(distillation_teacher(make_model("bert"), "text-classification", toy_data(8), collate, quiet=True), CachedTeacher)
