@@ -77,6 +77,12 @@ def _methods(recipe: Recipe, out: Path, original: nn.Module, data: TaskData, cal
     return methods
 
 
+# (report stage, cost kind, key in the convert run's costs): the teacher logits are computed once
+# and shared by the AWN fine-tune and every <scorer>+finetune run.
+_RECORDED_COSTS = (("awn", "finetune_s", "awn_seconds"), ("dense", "finetune_s", "dense_seconds"),
+                   ("teacher-logits", "prepare_s", "teacher_logits_seconds"))
+
+
 def _latency(recipe: Recipe) -> Optional[LatencyConfig]:
     e = recipe.evaluate
     if not e.latency_repeats:
@@ -100,8 +106,7 @@ def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: 
         methods=_methods(recipe, out, original, data, calibration, quiet, methods, kd_teacher), widths=widths,
         calibration=calibration, latency=_latency(recipe), batch_size=recipe.evaluate.batch_size, seed=recipe.seed,
         model_name=recipe.model, data=recipe.data.eval or recipe.data.train, profile=profile,
-        costs={stage: {"finetune_s": costs[key]} for stage, key in (("awn", "awn_seconds"), ("dense", "dense_seconds"))
-               if costs.get(key) is not None},
+        costs={stage: {kind: costs[key]} for stage, kind, key in _RECORDED_COSTS if costs.get(key) is not None},
     )
     record["costs"].setdefault("evaluation", {})["total_s"] = round(time.perf_counter() - began, 3)
     write_report(record, out)

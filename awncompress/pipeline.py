@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -26,7 +27,7 @@ from .export import export_nested, export_per_layer, export_uniform, per_layer_d
 from .finetune import PriorConfig, TrainConfig, TrainResult, finetune, latest_checkpoint
 from .loading import check_safe_checkpoint
 from .recipes import Recipe, dump_recipe
-from .teacher import distillation_teacher
+from .teacher import CachedTeacher, distillation_teacher
 
 DENSE_DIR = "dense"
 
@@ -172,8 +173,10 @@ def run_convert(
                                 desc="dense head")
         save_dense(model, tokenizer, out / DENSE_DIR)
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    began = time.perf_counter()
     kd_teacher = (distillation_teacher(teacher, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet)
                   if recipe.train.kd_weight > 0 else None)
+    teacher_seconds = round(time.perf_counter() - began, 3) if isinstance(kd_teacher, CachedTeacher) else None
 
     cfg = awn_config(recipe)
     batches = calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size)
@@ -187,7 +190,8 @@ def run_convert(
     profile = profile_summary(model)
     fold_(model)
 
-    costs = {"awn_seconds": awn_result.seconds, "dense_seconds": dense_result.seconds if dense_result else None}
+    costs = {"awn_seconds": awn_result.seconds, "dense_seconds": dense_result.seconds if dense_result else None,
+             "teacher_logits_seconds": teacher_seconds}
     exports = write_exports(model, tokenizer, recipe, out, profile, extra={"train": costs}, overwrite=True)
     result = ConvertResult(out=out, exports=exports, awn=awn_result, dense=dense_result, profile=profile)
     if evaluate:

@@ -25,6 +25,7 @@ from awncompress.evaluation import evaluate_model
 from awncompress.finetune import PriorConfig, finetune
 from awncompress.pipeline import awn_config, calibration_batches, data_config, load_model, train_config
 from awncompress.recipes import apply_overrides, load_recipe
+from awncompress.teacher import distillation_teacher
 
 WIDTHS = (0.125, 0.25, 0.5)
 
@@ -38,9 +39,11 @@ def run(dense: Path, overrides: dict, seed: int) -> dict:
     cfg = awn_config(recipe)
     convert_(model, cfg, calibration=calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size))
     began = time.perf_counter()
+    kd_teacher = (distillation_teacher(teacher, recipe.task, data.train, data.collate, quiet=True)
+                  if recipe.train.kd_weight > 0 else None)  # as the pipeline distils
     result = finetune(model, data.train, data.collate, dataclasses.replace(train_config(recipe), checkpoint_every=0),
                       num_examples=data.num_train_examples, prior=PriorConfig(cfg.rate_prior_mean, cfg.rate_prior_std, cfg.weight_prior_std),
-                      teacher=teacher if recipe.train.kd_weight > 0 else None, seed=seed, quiet=True)
+                      teacher=kd_teacher, seed=seed, quiet=True)
     seconds = time.perf_counter() - began
     profile = profile_summary(model)
     fold_(model)
