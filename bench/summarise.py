@@ -106,7 +106,30 @@ def _significance(reports: dict[int, dict], values: dict, methods: list[str], wi
         gap, se = paired
         verdict = "significant" if abs(gap) > 2 * se else "within noise"
         out.append(f"- {w:g}: awn − {name} = {gap:+.2f} points (2 SE = {2 * se:.2f}): {verdict}")
+    out += ["", _gap_table(reports, widths)]
     return "\n".join(out)
+
+
+# The comparisons the product's claims rest on: the per-width fine-tune, static WINA (the baseline
+# every curve is drawn against) and per-layer vs uniform widths at equal FLOPs (benchmark 3).
+CLAIMS = (("awn", "wina+finetune"), ("awn", "wina"), ("awn-per-layer", "awn"))
+
+
+def _gap_table(reports: dict[int, dict], widths: list[float]) -> str:
+    """Paired gaps (points, ± 2 SE) of each claim's pair at every width; * marks a significant gap."""
+    lines = ["Paired gaps in points (± 2 SE, pooled over the seeds that ran both; * beyond 2 SE):", "",
+             "| width | " + " | ".join(f"{a} − {b}" for a, b in CLAIMS) + " |", "|---|" + "---|" * len(CLAIMS)]
+    for w in widths:
+        cells = []
+        for a, b in CLAIMS:
+            paired = _paired(reports, f"{a}@{w:g}", f"{b}@{w:g}")
+            if paired is None:
+                cells.append("—")
+                continue
+            gap, se = paired
+            cells.append(f"{gap:+.2f} ± {2 * se:.2f}" + ("*" if abs(gap) > 2 * se else ""))
+        lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
