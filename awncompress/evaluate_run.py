@@ -21,8 +21,8 @@ from .export import per_layer_dir
 from .finetune import finetune
 from .loading import load_pretrained, read_provenance
 from .recipes import Recipe, apply_overrides, load_recipe
-from .teacher import Teacher, distillation_teacher
 from .report import write_report
+from .teacher import Teacher, distillation_teacher
 
 
 def finetune_baseline(original: nn.Module, data: TaskData, recipe: Recipe, calibration: list,

@@ -32,8 +32,12 @@ class CachedTeacher:
     @classmethod
     def compute(cls, teacher: nn.Module, train_set: Any, collate: Callable[[list], dict[str, torch.Tensor]],
                 batch_size: int = 64, quiet: bool = False) -> "CachedTeacher":
-        """Run ``teacher`` (eval mode, no gradients, on its own device) once over ``train_set``."""
-        device = next(teacher.parameters()).device
+        """Run ``teacher`` (eval mode, no gradients) once over ``train_set``, on the GPU if there is one.
+
+        The teacher moves there, as it would for distilling from it live.
+        """
+        device = torch.device("cuda") if torch.cuda.is_available() else next(teacher.parameters()).device
+        teacher.to(device)
         n = len(train_set)
         order = sorted(range(n), key=lambda i: len(train_set[i]["input_ids"]))  # little padding per batch
         logits: list[torch.Tensor] = []
