@@ -86,6 +86,17 @@ class ExampleDataset(Dataset):
         return self.examples[index]
 
 
+def example_lengths(dataset: Any) -> list[int]:
+    """The token count (``len(input_ids)``) of every example, in dataset order."""
+    return [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
+
+
+def length_order(dataset: Any) -> list[int]:
+    """Example indices by length: batches of similar length waste little compute on padding."""
+    lengths = example_lengths(dataset)
+    return sorted(range(len(lengths)), key=lengths.__getitem__)
+
+
 @dataclass(frozen=True)
 class PadCollator:
     """Pads a batch to its longest example (dynamic padding) and stacks it into tensors.

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from .archs import find_ffns
 from .convert import layer_widths, order_, resolve_widths, truncate_
+from .data import length_order
 from .errors import DataError, MetricError, NotAnExportError, UnknownScorerError, WidthError
 from .export import PROVENANCE_FILE, WIDTH_DIR_PREFIX, update_provenance
 from .flops import count_flops
@@ -108,11 +109,6 @@ def check_eval_data(dataset: Any) -> None:
                         "(for causal-lm the labels are the input ids)")
 
 
-def _length_order(dataset: Any) -> list[int]:
-    """Example indices by length: batches of similar length waste little compute on padding."""
-    return sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
-
-
 def _loader(dataset: Any, collate: Optional[Callable], batch_size: int, order: Sequence[int]) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, sampler=order, collate_fn=collate)
 
@@ -162,7 +158,7 @@ def evaluate_model(
     predictions: list = []
     references: list = []
     try:
-        order = _length_order(dataset)  # the metric ignores the order; `correct` is put back in dataset order
+        order = length_order(dataset)  # the metric ignores the order; `correct` is put back in dataset order
         for batch in _loader(dataset, collate, batch_size, order):
             if "labels" not in batch:
                 raise DataError("an evaluation batch has no labels (check the collate function)")

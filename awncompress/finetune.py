@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .adaptive import adaptive_modules, awn_prior
 from .atomic import atomic_dir
+from .data import example_lengths
 from .errors import AwnError
 from .teacher import CachedTeacher, Teacher
 
@@ -108,7 +109,7 @@ class _IndexStream:
 
     def __init__(self, n: int, seed: int, lengths: Optional[list[int]] = None, batch_size: int = 1):
         self.n, self.seed, self._perms = n, seed, {}
-        self.lengths = lengths if lengths is not None and len(set(lengths)) > 1 else None
+        self.lengths = torch.tensor(lengths) if lengths is not None and len(set(lengths)) > 1 else None
         self.batch_size = batch_size
 
     def __getitem__(self, position: int) -> int:
@@ -122,9 +123,8 @@ class _IndexStream:
         perm = torch.randperm(self.n, generator=generator)
         if self.lengths is None:
             return perm
-        lengths = torch.tensor(self.lengths)
         mega = self.batch_size * self.GROUP_BATCHES
-        grouped = [chunk[torch.sort(lengths[chunk], descending=True, stable=True).indices] for chunk in perm.split(mega)]
+        grouped = [chunk[torch.sort(self.lengths[chunk], descending=True, stable=True).indices] for chunk in perm.split(mega)]
         batches = list(torch.cat(grouped).split(self.batch_size))
         tail = [batches.pop()] if len(batches[-1]) < self.batch_size else []  # last, so batches stay aligned to steps
         order = torch.randperm(len(batches), generator=generator).tolist()
@@ -238,8 +238,7 @@ def finetune(
             raise TrainingError(f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}")
     elif teacher is not None:
         teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
-    lengths = [len(train_set[i]["input_ids"]) for i in range(len(train_set))] if cfg.group_by_length else None
-    stream = _IndexStream(len(train_set), seed, lengths, cfg.batch_size)
+    stream = _IndexStream(len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size)
     micro_size = cfg.batch_size // cfg.grad_accum
 
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=quiet or not accelerator.is_main_process, dynamic_ncols=True)

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .data import length_order
+
 
 class CachedTeacher:
     """The logits of a frozen teacher for every example of one training set, by example index."""
@@ -39,7 +41,7 @@ class CachedTeacher:
         device = torch.device("cuda") if torch.cuda.is_available() else next(teacher.parameters()).device
         teacher.to(device)
         n = len(train_set)
-        order = sorted(range(n), key=lambda i: len(train_set[i]["input_ids"]))  # little padding per batch
+        order = length_order(train_set)
         logits: list[torch.Tensor] = []
         was_training = teacher.training
         teacher.eval()
