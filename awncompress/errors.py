@@ -1,4 +1,8 @@
-"""The exceptions awncompress raises for bad input; the CLI turns each into one line on stderr."""
+"""Every exception awncompress raises for something a user did; the CLI turns each into one line.
+
+All derive from :class:`AwnError`. Most also derive from the builtin a caller would expect
+(``ValueError``, ``OSError`` ...), so ``except ValueError`` keeps working around the library.
+"""
 from __future__ import annotations
 
 
@@ -14,8 +18,16 @@ class UnsupportedModelError(AwnError, ValueError):
     """The model has no FFN blocks awncompress can recognise."""
 
 
+class ConversionError(AwnError, ValueError):
+    """A model in the wrong state for a verb: converting twice, folding or pricing an unconverted model."""
+
+
 class UnknownScorerError(AwnError, ValueError):
     """An importance scorer name that is not registered."""
+
+
+class UnknownMethodError(AwnError, ValueError):
+    """An evaluation method name that is not registered, or a method that cannot run as asked."""
 
 
 class OutputExistsError(AwnError, FileExistsError):
@@ -45,3 +57,15 @@ class MetricError(AwnError, ValueError):
 class RecipeError(AwnError, ValueError):
     """A recipe that cannot be used: unknown name or missing file, invalid YAML, an unknown key, a
     value of the wrong type or out of range (the message names the key by its dotted path)."""
+
+
+class ConfigError(AwnError, ValueError):
+    """A setting passed to the Python API that is out of range (e.g. a latency or profile setting)."""
+
+
+class ModelLoadError(AwnError, OSError):
+    """A model that cannot be found or loaded (missing path, Hub unreachable, no safetensors)."""
+
+
+class TrainingError(AwnError, RuntimeError):
+    """A fine-tune that cannot run as configured (e.g. batch not divisible over processes)."""

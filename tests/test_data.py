@@ -337,8 +337,10 @@ def test_hub_dataset_splits_and_class_names(monkeypatch, bert_tok):
 
 
 def test_split_helpers_are_pure():
-    tr, ev = data._split(10, 0.3, 0)
-    assert (tr, ev) == data._split(10, 0.3, 0) and sorted(tr + ev) == list(range(10)) and len(ev) == 3
+    from awncompress.sources import seeded_split
+
+    tr, ev = seeded_split(10, 0.3, 0)
+    assert (tr, ev) == seeded_split(10, 0.3, 0) and sorted(tr + ev) == list(range(10)) and len(ev) == 3
     assert data._subsample(list("abcdef"), 3, 1) == data._subsample(list("abcdef"), 3, 1)
     assert data._subsample(list("abc"), None, 1) == list("abc")
 

@@ -11,18 +11,17 @@ from awncompress.errors import AwnError, RecipeError
 from awncompress.recipes import (
     RECIPE_DIR,
     AwnSection,
-    DataSource,
     Recipe,
-    TrainSection,
+    TrainConfig,
     apply_overrides,
     default_recipe,
     dump_recipe,
     is_recipe,
     list_recipes,
     load_recipe,
-    parse_data_source,
     recipe_from_dict,
 )
+from awncompress.sources import DataSource, classify_source
 
 SHIPPED = ["bert-base", "demo", "smollm2"]
 
@@ -70,8 +69,8 @@ def test_shipped_recipe_contents() -> None:
 
     bert = load_recipe("bert-base")
     assert bert.model == "bert-base-uncased" and bert.data.text_column == "sentence"
-    assert parse_data_source(bert.data.train) == DataSource("hub", "glue", "sst2", None)
-    assert parse_data_source(bert.data.eval) == DataSource("hub", "glue", "sst2", "validation")
+    assert classify_source(bert.data.train) == DataSource("hub", "glue", "sst2", None)
+    assert classify_source(bert.data.eval) == DataSource("hub", "glue", "sst2", "validation")
 
     smol = load_recipe("smollm2")
     assert (smol.model, smol.task, smol.data.train) == ("builtin:smollm2", "causal-lm", "builtin:jane-austen")
@@ -132,7 +131,7 @@ def test_missing_model_and_bad_shapes(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(str(broken))
     # An empty section (every key commented out) means "all defaults".
-    assert recipe_from_dict({"model": "m", "train": None}).train == TrainSection()
+    assert recipe_from_dict({"model": "m", "train": None}).train == TrainConfig()
 
 
 @pytest.mark.parametrize(
@@ -204,7 +203,7 @@ def test_bad_values(data: dict, message: str) -> None:
 
 def test_direct_construction_is_validated() -> None:
     with pytest.raises(RecipeError, match=r"train\.steps must be >= 1"):
-        Recipe(model="m", train=TrainSection(steps=0))
+        Recipe(model="m", train=TrainConfig(steps=0))
     with pytest.raises(RecipeError, match=r"awn\.k must be in"):
         Recipe(model="m", awn=AwnSection(k=2))
     assert Recipe(model="m", train={"steps": 7}).train.steps == 7  # type: ignore[arg-type]
@@ -288,17 +287,3 @@ def test_is_recipe_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert is_recipe("smollm2")
 
 
-def test_parse_data_source(tmp_path: Path) -> None:
-    assert parse_data_source("builtin:rotten-tomatoes") == DataSource("builtin", "rotten-tomatoes")
-    assert parse_data_source("builtin:jane-austen:test") == DataSource("builtin", "jane-austen", None, "test")
-    assert parse_data_source("glue:sst2") == DataSource("hub", "glue", "sst2", None)
-    assert parse_data_source("nyu-mll/glue:sst2:validation") == DataSource("hub", "nyu-mll/glue", "sst2", "validation")
-    assert parse_data_source("imdb::test") == DataSource("hub", "imdb", None, "test")
-    assert parse_data_source("imdb") == DataSource("hub", "imdb")
-    assert parse_data_source("train.csv") == DataSource("file", "train.csv")
-    folder = tmp_path / "data"
-    folder.mkdir()
-    assert parse_data_source(str(folder)).kind == "file"
-    for bad in ("", "builtin:", "a:b:c:d", "builtin:x:y:z"):
-        with pytest.raises(RecipeError):
-            parse_data_source(bad)
