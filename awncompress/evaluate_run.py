@@ -5,77 +5,24 @@ user's fine-tuned model, or ``OUT/dense/`` when awncompress trained the task hea
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from torch import nn
 
-from .convert import order_, truncate_
 from .data import TaskData, load_task_data
-from .errors import NotAnExportError
-from .evaluation import LatencyConfig, annotate_exports, evaluate_methods, find_exports
-from .export import per_layer_dir
-from .finetune import finetune
-from .loading import load_pretrained, read_provenance
+from .errors import AwnError, DataError, NotAnExportError
+from .evaluation import evaluate_methods
+from .latency import LatencyConfig
+from .layout import DENSE_DIR, NESTED_DIR, RECIPE_FILE, annotate_exports, export_dirs_for, find_exports, width_key
+from .provenance import read_provenance
+from .methods import TrainingKit
 from .recipes import Recipe, apply_overrides, load_recipe
 from .report import write_report
+from .sources import classify_source
+from .stages import calibration_batches, check_settings, data_config, load_model
 from .teacher import Teacher, distillation_teacher
-
-
-def finetune_baseline(original: nn.Module, data: TaskData, recipe: Recipe, calibration: list,
-                      quiet: bool, kd_teacher: Optional[Teacher] = None) -> Callable[[float], nn.Module]:
-    """``<scorer>+finetune``: truncate by the recipe's scorer, then fine-tune that width alone.
-
-    Same step budget, batch, learning rate and loss (KD from the same teacher, the trained
-    original) as the AWN fine-tune, so a gap between the two is the method, not the distillation.
-    ``kd_teacher``: that teacher as the AWN fine-tune used it (e.g. its cached logits); None
-    builds it from ``original``.
-    """
-    from .pipeline import train_config
-
-    cfg = dataclasses.replace(train_config(recipe), mode="deterministic", checkpoint_every=0)
-    ordered = copy.deepcopy(original).requires_grad_(True)  # the original is the frozen teacher
-    order_(ordered, recipe.awn.scorer, calibration, seed=recipe.seed)
-    if kd_teacher is None and cfg.kd_weight > 0:
-        kd_teacher = distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet)
-
-    def build(fraction: float) -> nn.Module:
-        model = copy.deepcopy(ordered)
-        truncate_(model, float(fraction), multiple=recipe.export.multiple)
-        finetune(model, data.train, data.collate, cfg, num_examples=data.num_train_examples,
-                 teacher=kd_teacher if cfg.kd_weight > 0 else None, seed=recipe.seed, quiet=quiet,
-                 desc=f"{recipe.awn.scorer}+finetune {fraction:g}")
-        return model
-
-    return build
-
-
-def per_layer_method(out: Path) -> Callable[[float], nn.Module]:
-    """``awn-per-layer``: the per-layer export at the FFN FLOP budget of each width, from disk."""
-    def load(fraction: float) -> nn.Module:
-        folder = per_layer_dir(out, fraction)
-        if not folder.exists():
-            raise NotAnExportError(f"{folder} is missing: convert with --per-layer to write per-layer exports")
-        return load_pretrained(folder)
-
-    return load
-
-
-def _methods(recipe: Recipe, out: Path, original: nn.Module, data: TaskData, calibration: list, quiet: bool,
-             names: Optional[Sequence[str]] = None, kd_teacher: Optional[Teacher] = None) -> list:
-    methods: list[Any] = []
-    for name in names or recipe.evaluate.methods:
-        if name == "finetune":
-            methods.append((f"{recipe.awn.scorer}+finetune", finetune_baseline(original, data, recipe, calibration, quiet, kd_teacher)))
-        else:
-            methods.append(name)
-    if recipe.export.per_layer and not names:
-        methods.insert(1, ("awn-per-layer", per_layer_method(out)))
-    return methods
-
 
 # (report stage, cost kind, key in the convert run's costs): the teacher logits are computed once
 # and shared by the AWN fine-tune and every <scorer>+finetune run.
@@ -83,11 +30,27 @@ _RECORDED_COSTS = (("awn", "finetune_s", "awn_seconds"), ("dense", "finetune_s",
                    ("teacher-logits", "prepare_s", "teacher_logits_seconds"))
 
 
-def _latency(recipe: Recipe) -> Optional[LatencyConfig]:
+def latency_config(recipe: Recipe) -> Optional[LatencyConfig]:
+    """The recipe's latency settings (None when ``evaluate.latency_repeats`` is 0)."""
     e = recipe.evaluate
     if not e.latency_repeats:
         return None
     return LatencyConfig(batch_size=e.latency_batch_size, seq_len=e.latency_seq_len, repeats=e.latency_repeats, seed=recipe.seed)
+
+
+def _method_names(recipe: Recipe, names: Optional[Sequence[str]]) -> list[str]:
+    """The recipe's methods (or those asked for); awn-per-layer joins awn when per-layer exports exist."""
+    chosen = list(names or recipe.evaluate.methods)
+    if recipe.export.per_layer and not names and "awn-per-layer" not in chosen:
+        chosen.insert(chosen.index("awn") + 1 if "awn" in chosen else 0, "awn-per-layer")
+    return chosen
+
+
+def _training_kit(original: nn.Module, data: TaskData, recipe: Recipe, quiet: bool, teacher: Optional[Teacher]) -> TrainingKit:
+    """What ``<scorer>+finetune`` needs: the AWN fine-tune's data, budget and teacher (built here if not given)."""
+    if teacher is None and recipe.train.kd_weight > 0:
+        teacher = distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet)
+    return TrainingKit(data.train, data.collate, data.num_train_examples, recipe.train, teacher)
 
 
 def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: Recipe, exports: dict[str, Path],
@@ -98,15 +61,16 @@ def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: 
     ``kd_teacher``: the distillation teacher of the AWN fine-tune, reused by ``<scorer>+finetune``.
     """
     widths = [float(w) for w in recipe.export.widths]
-    export_dirs = {w: exports.get(f"{w:g}", exports["nested"]) for w in widths}
-    profile = read_provenance(exports["nested"]).get("profile")
+    names = _method_names(recipe, methods)
+    training = _training_kit(original, data, recipe, quiet, kd_teacher) if "finetune" in names else None
     began = time.perf_counter()
     record = evaluate_methods(
-        original, export_dirs, data.eval, data.collate, task=recipe.task, metric=recipe.resolved_metric,
-        methods=_methods(recipe, out, original, data, calibration, quiet, methods, kd_teacher), widths=widths,
-        calibration=calibration, latency=_latency(recipe), batch_size=recipe.evaluate.batch_size, seed=recipe.seed,
-        model_name=recipe.model, data=recipe.data.eval or recipe.data.train, profile=profile,
+        original, export_dirs_for(widths, exports), data.eval, data.collate, task=recipe.task, metric=recipe.resolved_metric,
+        methods=names, widths=widths, calibration=calibration, latency=latency_config(recipe),
+        batch_size=recipe.evaluate.batch_size, seed=recipe.seed, model_name=recipe.model, data=recipe.data.eval or recipe.data.train,
+        profile=read_provenance(exports[NESTED_DIR]).get("profile"),
         costs={stage: {kind: costs[key]} for stage, kind, key in _RECORDED_COSTS if costs.get(key) is not None},
+        out=out, scorer=recipe.awn.scorer, multiple=recipe.export.multiple, training=training, quiet=quiet,
     )
     record["costs"].setdefault("evaluation", {})["total_s"] = round(time.perf_counter() - began, 3)
     write_report(record, out)
@@ -114,23 +78,52 @@ def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: 
     return record
 
 
-def reevaluate(out: Path, *, data: Optional[str] = None, methods: Optional[Sequence[str]] = None, quiet: bool = False) -> dict:
-    """`awncompress evaluate OUT`: reload the run's recipe, data and exports, evaluate, rewrite the report."""
-    from .pipeline import DENSE_DIR, calibration_batches, data_config, load_model
+def _named_inside(out: Path, spec: Optional[str], what: str, flag: str) -> None:
+    """A local path that OUT/recipe.yaml names is read only inside OUT; elsewhere the user must name it."""
+    if not spec or spec.startswith("builtin:"):
+        return
+    path = Path(spec).expanduser()
+    if not path.exists():
+        try:
+            source = classify_source(spec)
+        except DataError:
+            return  # not a path: the data layer says what is wrong with it
+        if source.kind != "file":
+            return  # a Hub id
+        path = Path(source.name)
+    if not path.resolve().is_relative_to(out.resolve()):
+        raise AwnError(f"{out / RECIPE_FILE} names {what} {spec}, outside {out}; awncompress reads files a folder names "
+                       f"only inside that folder: pass {flag} {spec} to read it")
 
+
+def reevaluate(out: Path, *, data: Optional[str] = None, train_data: Optional[str] = None, model: Optional[str] = None,
+               metric: Optional[str] = None, methods: Optional[Sequence[str]] = None, quiet: bool = False) -> dict:
+    """`awncompress evaluate OUT`: reload the run's recipe, data and exports, evaluate, rewrite the report.
+
+    ``data`` / ``train_data`` / ``model`` / ``metric`` are what the user named on the command line:
+    they replace the recipe's, and only they may point outside OUT (or, for a metric, run code).
+    """
     out = Path(out)
-    recipe_file = out / "recipe.yaml"
+    recipe_file = out / RECIPE_FILE
     nested, widths = find_exports(out) if out.is_dir() else (None, {})
     if not recipe_file.exists() or nested is None:
-        raise NotAnExportError(f"{out} is not an awncompress convert output (it needs recipe.yaml and nested/)")
-    recipe = load_recipe(str(recipe_file))
-    if data is not None:
-        recipe = apply_overrides(recipe, {"data.eval": data})
+        raise NotAnExportError(f"{out} is not an awncompress convert output (it needs {RECIPE_FILE} and {NESTED_DIR}/)")
+    recipe = apply_overrides(load_recipe(str(recipe_file)), {"data.eval": data, "data.train": train_data, "evaluate.metric": metric})
+    check_settings(recipe, trusted_metric=metric)  # first: running code named by a folder is the worst case
     dense = out / DENSE_DIR
-    original, tokenizer, _ = load_model(str(dense) if dense.exists() else recipe.model, recipe.task)
+    if model is None and not dense.exists():
+        _named_inside(out, recipe.model, "the model", "--model")
+    if train_data is None:
+        _named_inside(out, recipe.data.train, "the training data", "--train-data")
+    if data is None:
+        _named_inside(out, recipe.data.eval, "the eval data", "--data")
+    location = model or (str(dense) if dense.exists() else recipe.model)
+    original, tokenizer, head_trained = load_model(location, recipe.task)
+    if not head_trained:
+        raise AwnError(f"{dense} is missing and {location} has an untrained task head: the dense reference and the baselines "
+                       "would be cut from an untrained model; pass --model with the fine-tuned model")
     task_data = load_task_data(data_config(recipe), tokenizer)
     calibration = calibration_batches(task_data, recipe.awn.calibration_batches, recipe.train.batch_size)
-    record = read_provenance(nested)
-    train = record.get("train") or {}
-    exports = {"nested": nested, **{f"{w:g}": p for w, p in widths.items()}}
+    train = read_provenance(nested).get("train") or {}
+    exports = {NESTED_DIR: nested, **{width_key(w): p for w, p in widths.items()}}
     return evaluate_conversion(out, original, task_data, recipe, exports, train, calibration, quiet=quiet, methods=methods)

@@ -8,16 +8,16 @@ takes exactly the steps an uninterrupted run would have taken.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from tqdm.auto import tqdm
@@ -25,41 +25,47 @@ from tqdm.auto import tqdm
 from .adaptive import adaptive_modules, awn_prior
 from .atomic import atomic_dir
 from .data import example_lengths
-from .errors import AwnError
+from .errors import TrainingError
+from .schema import (NonBlank, NonNegative, NonNegativeInt, Positive, PositiveInt, Section, UnitInterval, Width,
+                     one_of)
 from .teacher import CachedTeacher, Teacher
 
-MODES = ("stochastic", "deterministic")
+TRAIN_MODES: tuple[str, ...] = ("stochastic", "deterministic")
+MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
 
 
-@dataclass
-class TrainConfig:
-    """Budget and loss of one fine-tuning stage (the ``train`` section of a recipe).
+class TrainConfig(Section):
+    """Budget and loss of one fine-tuning stage (a recipe's ``train`` section).
 
     ``batch_size`` is the global batch per optimizer step, split over processes and
-    ``grad_accum`` micro-batches. Stochastic mode trains each step at full width (if
+    ``grad_accum`` micro-batches. ``mode``: "stochastic" trains each step at full width (if
     ``full_width_pass``) and at one width per layer sampled from that layer's learned profile, plus
     each fraction of ``extra_widths`` (the sandwich rule: e.g. [0.125] always trains the smallest
-    width a user will export); deterministic mode trains the rescaled full-width model only.
-    ``group_by_length`` batches examples of similar length together (see ``_IndexStream``) so less
-    time goes on padding; it changes nothing when all examples have one length (causal-lm windows).
+    width a user will export); "deterministic" trains the rescaled full-width model only.
+    ``kd_weight`` mixes distillation from the teacher (1: KD only, 0: task loss only). ``rate_lr``
+    is the learning rate of the per-layer rates. ``max_seconds`` stops training early (null: no
+    limit); ``checkpoint_every`` 0 disables checkpoints. ``group_by_length`` batches examples of
+    similar length together (see ``_IndexStream``) so less time goes on padding; it changes nothing
+    when all examples have one length (causal-lm windows).
     """
 
-    steps: int = 125
-    batch_size: int = 32
-    lr: float = 5e-5
-    rate_lr: float = 0.05
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    mode: str = "stochastic"
+    section = "train"
+    steps: PositiveInt = 125
+    batch_size: PositiveInt = 32
+    lr: Positive = 5e-5
+    rate_lr: NonNegative = 0.05
+    weight_decay: NonNegative = 0.0
+    warmup_steps: NonNegativeInt = 0
+    mode: Annotated[NonBlank, one_of(lambda: TRAIN_MODES)] = "stochastic"
     full_width_pass: bool = True
-    extra_widths: list[float] = field(default_factory=list)
-    kd_weight: float = 0.5
-    kd_temperature: float = 2.0
-    prior_weight: float = 1.0
-    grad_accum: int = 1
-    mixed_precision: str = "no"
-    max_seconds: Optional[float] = None
-    checkpoint_every: int = 50
+    extra_widths: list[Width] = Field(default_factory=list)
+    kd_weight: UnitInterval = 0.5
+    kd_temperature: Positive = 2.0
+    prior_weight: NonNegative = 1.0
+    grad_accum: PositiveInt = 1
+    mixed_precision: Annotated[NonBlank, one_of(lambda: MIXED_PRECISION)] = "no"
+    max_seconds: Optional[Positive] = None
+    checkpoint_every: NonNegativeInt = 50
     group_by_length: bool = True
 
 
@@ -80,10 +86,6 @@ class TrainResult:
     seconds: float
     losses: list[float] = field(default_factory=list)
     stopped_early: bool = False
-
-
-class TrainingError(AwnError, RuntimeError):
-    """A fine-tune that cannot run as configured (e.g. batch not divisible over processes)."""
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -129,6 +131,13 @@ class _IndexStream:
         tail = [batches.pop()] if len(batches[-1]) < self.batch_size else []  # last, so batches stay aligned to steps
         order = torch.randperm(len(batches), generator=generator).tolist()
         return torch.cat([batches[i] for i in order] + tail)
+
+
+def check_batch(cfg: TrainConfig, processes: int, what: str = "batch size") -> None:
+    """TrainingError unless the batch splits evenly over ``grad_accum`` micro-batches × processes."""
+    per_micro, rest = divmod(cfg.batch_size, cfg.grad_accum * processes)
+    if rest or per_micro == 0:
+        raise TrainingError(f"{what} {cfg.batch_size} must be a multiple of grad_accum × processes = {cfg.grad_accum * processes}")
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -180,6 +189,140 @@ def _width_postfix(model: nn.Module) -> str:
     return f"{min(pct)}–{max(pct)} (mean {sum(pct) / len(pct):.0f})"
 
 
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with the per-layer rates in their own group (learning rate ``rate_lr``, no decay)."""
+    rate_params = [w.raw_rate for w in adaptive_modules(model)]
+    rate_ids = {id(p) for p in rate_params}
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in rate_ids]
+    groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr}]
+    if rate_params:
+        groups.append({"params": rate_params, "lr": cfg.rate_lr, "weight_decay": 0.0, "base_lr": cfg.rate_lr})
+    return torch.optim.AdamW(groups)
+
+
+@dataclass
+class _Run:
+    """One fine-tune in progress: what every step needs."""
+
+    accelerator: Any
+    model: nn.Module  # as prepared by accelerate (maybe DDP-wrapped)
+    inner: nn.Module  # the model itself
+    optimizer: Any
+    wrappers: list
+    teacher: Optional[Teacher]
+    stream: "_IndexStream"
+    train_set: Any
+    collate: Any
+    cfg: TrainConfig
+    prior: Optional[PriorConfig]
+    num_examples: int
+    seed: int
+
+
+def _width_plans(run: _Run, step: int) -> list[Optional[list[int]]]:
+    """The widths this step trains: None = full width, else one truncation width per layer."""
+    cfg, wrappers = run.cfg, run.wrappers
+    width_rng = torch.Generator().manual_seed(run.seed * 1_000_033 + step)
+    plans: list[Optional[list[int]]] = []
+    if not wrappers or cfg.mode == "deterministic" or cfg.full_width_pass:
+        plans.append(None)
+    if wrappers and cfg.mode == "stochastic":
+        plans.append([w.sample_width(width_rng) for w in wrappers])
+        plans += [[max(1, round(f * w.width)) for w in wrappers] for f in cfg.extra_widths]
+    return plans
+
+
+def _teacher_logits(run: _Run, indices: list[int], inputs: dict) -> Optional[torch.Tensor]:
+    if isinstance(run.teacher, CachedTeacher):
+        return run.teacher(indices).to(run.accelerator.device)
+    if run.teacher is not None:
+        with torch.no_grad(), run.accelerator.autocast():
+            return run.teacher(**inputs).logits
+    return None
+
+
+def _train_step(run: _Run, step: int) -> tuple[float, float]:
+    """One optimizer step over ``grad_accum`` micro-batches × the step's width plans; (loss, prior/N)."""
+    cfg, accelerator = run.cfg, run.accelerator
+    world = accelerator.num_processes
+    torch.manual_seed(run.seed * 1_000_003 + step)  # dropout of this step, identical on resume
+    for group in run.optimizer.param_groups:
+        group["lr"] = group["base_lr"] * _lr_factor(step, cfg)
+    plans = _width_plans(run, step)
+    micro_size = cfg.batch_size // cfg.grad_accum
+    step_loss, step_prior = 0.0, 0.0
+    for micro in range(cfg.grad_accum):
+        first = step * cfg.batch_size + micro * micro_size
+        indices = [run.stream[p] for p in range(first + accelerator.process_index, first + micro_size, world)]
+        batch = {k: v.to(accelerator.device) for k, v in run.collate([run.train_set[i] for i in indices]).items()}
+        teacher_logits = _teacher_logits(run, indices, {k: v for k, v in batch.items() if k != "labels"})
+        for i, plan in enumerate(plans):
+            for w, width in zip(run.wrappers, plan or [None] * len(run.wrappers)):
+                w.truncate_to = width
+            last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
+            with nullcontext() if last or world == 1 else accelerator.no_sync(run.model):
+                with accelerator.autocast():
+                    out = run.model(**batch)
+                loss = out.loss
+                if teacher_logits is not None:
+                    mask = batch.get("attention_mask") if out.logits.dim() == 3 else None
+                    kd = distillation_loss(out.logits, teacher_logits, cfg.kd_temperature, mask)
+                    loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
+                loss = loss / (cfg.grad_accum * len(plans))
+                step_loss += float(loss.detach())
+                if last and run.prior is not None and cfg.prior_weight:
+                    p = run.prior
+                    penalty = cfg.prior_weight * awn_prior(run.inner, p.rate_mean, p.rate_std, p.weight_std) / run.num_examples
+                    step_prior = float(penalty.detach())
+                    loss = loss + penalty
+                accelerator.backward(loss)
+    for w in run.wrappers:
+        w.truncate_to = None
+    accelerator.clip_grad_norm_(run.model.parameters(), 1.0)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return step_loss, step_prior
+
+
+def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: list[float], desc: str) -> None:
+    """Save step-``finished``/ and drop older checkpoints (main process only)."""
+    accelerator = run.accelerator
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        optimizer = run.optimizer.optimizer if hasattr(run.optimizer, "optimizer") else run.optimizer
+        _save_checkpoint(folder / f"step-{finished}", run.inner, optimizer,
+                         {"step": finished, "seconds": seconds, "losses": losses, "stage": desc})
+        for old in folder.glob("step-*"):
+            if old.name != f"step-{finished}":
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _start(model: nn.Module, train_set: Any, collate: Any, cfg: TrainConfig, teacher: Optional[Teacher], prior: Optional[PriorConfig],
+           num_examples: int, seed: int, checkpoint: Optional[Path]) -> tuple[_Run, int, float, list[float]]:
+    """Accelerator, optimizer and data stream; the step, seconds and losses to resume from."""
+    from accelerate import Accelerator
+
+    # cpu=True without CUDA: under torchrun that selects gloo (MULTI_CPU) instead of a silent single process.
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    check_batch(cfg, accelerator.num_processes)
+    if isinstance(teacher, CachedTeacher) and len(teacher) != len(train_set):
+        raise TrainingError(f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}")
+    optimizer = _optimizer(model, cfg)
+    start, done_seconds, losses = 0, 0.0, []
+    if checkpoint is not None:
+        state = _load_checkpoint(checkpoint, model, optimizer)
+        start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
+    wrappers = adaptive_modules(model)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    if teacher is not None and not isinstance(teacher, CachedTeacher):
+        teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
+    stream = _IndexStream(len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size)
+    run = _Run(accelerator, prepared, accelerator.unwrap_model(prepared), optimizer, wrappers, teacher, stream, train_set,
+               collate, cfg, prior, num_examples, seed)
+    return run, start, done_seconds, losses
+
+
 def finetune(
     model: nn.Module,
     train_set: Any,
@@ -207,110 +350,24 @@ def finetune(
         checkpoint_dir: where ``step-N/`` checkpoints go every ``cfg.checkpoint_every`` steps.
         resume: continue from the latest checkpoint in ``checkpoint_dir``.
     """
-    from accelerate import Accelerator
-
-    if cfg.mode not in MODES:
-        raise TrainingError(f"training mode {cfg.mode!r} is not one of {MODES}")
-    # cpu=True without CUDA: under torchrun that selects gloo (MULTI_CPU) instead of a silent single process.
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    world = accelerator.num_processes
-    per_micro, rest = divmod(cfg.batch_size, cfg.grad_accum * world)
-    if rest or per_micro == 0:
-        raise TrainingError(f"batch size {cfg.batch_size} must be a multiple of grad_accum × processes = {cfg.grad_accum * world}")
-    wrappers = adaptive_modules(model)
-    rate_params = [w.raw_rate for w in wrappers]
-    rate_ids = {id(p) for p in rate_params}
-    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in rate_ids]
-    groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr}]
-    if rate_params:
-        groups.append({"params": rate_params, "lr": cfg.rate_lr, "weight_decay": 0.0, "base_lr": cfg.rate_lr})
-    optimizer = torch.optim.AdamW(groups)
-
-    start, done_seconds, losses = 0, 0.0, []
     checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
-    if checkpoint is not None:
-        state = _load_checkpoint(checkpoint, model, optimizer)
-        start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
-    model, optimizer = accelerator.prepare(model, optimizer)
-    inner = accelerator.unwrap_model(model)
-    if isinstance(teacher, CachedTeacher):
-        if len(teacher) != len(train_set):
-            raise TrainingError(f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}")
-    elif teacher is not None:
-        teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
-    stream = _IndexStream(len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size)
-    micro_size = cfg.batch_size // cfg.grad_accum
-
-    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=quiet or not accelerator.is_main_process, dynamic_ncols=True)
+    run, start, done_seconds, losses = _start(model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint)
+    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=quiet or not run.accelerator.is_main_process, dynamic_ncols=True)
     began = time.perf_counter()
     stopped_early = False
-    model.train()
+    run.model.train()
     for step in range(start, cfg.steps):
         if cfg.max_seconds is not None and done_seconds + time.perf_counter() - began > cfg.max_seconds:
             stopped_early = True
             break
-        torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step, identical on resume
-        width_rng = torch.Generator().manual_seed(seed * 1_000_033 + step)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * _lr_factor(step, cfg)
-        plans: list[Optional[list[int]]] = []
-        if not wrappers or cfg.mode == "deterministic" or cfg.full_width_pass:
-            plans.append(None)
-        if wrappers and cfg.mode == "stochastic":
-            plans.append([w.sample_width(width_rng) for w in wrappers])
-            plans += [[max(1, round(f * w.width)) for w in wrappers] for f in cfg.extra_widths]
-        step_loss, step_prior = 0.0, 0.0
-        for micro in range(cfg.grad_accum):
-            first = step * cfg.batch_size + micro * micro_size
-            rank_positions = range(first + accelerator.process_index, first + micro_size, world)
-            indices = [stream[p] for p in rank_positions]
-            batch = {k: v.to(accelerator.device) for k, v in collate([train_set[i] for i in indices]).items()}
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            teacher_logits = None
-            if isinstance(teacher, CachedTeacher):
-                teacher_logits = teacher(indices).to(accelerator.device)
-            elif teacher is not None:
-                with torch.no_grad(), accelerator.autocast():
-                    teacher_logits = teacher(**inputs).logits
-            for i, plan in enumerate(plans):
-                for w, width in zip(wrappers, plan or [None] * len(wrappers)):
-                    w.truncate_to = width
-                last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
-                with nullcontext() if last or world == 1 else accelerator.no_sync(model):
-                    with accelerator.autocast():
-                        out = model(**batch)
-                    loss = out.loss
-                    if teacher_logits is not None:
-                        mask = batch.get("attention_mask") if out.logits.dim() == 3 else None
-                        kd = distillation_loss(out.logits, teacher_logits, cfg.kd_temperature, mask)
-                        loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
-                    loss = loss / (cfg.grad_accum * len(plans))
-                    step_loss += float(loss.detach())
-                    if last and prior is not None and cfg.prior_weight:
-                        penalty = cfg.prior_weight * awn_prior(inner, prior.rate_mean, prior.rate_std, prior.weight_std) / num_examples
-                        step_prior = float(penalty.detach())
-                        loss = loss + penalty
-                    accelerator.backward(loss)
-        for w in wrappers:
-            w.truncate_to = None
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        step_loss, step_prior = _train_step(run, step)
         losses.append(round(step_loss, 6))
         bar.update(1)
-        bar.set_postfix_str(f"loss={step_loss:.4f}" + (f" prior/N={step_prior:.3g} width%={_width_postfix(inner)}" if wrappers else ""))
+        bar.set_postfix_str(f"loss={step_loss:.4f}" + (f" prior/N={step_prior:.3g} width%={_width_postfix(run.inner)}" if run.wrappers else ""))
         finished = step + 1
         if checkpoint_dir is not None and cfg.checkpoint_every and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps):
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                seconds = done_seconds + time.perf_counter() - began
-                _save_checkpoint(checkpoint_dir / f"step-{finished}", inner, optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-                                 {"step": finished, "seconds": seconds, "losses": losses, "stage": desc})
-                for old in checkpoint_dir.glob("step-*"):
-                    if old.name != f"step-{finished}":
-                        shutil.rmtree(old, ignore_errors=True)
-            accelerator.wait_for_everyone()
+            _checkpoint(run, checkpoint_dir, finished, done_seconds + time.perf_counter() - began, losses, desc)
     bar.close()
-    model.eval()
+    run.model.eval()
     seconds = done_seconds + time.perf_counter() - began
     return TrainResult(steps=len(losses), seconds=round(seconds, 3), losses=losses, stopped_early=stopped_early)

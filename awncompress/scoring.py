@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .archs import FFNBlock, neuron_axis
-from .errors import UnknownScorerError
+from .errors import DataError, UnknownScorerError
 
 Scorer = Callable[[FFNBlock, Optional[torch.Tensor], torch.Generator], torch.Tensor]
 
@@ -106,7 +106,7 @@ def mean_abs_activations(model: nn.Module, blocks: list[FFNBlock], batches: Iter
     finally:
         model.train(was_training)
     if count == 0:
-        raise ValueError("calibration batches held no tokens")
+        raise DataError("calibration batches held no tokens")
     return [(s / count).float() for s in sums]
 
 
@@ -125,7 +125,7 @@ def score_neurons(
     acts: list[Optional[torch.Tensor]] = [None] * len(blocks)
     if scorer in NEEDS_ACTIVATIONS:
         if batches is None:
-            raise ValueError(f"scorer {scorer!r} needs calibration batches")
+            raise DataError(f"scorer {scorer!r} needs calibration batches")
         acts = list(mean_abs_activations(model, blocks, batches))
     generator = torch.Generator().manual_seed(seed)
     return [SCORERS[scorer](block, act, generator).cpu() for block, act in zip(blocks, acts)]

@@ -4,8 +4,8 @@
 
 For each width (and the same width rounded to a multiple of 64) it loads the width from the nested
 checkpoint and times the forward pass. Timings on a shared machine drift by tens of per cent over
-seconds, so the widths are timed round-robin (--rounds rounds of --repeats passes each) and each
-width's latency is the median over all its passes. With torch.profiler it then
+seconds, so the widths are timed round-robin (awncompress.latency.time_round_robin, as reports are:
+--repeats passes each, one per round) and each width's latency is the median of its passes. With torch.profiler it then
 splits CPU self time into FFN matmuls, other matmuls (attention projections, classifier),
 attention (softmax / SDPA), norms + activations, embeddings and the rest. The FLOPs ratio is
 analytic (awncompress.flops) at the same sequence length.
@@ -13,8 +13,6 @@ analytic (awncompress.flops) at the same sequence length.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -23,20 +21,9 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from awncompress import find_ffns, load_pretrained
 from awncompress.convert import width_from_fraction
 from awncompress.flops import count_flops
+from awncompress.latency import LatencyConfig, time_round_robin
 
 CATEGORIES = ("ffn matmul", "other matmul", "attention", "norm+activation", "embedding", "other")
-
-
-def _time(model, inputs, repeats: int) -> float:
-    with torch.inference_mode():
-        for _ in range(3):
-            model(**inputs)
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            model(**inputs)
-            times.append(time.perf_counter() - began)
-    return statistics.median(times) * 1000
 
 
 def _ffn_hooks(model):
@@ -85,8 +72,7 @@ def main() -> None:
     parser.add_argument("--widths", type=float, nargs="+", default=[0.125, 0.25, 0.375, 0.5, 0.75, 1.0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -100,19 +86,14 @@ def main() -> None:
             if multiple and neurons == width_from_fraction(w, d_ff):
                 continue  # already a multiple of 64
             variants.append((f"{w:g}{' (×64)' if multiple else ''}", neurons, load_pretrained(args.nested, width=neurons)))
-    times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
-    dense_times: list[float] = []
-    with torch.inference_mode():
-        for _ in range(args.rounds):
-            dense_times.append(_time(dense, inputs, args.repeats))
-            for label, _, model in variants:
-                times[label].append(_time(model, inputs, args.repeats))
-    dense_ms, dense_flops = statistics.median(dense_times), count_flops(dense, args.seq)
+    models = {"dense": dense, **{label: model for label, _, model in variants}}
+    timed = time_round_robin(models, LatencyConfig(batch_size=args.batch, seq_len=args.seq, warmup=3, repeats=args.repeats))
+    dense_ms, dense_flops = timed["dense"]["median_ms"], count_flops(dense, args.seq)
     print(f"dense: {dense_ms:.1f} ms (batch {args.batch} × {args.seq} tokens), FFN share of FLOPs {dense_flops.ffn_share:.1%}")
     print("| width | neurons | FLOPs ratio | latency ratio | " + " | ".join(CATEGORIES) + " |")
     print("|---|---|---|---|" + "---|" * len(CATEGORIES))
     for label, neurons, model in variants:
-        ms = statistics.median(times[label])
+        ms = timed[label]["median_ms"]
         shares = _breakdown(model, inputs)
         ratio = count_flops(model, args.seq).total / dense_flops.total
         print(f"| {label} | {neurons} | {ratio:.3f} | {ms / dense_ms:.3f} | " + " | ".join(f"{shares[c]:.0%}" for c in CATEGORIES) + " |")

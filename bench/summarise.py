@@ -48,7 +48,7 @@ def summarise(folder: Path) -> str:
     lines = [f"Model `{first['model']}`, task {first['task']}, {n} eval examples, seeds {sorted(reports)}, "
              f"device {first['device']['name']} ({first['device']['threads']} threads). Dense {first['metric']['name']}: "
              f"{dense * (100 if percent else 1):.2f}.", ""]
-    lines.append(f"| method | " + " | ".join(f"{w:g}" for w in widths) + " |")
+    lines.append("| method | " + " | ".join(f"{w:g}" for w in widths) + " |")
     lines.append("|---|" + "---|" * len(widths))
     for m in methods:
         cells = [(_cell(values[(m, w)], percent) if (m, w) in values else "—") for w in widths]

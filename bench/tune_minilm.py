@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -21,10 +20,10 @@ import torch
 from awncompress.convert import convert_, fold_, truncate_
 from awncompress.adaptive import profile_summary
 from awncompress.data import load_task_data
-from awncompress.evaluation import evaluate_model
-from awncompress.finetune import PriorConfig, finetune
-from awncompress.pipeline import awn_config, calibration_batches, data_config, load_model, train_config
+from awncompress.finetune import finetune
+from awncompress.measure import evaluate_model
 from awncompress.recipes import apply_overrides, load_recipe
+from awncompress.stages import awn_config, calibration_batches, data_config, load_model, prior_config
 from awncompress.teacher import distillation_teacher
 
 WIDTHS = (0.125, 0.25, 0.5)
@@ -41,8 +40,8 @@ def run(dense: Path, overrides: dict, seed: int) -> dict:
     began = time.perf_counter()
     kd_teacher = (distillation_teacher(teacher, recipe.task, data.train, data.collate, quiet=True)
                   if recipe.train.kd_weight > 0 else None)  # as the pipeline distils
-    result = finetune(model, data.train, data.collate, dataclasses.replace(train_config(recipe), checkpoint_every=0),
-                      num_examples=data.num_train_examples, prior=PriorConfig(cfg.rate_prior_mean, cfg.rate_prior_std, cfg.weight_prior_std),
+    result = finetune(model, data.train, data.collate, recipe.train.model_copy(update={"checkpoint_every": 0}),
+                      num_examples=data.num_train_examples, prior=prior_config(recipe),
                       teacher=kd_teacher, seed=seed, quiet=True)
     seconds = time.perf_counter() - began
     profile = profile_summary(model)

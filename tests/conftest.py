@@ -134,6 +134,17 @@ def save_tiny_bert(folder, with_head: bool = True):
     return folder
 
 
+def write_nested(folder, family: str = "bert"):
+    """A nested export of a tiny converted and folded model, with a learned profile (no fine-tune)."""
+    from awncompress import AWNConfig, convert_, export_nested, fold_, profile_summary
+
+    model = make_model(family)
+    convert_(model, AWNConfig(), calibration=make_batches())
+    profile = profile_summary(model)
+    fold_(model)
+    return export_nested(model, folder, widths=[0.25, 0.5], profile=profile)
+
+
 def save_tiny_llama(folder):
     """A tiny Llama causal LM folder with a word-level tokenizer (eos, no pad: like SmolLM2)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -150,3 +161,122 @@ def save_tiny_llama(folder):
     tf.LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+# --- evaluation and training items and their collate function ----------------------------------
+
+
+def make_dataset(n: int = 12, task: str = "cls", vocab: int = 97, seed: int = 0, labels: bool = True) -> list[dict]:
+    """Items of varied length (4..12 tokens), like awncompress.data produces them (lists, not tensors)."""
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        length = 4 + i % 9
+        ids = torch.randint(2, vocab, (length,), generator=g).tolist()
+        item = {"input_ids": ids, "attention_mask": [1] * length}
+        if labels:
+            item["labels"] = list(ids) if task == "lm" else int(torch.randint(0, 3, (1,), generator=g))
+        items.append(item)
+    return items
+
+
+def collate(items: list[dict]) -> dict:
+    width = max(len(it["input_ids"]) for it in items)
+    out = {"input_ids": torch.tensor([it["input_ids"] + [0] * (width - len(it["input_ids"])) for it in items]),
+           "attention_mask": torch.tensor([it["attention_mask"] + [0] * (width - len(it["attention_mask"])) for it in items])}
+    if "labels" in items[0]:
+        if isinstance(items[0]["labels"], list):
+            out["labels"] = torch.tensor([it["labels"] + [-100] * (width - len(it["labels"])) for it in items])
+        else:
+            out["labels"] = torch.tensor([it["labels"] for it in items])
+    return out
+
+
+
+
+def toy_data(n: int = 48, seed: int = 0) -> list[dict]:
+    """A learnable 3-class task: the label is the first token modulo 3."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        length = int(torch.randint(4, 10, (1,), generator=g))
+        ids = torch.randint(2, 97, (length,), generator=g).tolist()
+        out.append({"input_ids": ids, "attention_mask": [1] * length, "labels": ids[0] % 3})
+    return out
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for torchrun's rendezvous, so parallel runs do not collide)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- a model family awncompress has never heard of -----------------------------------------------
+
+
+class ToyConfig(tf.PretrainedConfig):
+    """A made-up family: no entry in the FFN table, module names no fallback matches."""
+
+    model_type = "toy-ffn"
+
+    def __init__(self, vocab_size=97, hidden_size=32, ffn_size=64, num_layers=2, **kwargs):
+        self.vocab_size, self.hidden_size, self.ffn_size, self.num_layers = vocab_size, hidden_size, ffn_size, num_layers
+        super().__init__(**kwargs)
+
+
+class _ToyFeedForward(torch.nn.Module):
+    def __init__(self, config: ToyConfig):
+        super().__init__()
+        self.w_in = torch.nn.Linear(config.hidden_size, config.ffn_size)
+        self.w_out = torch.nn.Linear(config.ffn_size, config.hidden_size)
+
+    def forward(self, x):
+        return self.w_out(torch.nn.functional.gelu(self.w_in(x)))
+
+
+class _ToyBlock(torch.nn.Module):
+    def __init__(self, config: ToyConfig):
+        super().__init__()
+        self.mix = torch.nn.Linear(config.hidden_size, config.hidden_size)
+        self.feed_forward = _ToyFeedForward(config)
+
+    def forward(self, x):
+        x = x + torch.tanh(self.mix(x))
+        return x + self.feed_forward(x)
+
+
+class ToyForSequenceClassification(tf.PreTrainedModel):
+    """Embeddings → blocks (mix + FFN) → masked mean → classifier."""
+
+    config_class = ToyConfig
+    base_model_prefix = "toy"
+
+    def __init__(self, config: ToyConfig):
+        super().__init__(config)
+        self.embed = torch.nn.Embedding(config.vocab_size, config.hidden_size)
+        self.blocks = torch.nn.ModuleList([_ToyBlock(config) for _ in range(config.num_layers)])
+        self.classifier = torch.nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
+        x = self.embed(input_ids)
+        for block in self.blocks:
+            x = block(x)
+        mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).unsqueeze(-1).to(x.dtype)
+        logits = self.classifier((x * mask).sum(1) / mask.sum(1).clamp_min(1))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return tf.modeling_outputs.SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def make_toy(seed: int = 0) -> ToyForSequenceClassification:
+    """The made-up family, with weights wide enough that truncation changes the outputs."""
+    torch.manual_seed(seed)
+    model = ToyForSequenceClassification(ToyConfig(num_labels=3))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "embed" not in name:
+                p.normal_(0, 0.3)
+    return model.eval()

@@ -1,15 +1,13 @@
 """Run by tests/test_finetune.py on 2 CPU processes under torchrun (accelerate picks gloo)."""
 import sys
 
-import torch
 from accelerate import PartialState
 from safetensors.torch import save_file
 
 sys.path.insert(0, sys.argv[2])
 from awncompress import AWNConfig, convert_  # noqa: E402
 from awncompress.finetune import PriorConfig, TrainConfig, finetune  # noqa: E402
-from conftest import make_batches, make_model  # noqa: E402
-from test_finetune import toy_data, collate  # noqa: E402
+from conftest import collate, make_batches, make_model, toy_data  # noqa: E402
 
 model = make_model("bert")
 convert_(model, AWNConfig(), calibration=make_batches())

@@ -8,39 +8,16 @@ import pytest
 import torch
 
 from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, load_pretrained, profile_summary
-from awncompress.errors import DataError, MetricError, NotAnExportError, UnknownScorerError
-from awncompress.evaluation import (LatencyConfig, annotate_exports, device_name, dynamic_wina, evaluate_methods, evaluate_model,
-                                    evaluate_output_dir, example_lengths, flops_per_example, measure_latency)
+from awncompress.errors import DataError, MetricError, NotAnExportError, UnknownMethodError
+from awncompress.evaluation import evaluate_methods
 from awncompress.flops import count_flops
-from conftest import make_batches, make_model
+from awncompress.latency import LatencyConfig, device_name, measure_latency
+from awncompress.layout import annotate_exports, export_dirs_for, find_exports
+from awncompress.measure import evaluate_model, flops_per_example, length_counts
+from awncompress.methods import dynamic_wina
+from conftest import collate, make_batches, make_dataset, make_model
 
 FAST = LatencyConfig(batch_size=1, seq_len=8, warmup=1, repeats=2)
-
-
-def make_dataset(n: int = 12, task: str = "cls", vocab: int = 97, seed: int = 0, labels: bool = True) -> list[dict]:
-    """Items of varied length (4..12 tokens), like awncompress.data produces them (lists, not tensors)."""
-    g = torch.Generator().manual_seed(seed)
-    items = []
-    for i in range(n):
-        length = 4 + i % 9
-        ids = torch.randint(2, vocab, (length,), generator=g).tolist()
-        item = {"input_ids": ids, "attention_mask": [1] * length}
-        if labels:
-            item["labels"] = list(ids) if task == "lm" else int(torch.randint(0, 3, (1,), generator=g))
-        items.append(item)
-    return items
-
-
-def collate(items: list[dict]) -> dict:
-    width = max(len(it["input_ids"]) for it in items)
-    out = {"input_ids": torch.tensor([it["input_ids"] + [0] * (width - len(it["input_ids"])) for it in items]),
-           "attention_mask": torch.tensor([it["attention_mask"] + [0] * (width - len(it["attention_mask"])) for it in items])}
-    if "labels" in items[0]:
-        if isinstance(items[0]["labels"], list):
-            out["labels"] = torch.tensor([it["labels"] + [-100] * (width - len(it["labels"])) for it in items])
-        else:
-            out["labels"] = torch.tensor([it["labels"] for it in items])
-    return out
 
 
 def _folded(family: str = "bert"):
@@ -120,7 +97,7 @@ def test_accuracy_is_the_argmax_agreement():
 def test_flops_at_real_token_counts():
     model = make_model("bert")
     items = make_dataset(12)
-    lengths = example_lengths(items)
+    lengths = length_counts(items)
     assert sum(lengths.values()) == 12 and min(lengths) == 4 and max(lengths) == 12
     got = flops_per_example(model, lengths)
     expected = sum(count_flops(model, len(it["input_ids"])).total for it in items) / len(items)
@@ -198,27 +175,27 @@ def test_awn_rows_are_reloaded_from_disk(tmp_path):
     assert "FLOPs vs dense" in card and "synthetic" in card
 
 
-def test_evaluate_output_dir_uses_nested_source_and_profile(tmp_path):
+def test_exports_on_disk_width_folders_win_over_the_nested_slice(tmp_path):
     model = make_model("gpt2")
-    model.save_pretrained(tmp_path / "orig")
+    original = copy.deepcopy(model)
     convert_(model, AWNConfig(), calibration=make_batches())
     profile = profile_summary(model)
     fold_(model)
     out = tmp_path / "out"
-    export_nested(model, out / "nested", widths=[0.25, 0.5], profile=profile, source=str(tmp_path / "orig"),
-                  extra={"task": "causal-lm", "costs": {"finetune_s": 12.5}})
+    export_nested(model, out / "nested", widths=[0.25, 0.5], profile=profile)
     export_uniform(model, out / "width-0.5", 0.5)
+    nested, width_dirs = find_exports(out)
+    dirs = export_dirs_for([0.25, 0.5], {"nested": nested, **{f"{w:g}": p for w, p in width_dirs.items()}})
+    assert dirs == {0.25: out / "nested", 0.5: out / "width-0.5"}
     items = make_dataset(6, "lm")
-    record = evaluate_output_dir(out, items, collate, methods=["awn", "magnitude"], latency=None)
+    record = evaluate_methods(original, dirs, items, collate, methods=["awn", "magnitude"], latency=None, profile=profile)
     assert record["task"] == "causal-lm" and record["metric"]["name"] == "perplexity"
     awn = {r["width_fraction"]: r for r in record["rows"] if r["method"] == "awn"}
-    assert awn[0.5]["export"] == str(out / "width-0.5")  # a width folder wins over the nested slice
+    assert awn[0.5]["export"] == str(out / "width-0.5")
     assert awn[0.25]["export"] == str(out / "nested") and awn[0.25]["checkpoint_bytes"] is None
     expected = evaluate_model(load_pretrained(out / "nested", width=0.25), items, collate, "causal-lm")
     assert awn[0.25]["value"] == pytest.approx(expected)
     assert record["profile"]["active_widths"] == profile["active_widths"]
-    assert record["costs"]["awn"]["finetune_s"] == 12.5
-    assert record["model"] == str(tmp_path / "orig")
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -229,12 +206,10 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     items = make_dataset(6)
     (tmp_path / "empty").mkdir()
     with pytest.raises(NotAnExportError, match="not an awncompress output"):
-        evaluate_output_dir(tmp_path / "empty", items, collate, original=original)
+        find_exports(tmp_path / "empty")
     with pytest.raises(NotAnExportError):
         evaluate_methods(original, {0.5: tmp_path / "empty"}, items, collate, methods=["awn"], latency=None)
     folder = export_uniform(folded, tmp_path / "out" / "width-0.5", 0.5)
-    with pytest.raises(NotAnExportError, match="0.25"):
-        evaluate_output_dir(tmp_path / "out", items, collate, original=original, widths=[0.25], methods=["awn"])
     with pytest.raises(NotAnExportError, match="0.25"):
         evaluate_methods(original, {0.5: folder}, items, collate, methods=["awn"], widths=[0.25, 0.5])
     with pytest.raises(DataError, match="no labels"):
@@ -245,15 +220,12 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         evaluate_methods(original, {0.5: folder}, items, collate, metric="no_such_metric_xyz", methods=["awn"])
     with pytest.raises(DataError, match="calibration"):
         evaluate_methods(original, {0.5: folder}, items, collate, methods=["wina"])
-    with pytest.raises(UnknownScorerError, match="unknown evaluation method"):
+    with pytest.raises(UnknownMethodError, match="unknown evaluation method"):
         evaluate_methods(original, {0.5: folder}, items, collate, methods=["taylor"])
-    with pytest.raises(NotAnExportError, match="source_model|cannot load"):
-        evaluate_output_dir(tmp_path / "out", items, collate, methods=["awn"])
 
 
 def test_per_example_correctness_is_in_dataset_order():
-    from awncompress.evaluation import evaluate_model
-
+    
     model = make_model("bert")
     items = [{"input_ids": list(range(2, 2 + n)), "attention_mask": [1] * n, "labels": n % 3} for n in (9, 3, 6, 4, 8)]
 
@@ -269,3 +241,38 @@ def test_per_example_correctness_is_in_dataset_order():
     with torch.no_grad():
         expected = [int(model(**collate([it])).logits.argmax(-1).item() == it["labels"]) for it in items]
     assert hits == expected and acc == pytest.approx(sum(expected) / len(expected))
+
+
+# ------------------------------------------------------------------------------------------- latency
+
+
+def test_rows_of_one_shape_share_one_round_robin_timing():
+    model = make_model("bert")
+    record = evaluate_methods(model, None, make_dataset(6), collate, methods=["wina", "magnitude", "random"],
+                              widths=[0.5, 1.0], calibration=make_batches(), latency=FAST)
+    by = {(r["method"], r["width_fraction"]): r for r in record["rows"]}
+    assert by[("wina", 0.5)]["latency_ms"] == by[("magnitude", 0.5)]["latency_ms"] == by[("random", 0.5)]["latency_ms"]
+    assert by[("wina", 1.0)]["latency_ms"] == record["dense"]["latency_ms"] and by[("wina", 1.0)]["latency_ratio"] == 1.0
+    assert record["latency_config"]["schedule"] == "round-robin" and record["latency_config"]["shapes"] == 2
+
+
+def test_round_robin_interleaves_the_models():
+    from types import SimpleNamespace
+
+    from awncompress.latency import time_round_robin
+
+    calls: list[str] = []
+
+    class Stub(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.config = name, SimpleNamespace(vocab_size=10)
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, attention_mask):
+            calls.append(self.name)
+
+    out = time_round_robin({"a": Stub("a"), "b": Stub("b"), "c": Stub("c")}, LatencyConfig(batch_size=1, seq_len=4, warmup=1, repeats=3))
+    assert calls[:3] == ["a", "b", "c"]  # warm-up
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # one pass each per round, order rotating
+    assert set(out) == {"a", "b", "c"} and all(v["repeats"] == 3 for v in out.values())

@@ -1,7 +1,6 @@
 """The brief fine-tune: it learns, moves λ, resumes exactly, and runs on 2 processes (gloo)."""
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
@@ -13,30 +12,9 @@ from safetensors.torch import load_file
 
 from awncompress import AWNConfig, adaptive_modules, convert_
 from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, distillation_loss, finetune, latest_checkpoint
-from conftest import make_batches, make_model
+from conftest import collate, free_port, make_batches, make_model, toy_data
 
 PRIOR = PriorConfig(rate_mean=4.6, rate_std=1.0, weight_std=1.0)
-
-
-def toy_data(n: int = 48, seed: int = 0) -> list[dict]:
-    """A learnable 3-class task: the label is the first token modulo 3."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        length = int(torch.randint(4, 10, (1,), generator=g))
-        ids = torch.randint(2, 97, (length,), generator=g).tolist()
-        out.append({"input_ids": ids, "attention_mask": [1] * length, "labels": ids[0] % 3})
-    return out
-
-
-def collate(items: list[dict]) -> dict[str, torch.Tensor]:
-    longest = max(len(i["input_ids"]) for i in items)
-    pad = lambda seq: seq + [0] * (longest - len(seq))
-    return {
-        "input_ids": torch.tensor([pad(i["input_ids"]) for i in items]),
-        "attention_mask": torch.tensor([pad(i["attention_mask"]) for i in items]),
-        "labels": torch.tensor([i["labels"] for i in items]),
-    }
 
 
 def _converted():
@@ -121,7 +99,7 @@ def test_two_cpu_processes_with_gloo(tmp_path):
     tests = Path(__file__).parent
     env = dict(os.environ, PYTHONPATH=f"{tests}{os.pathsep}{tests.parent}", OMP_NUM_THREADS="1")
     # `accelerate launch --cpu` always starts one process; torchrun is what starts several on CPU.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            str(tests / "ddp_finetune_script.py"), str(tmp_path), str(tests)]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -1,6 +1,7 @@
 """Report files from an evaluation record: JSON keys, CSV rows, markdown headline, PNG, headline rules."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 
@@ -8,10 +9,11 @@ import pytest
 
 from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, profile_summary
 from awncompress.errors import NotAnExportError
-from awncompress.evaluation import LatencyConfig, evaluate_output_dir
+from awncompress.evaluation import evaluate_methods
+from awncompress.latency import LatencyConfig
+from awncompress.layout import find_exports
 from awncompress.report import REPORT_FILES, headline, load_report, render_report, write_report
-from conftest import make_batches, make_model
-from test_evaluation import collate, make_dataset
+from conftest import collate, make_batches, make_dataset, make_model
 
 ROW_KEYS = {"method", "width_fraction", "intermediate_size", "metric", "value", "flops", "flops_ratio", "ffn_flops",
             "ffn_share", "params", "params_ratio", "weight_bytes", "checkpoint_bytes", "latency_ms", "latency_p10_ms",
@@ -119,7 +121,7 @@ def test_render_and_load_errors(tmp_path):
 
 def test_end_to_end_from_an_output_dir(tmp_path):
     model = make_model("bert")
-    model.save_pretrained(tmp_path / "orig")
+    original = copy.deepcopy(model)
     convert_(model, AWNConfig(), calibration=make_batches())
     profile = profile_summary(model)
     fold_(model)
@@ -127,8 +129,10 @@ def test_end_to_end_from_an_output_dir(tmp_path):
     export_nested(model, out / "nested", widths=[0.25, 0.5], profile=profile, source=str(tmp_path / "orig"))
     for w in (0.25, 0.5):
         export_uniform(model, out / f"width-{w:g}", w)
-    record = evaluate_output_dir(out, make_dataset(8), collate, methods=["awn", "wina", "random", "wina-dynamic"],
-                                 calibration=make_batches(), latency=LatencyConfig(batch_size=1, seq_len=8, warmup=1, repeats=2))
+    _, width_dirs = find_exports(out)
+    record = evaluate_methods(original, width_dirs, make_dataset(8), collate, methods=["awn", "wina", "random", "wina-dynamic"],
+                              calibration=make_batches(), latency=LatencyConfig(batch_size=1, seq_len=8, warmup=1, repeats=2),
+                              profile=profile)
     write_report(record, out)
     data = load_report(out)
     assert len(data["rows"]) == 8 and data["profile"]["active_widths"] == profile["active_widths"]

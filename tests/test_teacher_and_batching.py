@@ -7,8 +7,7 @@ import torch
 from awncompress import AWNConfig, convert_
 from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, _IndexStream, finetune
 from awncompress.teacher import CachedTeacher, distillation_teacher
-from conftest import make_batches, make_model
-from test_finetune import collate, toy_data
+from conftest import collate, make_batches, make_model, toy_data
 
 import pytest
 

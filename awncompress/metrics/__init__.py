@@ -15,17 +15,24 @@ import evaluate
 
 from ..errors import MetricError
 
-__all__ = ["LOCAL_METRICS", "load_metric", "compute_metric", "higher_is_better"]
+__all__ = ["LOCAL_METRICS", "load_metric", "compute_metric", "higher_is_better", "is_percent_metric", "is_shipped"]
 
 _HERE = Path(__file__).resolve().parent
 LOCAL_METRICS: tuple[str, ...] = ("accuracy", "f1", "matthews_correlation", "spearmanr", "perplexity")
 # Metrics where a smaller number is a better model; everything else is taken to be higher-is-better.
 _LOWER_IS_BETTER = frozenset({"perplexity", "loss", "wer", "cer", "ter", "mse", "mae", "rmse", "mape"})
+# Higher-is-better metrics on [0, 1] that read best as percentages.
+_PERCENT = frozenset({"accuracy", "f1", "precision", "recall", "matthews_correlation", "spearmanr", "exact_match"})
 
 
 def _local_name(name: str) -> str | None:
     key = name.strip().lower()
     return key if key in LOCAL_METRICS else None
+
+
+def is_shipped(name: str) -> bool:
+    """Whether ``name`` is one of the metrics awncompress ships (loading it runs no outside code)."""
+    return _local_name(name) is not None
 
 
 def load_metric(name: str, **kwargs: Any) -> evaluate.EvaluationModule:
@@ -78,3 +85,8 @@ def higher_is_better(name: str) -> bool:
     """Whether a larger value of metric ``name`` means a better model (False for perplexity, losses, error rates)."""
     key = name.strip().lower().rsplit("/", 1)[-1]
     return key not in _LOWER_IS_BETTER and not key.endswith("_loss")
+
+
+def is_percent_metric(name: str) -> bool:
+    """Whether metric ``name`` is a fraction in [0, 1] that reports show as a percentage (accuracy, F1...)."""
+    return name.strip().lower().rsplit("/", 1)[-1] in _PERCENT
