@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .archs import neuron_axis
+from .archs import find_ffns, neuron_axis
+from .errors import ConfigError, ConversionError, WidthError
 
 
 def rate_for_quantile(width_fraction: float, k: float) -> float:
@@ -41,13 +42,13 @@ class AdaptiveFFN(nn.Module):
     def __init__(self, inner: nn.Module, d_ff: int, k: float = 0.9, init_rate: Optional[float] = None):
         super().__init__()
         if not 0.0 < k < 1.0:
-            raise ValueError(f"quantile k must be in (0, 1), got {k}")
+            raise ConfigError(f"quantile k must be in (0, 1), got {k}")
         self.inner = inner
         self.d_ff = int(d_ff)
         self.k = float(k)
         rate0 = rate_for_quantile(1.0, k) if init_rate is None else float(init_rate)
         if rate0 <= 0:
-            raise ValueError(f"initial rate must be > 0, got {rate0}")
+            raise ConfigError(f"initial rate must be > 0, got {rate0}")
         weight = inner.weight
         self.raw_rate = nn.Parameter(torch.tensor(_softplus_inverse(rate0), dtype=torch.float32, device=weight.device))
         self.truncate_to: Optional[int] = None
@@ -139,7 +140,7 @@ def widths_for_budget(normalised_rates: list[float], d_ff: int, fraction: float)
     ``fraction · layers · d_ff``.
     """
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"FLOP budget must be a fraction in (0, 1], got {fraction}")
+        raise WidthError(f"FLOP budget must be a fraction in (0, 1], got {fraction}")
     budget = max(len(normalised_rates), round(fraction * d_ff * len(normalised_rates)))
 
     def widths(c: float) -> list[int]:
@@ -165,11 +166,9 @@ def awn_prior(
     down-weighted neurons expensive. FFN weights = every parameter of the FFN modules wrapped or
     feeding a wrapper (up, gate, down).
     """
-    from .archs import find_ffns  # local: archs knows nothing of training
-
     wrappers = adaptive_modules(model)
     if not wrappers:
-        raise ValueError("model has no AdaptiveFFN blocks: call convert_ first")
+        raise ConversionError("model has no AdaptiveFFN blocks: call convert_ first")
     device = wrappers[0].raw_rate.device
     rate_term = torch.zeros((), device=device)
     for w in wrappers:

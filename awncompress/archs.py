@@ -114,10 +114,24 @@ def _blocks_for(model: nn.Module, spec: FFNSpec) -> list[FFNBlock]:
     return blocks
 
 
+# The attribute a converted (or loaded) model carries its FFN spec in, so that every later step
+# (prior, fold, truncate, FLOPs, provenance, exports) uses the spec it was converted with.
+_SPEC_ATTR = "awncompress_ffn_spec"
+
+
+def attach_spec(model: nn.Module, spec: FFNSpec) -> None:
+    """Record ``spec`` on ``model``; :func:`spec_for` returns it from then on (copies keep it)."""
+    setattr(model, _SPEC_ATTR, spec)
+
+
 def spec_for(model: nn.Module, spec: Optional[FFNSpec] = None) -> FFNSpec:
-    """The FFN spec for ``model``: the one given, the table entry for its model_type, or a fallback."""
+    """The FFN spec for ``model``: the one given, the one recorded on it, the table entry for its
+    model_type, or a generic fallback."""
     if spec is not None:
         return spec
+    recorded = getattr(model, _SPEC_ATTR, None)
+    if isinstance(recorded, FFNSpec):
+        return recorded
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type in FFN_SPECS:
         return FFN_SPECS[model_type]
@@ -146,11 +160,6 @@ def _no_ffn_message(model: nn.Module, model_type: Optional[str], spec: Optional[
         f"Linear modules: {shown or 'none'}. Name the FFN modules yourself, e.g. "
         "AWNConfig(spec=FFNSpec(up='mlp.fc1', down='mlp.fc2', d_ff_attr='intermediate_size'))"
     )
-
-
-def d_ff_of(model: nn.Module, spec: Optional[FFNSpec] = None) -> int:
-    """The pretrained FFN width (largest current layer width)."""
-    return max(block.width for block in find_ffns(model, spec))
 
 
 def set_config_width(config, spec: FFNSpec, width: int) -> None:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from .adaptive import AdaptiveFFN, rate_for_quantile
-from .archs import FFNSpec, find_ffns, select_neurons_, set_config_width, spec_for
-from .errors import WidthError
+from .archs import FFNBlock, FFNSpec, attach_spec, find_ffns, select_neurons_, set_config_width, spec_for
+from .errors import ConversionError, WidthError
 from .scoring import check_scorer, order_from_scores, score_neurons
 
 Width = Union[int, float]
@@ -47,6 +47,13 @@ class AWNConfig:
     seed: int = 0
 
 
+def _blocks(model: nn.Module, spec: Optional[FFNSpec]) -> list[FFNBlock]:
+    """The FFN blocks of ``model``; a spec given here is recorded on the model for later steps."""
+    if spec is not None:
+        attach_spec(model, spec)
+    return find_ffns(model)
+
+
 def order_(
     model: nn.Module,
     scorer: str = "wina",
@@ -59,7 +66,7 @@ def order_(
     Returns the permutation applied to each layer (new position i holds old neuron perm[i]).
     """
     check_scorer(scorer)
-    blocks = find_ffns(model, spec)
+    blocks = _blocks(model, spec)
     scores = score_neurons(model, blocks, scorer, batches, seed)
     perms = [order_from_scores(s) for s in scores]
     for block, perm in zip(blocks, perms):
@@ -84,11 +91,11 @@ def convert_(
     config = config or AWNConfig()
     if config.scorer != "none":
         check_scorer(config.scorer)
-    blocks = find_ffns(model, config.spec)
+    blocks = _blocks(model, spec_for(model, config.spec))
     if any(b.adaptive is not None for b in blocks):
-        raise ValueError("model is already converted (it has AdaptiveFFN blocks); fold_ it first")
+        raise ConversionError("model is already converted (it has AdaptiveFFN blocks); fold_ it first")
     if config.scorer != "none":
-        order_(model, config.scorer, calibration, config.spec, config.seed)
+        order_(model, config.scorer, calibration, seed=config.seed)
     d_ff = max(b.width for b in blocks)
     for block in blocks:
         wrapper = AdaptiveFFN(block.down, d_ff=d_ff, k=config.k, init_rate=config.init_rate)
@@ -103,7 +110,7 @@ def fold_(model: nn.Module) -> nn.Module:
     """
     blocks = [b for b in find_ffns(model) if b.adaptive is not None]
     if not blocks:
-        raise ValueError("model has no AdaptiveFFN blocks to fold")
+        raise ConversionError("model has no AdaptiveFFN blocks to fold")
     for block in blocks:
         setattr(block.down_parent, block.down_attr, block.adaptive.fold())
     return model
@@ -159,9 +166,9 @@ def truncate_(
     exact for a uniform width, an upper bound for per-layer widths (which vanilla configs cannot say).
     The model must be folded (vanilla): neurons are taken in index order.
     """
-    blocks = find_ffns(model, spec)
+    blocks = _blocks(model, spec)
     if any(b.adaptive is not None for b in blocks):
-        raise ValueError("fold_ the model before truncating it")
+        raise ConversionError("fold_ the model before truncating it")
     d_ff = max(b.width for b in blocks)
     resolved = resolve_widths(widths, d_ff, len(blocks), multiple)
     for block, w in zip(blocks, resolved):
@@ -169,10 +176,10 @@ def truncate_(
             raise WidthError(f"layer {block.layer} has {block.width} neurons; cannot keep {w}")
         select_neurons_(block, torch.arange(w))
     if hasattr(model, "config"):
-        set_config_width(model.config, spec_for(model, spec), max(resolved))
+        set_config_width(model.config, spec_for(model), max(resolved))
     return resolved
 
 
 def layer_widths(model: nn.Module, spec: Optional[FFNSpec] = None) -> list[int]:
     """Current number of neurons of each FFN layer."""
-    return [b.width for b in find_ffns(model, spec)]
+    return [b.width for b in _blocks(model, spec)]

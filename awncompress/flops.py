@@ -12,19 +12,23 @@ by the caller, e.g. the number of neurons a dynamic top-k scheme keeps active.
 
 Why a formula rather than ``FlopCounterMode``: it needs no forward pass, no tokenizer and no
 device, works at any sequence length instantly, and can count widths the model does not have.
-The tests check the formula against ``FlopCounterMode`` for every family.
+The tests check the formula against ``FlopCounterMode`` for every family. A model of a family with
+no formula (e.g. one converted with a hand-written ``FFNSpec``) is counted with ``FlopCounterMode``
+itself, one forward pass per sequence length, and its counts say so (``source="flop-counter"``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from .archs import find_ffns
+from .archs import FFNBlock, find_ffns
 from .errors import UnsupportedModelError, WidthError
 
-__all__ = ["FlopCount", "count_flops", "SUPPORTED_MODEL_TYPES"]
+__all__ = ["FlopCount", "count_flops", "has_formula", "FORMULA_MODEL_TYPES"]
 
 
 @dataclass
@@ -35,7 +39,8 @@ class FlopCount:
     ffn: int
     attention: int  # q/k/v/o projections + attention scores + weighted sum of values
     head: int  # pooler and classifier, or the LM head
-    other: int  # e.g. ELECTRA's embedding projection
+    other: int  # e.g. ELECTRA's embedding projection; everything but the FFN when counted
+    source: str = "formula"  # or "flop-counter": measured with FlopCounterMode (no formula for the family)
 
     @property
     def ffn_share(self) -> float:
@@ -45,10 +50,14 @@ class FlopCount:
 
 # Families the formulas know (where their FFNs are comes from archs.find_ffns). Decoder heads run
 # on every position, encoder classification heads on the first token only.
-_ENCODERS = ("bert", "roberta", "xlm-roberta", "electra", "distilbert")
+_ENCODERS = ("bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert")
 _DECODERS = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
-_FAMILIES = _ENCODERS + _DECODERS
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_FAMILIES)
+FORMULA_MODEL_TYPES: tuple[str, ...] = _ENCODERS + _DECODERS
+
+
+def has_formula(model_type: Optional[str]) -> bool:
+    """Whether FLOPs of this model_type are counted by formula (else by FlopCounterMode)."""
+    return model_type in FORMULA_MODEL_TYPES
 
 # Head kinds, recognised from the class name (e.g. "BertForSequenceClassification").
 _HEAD_SUFFIXES: tuple[tuple[str, str], ...] = (
@@ -62,13 +71,8 @@ _HEAD_SUFFIXES: tuple[tuple[str, str], ...] = (
 
 
 def _family(model: nn.Module) -> str:
-    config = getattr(model, "config", None)
-    model_type = getattr(config, "model_type", None)
-    if model_type not in _FAMILIES:
-        raise UnsupportedModelError(
-            f"count_flops does not know model_type {model_type!r} ({type(model).__name__}); "
-            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
+    config = model.config
+    model_type = config.model_type
     if getattr(config, "add_cross_attention", False):
         # Cross-attention cost depends on the encoder's length, which one seq_len cannot say.
         raise UnsupportedModelError(f"count_flops does not count cross-attention ({type(model).__name__})")
@@ -119,6 +123,57 @@ def _head_flops(model: nn.Module, model_type: str, seq_len: int, hidden: int) ->
     return pooler + 2 * s * h * h + 2 * s * h * vocab
 
 
+def _projection_flops(module: nn.Module, seq_len: int) -> int:
+    """Matmul FLOPs of one Linear / Conv1D over ``seq_len`` positions."""
+    return 2 * seq_len * int(module.weight.numel())
+
+
+def _block_flops(block: FFNBlock, seq_len: int, width: Optional[int] = None) -> int:
+    """FLOPs of one FFN block as it is, or at ``width`` neurons (every projection scales with it)."""
+    flops = sum(_projection_flops(m, seq_len) for m in (block.up, block.gate, block.down) if m is not None)
+    return flops if width is None else flops * width // block.width
+
+
+def _non_ffn_key(model: nn.Module, ffn_ids: set[int], seq_len: int) -> tuple:
+    shapes = tuple((n, tuple(p.shape)) for m in model.modules() if id(m) not in ffn_ids
+                   for n, p in m.named_parameters(recurse=False))
+    return type(model).__name__, seq_len, shapes
+
+
+# Non-FFN FLOPs measured by the counter, per (architecture, non-FFN parameter shapes, length):
+# every width of one model shares them, so each length costs one forward pass.
+_COUNTED: dict[tuple, int] = {}
+
+
+def _measure_non_ffn(model: nn.Module, seq_len: int, ffn: int) -> int:
+    vocab = int(getattr(model.config, "vocab_size", 100) or 100)
+    device = next(model.parameters()).device
+    ids = torch.full((1, seq_len), min(3, vocab - 1), dtype=torch.long, device=device)
+    implementation = getattr(model.config, "_attn_implementation", None)
+    swap = implementation not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    if swap:
+        model.set_attn_implementation("eager")  # the counter has no formula for SDPA's CPU kernel
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    finally:
+        if swap:
+            model.set_attn_implementation(implementation)
+    return int(counter.get_total_flops()) - ffn
+
+
+def _count_with_counter(model: nn.Module, seq_len: int, blocks: list[FFNBlock], widths: list[int]) -> FlopCount:
+    """Everything but the FFN measured by ``FlopCounterMode`` (cached per architecture and length),
+    the FFN by its projection shapes, at ``widths``."""
+    ffn_now = sum(_block_flops(b, seq_len) for b in blocks)
+    ffn_ids = {id(m) for b in blocks for m in (b.up, b.gate, b.down) if m is not None}
+    key = _non_ffn_key(model, ffn_ids, seq_len)
+    if key not in _COUNTED:
+        _COUNTED[key] = _measure_non_ffn(model, seq_len, ffn_now)
+    ffn = sum(_block_flops(b, seq_len, w) for b, w in zip(blocks, widths))
+    return FlopCount(total=_COUNTED[key] + ffn, ffn=ffn, attention=0, head=0, other=_COUNTED[key], source="flop-counter")
+
+
 def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[int]] = None) -> FlopCount:
     """Matmul FLOPs of one forward pass over one example of ``seq_len`` tokens.
 
@@ -128,9 +183,7 @@ def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[in
     ``WidthError`` when ``ffn_widths`` has the wrong length or a negative entry.
     """
     if seq_len <= 0:
-        raise ValueError(f"seq_len must be positive, got {seq_len}")
-    model_type = _family(model)
-    config = model.config
+        raise WidthError(f"seq_len must be positive, got {seq_len}")
     blocks = find_ffns(model)
     n_layers = len(blocks)
     widths = list(ffn_widths) if ffn_widths is not None else [b.width for b in blocks]
@@ -138,6 +191,10 @@ def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[in
         raise WidthError(f"ffn_widths has {len(widths)} entries but the model has {n_layers} layers")
     if any(w < 0 for w in widths):
         raise WidthError(f"ffn_widths must be non-negative, got {widths}")
+    if not has_formula(getattr(getattr(model, "config", None), "model_type", None)):
+        return _count_with_counter(model, seq_len, blocks, widths)
+    model_type = _family(model)
+    config = model.config
 
     s = seq_len
     h = int(config.hidden_size)  # DistilBERT and GPT-2 configs map hidden_size to dim / n_embd

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from awncompress import AWNConfig, FFNSpec, UnknownScorerError, UnsupportedModelError, convert_, find_ffns
-from conftest import make_batches, make_model, logits
+from conftest import make_batches, make_model
 
 
 def test_every_family_has_two_ffn_blocks(family):
