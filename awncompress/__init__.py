@@ -8,24 +8,30 @@ from .archs import FFN_SPECS, FFNSpec, find_ffns
 from .convert import AWNConfig, convert_, fold_, layer_widths, order_, resolve_widths, truncate_
 from .errors import (
     AwnError,
+    ConfigError,
+    ConversionError,
     DataError,
+    ModelLoadError,
     NotAnExportError,
     OutputExistsError,
+    TrainingError,
+    UnknownMethodError,
     UnknownScorerError,
     UnsafeCheckpointError,
     UnsupportedModelError,
     WidthError,
 )
 from .export import export_nested, export_per_layer, export_uniform, update_provenance
-from .loading import load_pretrained, read_provenance
+from .loading import load_pretrained
+from .provenance import read_provenance
 from .scoring import SCORERS, score_neurons
 from .version import __version__
 
 __all__ = [
-    "AWNConfig", "AdaptiveFFN", "AwnError", "DataError", "FFNSpec", "FFN_SPECS", "NotAnExportError",
-    "OutputExistsError", "SCORERS", "UnknownScorerError", "UnsafeCheckpointError", "UnsupportedModelError",
-    "WidthError", "__version__", "adaptive_modules", "awn_prior", "convert_", "export_nested",
-    "export_per_layer", "export_uniform", "find_ffns", "fold_", "layer_widths", "load_pretrained",
-    "order_", "profile_summary", "rate_for_quantile", "read_provenance", "resolve_widths", "score_neurons",
-    "truncate_", "update_provenance",
+    "AWNConfig", "AdaptiveFFN", "AwnError", "ConfigError", "ConversionError", "DataError", "FFNSpec", "FFN_SPECS",
+    "ModelLoadError", "NotAnExportError", "OutputExistsError", "SCORERS", "TrainingError", "UnknownMethodError",
+    "UnknownScorerError", "UnsafeCheckpointError", "UnsupportedModelError", "WidthError", "__version__",
+    "adaptive_modules", "awn_prior", "convert_", "export_nested", "export_per_layer", "export_uniform", "find_ffns",
+    "fold_", "layer_widths", "load_pretrained", "order_", "profile_summary", "rate_for_quantile", "read_provenance",
+    "resolve_widths", "score_neurons", "truncate_", "update_provenance",
 ]

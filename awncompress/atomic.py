@@ -1,25 +1,54 @@
 """Write a folder or a file all at once: build it in a hidden temp beside the target, then rename.
 
-A crash or Ctrl-C mid-write leaves no half folder or file under the target name.
+A crash or Ctrl-C mid-write leaves no half folder or file under the target name; a SIGKILL can
+leave a hidden ``.<name>.tmp-*`` entry, which :func:`remove_temps` clears. A folder is replaced
+only when the caller says it is one awncompress wrote (``owned``), and never when it is the current
+directory or holds it.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Optional, Union
 
 from .errors import OutputExistsError
 
+# What atomic_dir / atomic_write leave behind if killed: .<name>.tmp-XXXX, .<name>.old-XXXX, .<name>.XXXX.tmp
+TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-[^/]+$|^\..+\.tmp$")
 
-def check_writable(out: Union[str, Path], overwrite: bool) -> Path:
-    """Raise OutputExistsError if ``out`` exists and ``overwrite`` is False."""
+
+def check_replaceable(out: Path, owned: Optional[Callable[[Path], bool]] = None) -> None:
+    """Raise OutputExistsError unless the existing folder ``out`` may be deleted and written anew."""
+    here, target = Path.cwd().resolve(), out.resolve()
+    if here == target or here.is_relative_to(target):
+        raise OutputExistsError(f"refusing to replace {out}: it is the current directory or holds it")
+    if owned is not None and not owned(out):
+        raise OutputExistsError(f"refusing to replace {out}: it is not a folder awncompress wrote; awncompress replaces only "
+                                "its own outputs (remove it yourself, or choose another output folder)")
+
+
+def check_writable(out: Union[str, Path], overwrite: bool, owned: Optional[Callable[[Path], bool]] = None) -> Path:
+    """``out`` as a Path if a folder may be written there: it does not exist, or ``overwrite`` and it
+    may be replaced (see :func:`check_replaceable`); else OutputExistsError."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output directory {out} already exists; pass overwrite=True (--overwrite) to replace it")
+    if out.is_file():
+        raise OutputExistsError(f"{out} is a file; the output must be a folder")
+    if out.exists():
+        if not overwrite:
+            raise OutputExistsError(f"output directory {out} already exists; pass overwrite=True (--overwrite) to replace it")
+        check_replaceable(out, owned)
     return out
+
+
+def remove_temps(folder: Path) -> None:
+    """Delete the hidden temp entries a killed atomic write left anywhere under ``folder``."""
+    for path in sorted(folder.rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+        if TEMP_NAME.match(path.name) and path.exists():
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _shareable(path: Path, mode: int) -> None:
@@ -45,9 +74,9 @@ def atomic_write(path: Union[str, Path], data: Union[str, bytes]) -> None:
 
 
 @contextmanager
-def atomic_dir(out: Union[str, Path], overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(out: Union[str, Path], overwrite: bool = False, owned: Optional[Callable[[Path], bool]] = None) -> Iterator[Path]:
     """Yield a temp dir; on success it replaces ``out``, on error it is removed."""
-    out = check_writable(out, overwrite)
+    out = check_writable(out, overwrite, owned)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -45,6 +44,12 @@ def _friendly_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo("interrupted (a convert run continues with --resume)", err=True)
         raise typer.Exit(130) from None
+    except OSError as exc:  # a path that cannot be read or written: say which, and why
+        if os.environ.get("AWNCOMPRESS_TRACEBACK"):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _quiet_libraries(quiet: bool) -> None:
@@ -52,7 +57,8 @@ def _quiet_libraries(quiet: bool) -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # shard-writing bars are noise beside ours
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    # force: each invocation logs to the stderr of that invocation (tests run many in one process).
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", force=True)
 
 
 def parse_widths(text: Optional[str]) -> Optional[list[float]]:
@@ -98,7 +104,8 @@ def convert(
     dense_steps: Optional[int] = typer.Option(None, min=1, help="Steps of the dense stage that trains an untrained head."),
     max_train_examples: Optional[int] = typer.Option(None, min=1, help="Use at most this many training examples."),
     max_eval_examples: Optional[int] = typer.Option(None, min=1, help="Use at most this many evaluation examples."),
-    mode: Optional[str] = typer.Option(None, help="stochastic (sample widths from the learned profile) or deterministic."),
+    mode: Optional[str] = typer.Option(None, help="Training mode: stochastic (sample widths from the learned profile, the default) or deterministic."),
+    metric: Optional[str] = typer.Option(None, help="Metric: a shipped one (accuracy, f1, ...), or one whose code you trust to run (a local script, a Hub metric)."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     set_: List[str] = typer.Option([], "--set", help="Override any recipe field: --set train.lr=1e-4 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: the recipe's, else awn-<model>)."),
@@ -119,27 +126,33 @@ def convert(
 
       awncompress convert demo --out demo-out --resume
     """
-    from .recipes import apply_overrides, default_recipe, is_recipe, load_recipe
+    from .recipes import apply_overrides, default_recipe, is_recipe, list_recipes, load_recipe
 
     parsed_widths = parse_widths(widths)
     sets = _parse_sets(set_)
     _quiet_libraries(quiet)
     with _friendly_errors():
-        recipe = load_recipe(model_or_recipe) if is_recipe(model_or_recipe) else default_recipe(model_or_recipe, task or "text-classification")
+        named = is_recipe(model_or_recipe)
+        if not named and data is None and "data.train" not in sets and not Path(model_or_recipe).expanduser().exists():
+            raise AwnError(f"{model_or_recipe!r} is not a shipped recipe ({', '.join(list_recipes())}), a recipe .yaml or a "
+                           "local model folder; as a Hugging Face Hub model id it also needs --data")
+        recipe = load_recipe(model_or_recipe) if named else default_recipe(model_or_recipe, task or "text-classification")
         overrides: dict[str, object] = {
             "task": task, "data.train": data, "data.eval": eval_data, "data.text_column": text_column,
             "data.text_pair_column": text_pair_column, "data.label_column": label_column, "export.widths": parsed_widths,
             "export.per_layer": per_layer, "train.steps": steps, "dense.steps": dense_steps,
             "data.max_train_examples": max_train_examples, "data.max_eval_examples": max_eval_examples,
-            "train.mode": mode, "seed": seed, **sets,
+            "train.mode": mode, "seed": seed, "evaluate.metric": metric, **sets,
         }
         recipe = apply_overrides(recipe, overrides)
         if recipe.data.train is None:
-            raise typer.BadParameter("no training data: pass --data (a file, a Hub dataset id or builtin:NAME)")
+            raise AwnError("no training data: pass --data (a file, a Hub dataset id or builtin:NAME)")
         target = out or (Path(recipe.out) if recipe.out else _default_out(recipe.model))
         from .pipeline import run_convert
 
-        result = run_convert(recipe, target, resume=resume, overwrite=overwrite, quiet=quiet, evaluate=not no_eval)
+        trusted = sets.get("evaluate.metric", metric)  # named on this command line: the user asked for its code
+        result = run_convert(recipe, target, resume=resume, overwrite=overwrite, quiet=quiet, evaluate=not no_eval,
+                             trusted_metric=trusted)
     if not quiet:
         typer.echo(f"wrote {result.out}: " + ", ".join(p.name for p in result.exports.values()))
         if result.report is not None:
@@ -150,22 +163,32 @@ def convert(
 def evaluate(
     out: Path = typer.Argument(..., help="An output folder written by `awncompress convert`."),
     data: Optional[str] = typer.Option(None, help="Evaluation data (default: the run's own eval data)."),
-    methods: Optional[str] = typer.Option(None, help="Comma-separated methods, e.g. awn,wina,wina-dynamic."),
+    train_data: Optional[str] = typer.Option(None, "--train-data", help="The run's training data (calibration, per-width fine-tunes), when it lies outside OUT."),
+    model: Optional[str] = typer.Option(None, help="The run's original model, when OUT has no dense/ and it lies outside OUT."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated registered methods, e.g. awn,wina,wina-dynamic (default: the run's recipe's)."),
+    metric: Optional[str] = typer.Option(None, help="Metric (default: the run's); a non-shipped one runs its code, so only this flag loads it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Re-evaluate the exported widths of a convert run (reloaded from disk) and rewrite its report.
+
+    OUT/recipe.yaml says which model and data the run used; awncompress reads local files it names
+    only inside OUT. Files outside OUT are read when you name them here (--model, --train-data,
+    --data), and a metric that is not shipped runs only when you name it with --metric.
 
     Examples:
 
       awncompress evaluate awn-demo
 
       awncompress evaluate awn-demo --data test.csv --methods awn,wina
+
+      awncompress evaluate awn-mine --train-data train.csv --data test.csv --model ./my-model
     """
     _quiet_libraries(quiet)
     with _friendly_errors():
         from .evaluate_run import reevaluate
 
-        reevaluate(out, data=data, methods=methods.split(",") if methods else None, quiet=quiet)
+        reevaluate(out, data=data, train_data=train_data, model=model, metric=metric,
+                   methods=methods.split(",") if methods else None, quiet=quiet)
     if not quiet:
         typer.echo(f"report: {out / 'report.md'}")
 
@@ -194,7 +217,7 @@ def inspect(path: Path = typer.Argument(..., help="An export folder (nested, uni
       awncompress inspect awn-demo/nested
     """
     with _friendly_errors():
-        from .loading import read_provenance
+        from .provenance import read_provenance
 
         record = read_provenance(path)
     typer.echo(f"{path}: {record['format']} export of {record.get('source_model')} ({record['model_type']}), d_ff {record['d_ff']}")
@@ -231,8 +254,10 @@ def export_cmd(
         raise typer.BadParameter("give --widths and/or --learned")
     _quiet_libraries(True)
     with _friendly_errors():
-        from .export import export_per_layer, export_uniform, width_dir
-        from .loading import load_pretrained, read_provenance
+        from .export import export_per_layer, export_uniform
+        from .layout import width_dir
+        from .loading import load_pretrained
+        from .provenance import read_provenance
 
         record = read_provenance(nested)
         if record["format"] != "nested":
@@ -289,7 +314,7 @@ def score(
         from .archs import find_ffns
         from .atomic import atomic_write, check_writable
         from .data import DataConfig, load_task_data
-        from .pipeline import calibration_batches, load_model
+        from .stages import calibration_batches, load_model
         from .scoring import check_scorer, score_neurons
 
         for name in scorer:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import json
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -17,21 +16,13 @@ from torch import nn
 from .archs import spec_for
 from .atomic import atomic_dir, atomic_write, check_writable
 from .convert import Width, layer_widths, truncate_, width_from_fraction
+from .provenance import PROVENANCE_FILE, read_provenance, write_provenance
 from .version import __version__
 
-PROVENANCE_FILE = "awncompress.json"
-WIDTH_DIR_PREFIX = "width-"  # `convert` writes OUT/width-<fraction>/; evaluation finds them by it
-FORMATS = ("uniform", "per-layer", "nested")
 
-
-def width_dir(out: Union[str, Path], fraction: float) -> Path:
-    """Folder of the uniform export at a width fraction: ``OUT/width-0.25``."""
-    return Path(out) / f"{WIDTH_DIR_PREFIX}{fraction:g}"
-
-
-def per_layer_dir(out: Union[str, Path], fraction: float) -> Path:
-    """Folder of the per-layer export at an FFN FLOP budget: ``OUT/per-layer-0.25``."""
-    return Path(out) / f"per-layer-{fraction:g}"
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` is an awncompress export (so ``overwrite`` may replace it)."""
+    return (folder / PROVENANCE_FILE).is_file()
 
 
 def _provenance(model: nn.Module, fmt: str, widths: list[int], d_ff: int, source: Optional[str], method: str, extra: Optional[dict]) -> dict[str, Any]:
@@ -60,7 +51,7 @@ def _save(model: nn.Module, folder: Path, record: dict, tokenizer: Any) -> None:
     model.save_pretrained(folder, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
-    (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    write_provenance(folder, record)
     (folder / "README.md").write_text(model_card(record))
 
 
@@ -106,11 +97,11 @@ def export_per_layer(
 def _export_truncated(model: nn.Module, out: Union[str, Path], widths: Any, fmt: str, multiple: Optional[int],
                       tokenizer: Any, source: Optional[str], method: str, overwrite: bool, extra: Optional[dict]) -> Path:
     """Truncate a copy of ``model`` to ``widths`` and save it as ``fmt``; ``model`` is not modified."""
-    out = check_writable(out, overwrite)
+    out = check_writable(out, overwrite, is_export)
     d_ff = max(layer_widths(model))
     small = copy.deepcopy(model)
     resolved = truncate_(small, widths, multiple=multiple)
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, is_export) as tmp:
         _save(small, tmp, _provenance(small, fmt, resolved, d_ff, source, method, extra), tokenizer)
     return out
 
@@ -132,12 +123,12 @@ def export_nested(
     ``widths``: the width fractions this run recommends (recorded as the width table);
     ``profile``: the learned per-layer profile (see ``adaptive.profile_summary``), recorded too.
     """
-    out = check_writable(out, overwrite)
+    out = check_writable(out, overwrite, is_export)
     full = layer_widths(model)
     d_ff = max(full)
     table = {f"{w:g}": width_from_fraction(float(w), d_ff) for w in widths}
     record_extra = {"width_table": table, **({"profile": profile} if profile else {}), **(extra or {})}
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, is_export) as tmp:
         _save(model, tmp, _provenance(model, "nested", full, d_ff, source, method, record_extra), tokenizer)
     return out
 
@@ -145,9 +136,9 @@ def export_nested(
 def update_provenance(folder: Union[str, Path], **fields: Any) -> dict:
     """Add fields (e.g. measured metrics, FLOPs) to an export's awncompress.json and rewrite its card."""
     folder = Path(folder)
-    record = json.loads((folder / PROVENANCE_FILE).read_text())
+    record = read_provenance(folder)
     record.update(fields)
-    atomic_write(folder / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
+    write_provenance(folder, record)
     atomic_write(folder / "README.md", model_card(record))
     return record
 

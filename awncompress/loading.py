@@ -7,13 +7,13 @@ from typing import Any, Optional, Union
 
 import torch
 import transformers
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from .archs import FFNSpec, find_ffns, select_neurons_
+from .archs import FFNSpec, attach_spec, find_ffns, select_neurons_
 from .convert import Widths, resolve_widths
-from .errors import NotAnExportError, UnsafeCheckpointError
-from .export import PROVENANCE_FILE
+from .errors import NotAnExportError, UnsafeCheckpointError, WidthError
+from .provenance import read_provenance
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -28,20 +28,9 @@ def check_safe_checkpoint(path: Union[str, Path]) -> Path:
     return path
 
 
-def read_provenance(path: Union[str, Path]) -> dict[str, Any]:
-    """The ``awncompress.json`` of an export; NotAnExportError if ``path`` is not one."""
-    path = Path(path)
-    if not path.is_dir():
-        raise NotAnExportError(f"{path} is not a directory")
-    file = path / PROVENANCE_FILE
-    if not file.exists():
-        raise NotAnExportError(f"{path} is not an awncompress export (no {PROVENANCE_FILE}); load vanilla folders with transformers")
-    try:
-        record = json.loads(file.read_text())
-        record["format"], record["layer_widths"], record["d_ff"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise NotAnExportError(f"{file} is malformed: {exc}") from None
-    return record
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _model_class(record: dict, config: Any, override: Optional[type]) -> type:
@@ -49,16 +38,33 @@ def _model_class(record: dict, config: Any, override: Optional[type]) -> type:
         return override
     name = record.get("architecture") or (config.architectures or [None])[0]
     cls = getattr(transformers, name, None) if name else None
-    if cls is None:
-        raise NotAnExportError(f"architecture {name!r} is not a transformers class; pass model_class=")
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+        raise NotAnExportError(f"architecture {name!r} is not a transformers model class; pass model_class=")
     return cls
+
+
+def inside(folder: Path, name: str, what: str) -> Path:
+    """``folder / name`` if it stays inside ``folder`` (names read from a file never lead out of it)."""
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise NotAnExportError(f"{what} names {name!r}, outside {folder}; refusing to read it")
+    return path
 
 
 def _safetensors_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / n for n in names]
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            names = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise NotAnExportError(f"{index} is not a safetensors index (JSON with a weight_map): {_first_line(exc)}") from None
+        if not all(isinstance(n, str) for n in names):
+            raise NotAnExportError(f"{index}: weight_map values must be file names")
+        files = [inside(folder, n, str(index)) for n in names]
+        if not all(f.suffix == ".safetensors" for f in files):
+            raise NotAnExportError(f"{index} names files that are not .safetensors")
+        return files
     single = folder / "model.safetensors"
     if not single.exists():
         raise NotAnExportError(f"{folder} has no model.safetensors")
@@ -70,17 +76,9 @@ def _ffn_param_names(model: nn.Module, spec: FFNSpec) -> set[str]:
     return {f"{mn}.{pn}" if mn else pn for mn, m in model.named_modules() if id(m) in ids for pn, _ in m.named_parameters(recurse=False)}
 
 
-@torch.no_grad()
-def _load_weights(model: nn.Module, folder: Path, spec: FFNSpec, slice_ffn: bool) -> None:
-    """Copy the safetensors weights into ``model``; FFN tensors may be sliced to the model's sizes.
-
-    Slicing reads only the leading rows/columns from disk (``get_slice``), never the full tensor.
-    """
-    target = model.state_dict()
-    sliceable = _ffn_param_names(model, spec) if slice_ffn else set()
-    state: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
-    for file in _safetensors_files(folder):
+def _read_file(file: Path, target: dict, sliceable: set[str], state: dict, unexpected: list[str]) -> None:
+    """Tensors of one safetensors file into ``state`` (FFN tensors in ``sliceable`` cut to the target shape)."""
+    try:
         with safe_open(str(file), framework="pt") as f:
             for key in f.keys():
                 if key not in target:
@@ -95,6 +93,24 @@ def _load_weights(model: nn.Module, folder: Path, spec: FFNSpec, slice_ffn: bool
                     state[key] = view[tuple(slice(0, w) for w in want)]
                 else:
                     raise NotAnExportError(f"{file.name}: tensor {key} has shape {list(have)}, the model expects {list(want)}")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, NotAnExportError):
+            raise
+        raise NotAnExportError(f"{file} is not a readable safetensors file: {_first_line(exc)}") from None
+
+
+@torch.no_grad()
+def _load_weights(model: nn.Module, folder: Path, spec: FFNSpec, slice_ffn: bool) -> None:
+    """Copy the safetensors weights into ``model``; FFN tensors may be sliced to the model's sizes.
+
+    Slicing reads only the leading rows/columns from disk (``get_slice``), never the full tensor.
+    """
+    target = model.state_dict()
+    sliceable = _ffn_param_names(model, spec) if slice_ffn else set()
+    state: dict[str, torch.Tensor] = {}
+    unexpected: list[str] = []
+    for file in _safetensors_files(folder):
+        _read_file(file, target, sliceable, state, unexpected)
     if unexpected:
         raise NotAnExportError(f"{folder}: weights the model does not have: {', '.join(unexpected[:5])}")
     model.load_state_dict(state, strict=False)
@@ -112,7 +128,11 @@ def _build(cls: type, config: Any, spec: FFNSpec, widths: list[int]) -> nn.Modul
     """
     setattr(config, spec.d_ff_attr, max(widths))
     model = cls(config)
-    for block, w in zip(find_ffns(model, spec), widths):
+    attach_spec(model, spec)  # the spec it was exported with, for every later step
+    blocks = find_ffns(model)
+    if len(blocks) != len(widths):
+        raise NotAnExportError(f"the export records {len(widths)} layer widths but {cls.__name__} has {len(blocks)} FFN layers")
+    for block, w in zip(blocks, widths):
         if w != block.width:
             select_neurons_(block, torch.arange(w))
     return model
@@ -141,9 +161,13 @@ def load_pretrained(
     record = read_provenance(folder)
     fmt = record["format"]
     if width is not None and fmt != "nested":
-        raise ValueError(f"{folder} is a {fmt} export with fixed widths; width= applies to nested exports only")
+        raise WidthError(f"{folder} is a {fmt} export with fixed widths; width= applies to nested exports only")
     spec = FFNSpec(**record["ffn_spec"])
-    config = transformers.AutoConfig.from_pretrained(folder)
+    # A class the user names brings its own config class (its family may be unknown to AutoConfig).
+    try:
+        config = (model_class.config_class if model_class is not None else transformers.AutoConfig).from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NotAnExportError(f"{folder}/config.json cannot be read as a model config: {_first_line(exc)}") from None
     cls = _model_class(record, config, model_class)
     stored = [int(w) for w in record["layer_widths"]]
     if width is None:

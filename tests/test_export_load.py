@@ -5,7 +5,6 @@ import copy
 import json
 
 import pytest
-import torch
 import transformers as tf
 
 from awncompress import (AWNConfig, NotAnExportError, OutputExistsError, UnsafeCheckpointError, WidthError,

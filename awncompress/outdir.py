@@ -1,0 +1,103 @@
+"""The output folder of a convert run: whether it may be written, replaced or resumed, and creating it.
+
+Trust rules, in one place: ``--overwrite`` deletes only a folder that is a convert output (a
+recipe.yaml and nothing but what convert writes), never the current directory or a folder holding
+it, never a folder holding the model or data the run reads. ``--resume`` continues only the run
+recorded in the folder's recipe.yaml. A run that fails on its first write leaves no folder behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+from .atomic import atomic_write, check_replaceable, remove_temps
+from .errors import AwnError, OutputExistsError
+from .layout import CHECKPOINTS_DIR, RECIPE_FILE, is_run_output
+from .recipes import Recipe, dump_recipe, load_recipe
+from .sources import classify_source
+
+
+def _local_inputs(recipe: Recipe) -> Iterator[Path]:
+    """The local paths a run reads: its model folder and data files."""
+    model = Path(recipe.model).expanduser()
+    if model.exists():
+        yield model
+    for spec in (recipe.data.train, recipe.data.eval):
+        if spec and not spec.startswith("builtin:"):
+            source = classify_source(spec)
+            if source.kind == "file":
+                yield Path(source.name)
+
+
+def _check_parent(out: Path) -> None:
+    ancestor = out.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputExistsError(f"cannot create {out}: {ancestor}: Not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputExistsError(f"cannot create {out}: {ancestor}: Permission denied")
+
+
+def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool) -> None:
+    """Raise an AwnError now, before any work, if the run may not write (or resume in) ``out``."""
+    if out.is_file():
+        raise OutputExistsError(f"{out} is a file; the output must be a folder")
+    target = out.resolve()
+    for path in _local_inputs(recipe):
+        if path.resolve() == target or path.resolve().is_relative_to(target):
+            raise OutputExistsError(f"refusing to write into {out}: it holds {path}, which this run reads")
+    if resume:
+        if not (out / CHECKPOINTS_DIR).is_dir():
+            raise AwnError(f"nothing to resume in {out}: it has no {CHECKPOINTS_DIR}/ folder")
+        return
+    if out.exists():
+        if not overwrite:
+            hint = ("it holds an unfinished run: continue it with --resume, or replace it with --overwrite"
+                    if (out / CHECKPOINTS_DIR).is_dir() else "pass --overwrite to replace it")
+            raise OutputExistsError(f"output directory {out} already exists; {hint}")
+        check_replaceable(out, is_run_output)
+    _check_parent(out)
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        flat.update(_flat(value, name + ".") if isinstance(value, dict) else {name: value})
+    return flat
+
+
+def check_resume(out: Path, recipe: Recipe) -> None:
+    """Raise an AwnError naming the differing keys unless ``recipe`` is the run recorded in ``out``."""
+    recorded_file = out / RECIPE_FILE
+    if not recorded_file.is_file():
+        raise AwnError(f"{out} has {CHECKPOINTS_DIR}/ but no {RECIPE_FILE}: not a run awncompress can resume")
+    recorded, asked = _flat(load_recipe(recorded_file).to_dict()), _flat(recipe.to_dict())
+    differ = [f"{k} ({recorded.get(k)!r} → {asked.get(k)!r})" for k in recorded if recorded.get(k) != asked.get(k)]
+    if differ:
+        raise AwnError(f"--resume continues the run recorded in {recorded_file}, but these settings differ: "
+                       f"{', '.join(differ)}; resume with the same settings, or start a new --out")
+
+
+def begin_output(out: Path, recipe: Recipe, *, resume: bool) -> None:
+    """Create (or replace) ``out`` and record the recipe; a resumed run keeps its recipe.yaml.
+
+    Temp entries a killed run left are removed. If this first write fails, a folder this call made
+    is removed again, so nothing is left behind.
+    """
+    made = not out.exists()
+    try:
+        if not resume and out.exists():
+            shutil.rmtree(out)  # check_output made sure it is a convert output
+            made = True
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            atomic_write(out / RECIPE_FILE, dump_recipe(recipe))
+        remove_temps(out)
+    except BaseException:
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        raise

@@ -1,0 +1,309 @@
+"""Hostile input and faults: nothing deleted, executed or read that the user did not name; one line,
+non-zero exit and nothing half-written for everything else. One test per class of issue 10."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from awncompress import NotAnExportError, export_uniform, load_pretrained, read_provenance
+from awncompress.cli import app
+from awncompress.report import load_report
+from conftest import make_model, save_tiny_bert, write_nested, write_reviews
+
+runner = CliRunner()
+FAST = ["--steps", "2", "--dense-steps", "2", "--set", "train.batch_size=8", "--set", "dense.batch_size=8",
+        "--set", "train.checkpoint_every=1", "--set", "evaluate.latency_repeats=1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    return {"model": save_tiny_bert(root / "model", with_head=False), "data": write_reviews(root / "reviews.csv"), "root": root}
+
+
+def _one_line(result, code: int = 1) -> str:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def _convert(tiny, out, *extra):
+    return runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--no-eval",
+                               "--out", str(out), *FAST, *extra])
+
+
+# --------------------------------------------------------------------------- 1. names read from metadata
+
+
+@pytest.mark.parametrize("name", ["../outside.safetensors", "../../../../etc/passwd", "/etc/passwd"])
+def test_weight_files_named_by_an_index_must_lie_inside_the_folder(tmp_path, name):
+    folder = export_uniform(make_model("bert"), tmp_path / "export" / "w", 0.5)
+    shutil.copy(folder / "model.safetensors", tmp_path / "export" / "outside.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"classifier.weight": name}}))
+    with pytest.raises(NotAnExportError, match="outside"):
+        load_pretrained(folder)
+
+
+# --------------------------------------------------------------------------- 2. code named by a folder
+
+
+def _evil_metric(tmp_path):
+    marker = tmp_path / "ran"
+    script = tmp_path / "evil_metric.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    return script, marker
+
+
+def test_a_metric_script_named_by_an_output_folder_is_not_run(tiny, tmp_path):
+    out = tmp_path / "out"
+    assert _convert(tiny, out).exit_code == 0
+    script, marker = _evil_metric(tmp_path)
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    recipe["evaluate"]["metric"] = str(script)
+    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    line = _one_line(runner.invoke(app, ["evaluate", str(out)]))
+    assert "not run" in line and "--metric" in line and not marker.exists()
+
+
+def test_a_metric_script_named_by_a_recipe_file_is_not_run(tiny, tmp_path):
+    script, marker = _evil_metric(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"model": str(tiny["model"]), "data": {"train": str(tiny["data"])},
+                                      "evaluate": {"metric": str(script)}}))
+    line = _one_line(runner.invoke(app, ["convert", str(recipe), "--out", str(tmp_path / "o"), *FAST]))
+    assert "not run" in line and not marker.exists() and not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- 3. --overwrite
+
+
+def test_overwrite_never_deletes_what_awncompress_did_not_write(tiny, tmp_path, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(tmp_path)
+    for target in (mine, tmp_path, tmp_path.parent, tiny["model"], tiny["root"]):
+        line = _one_line(_convert(tiny, target, "--overwrite"))
+        assert str(target.name) in line or "current directory" in line
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert (tiny["model"] / "config.json").exists() and tiny["data"].exists()
+    out = tmp_path / "out"
+    assert _convert(tiny, out).exit_code == 0
+    assert _convert(tiny, out, "--overwrite").exit_code == 0  # an awncompress output is replaced
+
+
+# --------------------------------------------------------------------------- 4. --resume checks the run
+
+
+def _kill_after_dense(tiny, out, monkeypatch):
+    import awncompress.pipeline as pipeline
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "convert_", killed)
+    assert _convert(tiny, out).exit_code == 130
+    monkeypatch.undo()
+
+
+def test_resume_refuses_another_run_and_names_the_keys(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _kill_after_dense(tiny, out, monkeypatch)
+    recorded = (out / "recipe.yaml").read_text()
+    line = _one_line(_convert(tiny, out, "--resume", "--seed", "7", "--set", "train.steps=3"))
+    assert "seed" in line and "train.steps" in line
+    assert (out / "recipe.yaml").read_text() == recorded
+    assert _convert(tiny, out, "--resume").exit_code == 0
+
+
+# --------------------------------------------------------------------------- 5. temp folders of a killed run
+
+
+def test_a_killed_runs_temp_folders_are_cleaned_on_resume(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _kill_after_dense(tiny, out, monkeypatch)
+    (out / ".nested.tmp-abc123").mkdir()  # what a SIGKILL during an export leaves
+    (out / ".nested.tmp-abc123" / "model.safetensors").write_text("half")
+    assert _convert(tiny, out, "--resume").exit_code == 0
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+# --------------------------------------------------------------------------- 6. corrupt safetensors
+
+
+def test_corrupt_safetensors_give_one_line(tiny, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny["model"], broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 3])
+    line = _one_line(runner.invoke(app, ["convert", str(broken), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST]))
+    assert "model.safetensors" in line and not (tmp_path / "o").exists()
+    folder = export_uniform(make_model("bert"), tmp_path / "w", 0.5)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(NotAnExportError, match="model.safetensors"):
+        load_pretrained(folder)
+
+
+# --------------------------------------------------------------------------- 7. inputs longer than the model's positions
+
+
+def test_max_length_beyond_the_models_positions_is_clamped_and_said(tiny, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--no-eval",
+                                 "--out", str(out), *FAST[:-1], "--set", "data.max_length=500"])
+    assert result.exit_code == 0, result.output
+    assert "max_length" in result.output and "64" in result.output
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["data"]["max_length"] == 64
+
+
+# --------------------------------------------------------------------------- 8. validated before anything is written
+
+
+@pytest.mark.parametrize("sets", [["--set", "evaluate.metric=no_such_metric_xyz"],
+                                  ["--set", "train.batch_size=6", "--set", "train.grad_accum=4"],
+                                  ["--set", "dense.batch_size=6", "--set", "train.grad_accum=4"],
+                                  ["--set", "awn.scorer=none", "--set", "evaluate.methods=awn,finetune"]])
+def test_settings_that_cannot_work_are_refused_before_the_output_exists(tiny, tmp_path, sets):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--out", str(out), *FAST, *sets])
+    _one_line(result)
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- 9. output-path errors
+
+
+def test_output_path_errors_name_the_path_and_the_reason(tiny, tmp_path, monkeypatch):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    line = _one_line(_convert(tiny, a_file))
+    assert "a-file" in line and "file" in line and a_file.read_text() == "x"
+    line = _one_line(_convert(tiny, a_file / "sub"))
+    assert "a-file" in line and "Not a directory" in line
+
+    import awncompress.export as export
+
+    def disk_full(model, folder, record, tokenizer):
+        raise OSError(28, "No space left on device", str(folder / "model.safetensors"))
+
+    monkeypatch.setattr(export, "_save", disk_full)
+    line = _one_line(_convert(tiny, tmp_path / "full"))
+    assert "No space left on device" in line and "model.safetensors" in line
+    assert not [p for p in (tmp_path / "full").rglob("*") if ".tmp-" in p.name]
+
+
+# --------------------------------------------------------------------------- 10. broken --set values
+
+
+def test_a_broken_list_in_set_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = _one_line(runner.invoke(app, ["convert", "demo", "--set", "train.extra_widths=[1,2"]))
+    assert "train.extra_widths" in line or "[1,2" in line
+    assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- 11. tampered metadata
+
+
+def test_a_tampered_architecture_never_builds_anything_else(tmp_path):
+    folder = write_nested(tmp_path / "nested")
+    record = json.loads((folder / "awncompress.json").read_text())
+    for name in ("os", "logging", "AutoConfig", "__import__", "../evil"):
+        (folder / "awncompress.json").write_text(json.dumps({**record, "architecture": name}))
+        with pytest.raises(NotAnExportError, match="architecture"):
+            load_pretrained(folder)
+
+
+@pytest.mark.parametrize("key, value, where", [
+    ("architecture", "logging", "architecture"),
+    ("d_ff", 0, "d_ff"),
+    ("layer_widths", "abc", "layer_widths"),
+    ("format", "zip", "format"),
+    ("profile", {"k": 0.9, "normalised_rates": "abc", "active_widths": [8, 8]}, "normalised_rates"),
+    ("ffn_spec", {"up": 3}, "ffn_spec"),
+])
+def test_tampered_export_metadata_is_not_an_export(tmp_path, key, value, where):
+    folder = write_nested(tmp_path / "nested")
+    record = json.loads((folder / "awncompress.json").read_text())
+    record[key] = value
+    (folder / "awncompress.json").write_text(json.dumps(record))
+    with pytest.raises(NotAnExportError, match=rf"awncompress\.json.*{where}"):
+        read_provenance(folder)
+    with pytest.raises(NotAnExportError):
+        load_pretrained(folder, width="learned")
+    _one_line(runner.invoke(app, ["inspect", str(folder)]))
+
+
+def test_an_index_that_is_not_json_and_a_tampered_report(tmp_path):
+    folder = export_uniform(make_model("bert"), tmp_path / "w", 0.5)
+    (folder / "model.safetensors.index.json").write_text("{not json")
+    with pytest.raises(NotAnExportError, match="index"):
+        load_pretrained(folder)
+    dense = {"value": 0.8, "flops": 10, "ffn_share": 0.5, "params": 5}
+    (tmp_path / "report.json").write_text(json.dumps({"rows": "abc", "dense": dense, "metric": {"name": "accuracy"}}))
+    with pytest.raises(NotAnExportError, match="report.json.*rows"):
+        load_report(tmp_path)
+    _one_line(runner.invoke(app, ["report", str(tmp_path)]))
+
+
+# --------------------------------------------------------------------------- weak messages, mended
+
+
+def test_weak_messages_are_mended(tiny, tmp_path, monkeypatch):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    assert "config.json" in _one_line(runner.invoke(app, ["convert", str(empty), "--data", str(tiny["data"]), *FAST]))
+    line = _one_line(runner.invoke(app, ["convert", str(tiny["data"]), "--data", str(tiny["data"]), *FAST]))
+    assert "is a file" in line and "model" in line
+    monkeypatch.chdir(tmp_path)
+    line = _one_line(runner.invoke(app, ["convert", "bert-large", *FAST]))
+    assert "not a shipped recipe" in line and "demo" in line
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    line = _one_line(runner.invoke(app, ["convert", "demo", "--widths", "0.5,0.5000001"]))
+    assert "same folder" in line and not any((tmp_path / "cwd").iterdir())
+
+
+def test_labels_only_in_eval_data_and_float_labels(tiny, tmp_path):
+    import pandas as pd
+
+    train, evals = tmp_path / "train.csv", tmp_path / "eval.csv"
+    pd.DataFrame({"text": ["good film", "bad film"] * 10, "label": ["a", "b"] * 10}).to_csv(train, index=False)
+    pd.DataFrame({"text": ["dull plot", "good film"], "label": ["c", "a"]}).to_csv(evals, index=False)
+    line = _one_line(runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(train), "--eval-data", str(evals), *FAST]))
+    assert "'c'" in line and "training data" in line
+    floats = tmp_path / "floats.csv"
+    pd.DataFrame({"text": ["good film", "bad film"] * 10, "label": [0.5, 1.5] * 10}).to_csv(floats, index=False)
+    line = _one_line(runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(floats), *FAST]))
+    assert "0.5" in line and "class" in line
+
+
+def test_a_killed_run_folder_hints_resume_and_evaluate_needs_dense(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _kill_after_dense(tiny, out, monkeypatch)
+    assert "--resume" in _one_line(_convert(tiny, out))
+    assert _convert(tiny, out, "--resume").exit_code == 0
+    shutil.rmtree(out / "dense")
+    line = _one_line(runner.invoke(app, ["evaluate", str(out)]))
+    assert "--model" in line  # the model lies outside OUT: it is read only when named
+    line = _one_line(runner.invoke(app, ["evaluate", str(out), "--model", str(tiny["model"]), "--train-data", str(tiny["data"])]))
+    assert "dense" in line and "untrained" in line
+
+
+def test_nothing_is_left_when_a_fresh_run_fails_on_its_first_write(tiny, tmp_path, monkeypatch):
+    import awncompress.outdir as outdir
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "o" / "recipe.yaml"))
+
+    monkeypatch.setattr(outdir, "dump_recipe", no_space)
+    _one_line(_convert(tiny, tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+    assert os.listdir(tmp_path) == []
