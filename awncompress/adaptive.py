@@ -12,7 +12,7 @@ at most lr × steps).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -31,34 +31,29 @@ def _softplus_inverse(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-class AdaptiveFFN(nn.Module):
-    """Wraps a down projection (nn.Linear or GPT-2 Conv1D) and rescales the neurons it consumes.
+class AdaptiveProfile(nn.Module):
+    """The learned rate of one FFN and the profile math (shared by both ways of applying it).
 
     ``truncate_to`` (set by the trainer each step in stochastic mode) zeroes neurons past a width.
+    Subclasses say how many neurons there are (``width``) and where the scales act.
     """
 
-    is_awn_wrapper = True
-
-    def __init__(self, inner: nn.Module, d_ff: int, k: float = 0.9, init_rate: Optional[float] = None):
+    def __init__(self, d_ff: int, k: float, init_rate: Optional[float], device: torch.device):
         super().__init__()
         if not 0.0 < k < 1.0:
             raise ConfigError(f"quantile k must be in (0, 1), got {k}")
-        self.inner = inner
         self.d_ff = int(d_ff)
         self.k = float(k)
         rate0 = rate_for_quantile(1.0, k) if init_rate is None else float(init_rate)
         if rate0 <= 0:
             raise ConfigError(f"initial rate must be > 0, got {rate0}")
-        weight = inner.weight
-        self.raw_rate = nn.Parameter(torch.tensor(_softplus_inverse(rate0), dtype=torch.float32, device=weight.device))
+        self.raw_rate = nn.Parameter(torch.tensor(_softplus_inverse(rate0), dtype=torch.float32, device=device))
         self.truncate_to: Optional[int] = None
-        with torch.no_grad():
-            self._scale_inner_(1.0 / self.scale(self.width).to(weight.dtype))
 
     @property
     def width(self) -> int:
-        """Number of neurons the wrapped projection consumes."""
-        return int(self.inner.weight.shape[neuron_axis(self.inner, "out")])
+        """Number of neurons the profile spans."""
+        raise NotImplementedError
 
     def normalised_rate(self) -> torch.Tensor:
         """λ·d_ff, the rate in units of the layer width (differentiable)."""
@@ -72,6 +67,13 @@ class AdaptiveFFN(nn.Module):
         """``s_j = exp(-λ j)`` for the first ``n`` neurons (differentiable in λ)."""
         j = torch.arange(n, device=self.raw_rate.device, dtype=torch.float32)
         return torch.exp(-self.rate() * j)
+
+    def live_scale(self, n: int) -> torch.Tensor:
+        """The scales as training applies them: zero past ``truncate_to``."""
+        s = self.scale(n)
+        if self.truncate_to is not None and self.truncate_to < n:
+            s = s * (torch.arange(n, device=s.device) < self.truncate_to)
+        return s
 
     def profile(self) -> torch.Tensor:
         """``p(j)``, the probability mass of each neuron index (sums to ~k-or-more over d_ff)."""
@@ -92,12 +94,33 @@ class AdaptiveFFN(nn.Module):
         index = math.floor(-math.log1p(-u * total) / lam)
         return max(1, min(self.width, index + 1))
 
+    def extra_repr(self) -> str:
+        return f"d_ff={self.d_ff}, k={self.k}, rate·d_ff={float(self.normalised_rate().detach()):.3f}, active_width={self.active_width()}"
+
+
+class AdaptiveFFN(AdaptiveProfile):
+    """Wraps a down projection (nn.Linear or GPT-2 Conv1D) and rescales the neurons it consumes."""
+
+    is_awn_wrapper = True
+
+    def __init__(self, inner: nn.Module, d_ff: int, k: float = 0.9, init_rate: Optional[float] = None):
+        super().__init__(d_ff, k, init_rate, inner.weight.device)
+        self.inner = inner
+        with torch.no_grad():
+            self._scale_inner_(1.0 / self.scale(self.width).to(inner.weight.dtype))
+
+    @property
+    def width(self) -> int:
+        """Number of neurons the wrapped projection consumes."""
+        return int(self.inner.weight.shape[neuron_axis(self.inner, "out")])
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped projection's weight: model code that reads ``down.weight`` (its dtype, say) still can."""
+        return self.inner.weight
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        n = hidden.shape[-1]
-        s = self.scale(n)
-        if self.truncate_to is not None and self.truncate_to < n:
-            s = s * (torch.arange(n, device=s.device) < self.truncate_to)
-        return self.inner(hidden * s.to(hidden.dtype))
+        return self.inner(hidden * self.live_scale(hidden.shape[-1]).to(hidden.dtype))
 
     @torch.no_grad()
     def _scale_inner_(self, factors: torch.Tensor) -> None:
@@ -112,13 +135,38 @@ class AdaptiveFFN(nn.Module):
         self._scale_inner_(self.scale(self.width))
         return self.inner
 
-    def extra_repr(self) -> str:
-        return f"d_ff={self.d_ff}, k={self.k}, rate·d_ff={float(self.normalised_rate().detach()):.3f}, active_width={self.active_width()}"
+
+class AdaptiveExperts(AdaptiveProfile):
+    """A parametrization of a mixture-of-experts ``down_proj`` [E, h, d_ff]: every expert's neuron j
+    is scaled by ``s_j`` (the same profile for all experts of a layer; each expert keeps its own order).
+
+    Scaling column j of the down weight is scaling neuron j's activation, so the experts' kernels
+    run unchanged. ``right_inverse`` divides by the initial scales, so wrapping changes nothing.
+    """
+
+    def __init__(self, down: torch.Tensor, d_ff: int, k: float = 0.9, init_rate: Optional[float] = None):
+        super().__init__(d_ff, k, init_rate, down.device)
+        self.n_neurons = int(down.shape[-1])
+
+    @property
+    def width(self) -> int:
+        """Neurons per expert."""
+        return self.n_neurons
+
+    def forward(self, down: torch.Tensor) -> torch.Tensor:
+        return down * self.live_scale(down.shape[-1]).to(down.dtype)
+
+    def right_inverse(self, down: torch.Tensor) -> torch.Tensor:
+        return down / self.scale(down.shape[-1]).detach().to(down.dtype)
 
 
-def adaptive_modules(model: nn.Module) -> list[AdaptiveFFN]:
-    """The AdaptiveFFN wrappers of a converted model, in layer order."""
-    return [m for m in model.modules() if isinstance(m, AdaptiveFFN)]
+def adaptive_modules(model: nn.Module) -> list[AdaptiveProfile]:
+    """The AWN units (wrappers and expert parametrizations) of a converted model, in layer order."""
+    return [b.adaptive for b in find_ffns(model) if b.adaptive is not None] if _has_adaptive(model) else []
+
+
+def _has_adaptive(model: nn.Module) -> bool:
+    return any(isinstance(m, AdaptiveProfile) for m in model.modules())
 
 
 def profile_summary(model: nn.Module) -> dict[str, list]:
@@ -131,20 +179,21 @@ def profile_summary(model: nn.Module) -> dict[str, list]:
     }
 
 
-def widths_for_budget(normalised_rates: list[float], d_ff: int, fraction: float) -> list[int]:
+def widths_for_budget(normalised_rates: list[float], d_ff: Union[int, Sequence[int]], fraction: float) -> list[int]:
     """Per-layer widths spending ``fraction`` of the full FFN FLOPs, allocated by the learned profiles.
 
     Every layer takes the same quantile q of its own profile, ``ceil(-ln(1-q) · d_ff / (λ·d_ff))``:
     a layer whose importance decays fast gets fewer neurons. FFN FLOPs are proportional to the
     summed widths, so q is found by bisection as the largest one whose widths sum to at most
-    ``fraction · layers · d_ff``.
+    ``fraction`` of the summed full widths. ``d_ff``: one full width, or one per layer.
     """
     if not 0.0 < fraction <= 1.0:
         raise WidthError(f"FLOP budget must be a fraction in (0, 1], got {fraction}")
-    budget = max(len(normalised_rates), round(fraction * d_ff * len(normalised_rates)))
+    full = [int(d_ff)] * len(normalised_rates) if isinstance(d_ff, int) else [int(d) for d in d_ff]
+    budget = max(len(full), round(fraction * sum(full)))
 
     def widths(c: float) -> list[int]:
-        return [max(1, min(d_ff, math.ceil(c * d_ff / r))) for r in normalised_rates]
+        return [max(1, min(d, math.ceil(c * d / r))) for r, d in zip(normalised_rates, full)]
 
     lo, hi = 0.0, max(normalised_rates) * 2.0  # c = -ln(1-q); at hi every layer is at full width
     for _ in range(100):
@@ -168,14 +217,13 @@ def awn_prior(
     """
     wrappers = adaptive_modules(model)
     if not wrappers:
-        raise ConversionError("model has no AdaptiveFFN blocks: call convert_ first")
+        raise ConversionError("model has no AWN blocks: call convert_ first")
     device = wrappers[0].raw_rate.device
     rate_term = torch.zeros((), device=device)
     for w in wrappers:
         rate_term = rate_term + (w.normalised_rate() - rate_mean) ** 2 / (2 * rate_std**2)
     weight_term = torch.zeros((), device=device)
     for block in find_ffns(model):
-        for module in (block.up, block.gate, block.down):
-            if module is not None:
-                weight_term = weight_term + module.weight.float().pow(2).sum() / (2 * weight_std**2)
+        for weight in block.parameters():
+            weight_term = weight_term + weight.float().pow(2).sum() / (2 * weight_std**2)
     return rate_term + weight_term

@@ -12,8 +12,10 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .adaptive import AdaptiveFFN, rate_for_quantile
-from .archs import FFNBlock, FFNSpec, attach_spec, find_ffns, select_neurons_, set_config_width, spec_for
+from torch.nn.utils import parametrize
+
+from .adaptive import AdaptiveExperts, AdaptiveFFN, rate_for_quantile
+from .archs import FFNBlock, SpecLike, attach_spec, find_ffns, set_config_widths, specs_for
 from .errors import ConversionError, WidthError
 from .scoring import check_scorer, order_from_scores, score_neurons
 
@@ -43,35 +45,53 @@ class AWNConfig:
     rate_prior_mean: float = rate_for_quantile(0.5, 0.9)
     rate_prior_std: float = 1.0
     weight_prior_std: float = 1.0
-    spec: Optional[FFNSpec] = None
+    spec: Optional[SpecLike] = None
     seed: int = 0
 
 
-def _blocks(model: nn.Module, spec: Optional[FFNSpec]) -> list[FFNBlock]:
+def _blocks(model: nn.Module, spec: Optional[SpecLike]) -> list[FFNBlock]:
     """The FFN blocks of ``model``; a spec given here is recorded on the model for later steps."""
     if spec is not None:
         attach_spec(model, spec)
     return find_ffns(model)
 
 
+def full_widths(blocks: Sequence[FFNBlock]) -> list[int]:
+    """Each block's full width: the widest block of its kind (a fraction of it is a width)."""
+    widest: dict = {}
+    for b in blocks:
+        widest[b.spec] = max(widest.get(b.spec, 0), b.width)
+    return [widest[b.spec] for b in blocks]
+
+
 def order_(
     model: nn.Module,
     scorer: str = "wina",
     batches: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
-    spec: Optional[FFNSpec] = None,
+    spec: Optional[SpecLike] = None,
     seed: int = 0,
 ) -> list[torch.Tensor]:
     """Permute every FFN's neurons by decreasing importance (function unchanged).
 
-    Returns the permutation applied to each layer (new position i holds old neuron perm[i]).
+    Returns the permutation applied to each layer (new position i holds old neuron perm[i]; for
+    mixture-of-experts blocks one row per expert).
     """
     check_scorer(scorer)
     blocks = _blocks(model, spec)
     scores = score_neurons(model, blocks, scorer, batches, seed)
     perms = [order_from_scores(s) for s in scores]
     for block, perm in zip(blocks, perms):
-        select_neurons_(block, perm)
+        block.select_(perm)
     return perms
+
+
+def _wrap(block: FFNBlock, d_ff: int, config: "AWNConfig") -> None:
+    if block.kind == "experts":
+        down = getattr(block.up, block.down_attr)
+        unit = AdaptiveExperts(down, d_ff=d_ff, k=config.k, init_rate=config.init_rate)
+        parametrize.register_parametrization(block.up, block.down_attr, unit)
+    else:
+        setattr(block.down_parent, block.down_attr, AdaptiveFFN(block.down, d_ff=d_ff, k=config.k, init_rate=config.init_rate))
 
 
 def convert_(
@@ -82,7 +102,8 @@ def convert_(
     """Turn every FFN of ``model`` into an adaptive-width block, in place; outputs are unchanged.
 
     Neurons are first ordered by ``config.scorer`` on the ``calibration`` batches (dicts of
-    input_ids / attention_mask ...), then each down projection is wrapped in an AdaptiveFFN.
+    input_ids / attention_mask ...), then each down projection is wrapped in an AdaptiveFFN (for
+    mixture-of-experts blocks, the experts' ``down_proj`` gets an AdaptiveExperts parametrization).
 
     Example:
         >>> convert_(model, AWNConfig(scorer="wina"), calibration=batches)
@@ -91,28 +112,30 @@ def convert_(
     config = config or AWNConfig()
     if config.scorer != "none":
         check_scorer(config.scorer)
-    blocks = _blocks(model, spec_for(model, config.spec))
+    blocks = _blocks(model, specs_for(model, config.spec))
     if any(b.adaptive is not None for b in blocks):
-        raise ConversionError("model is already converted (it has AdaptiveFFN blocks); fold_ it first")
+        raise ConversionError("model is already converted (it has AWN blocks); fold_ it first")
     if config.scorer != "none":
         order_(model, config.scorer, calibration, seed=config.seed)
-    d_ff = max(b.width for b in blocks)
-    for block in blocks:
-        wrapper = AdaptiveFFN(block.down, d_ff=d_ff, k=config.k, init_rate=config.init_rate)
-        setattr(block.down_parent, block.down_attr, wrapper)
+    for block, d_ff in zip(blocks, full_widths(blocks)):
+        _wrap(block, d_ff, config)
     return model
 
 
 def fold_(model: nn.Module) -> nn.Module:
-    """Fold each AdaptiveFFN's scales into its down projection and remove the wrappers, in place.
+    """Fold each AWN block's scales into its down projection and remove the wrappers, in place.
 
     The result is a vanilla transformers model computing what the adaptive one did at full width.
     """
     blocks = [b for b in find_ffns(model) if b.adaptive is not None]
     if not blocks:
-        raise ConversionError("model has no AdaptiveFFN blocks to fold")
+        raise ConversionError("model has no AWN blocks to fold")
     for block in blocks:
-        setattr(block.down_parent, block.down_attr, block.adaptive.fold())
+        if block.kind == "experts":
+            block.adaptive.truncate_to = None
+            parametrize.remove_parametrizations(block.up, block.down_attr, leave_parametrized=True)
+        else:
+            setattr(block.down_parent, block.down_attr, block.adaptive.fold())
     return model
 
 
@@ -124,31 +147,36 @@ def width_from_fraction(fraction: float, d_ff: int, multiple: Optional[int] = No
     return int(max(1, round(width)))
 
 
-def resolve_widths(widths: Widths, d_ff: int, n_layers: int, multiple: Optional[int] = None) -> list[int]:
+def resolve_widths(widths: Widths, d_ff: Union[int, Sequence[int]], n_layers: int, multiple: Optional[int] = None) -> list[int]:
     """Per-layer integer widths from an int, a fraction of d_ff, or a per-layer list of ints.
 
-    Raises WidthError for a width ≤ 0 or > d_ff, a non-integer per-layer entry, or a per-layer
-    list of the wrong length.
+    ``d_ff``: the full width, or one per layer (FFNs of several kinds). Raises WidthError for a
+    width ≤ 0 or above the full width, a non-integer per-layer entry, a per-layer list of the wrong
+    length, or one int for FFNs of different full widths.
     """
+    full = [int(d_ff)] * n_layers if isinstance(d_ff, int) else [int(d) for d in d_ff]
     if isinstance(widths, bool):
         raise WidthError(f"width must be a number, got {widths!r}")
     if isinstance(widths, (list, tuple)):
         if len(widths) != n_layers:
             raise WidthError(f"got {len(widths)} per-layer widths for a model with {n_layers} FFN layers")
-        for i, w in enumerate(widths):
+        for i, (w, d) in enumerate(zip(widths, full)):
             if isinstance(w, bool) or not isinstance(w, int):
                 raise WidthError(f"per-layer width {i} must be an integer number of neurons, got {w!r}")
-            if not 0 < w <= d_ff:
-                raise WidthError(f"per-layer width {i} = {w} is outside 1..{d_ff}")
+            if not 0 < w <= d:
+                raise WidthError(f"per-layer width {i} = {w} is outside 1..{d}")
         return [int(w) for w in widths]
     if isinstance(widths, int):
-        if not 0 < widths <= d_ff:
-            raise WidthError(f"width {widths} is outside 1..{d_ff} (d_ff = {d_ff})")
+        if len(set(full)) > 1:
+            raise WidthError(f"one width in neurons is ambiguous for FFNs of full widths {sorted(set(full))}; "
+                             "give a fraction or one width per layer")
+        if not 0 < widths <= full[0]:
+            raise WidthError(f"width {widths} is outside 1..{full[0]} (d_ff = {full[0]})")
         return [widths] * n_layers
     if isinstance(widths, float):
         if not (math.isfinite(widths) and 0.0 < widths <= 1.0):
             raise WidthError(f"width fraction {widths} must be in (0, 1]")
-        return [width_from_fraction(widths, d_ff, multiple)] * n_layers
+        return [width_from_fraction(widths, d, multiple) for d in full]
     raise WidthError(f"width must be an int, a fraction in (0, 1] or a list of ints, got {type(widths).__name__}")
 
 
@@ -156,30 +184,30 @@ def truncate_(
     model: nn.Module,
     widths: Widths,
     multiple: Optional[int] = None,
-    spec: Optional[FFNSpec] = None,
+    spec: Optional[SpecLike] = None,
 ) -> list[int]:
     """Keep the first neurons of every FFN, in place; returns the per-layer widths.
 
-    ``widths``: an int (neurons, every layer), a float fraction of d_ff (optionally rounded to
-    ``multiple``), or one int per layer. The largest width is written to the config attribute that
-    vanilla transformers reads (``intermediate_size``, GPT-2 ``n_inner``, DistilBERT ``hidden_dim``):
-    exact for a uniform width, an upper bound for per-layer widths (which vanilla configs cannot say).
-    The model must be folded (vanilla): neurons are taken in index order.
+    ``widths``: an int (neurons, every layer), a float fraction of each FFN's full width
+    (optionally rounded to ``multiple``), or one int per layer. Each kind of FFN's largest width is
+    written to the config attribute vanilla transformers reads (``intermediate_size``, GPT-2
+    ``n_inner``, DistilBERT ``hidden_dim``, ...): exact for a uniform width, an upper bound for
+    per-layer widths (which vanilla configs cannot say). The model must be folded (vanilla):
+    neurons are taken in index order; every expert of a mixture-of-experts block keeps the same count.
     """
     blocks = _blocks(model, spec)
     if any(b.adaptive is not None for b in blocks):
         raise ConversionError("fold_ the model before truncating it")
-    d_ff = max(b.width for b in blocks)
-    resolved = resolve_widths(widths, d_ff, len(blocks), multiple)
+    resolved = resolve_widths(widths, full_widths(blocks), len(blocks), multiple)
     for block, w in zip(blocks, resolved):
         if w > block.width:
             raise WidthError(f"layer {block.layer} has {block.width} neurons; cannot keep {w}")
-        select_neurons_(block, torch.arange(w))
+        block.select_(torch.arange(w))
     if hasattr(model, "config"):
-        set_config_width(model.config, spec_for(model), max(resolved))
+        set_config_widths(model.config, blocks)
     return resolved
 
 
-def layer_widths(model: nn.Module, spec: Optional[FFNSpec] = None) -> list[int]:
-    """Current number of neurons of each FFN layer."""
+def layer_widths(model: nn.Module, spec: Optional[SpecLike] = None) -> list[int]:
+    """Current number of neurons of each FFN layer (per expert for mixture-of-experts blocks)."""
     return [b.width for b in _blocks(model, spec)]

@@ -22,7 +22,8 @@ import torch
 import transformers
 from torch import nn
 
-from .convert import layer_widths, resolve_widths, truncate_
+from .archs import find_ffns
+from .convert import full_widths, layer_widths, resolve_widths, truncate_
 from .errors import DataError, WidthError
 from .latency import LatencyConfig, device_name, resolve_device, time_round_robin
 from .layout import export_format, match_export
@@ -75,17 +76,17 @@ def _row(label: str, fraction: float, cand: Candidate, entry: dict, dense: dict,
     return row
 
 
-def _layer_plan(widths: Sequence[float], export_dirs: Mapping[float, Path], d_ff: int, n_layers: int) -> dict[float, list[int]]:
+def _layer_plan(widths: Sequence[float], export_dirs: Mapping[float, Path], full: Sequence[int]) -> dict[float, list[int]]:
     """Per width, the per-layer neuron counts every static method cuts to: the awn export's own widths
     where a uniform or per-layer export exists, else the fraction's rounding."""
     plan = {}
     for w in widths:
         folder = match_export(w, export_dirs)
         record = read_provenance(folder) if folder is not None else None
-        if record is not None and record["format"] != "nested" and len(record["layer_widths"]) == n_layers:
+        if record is not None and record["format"] != "nested" and len(record["layer_widths"]) == len(full):
             plan[w] = [int(x) for x in record["layer_widths"]]
         else:
-            plan[w] = resolve_widths(w, d_ff, n_layers)
+            plan[w] = resolve_widths(w, list(full), len(full))
     return plan
 
 
@@ -215,7 +216,7 @@ def evaluate_methods(
                       seed=seed, export_dirs=export_dirs, out=out, scorer=scorer, multiple=multiple, training=training, quiet=quiet)
     for method in chosen:
         method.check(ctx)
-    ctx.layer_plan = _layer_plan(widths, export_dirs, max(full), len(full))
+    ctx.layer_plan = _layer_plan(widths, export_dirs, full_widths(find_ffns(original)))
 
     device = resolve_device(device)
     measure = _Measure(dataset, collate, task, metric, batch_size, device)

@@ -11,11 +11,13 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+import torch
 from torch import nn
 
-from .archs import spec_for
+from .archs import attach_spec, find_ffns, specs_for
 from .atomic import atomic_dir, atomic_write, check_writable
-from .convert import Width, layer_widths, truncate_, width_from_fraction
+from .convert import Width, full_widths, layer_widths, resolve_widths, truncate_
+from .errors import UnsupportedModelError
 from .provenance import PROVENANCE_FILE, read_provenance, write_provenance
 from .version import __version__
 
@@ -25,9 +27,10 @@ def is_export(folder: Path) -> bool:
     return (folder / PROVENANCE_FILE).is_file()
 
 
-def _provenance(model: nn.Module, fmt: str, widths: list[int], d_ff: int, source: Optional[str], method: str, extra: Optional[dict]) -> dict[str, Any]:
-    spec = spec_for(model)
+def _provenance(model: nn.Module, fmt: str, widths: list[int], full: list[int], source: Optional[str], method: str,
+                extra: Optional[dict]) -> dict[str, Any]:
     config = model.config
+    specs = specs_for(model)
     record: dict[str, Any] = {
         "format": fmt,
         "awncompress_version": __version__,
@@ -35,20 +38,49 @@ def _provenance(model: nn.Module, fmt: str, widths: list[int], d_ff: int, source
         "method": method,
         "model_type": config.model_type,
         "architecture": type(model).__name__,
-        "ffn_spec": {"up": spec.up, "down": spec.down, "gate": spec.gate, "d_ff_attr": spec.d_ff_attr},
-        "d_ff": d_ff,
+        "ffn_spec": specs[0].to_dict() if len(specs) == 1 else [s.to_dict() for s in specs],
+        "d_ff": max(full),
         "layer_widths": widths,
-        "width_fraction": round(sum(widths) / (len(widths) * d_ff), 6),
+        "width_fraction": round(sum(widths) / sum(full), 6),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    if fmt == "uniform":
+    if len(set(full)) > 1:
+        record["full_widths"] = full  # FFNs of several kinds (e.g. experts and a shared expert)
+    if fmt == "uniform" and len(set(widths)) == 1:
         record["width"] = widths[0]
     record.update(extra or {})
     return record
 
 
+def _check_loadable(folder: Path, saved: nn.Module, fmt: str, widths: list[int]) -> None:
+    """Refuse to finish an export whose own config does not rebuild the saved shapes.
+
+    The model class is rebuilt on the meta device from the config just written (per-layer exports
+    then cut as ``load_pretrained`` cuts them); any tensor whose shape differs means a width the
+    config cannot say, i.e. a checkpoint vanilla transformers (or the loader) could not load.
+    """
+    config = type(saved.config).from_pretrained(folder)
+    try:
+        with torch.device("meta"):  # shapes only, no memory
+            rebuilt = type(saved)(config)
+    except Exception:  # noqa: BLE001 - a class that cannot be built on meta is built for real
+        rebuilt = type(saved)(config)
+    if fmt == "per-layer":
+        attach_spec(rebuilt, specs_for(saved))
+        truncate_(rebuilt, widths)
+    want = {k: tuple(v.shape) for k, v in saved.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    bad = [k for k in want if got.get(k) != want[k]]
+    if bad:
+        attrs = sorted({s.d_ff_attr for s in specs_for(saved)})
+        raise UnsupportedModelError(f"refusing to write {folder.name}: {type(saved).__name__} rebuilt from its exported config "
+                                    f"has {bad[0]} of shape {list(got.get(bad[0], []))}, not {list(want[bad[0]])}; the config "
+                                    f"attribute(s) {', '.join(attrs)} do not set this family's FFN width")
+
+
 def _save(model: nn.Module, folder: Path, record: dict, tokenizer: Any) -> None:
     model.save_pretrained(folder, safe_serialization=True)
+    _check_loadable(folder, model, record["format"], record["layer_widths"])
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     write_provenance(folder, record)
@@ -98,11 +130,14 @@ def _export_truncated(model: nn.Module, out: Union[str, Path], widths: Any, fmt:
                       tokenizer: Any, source: Optional[str], method: str, overwrite: bool, extra: Optional[dict]) -> Path:
     """Truncate a copy of ``model`` to ``widths`` and save it as ``fmt``; ``model`` is not modified."""
     out = check_writable(out, overwrite, is_export)
-    d_ff = max(layer_widths(model))
+    if fmt == "per-layer" and any(b.kind == "experts" for b in find_ffns(model)):
+        raise UnsupportedModelError("per-layer exports of mixture-of-experts models are not supported: a MoE config "
+                                    "holds one expert width, which every layer's experts share")
+    full = full_widths(find_ffns(model))
     small = copy.deepcopy(model)
     resolved = truncate_(small, widths, multiple=multiple)
     with atomic_dir(out, overwrite, is_export) as tmp:
-        _save(small, tmp, _provenance(small, fmt, resolved, d_ff, source, method, extra), tokenizer)
+        _save(small, tmp, _provenance(small, fmt, resolved, full, source, method, extra), tokenizer)
     return out
 
 
@@ -124,12 +159,14 @@ def export_nested(
     ``profile``: the learned per-layer profile (see ``adaptive.profile_summary``), recorded too.
     """
     out = check_writable(out, overwrite, is_export)
-    full = layer_widths(model)
-    d_ff = max(full)
-    table = {f"{w:g}": width_from_fraction(float(w), d_ff) for w in widths}
+    full = full_widths(find_ffns(model))
+    table = {}
+    for w in widths:
+        per_layer = resolve_widths(float(w), full, len(full))
+        table[f"{w:g}"] = per_layer[0] if len(set(per_layer)) == 1 else per_layer
     record_extra = {"width_table": table, **({"profile": profile} if profile else {}), **(extra or {})}
     with atomic_dir(out, overwrite, is_export) as tmp:
-        _save(model, tmp, _provenance(model, "nested", full, d_ff, source, method, record_extra), tokenizer)
+        _save(model, tmp, _provenance(model, "nested", layer_widths(model), full, source, method, record_extra), tokenizer)
     return out
 
 

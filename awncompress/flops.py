@@ -123,55 +123,70 @@ def _head_flops(model: nn.Module, model_type: str, seq_len: int, hidden: int) ->
     return pooler + 2 * s * h * h + 2 * s * h * vocab
 
 
-def _projection_flops(module: nn.Module, seq_len: int) -> int:
-    """Matmul FLOPs of one Linear / Conv1D over ``seq_len`` positions."""
-    return 2 * seq_len * int(module.weight.numel())
-
-
-def _block_flops(block: FFNBlock, seq_len: int, width: Optional[int] = None) -> int:
-    """FLOPs of one FFN block as it is, or at ``width`` neurons (every projection scales with it)."""
-    flops = sum(_projection_flops(m, seq_len) for m in (block.up, block.gate, block.down) if m is not None)
-    return flops if width is None else flops * width // block.width
-
-
 def _non_ffn_key(model: nn.Module, ffn_ids: set[int], seq_len: int) -> tuple:
     shapes = tuple((n, tuple(p.shape)) for m in model.modules() if id(m) not in ffn_ids
                    for n, p in m.named_parameters(recurse=False))
     return type(model).__name__, seq_len, shapes
 
 
-# Non-FFN FLOPs measured by the counter, per (architecture, non-FFN parameter shapes, length):
-# every width of one model shares them, so each length costs one forward pass.
-_COUNTED: dict[tuple, int] = {}
+# Per (architecture, non-FFN parameter shapes, length): the non-FFN FLOPs the counter measured and
+# the tokens each FFN block processed. Every width of one model shares them, so each length costs
+# one forward pass.
+_COUNTED: dict[tuple, tuple[int, list[int]]] = {}
 
 
-def _measure_non_ffn(model: nn.Module, seq_len: int, ffn: int) -> int:
+def _token_hooks(blocks: list[FFNBlock], tokens: list[int]) -> list:
+    """Count the token rows each block processes: a shared FFN (ALBERT) once per layer that runs it,
+    an experts block once per (token, chosen expert)."""
+    def dense(i: int):
+        def hook(_m, args):
+            tokens[i] += args[0].numel() // args[0].shape[-1]
+        return hook
+
+    def experts(i: int):
+        def hook(_m, args, kwargs):
+            tokens[i] += int((args[1] if len(args) > 1 else kwargs["top_k_index"]).numel())
+        return hook
+
+    return [b.up.register_forward_pre_hook(experts(i), with_kwargs=True) if b.kind == "experts"
+            else b.up.register_forward_pre_hook(dense(i)) for i, b in enumerate(blocks)]
+
+
+def _measure(model: nn.Module, seq_len: int, blocks: list[FFNBlock]) -> tuple[int, list[int]]:
     vocab = int(getattr(model.config, "vocab_size", 100) or 100)
     device = next(model.parameters()).device
     ids = torch.full((1, seq_len), min(3, vocab - 1), dtype=torch.long, device=device)
     implementation = getattr(model.config, "_attn_implementation", None)
     swap = implementation not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    tokens = [0] * len(blocks)
+    handles = _token_hooks(blocks, tokens)
     if swap:
         model.set_attn_implementation("eager")  # the counter has no formula for SDPA's CPU kernel
+    extra = {"decoder_input_ids": ids} if getattr(model.config, "is_encoder_decoder", False) else {}
     try:
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+            model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra)
     finally:
+        for handle in handles:
+            handle.remove()
         if swap:
             model.set_attn_implementation(implementation)
-    return int(counter.get_total_flops()) - ffn
+    names = {id(m): f"{type(model).__name__}.{n}" for n, m in model.named_modules()}
+    counts = counter.get_flop_counts()
+    ffn = sum(sum(counts.get(names.get(id(m), ""), {}).values()) for b in blocks for m in b.modules())
+    return int(counter.get_total_flops()) - int(ffn), tokens
 
 
 def _count_with_counter(model: nn.Module, seq_len: int, blocks: list[FFNBlock], widths: list[int]) -> FlopCount:
-    """Everything but the FFN measured by ``FlopCounterMode`` (cached per architecture and length),
-    the FFN by its projection shapes, at ``widths``."""
-    ffn_now = sum(_block_flops(b, seq_len) for b in blocks)
-    ffn_ids = {id(m) for b in blocks for m in (b.up, b.gate, b.down) if m is not None}
+    """Everything but the FFN measured by ``FlopCounterMode`` (cached per architecture and length);
+    the FFN by formula from its shapes at ``widths``, for the tokens each block processed."""
+    ffn_ids = {id(m) for b in blocks for m in b.modules()}
     key = _non_ffn_key(model, ffn_ids, seq_len)
     if key not in _COUNTED:
-        _COUNTED[key] = _measure_non_ffn(model, seq_len, ffn_now)
-    ffn = sum(_block_flops(b, seq_len, w) for b, w in zip(blocks, widths))
-    return FlopCount(total=_COUNTED[key] + ffn, ffn=ffn, attention=0, head=0, other=_COUNTED[key], source="flop-counter")
+        _COUNTED[key] = _measure(model, seq_len, blocks)
+    non_ffn, tokens = _COUNTED[key]
+    ffn = sum(b.flops(t, w) for b, t, w in zip(blocks, tokens, widths))
+    return FlopCount(total=non_ffn + ffn, ffn=ffn, attention=0, head=0, other=non_ffn, source="flop-counter")
 
 
 def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[int]] = None) -> FlopCount:

@@ -56,12 +56,16 @@ def device_of(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+# Families whose position ids start after the padding index (RoBERTa's convention).
+_POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "mpnet", "xlm-roberta-xl", "data2vec-text", "longformer")
+
+
 def max_positions(config: Any) -> Optional[int]:
     """How many positions a model can embed (None: no limit it declares)."""
     n = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    if n is None:
+    if n is None or n <= 0:  # XLNet: -1, relative positions without a limit
         return None
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+    if getattr(config, "model_type", "") in _POSITIONS_AFTER_PADDING:
         n -= (getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after the padding index
     return int(n)
 

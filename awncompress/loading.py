@@ -10,10 +10,10 @@ import transformers
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from .archs import FFNSpec, attach_spec, find_ffns, select_neurons_
-from .convert import Widths, resolve_widths
+from .archs import attach_spec, find_ffns, set_config_widths
+from .convert import Widths, resolve_widths, truncate_
 from .errors import NotAnExportError, UnsafeCheckpointError, WidthError
-from .provenance import read_provenance
+from .provenance import full_widths_of, read_provenance, recorded_specs
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -71,12 +71,30 @@ def _safetensors_files(folder: Path) -> list[Path]:
     return [single]
 
 
-def _ffn_param_names(model: nn.Module, spec: FFNSpec) -> set[str]:
-    ids = {id(m) for b in find_ffns(model, spec) for m in (b.up, b.gate, b.down) if m is not None}
-    return {f"{mn}.{pn}" if mn else pn for mn, m in model.named_modules() if id(m) in ids for pn, _ in m.named_parameters(recurse=False)}
+def _ffn_param_roles(model: nn.Module) -> dict[str, str]:
+    """FFN parameter name → how to cut it: "fused" (rows j and d_ff + j of a [gate; up] projection)
+    or "leading" (the first rows / columns)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    roles = {}
+    for block in find_ffns(model):
+        for module in block.modules():
+            role = "fused" if block.kind == "fused" and module is block.up else "leading"
+            prefix = names[id(module)]
+            for pn, _ in module.named_parameters(recurse=False):
+                roles[f"{prefix}.{pn}" if prefix else pn] = role
+    return roles
 
 
-def _read_file(file: Path, target: dict, sliceable: set[str], state: dict, unexpected: list[str]) -> None:
+def _cut(view: Any, have: tuple, want: tuple, role: str) -> torch.Tensor:
+    """The leading part of a tensor on disk; for a fused projection both halves' leading rows."""
+    if role == "fused" and have[0] != want[0]:
+        half, keep = have[0] // 2, want[0] // 2
+        rest = tuple(slice(0, w) for w in want[1:])
+        return torch.cat([view[(slice(0, keep), *rest)], view[(slice(half, half + keep), *rest)]])
+    return view[tuple(slice(0, w) for w in want)]
+
+
+def _read_file(file: Path, target: dict, sliceable: dict[str, str], state: dict, unexpected: list[str]) -> None:
     """Tensors of one safetensors file into ``state`` (FFN tensors in ``sliceable`` cut to the target shape)."""
     try:
         with safe_open(str(file), framework="pt") as f:
@@ -90,7 +108,7 @@ def _read_file(file: Path, target: dict, sliceable: set[str], state: dict, unexp
                 if have == want:
                     state[key] = f.get_tensor(key)
                 elif key in sliceable and len(have) == len(want) and all(h >= w for h, w in zip(have, want)):
-                    state[key] = view[tuple(slice(0, w) for w in want)]
+                    state[key] = _cut(view, have, want, sliceable[key])
                 else:
                     raise NotAnExportError(f"{file.name}: tensor {key} has shape {list(have)}, the model expects {list(want)}")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -100,13 +118,13 @@ def _read_file(file: Path, target: dict, sliceable: set[str], state: dict, unexp
 
 
 @torch.no_grad()
-def _load_weights(model: nn.Module, folder: Path, spec: FFNSpec, slice_ffn: bool) -> None:
+def _load_weights(model: nn.Module, folder: Path, slice_ffn: bool) -> None:
     """Copy the safetensors weights into ``model``; FFN tensors may be sliced to the model's sizes.
 
     Slicing reads only the leading rows/columns from disk (``get_slice``), never the full tensor.
     """
     target = model.state_dict()
-    sliceable = _ffn_param_names(model, spec) if slice_ffn else set()
+    sliceable = _ffn_param_roles(model) if slice_ffn else {}
     state: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
     for file in _safetensors_files(folder):
@@ -121,20 +139,39 @@ def _load_weights(model: nn.Module, folder: Path, spec: FFNSpec, slice_ffn: bool
         raise NotAnExportError(f"{folder}: missing weights: {', '.join(missing[:5])}")
 
 
-def _build(cls: type, config: Any, spec: FFNSpec, widths: list[int]) -> nn.Module:
+def _build(cls: type, config: Any, specs: tuple, widths: list[int]) -> nn.Module:
     """An instance of ``cls`` whose FFN layers have ``widths`` neurons (weights to be loaded).
 
-    The config records the largest width: exact for uniform widths, an upper bound per layer.
+    The config records each kind of FFN's largest width: exact for uniform widths, an upper bound
+    per layer. One kind of FFN is built at its largest width directly (no full-width detour).
     """
-    setattr(config, spec.d_ff_attr, max(widths))
+    if len(specs) == 1:
+        setattr(config, specs[0].d_ff_attr, max(widths))
     model = cls(config)
-    attach_spec(model, spec)  # the spec it was exported with, for every later step
+    attach_spec(model, specs)  # the specs it was exported with, for every later step
     blocks = find_ffns(model)
     if len(blocks) != len(widths):
         raise NotAnExportError(f"the export records {len(widths)} layer widths but {cls.__name__} has {len(blocks)} FFN layers")
     for block, w in zip(blocks, widths):
+        if w > block.width:
+            raise NotAnExportError(f"the export records width {w} for {block.layer}, wider than its config allows ({block.width})")
         if w != block.width:
-            select_neurons_(block, torch.arange(w))
+            block.select_(torch.arange(w))
+    set_config_widths(model.config, blocks)
+    return model
+
+
+def _from_transformers(cls: type, config: Any, folder: Path, specs: tuple, widths: list[int]) -> nn.Module:
+    """Mixture-of-experts checkpoints store experts under other names than the model holds them
+    (transformers converts them on load), so they load through ``from_pretrained`` and are cut after."""
+    _safetensors_files(folder)  # the index's file names must stay inside the folder
+    try:
+        model = cls.from_pretrained(folder, config=config, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise NotAnExportError(f"{folder} could not be loaded: {_first_line(exc)}") from None
+    attach_spec(model, specs)
+    if [b.width for b in find_ffns(model)] != widths:
+        truncate_(model, widths)
     return model
 
 
@@ -162,7 +199,7 @@ def load_pretrained(
     fmt = record["format"]
     if width is not None and fmt != "nested":
         raise WidthError(f"{folder} is a {fmt} export with fixed widths; width= applies to nested exports only")
-    spec = FFNSpec(**record["ffn_spec"])
+    specs = recorded_specs(record)
     # A class the user names brings its own config class (its family may be unknown to AutoConfig).
     try:
         config = (model_class.config_class if model_class is not None else transformers.AutoConfig).from_pretrained(folder)
@@ -178,9 +215,12 @@ def load_pretrained(
             raise NotAnExportError(f"{folder} records no learned per-layer widths")
         widths = [int(w) for w in profile["active_widths"]]
     else:
-        widths = resolve_widths(width, int(record["d_ff"]), len(stored))
-    model = _build(cls, config, spec, widths)
-    _load_weights(model, folder, spec, slice_ffn=fmt == "nested")
+        widths = resolve_widths(width, full_widths_of(record) if fmt == "nested" else stored, len(stored))
+    if any(s.experts for s in specs):
+        model = _from_transformers(cls, config, folder, specs, widths)
+    else:
+        model = _build(cls, config, specs, widths)
+        _load_weights(model, folder, slice_ffn=fmt == "nested")
     if dtype is not None:
         model.to(dtype)
     return model.eval()

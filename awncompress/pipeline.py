@@ -18,7 +18,8 @@ from torch import nn
 
 from .adaptive import profile_summary, widths_for_budget
 from .atomic import atomic_dir, remove_temps
-from .convert import convert_, fold_, layer_widths
+from .archs import find_ffns
+from .convert import convert_, fold_, full_widths
 from .data import TaskData, load_task_data
 from .errors import AwnError, ModelLoadError
 from .evaluate_run import evaluate_conversion
@@ -155,9 +156,9 @@ def write_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, p
         exports[width_key(w)] = export_uniform(model, width_dir(out, w), float(w), tokenizer=tokenizer, source=source,
                                            multiple=recipe.export.multiple, overwrite=overwrite, extra=extra)
     if recipe.export.per_layer:
-        d_ff = max(layer_widths(model))
+        full = full_widths(find_ffns(model))
         for w in recipe.export.widths:
-            widths = widths_for_budget(profile["normalised_rates"], d_ff, float(w))
+            widths = widths_for_budget(profile["normalised_rates"], full, float(w))
             exports[per_layer_dir(out, w).name] = export_per_layer(model, per_layer_dir(out, w), widths, tokenizer=tokenizer,
                                                            source=source, method="awn-per-layer", overwrite=overwrite,
                                                            extra={**(extra or {}), "flop_budget": float(w)})

@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional, Union
 import transformers
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from .archs import FFNSpec
 from .atomic import atomic_write
 from .errors import NotAnExportError
 from .schema import FileRecord, NonBlank, Number, PositiveInt, Width, cross_error
@@ -30,6 +31,9 @@ class _SpecRecord(FileRecord):
     down: NonBlank
     gate: Optional[NonBlank] = None
     d_ff_attr: NonBlank
+    fused: bool = False
+    experts: bool = False
+    within: Optional[NonBlank] = None
 
     @field_validator("up", "down", "gate", "d_ff_attr")
     @classmethod
@@ -51,11 +55,12 @@ class Provenance(FileRecord):
     format: Literal["uniform", "per-layer", "nested"]
     architecture: NonBlank
     model_type: Optional[str] = None
-    ffn_spec: _SpecRecord
+    ffn_spec: Union[_SpecRecord, list[_SpecRecord]]
     d_ff: PositiveInt
     layer_widths: list[PositiveInt] = Field(min_length=1)
+    full_widths: Optional[list[PositiveInt]] = None
     width_fraction: Optional[Width] = None
-    width_table: Optional[dict[str, PositiveInt]] = None
+    width_table: Optional[dict[str, Union[PositiveInt, list[PositiveInt]]]] = None
     profile: Optional[_ProfileRecord] = None
     source_model: Optional[str] = None
 
@@ -72,6 +77,9 @@ class Provenance(FileRecord):
     def _widths_fit(self) -> "Provenance":
         if max(self.layer_widths) > self.d_ff:
             raise cross_error(f"layer_widths {self.layer_widths} exceed d_ff {self.d_ff}")
+        if self.full_widths is not None and (len(self.full_widths) != len(self.layer_widths)
+                                             or any(w > f for w, f in zip(self.layer_widths, self.full_widths))):
+            raise cross_error(f"layer_widths {self.layer_widths} do not fit full_widths {self.full_widths}")
         if self.profile is not None and self.profile.active_widths and len(self.profile.active_widths) != len(self.layer_widths):
             raise cross_error(f"profile.active_widths has {len(self.profile.active_widths)} layers, layer_widths {len(self.layer_widths)}")
         return self
@@ -101,3 +109,14 @@ def read_provenance(path: Union[str, Path]) -> dict[str, Any]:
 def write_provenance(folder: Path, record: dict) -> None:
     """Write ``record`` as the folder's ``awncompress.json`` (atomically)."""
     atomic_write(folder / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def recorded_specs(record: dict) -> tuple[FFNSpec, ...]:
+    """The FFN specs an export was written with (one spec, or a list for FFNs of several kinds)."""
+    raw = record["ffn_spec"]
+    return tuple(FFNSpec(**r) for r in (raw if isinstance(raw, list) else [raw]))
+
+
+def full_widths_of(record: dict) -> list[int]:
+    """Each layer's full width in an export: ``full_widths`` when FFNs differ, else ``d_ff`` for all."""
+    return [int(w) for w in record.get("full_widths") or [record["d_ff"]] * len(record["layer_widths"])]

@@ -6,27 +6,19 @@ excluded, where ``h`` is the input of the down projection.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 import torch
 from torch import nn
 
-from .archs import FFNBlock, neuron_axis
+from .ffn import FFNBlock
 from .errors import DataError, UnknownScorerError
 
 Scorer = Callable[[FFNBlock, Optional[torch.Tensor], torch.Generator], torch.Tensor]
 
 
-def neuron_norms(module: nn.Module, role: str) -> torch.Tensor:
-    """L2 norm of each neuron's weights in a projection (a row of up, a column of down)."""
-    w = module.weight.detach().float()
-    axis = neuron_axis(module, role)
-    return w.norm(dim=1 - axis)
-
-
 def _wina(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
-    return act * neuron_norms(block.down, "out")
+    return act * block.out_norms()
 
 
 def _activation(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
@@ -34,15 +26,13 @@ def _activation(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator
 
 
 def _magnitude(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
-    # Gated MLPs: a neuron's input weights are its up and gate rows together.
-    inputs = neuron_norms(block.up, "in").pow(2)
-    if block.gate is not None:
-        inputs = inputs + neuron_norms(block.gate, "in").pow(2)
-    return inputs.sqrt() * neuron_norms(block.down, "out")
+    # A neuron's input weights are its up and gate rows together (both halves of a fused projection).
+    return block.in_norms() * block.out_norms()
 
 
 def _random(block: FFNBlock, act: Optional[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-    return torch.rand(block.width, generator=generator)
+    shape = (block.experts, block.width) if block.kind == "experts" else (block.width,)
+    return torch.rand(shape, generator=generator)
 
 
 SCORERS: dict[str, Scorer] = {
@@ -60,54 +50,64 @@ def check_scorer(name: str) -> None:
         raise UnknownScorerError(f"unknown scorer {name!r}; choose one of: {', '.join(SCORERS)}")
 
 
-@contextmanager
-def _down_input_hooks(blocks: list[FFNBlock], fn: Callable[[int, torch.Tensor], None]) -> Iterator[None]:
-    """Call ``fn(layer_index, h)`` with the input of each block's down projection."""
-    handles = []
-    for i, block in enumerate(blocks):
-        target = block.adaptive if block.adaptive is not None else block.down
-        handles.append(target.register_forward_pre_hook(lambda _m, args, i=i: fn(i, args[0])))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def model_inputs(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """The tensors of a batch a forward pass takes, on ``device`` (labels dropped)."""
     return {k: v.to(device) for k, v in batch.items() if k != "labels" and isinstance(v, torch.Tensor)}
 
 
+class _Stats:
+    """Running sums of |h_j| per block (per expert for experts) and the token counts they are over."""
+
+    def __init__(self, blocks: list[FFNBlock]) -> None:
+        shape = lambda b: (b.experts, b.width) if b.kind == "experts" else (b.width,)  # noqa: E731
+        self.sums = [torch.zeros(shape(b), dtype=torch.float64) for b in blocks]
+        self.counts = [torch.zeros(shape(b)[:-1] or (1,), dtype=torch.float64) for b in blocks]
+        self.mask: Optional[torch.Tensor] = None  # which flattened tokens are not padding
+
+    def dense(self, i: int, h: torch.Tensor) -> None:
+        flat = h.detach().abs().reshape(-1, h.shape[-1]).double().cpu()
+        if self.mask is not None and len(self.mask) == len(flat):  # (a decoder stack has its own length)
+            flat = flat[self.mask]
+        self.sums[i] += flat.sum(0)
+        self.counts[i] += flat.shape[0]
+
+    def expert(self, i: int, expert: int, tokens: torch.Tensor, h: torch.Tensor) -> None:
+        rows = h.detach().abs().double().cpu()
+        if self.mask is not None and int(tokens.max()) < len(self.mask):
+            rows = rows[self.mask[tokens.cpu()]]
+        self.sums[i][expert] += rows.sum(0)
+        self.counts[i][expert] += rows.shape[0]
+
+    def means(self) -> list[torch.Tensor]:
+        return [(s / c.clamp_min(1).unsqueeze(-1) if s.dim() == 2 else s / c.clamp_min(1)).float()
+                for s, c in zip(self.sums, self.counts)]
+
+
 @torch.no_grad()
 def mean_abs_activations(model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
-    """``E|h_j|`` per block over the non-padding tokens of ``batches`` (model run in eval mode)."""
-    sums = [torch.zeros(b.width, dtype=torch.float64) for b in blocks]
-    count = 0
-    mask: list[Optional[torch.Tensor]] = [None]
-
-    def accumulate(i: int, h: torch.Tensor) -> None:
-        flat = h.detach().abs().reshape(-1, h.shape[-1]).double().cpu()
-        if mask[0] is not None:
-            flat = flat[mask[0]]
-        sums[i] += flat.sum(0)
-
+    """``E|h_j|`` per block over the non-padding tokens of ``batches`` (model run in eval mode);
+    for a mixture-of-experts block, per expert over the tokens routed to it."""
+    stats = _Stats(blocks)
+    handles = [b.hook_expert_hidden(lambda e, t, h, i=i: stats.expert(i, e, t, h)) if b.kind == "experts"
+               else b.hook_hidden(lambda h, i=i: stats.dense(i, h)) for i, b in enumerate(blocks)]
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    tokens = 0
     try:
-        with _down_input_hooks(blocks, accumulate):
-            for batch in batches:
-                inputs = model_inputs(batch, device)
-                attn = inputs.get("attention_mask")
-                mask[0] = attn.reshape(-1).bool().cpu() if attn is not None else None
-                count += int(mask[0].sum()) if mask[0] is not None else int(inputs["input_ids"].numel())
-                model(**inputs)
+        for batch in batches:
+            inputs = model_inputs(batch, device)
+            attn = inputs.get("attention_mask")
+            stats.mask = attn.reshape(-1).bool().cpu() if attn is not None else None
+            tokens += int(stats.mask.sum()) if stats.mask is not None else int(inputs["input_ids"].numel())
+            model(**inputs)
     finally:
         model.train(was_training)
-    if count == 0:
+        for handle in handles:
+            handle.remove()
+    if tokens == 0:
         raise DataError("calibration batches held no tokens")
-    return [(s / count).float() for s in sums]
+    return stats.means()
 
 
 def score_neurons(
@@ -132,5 +132,6 @@ def score_neurons(
 
 
 def order_from_scores(scores: torch.Tensor) -> torch.Tensor:
-    """Neuron indices, most important first (stable, so ties keep their original order)."""
-    return torch.argsort(scores, descending=True, stable=True)
+    """Neuron indices, most important first (stable, so ties keep their original order); along the
+    last axis, so a mixture-of-experts block gets one order per expert."""
+    return torch.argsort(scores, dim=-1, descending=True, stable=True)

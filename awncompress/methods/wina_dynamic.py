@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from ..archs import find_ffns
-from ..convert import resolve_widths
-from ..errors import WidthError
-from ..scoring import neuron_norms
+from ..convert import full_widths, resolve_widths
+from ..errors import UnknownMethodError, WidthError
 from .base import Candidate, EvalContext, Method, register_method
 
 
@@ -37,15 +36,16 @@ def dynamic_wina(model: nn.Module, fraction: Union[float, int, Sequence[int]]) -
     as ``truncate_``). At k = d_ff no hook is installed, so the model is exactly the dense one.
     """
     blocks = find_ffns(model)
-    d_ff = max(b.width for b in blocks)
-    ks = resolve_widths(list(fraction) if isinstance(fraction, tuple) else fraction, d_ff, len(blocks))
+    if any(b.kind == "experts" for b in blocks):
+        raise UnknownMethodError("wina-dynamic has no per-token masks for mixture-of-experts blocks")
+    ks = resolve_widths(list(fraction) if isinstance(fraction, tuple) else fraction, full_widths(blocks), len(blocks))
     handles = []
     try:
         for block, k in zip(blocks, ks):
             if k > block.width:
                 raise WidthError(f"layer {block.layer} has {block.width} neurons; cannot keep {k} active")
             if k < block.width:
-                handles.append(block.down.register_forward_pre_hook(_top_k_hook(k, neuron_norms(block.down, "out"))))
+                handles.append(block.down.register_forward_pre_hook(_top_k_hook(k, block.out_norms())))
         yield ks
     finally:
         for handle in handles:
@@ -57,6 +57,11 @@ class WinaDynamicMethod(Method):
 
     name = "wina-dynamic"
     theoretical = True
+
+    def check(self, ctx: EvalContext) -> None:
+        if any(b.kind == "experts" for b in find_ffns(ctx.original)):
+            raise UnknownMethodError("wina-dynamic has no per-token masks for mixture-of-experts blocks; leave it out of "
+                                     "evaluate.methods for this model")
 
     @contextmanager
     def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:

@@ -1,0 +1,49 @@
+"""`awncompress convert` end to end (fine-tune, exports, evaluation, report) for every decoder and
+encoder family in the FFN table, on a tiny model with a word-level tokenizer: text classification
+where the family has a classification head, causal LM otherwise."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from awncompress.archs import UNSHRINKABLE
+from awncompress.cli import app
+from conftest import word_tokenizer, write_reviews
+from zoo import SEQ2SEQ_TYPES, TINY, auto_class, build
+
+runner = CliRunner()
+CLI_TYPES = sorted(t for t in TINY if t not in UNSHRINKABLE and t not in SEQ2SEQ_TYPES)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("family-data")
+    reviews = write_reviews(root / "reviews.csv", n=48)
+    text = root / "book.txt"
+    text.write_text("\n".join(pd.read_csv(reviews)["text"]))
+    return {"reviews": reviews, "text": text}
+
+
+@pytest.mark.parametrize("model_type", CLI_TYPES)
+def test_convert_end_to_end(model_type, data, tmp_path):
+    model = build(model_type, num_labels=2)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    classify = type(model).__name__.endswith("ForSequenceClassification")
+    out = tmp_path / "out"
+    result = runner.invoke(app, [
+        "convert", str(folder), "--task", "text-classification" if classify else "causal-lm",
+        "--data", str(data["reviews"] if classify else data["text"]), "--widths", "0.5", "--steps", "1", "--out", str(out),
+        "--set", "train.batch_size=4", "--set", "evaluate.methods=awn,wina", "--set", "evaluate.latency_repeats=1",
+        "--set", "data.max_length=16", "--set", "data.max_eval_examples=8", "--set", "awn.calibration_batches=1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "report.json").read_text())
+    assert {r["method"] for r in record["rows"]} == {"awn", "wina"}
+    assert all(r["flops_ratio"] < 1 for r in record["rows"])
+    loaded = auto_class(model).from_pretrained(out / "width-0.5")
+    assert loaded is not None
