@@ -109,6 +109,8 @@ def convert(
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     set_: List[str] = typer.Option([], "--set", help="Override any recipe field: --set train.lr=1e-4 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: the recipe's, else awn-<model>)."),
+    budget: Optional[float] = typer.Option(None, min=0.1, help="Minutes the whole run should take: fine-tune steps are scaled to fit what a dry pass measured."),
+    plan: bool = typer.Option(False, "--plan", help="Print the stages, steps, batch, memory and estimated time per stage (from a dry pass), write nothing."),
     resume: bool = typer.Option(False, help="Continue a killed run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the evaluation and report."),
@@ -125,6 +127,10 @@ def convert(
       awncompress convert ./my-model --data train.csv --eval-data test.csv --widths 0.25,0.5
 
       awncompress convert demo --out demo-out --resume
+
+      awncompress convert ./my-model --data train.csv --plan
+
+      awncompress convert ./my-model --data train.csv --budget 20
     """
     from .recipes import apply_overrides, default_recipe, is_recipe, list_recipes, load_recipe
 
@@ -148,11 +154,14 @@ def convert(
         if recipe.data.train is None:
             raise AwnError("no training data: pass --data (a file, a Hub dataset id or builtin:NAME)")
         target = out or (Path(recipe.out) if recipe.out else _default_out(recipe.model))
-        from .pipeline import run_convert
+        from .pipeline import plan_convert, run_convert
 
         trusted = sets.get("evaluate.metric", metric)  # named on this command line: the user asked for its code
+        if plan:
+            typer.echo(plan_convert(recipe, target, overwrite=overwrite, trusted_metric=trusted, budget=budget).text())
+            return
         result = run_convert(recipe, target, resume=resume, overwrite=overwrite, quiet=quiet, evaluate=not no_eval,
-                             trusted_metric=trusted)
+                             trusted_metric=trusted, budget=budget)
     if not quiet:
         typer.echo(f"wrote {result.out}: " + ", ".join(p.name for p in result.exports.values()))
         if result.report is not None:

@@ -308,8 +308,12 @@ def _classification(
 def _windows(tokenizer: Any, texts: list[str], block: int, origin: str) -> list[list[int]]:
     """Non-overlapping ``block``-token windows over the texts, tokenized and joined by eos.
 
-    Windows cross document boundaries (the usual "group texts" recipe). The short tail is
-    dropped so every window has the same length, unless it is the only window there is.
+    Each window starts with the tokenizer's BOS token where it defines one (as lm-eval-harness's
+    rolling windows and the transformers perplexity guide do): a model is trained on text that
+    starts so, and scores far worse on windows cut out of the middle of a stream without it. BOS
+    is a context token only, never a target. Windows cross document boundaries (the usual "group
+    texts" recipe). The short tail is dropped so every window has the same length, unless it is the
+    only window there is.
     """
     # verbose=False: whole documents are far longer than model_max_length, on purpose.
     enc = tokenizer(texts, add_special_tokens=False, verbose=False)
@@ -319,7 +323,10 @@ def _windows(tokenizer: Any, texts: list[str], block: int, origin: str) -> list[
         stream.extend(ids)
         if eos is not None:
             stream.append(eos)
-    windows = [stream[i: i + block] for i in range(0, len(stream), block)]
+    bos = tokenizer.bos_token_id
+    prefix = [bos] if bos is not None else []
+    span = block - len(prefix)
+    windows = [prefix + stream[i: i + span] for i in range(0, len(stream), span)]
     if len(windows) > 1 and len(windows[-1]) < block:
         windows.pop()
     if not windows or len(windows[0]) < 2:
@@ -327,8 +334,10 @@ def _windows(tokenizer: Any, texts: list[str], block: int, origin: str) -> list[
     return windows
 
 
-def _lm_examples(windows: list[list[int]]) -> ExampleDataset:
-    return ExampleDataset([{"input_ids": w, "attention_mask": [1] * len(w), "labels": list(w)} for w in windows])
+def _lm_examples(windows: list[list[int]], scored_from: int) -> ExampleDataset:
+    """Items whose labels are the window, with the first ``scored_from`` positions (BOS) never targets."""
+    return ExampleDataset([{"input_ids": w, "attention_mask": [1] * len(w), "labels": [-100] * scored_from + w[scored_from:]}
+                           for w in windows])
 
 
 def _causal_lm(
@@ -347,7 +356,8 @@ def _causal_lm(
         _require_columns(evals, [cfg.text_column], "eval")
         eval_texts = list(_text_frame(evals, [cfg.text_column], "eval")[cfg.text_column])
         eval_windows = _windows(tokenizer, eval_texts, cfg.max_length, f"eval data {evals.origin}")
+    scored_from = 1 if tokenizer.bos_token_id is not None else 0
     return (
-        _lm_examples(_subsample(train_windows, cfg.max_train_examples, cfg.seed)),
-        _lm_examples(_subsample(eval_windows, cfg.max_eval_examples, cfg.seed)),
+        _lm_examples(_subsample(train_windows, cfg.max_train_examples, cfg.seed), scored_from),
+        _lm_examples(_subsample(eval_windows, cfg.max_eval_examples, cfg.seed), scored_from),
     )

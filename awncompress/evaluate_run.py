@@ -27,7 +27,7 @@ from .teacher import Teacher, distillation_teacher
 # (report stage, cost kind, key in the convert run's costs): the teacher logits are computed once
 # and shared by the AWN fine-tune and every <scorer>+finetune run.
 _RECORDED_COSTS = (("awn", "finetune_s", "awn_seconds"), ("dense", "finetune_s", "dense_seconds"),
-                   ("teacher-logits", "prepare_s", "teacher_logits_seconds"))
+                   ("teacher-logits", "prepare_s", "teacher_logits_seconds"), ("exports", "write_s", "export_seconds"))
 
 
 def latency_config(recipe: Recipe) -> Optional[LatencyConfig]:
@@ -73,6 +73,9 @@ def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: 
         out=out, scorer=recipe.awn.scorer, multiple=recipe.export.multiple, training=training, quiet=quiet,
     )
     record["costs"].setdefault("evaluation", {})["total_s"] = round(time.perf_counter() - began, 3)
+    if recipe.budget is not None:  # the steps were scaled to fit it: the curve is a budget's curve
+        record["budget"] = {"minutes": recipe.budget, "train_steps": recipe.train.steps, "dense_steps": recipe.dense.steps}
+    record["derived"] = dict(recipe.derived)
     write_report(record, out)
     annotate_exports(record)
     return record

@@ -235,7 +235,9 @@ def evaluate_methods(
         method_rows, run_costs[method.label(ctx)], shapes = _run_method(method, ctx, measure, dense)
         row_shapes.update({len(rows) + i: s for i, s in shapes.items()})
         rows += method_rows
+    began = time.perf_counter()
     timings = _time_shapes(original, {full, *row_shapes.values()}, latency) if latency is not None else {}
+    run_costs["latency"] = {"evaluate_s": round(time.perf_counter() - began, 3)}
     _add_latency(dense, rows, row_shapes, timings, full)
     for name, extra in (costs or {}).items():
         run_costs.setdefault(name, {}).update({k: float(v) for k, v in extra.items()})

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from .atomic import atomic_write, check_replaceable, remove_temps
 from .errors import AwnError, OutputExistsError
 from .layout import CHECKPOINTS_DIR, RECIPE_FILE, is_run_output
-from .recipes import Recipe, dump_recipe, load_recipe
+from .recipes import Recipe, dump_recipe, load_recipe, set_fields
 from .sources import classify_source
 
 
@@ -70,16 +70,20 @@ def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def check_resume(out: Path, recipe: Recipe) -> None:
-    """Raise an AwnError naming the differing keys unless ``recipe`` is the run recorded in ``out``."""
+def check_resume(out: Path, recipe: Recipe) -> Recipe:
+    """The run recorded in ``out`` if every setting ``recipe`` sets matches it (settings it leaves
+    out were derived when the run started, and are taken from the record); else an AwnError naming
+    the differing keys."""
     recorded_file = out / RECIPE_FILE
     if not recorded_file.is_file():
         raise AwnError(f"{out} has {CHECKPOINTS_DIR}/ but no {RECIPE_FILE}: not a run awncompress can resume")
-    recorded, asked = _flat(load_recipe(recorded_file).to_dict()), _flat(recipe.to_dict())
-    differ = [f"{k} ({recorded.get(k)!r} → {asked.get(k)!r})" for k in recorded if recorded.get(k) != asked.get(k)]
+    recorded = load_recipe(recorded_file)
+    want, have = _flat(set_fields(recipe)), _flat(recorded.to_dict())
+    differ = [f"{k} ({have.get(k)!r} → {v!r})" for k, v in want.items() if k != "derived" and have.get(k) != v]
     if differ:
         raise AwnError(f"--resume continues the run recorded in {recorded_file}, but these settings differ: "
                        f"{', '.join(differ)}; resume with the same settings, or start a new --out")
+    return recorded
 
 
 def begin_output(out: Path, recipe: Recipe, *, resume: bool) -> None:

@@ -108,19 +108,23 @@ class Recipe(Section):
 
     ``model``: a local folder, a Hub id, or a builtin asset ("builtin:minilm", "builtin:smollm2").
     ``task``: "text-classification" or "causal-lm". ``out``: default output folder (null: the CLI
-    decides).
+    decides). ``budget``: minutes the whole run should take (its fine-tunes' steps are scaled to fit
+    what a dry pass measured; null: no limit). A setting a recipe leaves out is derived from the model, the data and the machine
+    when the run starts (see ``awncompress.defaults``); ``derived`` records each one and why.
     """
 
     model: NonBlank
     task: Annotated[NonBlank, one_of(lambda: TASKS)] = "text-classification"
     seed: NonNegativeInt = 0
     out: Optional[NonBlank] = None
+    budget: Optional[Positive] = None
     data: DataSection = Field(default_factory=DataSection)
     awn: AwnSection = Field(default_factory=AwnSection)
     train: TrainConfig = Field(default_factory=TrainConfig)
     dense: DenseSection = Field(default_factory=DenseSection)
     export: ExportSection = Field(default_factory=ExportSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    derived: dict[str, str] = Field(default_factory=dict)
 
     @field_validator(*SECTIONS, mode="before")
     @classmethod
@@ -282,7 +286,17 @@ def _target(key: str, data: dict) -> tuple[type[Section], dict, str]:
     cls = SECTIONS[head]
     if parts[1] not in cls.model_fields:
         cls(**{parts[1]: None})  # raises the "unknown key ... in <section>" error
-    return cls, data[head], parts[1]
+    return cls, data.setdefault(head, {}), parts[1]
+
+
+def set_fields(recipe: Recipe) -> dict[str, Any]:
+    """Only the settings a recipe (or an override) set: what is left out stays derivable."""
+    data: dict[str, Any] = {k: getattr(recipe, k) for k in recipe.model_fields_set if k not in SECTIONS}
+    for name in SECTIONS:
+        section = getattr(recipe, name)
+        if section.model_fields_set:
+            data[name] = section.model_dump(include=section.model_fields_set)
+    return data
 
 
 def apply_overrides(recipe: Recipe, overrides: dict[str, object]) -> Recipe:
@@ -290,9 +304,9 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, object]) -> Recipe:
 
     ``None`` values are ignored (an unset CLI flag). Values are type-checked like recipe values;
     strings given for number/bool/list fields are parsed (``"10"``, ``"true"``, ``"0.25,0.5"``), so
-    a generic ``--set key=value`` flag can pass text through.
+    a generic ``--set key=value`` flag can pass text through. Settings nobody set stay unset.
     """
-    data = recipe.to_dict()
+    data = set_fields(recipe)
     for key, value in overrides.items():
         if value is None:
             continue

@@ -141,6 +141,10 @@ def _md_head(record: dict, head: dict) -> list[str]:
         ["device", _latency_fact(record)],
         ["seed / versions", f"{record.get('seed')} / " + ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items())],
     ]
+    if record.get("budget"):
+        b = record["budget"]
+        facts.append(["budget", f"{b['minutes']:g} min: fine-tunes scaled to {b['train_steps']} steps (dense stage {b['dense_steps']})"])
+    facts += [[f"derived {key}", why] for key, why in (record.get("derived") or {}).items()]
     return lines + _md_table(["", ""], facts)
 
 

@@ -18,7 +18,6 @@ from .convert import AWNConfig
 from .data import DataConfig, TaskData
 from .errors import MetricError, ModelLoadError
 from .finetune import PriorConfig, TrainConfig, check_batch
-from .latency import max_positions
 from .loading import check_safe_checkpoint
 from .metrics import is_shipped, load_metric
 from .recipes import Recipe
@@ -101,15 +100,6 @@ def check_settings(recipe: Recipe, trusted_metric: Optional[str] = None) -> None
     check_batch(recipe.train, processes, "train.batch_size")
     if recipe.dense.steps:
         check_batch(dense_config(recipe), processes, "dense.batch_size")
-
-
-def fit_to_model(recipe: Recipe, model: nn.Module) -> Recipe:
-    """The recipe with ``data.max_length`` cut to the positions ``model`` can embed (said in the log)."""
-    limit = max_positions(model.config)
-    if limit is None or recipe.data.max_length <= limit:
-        return recipe
-    log.info("data.max_length %d is more than %s can embed: using its %d positions", recipe.data.max_length, recipe.model, limit)
-    return recipe.model_copy(update={"data": recipe.data.model_copy(update={"max_length": limit})})
 
 
 def data_config(recipe: Recipe) -> DataConfig:

@@ -192,6 +192,28 @@ def test_causal_lm_windows_cover_the_token_stream(tmp_path):
     assert len(td.eval) == (2 * (len(WORDS) + 1)) // 8
 
 
+def test_causal_lm_windows_start_with_bos_which_is_never_scored(tmp_path):
+    core = Tokenizer(models.WordLevel(_vocab(["<unk>", "<s>", "</s>"]), unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    docs = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(6)]
+    path = _write(pd.DataFrame({"text": docs}), tmp_path / "lm.jsonl")
+    td = load_task_data(DataConfig(task="causal-lm", train=str(path), eval=str(path), max_length=8), tok)
+    stream = []
+    for d in docs:
+        stream += tok(d, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    items = [td.eval[i] for i in range(len(td.eval))]
+    assert all(len(it["input_ids"]) == 8 and it["input_ids"][0] == tok.bos_token_id for it in items)
+    assert [t for it in items for t in it["input_ids"][1:]] == stream[: 7 * len(items)]  # BOS + 7 stream tokens each
+    assert all(it["labels"][0] == -100 and it["labels"][1:] == it["input_ids"][1:] for it in items)
+    # The perplexity scores the 7 stream tokens of each window, never the BOS position.
+    from awncompress.measure import _lm_scores
+
+    batch = td.collate(items[:2])
+    _, counts = _lm_scores(torch.zeros(2, 8, 40), batch["labels"])
+    assert counts == [7, 7]
+
+
 def test_causal_lm_collate_pads_labels_with_minus_100(tmp_path):
     tok = gpt_tok()
     path = _write(pd.DataFrame({"text": ["the movie was good"]}), tmp_path / "short.csv")

@@ -168,7 +168,7 @@ def test_awn_rows_are_reloaded_from_disk(tmp_path):
     assert all(d["theoretical"] and d["params"] == record["dense"]["params"] for d in dyn)
     assert [d["flops"] for d in dyn] == [s["flops"] for s in static]  # active neurons only
     assert record["model"] == "tiny-bert" and record["seed"] == 3 and record["data"] == "synthetic"
-    assert set(record["costs"]) == {"awn", "wina", "wina-dynamic", "wina+finetune"}
+    assert set(record["costs"]) == {"awn", "wina", "wina-dynamic", "wina+finetune", "latency"}
     assert {"torch", "transformers", "awncompress"} <= set(record["versions"])
     assert annotate_exports(record) == [dirs[w] for w in (0.25, 0.5, 0.75)]
     card = (dirs[0.5] / "README.md").read_text()

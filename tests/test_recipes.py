@@ -80,7 +80,7 @@ def test_shipped_recipe_contents() -> None:
 def test_defaults_and_default_recipe() -> None:
     r = default_recipe("./my-model")
     assert r == Recipe(model="./my-model")
-    assert (r.seed, r.out, r.train.steps, r.train.lr, r.train.mode, r.awn.k) == (0, None, 125, 5e-5, "stochastic", 0.9)
+    assert (r.seed, r.out, r.train.steps, r.train.lr, r.train.mode, r.awn.k) == (0, None, 125, 3e-4, "stochastic", 0.9)
     assert r.evaluate.methods == ["awn", "wina", "activation", "magnitude", "random", "wina-dynamic"]
     lm = default_recipe("./lm", task="causal-lm")
     assert lm.task == "causal-lm" and lm.resolved_metric == "perplexity" and lm.dense.steps == 0
@@ -222,6 +222,14 @@ def test_overrides_apply_and_return_new_recipe() -> None:
     assert new.export.widths == [0.5, 0.25] and new.train.lr == 1e-4
     assert base.train.steps == 125 and base.data.train == "builtin:rotten-tomatoes"  # unchanged
     assert apply_overrides(base, {"train.steps": None}) == base
+
+
+def test_overrides_keep_what_nobody_set_unset() -> None:
+    r = apply_overrides(Recipe(model="m"), {"train.steps": 10, "export.widths": "0.25,0.5"})
+    assert r.train.model_fields_set == {"steps"} and r.export.model_fields_set == {"widths"}
+    assert not r.dense.model_fields_set and r.model_fields_set >= {"model"}
+    full = load_recipe("demo")
+    assert apply_overrides(full, {"seed": 1}).train.model_fields_set == set(full.train.model_fields)
 
 
 def test_overrides_parse_text_values() -> None:

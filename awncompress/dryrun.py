@@ -1,0 +1,207 @@
+"""A dry pass before the long stages; its timings as a plan, and a time budget the steps are fitted to.
+
+Every stage (dense head, teacher logits, score/order/wrap, fine-tune, fold, exports and their
+reload, every evaluation method with FLOPs and latency, the report) runs once on a deep copy of
+the model, on two training batches of the real size and a few evaluation examples, into a
+temporary folder that is removed afterwards. Anything that is going to fail fails there, within
+the first minute, with one line, before hours are spent; and the seconds each stage took, scaled to
+the real step counts and data sizes, are the plan's estimates.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import ExampleDataset, TaskData, example_lengths
+from .latency import device_of
+from .scoring import model_inputs
+from .errors import AwnError
+from .flow import run_stages
+from .memory import GIB, available_bytes
+from .recipes import Recipe
+
+DRY_STEPS = 3
+DRY_EVAL_EXAMPLES = 8
+MIN_STEPS = 10  # a budget never scales a fine-tune below this
+
+
+@dataclass
+class Plan:
+    """What a run will do and how long each stage should take on this machine."""
+
+    recipe: Recipe
+    stages: list[tuple[str, str, float]]  # (stage, what it does, estimated seconds)
+    peak_bytes: int
+    dry_seconds: float
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_seconds(self) -> float:
+        """The estimated wall time of the whole run."""
+        return sum(s for _, _, s in self.stages)
+
+    def text(self) -> str:
+        """The plan as a few lines for the terminal."""
+        r = self.recipe
+        lines = [f"plan (from a {self.dry_seconds:.0f} s dry pass of every stage on this machine):"]
+        lines += [f"  {stage:<15} {what:<58} ~{_minutes(seconds)}" for stage, what, seconds in self.stages]
+        lines.append(f"  {'total':<15} {'':<58} ~{_minutes(self.total_seconds)}")
+        lines.append(f"  peak memory ~{self.peak_bytes / GIB:.1f} GiB of {available_bytes() / GIB:.1f} GiB available; widths "
+                     + ", ".join(f"{w:g}" for w in r.export.widths) + "; methods " + ", ".join(r.evaluate.methods))
+        lines += [f"  derived {key} = {why}" for key, why in r.derived.items()]
+        return "\n".join(lines)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _typical(dataset: Any, n: int) -> list[int]:
+    """``n`` example indices of about the median length (a real, length-grouped batch's shape)."""
+    lengths = example_lengths(dataset)
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    middle = len(order) // 2
+    start = max(0, min(len(order) - n, middle - n // 2))
+    return order[start:start + n]
+
+
+def _tiny(recipe: Recipe, data: TaskData) -> tuple[Recipe, TaskData]:
+    """The recipe and data of the dry pass: one batch of typical length at the real batch size, seen
+    ``DRY_STEPS`` times (every step has the same shape, so the last one is timed warm), and a few
+    evaluation examples."""
+    batch = _typical(data.train, min(len(data.train), recipe.train.batch_size))
+    train = ExampleDataset([data.train[i] for i in batch] * DRY_STEPS)
+    evals = ExampleDataset([data.eval[i] for i in _typical(data.eval, min(len(data.eval), DRY_EVAL_EXAMPLES))])
+    tiny = TaskData(train, evals, data.num_labels, data.label_names, data.collate, len(train))
+    updates: dict[str, Any] = {
+        "train": recipe.train.model_copy(update={"steps": DRY_STEPS, "checkpoint_every": 0, "warmup_steps": 0,
+                                                 "max_seconds": None}),
+        "dense": recipe.dense.model_copy(update={"steps": DRY_STEPS if recipe.dense.steps else 0}),
+        "evaluate": recipe.evaluate.model_copy(update={"latency_repeats": min(1, recipe.evaluate.latency_repeats)}),
+    }
+    return recipe.model_copy(update=updates), tiny
+
+
+@dataclass
+class Measured:
+    """What the dry pass timed: seconds per training step, per forward token, and fixed costs."""
+
+    step: dict[str, float]  # "awn", "dense": seconds per optimizer step (warm)
+    plans: int  # forward/backward passes per AWN step (full, sampled, sandwich widths)
+    token: float  # seconds per token of an inference forward pass (warm)
+    tokens_train: float  # mean tokens per training example
+    tokens_eval: float  # mean tokens per evaluation example
+    export: float
+    latency: float  # seconds of the latency timing, per repeat
+    rows: int  # evaluated (method, width) rows, the dense one included
+    dry_seconds: float
+    peak_bytes: int
+
+
+@torch.inference_mode()
+def _seconds_per_token(model: nn.Module, data: TaskData, batch_size: int) -> float:
+    """A warm inference forward pass over a batch of typical length, per token."""
+    indices = _typical(data.eval, min(len(data.eval), batch_size))
+    batch = data.collate([data.eval[i] for i in indices])
+    inputs = model_inputs(batch, device_of(model))
+    was_training = model.training
+    model.eval()
+    try:
+        model(**inputs)
+        began = time.perf_counter()
+        model(**inputs)
+        seconds = time.perf_counter() - began
+    finally:
+        model.train(was_training)
+    return seconds / max(1, int(inputs["input_ids"].numel()))
+
+
+def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool, data: TaskData) -> Measured:
+    """Run every stage once on a tiny copy (see the module docstring) and time it."""
+    tiny_recipe, tiny_data = _tiny(recipe, data)
+    began = time.perf_counter()
+    logger = logging.getLogger("awncompress")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
+    try:
+        with tempfile.TemporaryDirectory(prefix="awncompress-dry-") as tmp:
+            result = run_stages(tiny_recipe, Path(tmp) / "out", copy.deepcopy(model), tokenizer, head_trained, tiny_data,
+                                resume=False, quiet=True, evaluate=True)
+    finally:
+        logger.setLevel(level)
+    seconds = time.perf_counter() - began
+    step = {"awn": result.awn.step_seconds[-1]}  # the last step: the first ones pay for warm-up
+    if result.dense is not None:
+        step["dense"] = result.dense.step_seconds[-1]
+    report = result.report or {}
+    latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (min(1, recipe.evaluate.latency_repeats) + 3)
+    plans = 1 + (recipe.train.mode == "stochastic") * (int(recipe.train.full_width_pass) + len(recipe.train.extra_widths))
+    mean = lambda ds: sum(example_lengths(ds)) / max(1, len(ds))  # noqa: E731
+    return Measured(step, plans, _seconds_per_token(model, data, recipe.evaluate.batch_size), mean(data.train), mean(data.eval),
+                    result.costs.get("export_seconds", 0.0), latency, 1 + len(report.get("rows", [])), seconds,
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> Plan:
+    """The plan of ``recipe`` from what the dry pass measured: training steps at their warm time,
+    forward passes (teacher logits, evaluation) at their warm time per token, a per-width fine-tune
+    step as one AWN pass."""
+    r, m = recipe, measured
+    stages: list[tuple[str, str, float]] = []
+    if "dense" in m.step and r.dense.steps:
+        stages.append(("dense head", f"{r.dense.steps} steps of {r.dense.batch_size}", r.dense.steps * m.step["dense"]))
+    if r.task == "text-classification" and r.train.kd_weight > 0:
+        stages.append(("teacher logits", f"{n_train:,} examples, once", m.token * m.tokens_train * n_train))
+    micro = r.train.batch_size // r.train.grad_accum
+    sandwich = f", sandwich {', '.join(f'{w:g}' for w in r.train.extra_widths)}" if r.train.extra_widths else ""
+    stages.append(("awn fine-tune", f"{r.train.steps} steps of {r.train.batch_size} ({micro} × {r.train.grad_accum}){sandwich}",
+                   r.train.steps * m.step["awn"]))
+    stages.append(("exports", f"nested + {len(r.export.widths)} widths", m.export))
+    finetune = "finetune" in r.evaluate.methods
+    finetunes = finetune * len(r.export.widths) * r.train.steps * m.step["awn"] / m.plans
+    evaluation = m.rows * n_eval * m.tokens_eval * m.token + m.latency * (r.evaluate.latency_repeats + 3) + finetunes
+    what = f"{len(r.evaluate.methods)} methods × {len(r.export.widths)} widths on {n_eval:,} examples"
+    if finetune:
+        what += f" (+ {len(r.export.widths)} per-width fine-tunes)"
+    stages.append(("evaluation", what, evaluation))
+    return Plan(r, stages, m.peak_bytes, m.dry_seconds, {**m.step, "finetune": m.step["awn"] / m.plans})
+
+
+def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
+    """The recipe with its fine-tunes' steps scaled so the plan fits ``minutes`` (noted in ``derived``).
+
+    Steps are the one lever: the dense stage, the AWN fine-tune and each per-width fine-tune scale
+    together; exports, teacher logits and evaluation are fixed costs. AwnError when even
+    ``MIN_STEPS`` steps cannot fit.
+    """
+    budget = minutes * 60
+    if plan.total_seconds <= budget:
+        return recipe
+    r, step = recipe, plan.step_seconds
+    per_step = step.get("awn", 0.0) + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
+    variable = r.train.steps * per_step + r.dense.steps * step.get("dense", 0.0)
+    fixed = plan.total_seconds - variable
+    scale = (budget - fixed) / variable if variable else 0.0
+    if fixed >= budget or scale * r.train.steps < MIN_STEPS:
+        raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * per_step)} even at "
+                       f"{MIN_STEPS} fine-tune steps; raise --budget or lower data.max_eval_examples / the number of widths")
+    notes = dict(r.derived)
+    train_steps = max(MIN_STEPS, math.floor(r.train.steps * scale))
+    notes["train.steps"] = f"{train_steps}: {r.train.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+    updates: dict[str, Any] = {"train": r.train.model_copy(update={"steps": train_steps,
+                                                                   "warmup_steps": min(r.train.warmup_steps, train_steps)})}
+    if "dense" in step:
+        dense_steps = max(MIN_STEPS, math.floor(r.dense.steps * scale))
+        notes["dense.steps"] = f"{dense_steps}: {r.dense.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+        updates["dense"] = r.dense.model_copy(update={"steps": dense_steps})
+    return r.model_copy(update={**updates, "derived": notes, "budget": minutes})

@@ -1,0 +1,88 @@
+"""How much memory a run will want, and batch sizes that fit the machine.
+
+Being killed by the kernel for memory gives the user nothing, so the size of a training micro-batch
+and of an evaluation batch is chosen from an estimate before anything runs. The estimate is
+deliberately rough but errs high: weights, gradients and Adam state, the frozen teacher, per-layer
+activations, and for a language model the logits, which span the vocabulary at every position
+(the term that killed a 24 GB machine at the old default of 32 sequences).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from torch import nn
+
+GIB = 1024 ** 3
+# Share of the available memory a run may plan to use: the estimate is rough, and the OS, the page
+# cache and Python's allocator need the rest.
+USABLE_SHARE = 0.6
+
+
+def available_bytes() -> int:
+    """Memory the system could give this process now (MemAvailable; the physical total as a fallback)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+@dataclass
+class ModelShape:
+    """What the estimate needs to know about a model."""
+
+    params: int
+    hidden: int
+    layers: int
+    d_ff: int
+    vocab: int
+    bytes_per_value: int = 4
+
+    @classmethod
+    def of(cls, model: nn.Module, d_ff: int, layers: int) -> "ModelShape":
+        config: Any = model.config
+        hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0) or 0)
+        return cls(params=sum(p.numel() for p in model.parameters()), hidden=hidden, layers=layers, d_ff=d_ff,
+                   vocab=int(getattr(config, "vocab_size", 0) or 0))
+
+
+def training_bytes(shape: ModelShape, micro_batch: int, seq_len: int, lm: bool, teacher_live: bool) -> int:
+    """Estimated peak bytes of one training micro-batch (one forward and backward)."""
+    b = shape.bytes_per_value
+    state = shape.params * b * 4  # weights, gradients, Adam's two moments
+    teacher = shape.params * b if teacher_live else 0
+    tokens = micro_batch * seq_len
+    activations = shape.layers * tokens * (16 * shape.hidden + 4 * shape.d_ff) * b
+    logits = tokens * shape.vocab * b * (4 if teacher_live else 3) if lm else 0  # output, its gradient, the loss's
+    return int(state + teacher + activations + logits)
+
+
+def evaluation_bytes(shape: ModelShape, batch: int, seq_len: int, lm: bool) -> int:
+    """Estimated peak bytes of one evaluation batch (no gradients)."""
+    b = shape.bytes_per_value
+    tokens = batch * seq_len
+    logits = tokens * shape.vocab * b * 3 if lm else 0  # the logits and the loss's float copies
+    return int(shape.params * b + shape.layers * tokens * 4 * shape.hidden * b + logits)
+
+
+def fit_micro_batch(shape: ModelShape, batch: int, seq_len: int, lm: bool, teacher_live: bool,
+                    budget: Optional[int] = None) -> Optional[int]:
+    """The largest divisor of ``batch`` whose training estimate fits ``budget`` (None: none fits)."""
+    budget = int(available_bytes() * USABLE_SHARE) if budget is None else budget
+    for micro in sorted((d for d in range(1, batch + 1) if batch % d == 0), reverse=True):
+        if training_bytes(shape, micro, seq_len, lm, teacher_live) <= budget:
+            return micro
+    return None
+
+
+def fit_eval_batch(shape: ModelShape, batch: int, seq_len: int, lm: bool, budget: Optional[int] = None) -> int:
+    """The largest evaluation batch up to ``batch`` whose estimate fits ``budget`` (at least 1)."""
+    budget = int(available_bytes() * USABLE_SHARE) if budget is None else budget
+    while batch > 1 and evaluation_bytes(shape, batch, seq_len, lm) > budget:
+        batch //= 2
+    return max(1, batch)

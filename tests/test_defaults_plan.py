@@ -1,0 +1,127 @@
+"""Defaults that carry (derived and recorded), memory-aware sizes, the dry pass, --plan and --budget."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from awncompress import memory
+from awncompress.cli import app
+from awncompress.data import DataConfig, load_task_data
+from awncompress.defaults import derive_defaults
+from awncompress.dryrun import Measured, estimate, fit_budget
+from awncompress.errors import AwnError
+from awncompress.recipes import Recipe, apply_overrides, load_recipe
+from conftest import make_model, save_tiny_bert, word_tokenizer, write_reviews
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("defaults")
+    return {"model": save_tiny_bert(root / "model", with_head=False), "data": write_reviews(root / "reviews.csv", n=160)}
+
+
+def _data(tiny, **kw):
+    return load_task_data(DataConfig(train=str(tiny["data"]), **kw), word_tokenizer())
+
+
+def test_unset_settings_are_derived_and_recorded(tiny):
+    recipe = apply_overrides(Recipe(model="m"), {"export.widths": "0.25,0.5"})
+    derived = derive_defaults(recipe, make_model("bert"), _data(tiny), head_trained=False)
+    assert derived.train.steps == 100 and derived.dense.steps == 100  # 128 examples: the floors
+    assert derived.train.extra_widths == [0.25] and derived.train.lr == 3e-4
+    assert "one pass over the 128 training examples" in derived.derived["train.steps"]
+    assert "sandwich" in derived.derived["train.extra_widths"]
+
+
+def test_settings_someone_set_are_kept(tiny):
+    recipe = apply_overrides(Recipe(model="m"), {"train.steps": 7, "train.extra_widths": "[]", "dense.steps": 3})
+    derived = derive_defaults(recipe, make_model("bert"), _data(tiny), head_trained=False)
+    assert (derived.train.steps, derived.train.extra_widths, derived.dense.steps) == (7, [], 3)
+    assert set(derived.derived) <= {"evaluate.batch_size", "train.grad_accum"}
+    shipped = load_recipe("demo")
+    assert derive_defaults(shipped, make_model("bert"), _data(tiny), head_trained=False).derived == {}
+
+
+def test_memory_sizes_a_large_vocabulary_down_and_refuses_what_cannot_fit(monkeypatch):
+    shape = memory.ModelShape(params=270_000_000, hidden=640, layers=18, d_ff=2048, vocab=262_144)
+    budget = int(14 * memory.GIB)
+    assert memory.training_bytes(shape, 32, 64, lm=True, teacher_live=True) > budget  # the 24 GB machine's OOM
+    micro = memory.fit_micro_batch(shape, 32, 64, lm=True, teacher_live=True, budget=budget)
+    assert micro is not None and micro < 32 and 32 % micro == 0
+    assert memory.training_bytes(shape, micro, 64, lm=True, teacher_live=True) <= budget
+    assert memory.fit_micro_batch(shape, 32, 64, lm=True, teacher_live=True, budget=int(2 * memory.GIB)) is None
+    assert memory.fit_eval_batch(shape, 64, 64, lm=True, budget=int(6 * memory.GIB)) < 64
+
+
+def test_derived_gradient_accumulation_and_the_refusal(tiny, monkeypatch):
+    import awncompress.defaults as defaults
+
+    recipe = apply_overrides(Recipe(model="m"), {"train.batch_size": 16})
+    monkeypatch.setattr(defaults, "fit_micro_batch", lambda *a, **k: 4)
+    assert derive_defaults(recipe, make_model("bert"), _data(tiny)).train.grad_accum == 4
+    monkeypatch.setattr(defaults, "fit_micro_batch", lambda *a, **k: None)
+    with pytest.raises(AwnError, match="GiB"):
+        derive_defaults(recipe, make_model("bert"), _data(tiny))
+
+
+def _measured(**kw) -> Measured:
+    base = dict(step={"awn": 2.0, "dense": 1.0}, plans=3, token=1e-4, tokens_train=30.0, tokens_eval=30.0, export=5.0,
+                latency=0.5, rows=20, dry_seconds=10.0, peak_bytes=2 * memory.GIB)
+    return Measured(**{**base, **kw})
+
+
+def test_the_plan_scales_the_dry_pass_to_the_run():
+    recipe = apply_overrides(load_recipe("demo"), {"evaluate.methods": "awn,wina,finetune"})
+    plan = estimate(recipe, _measured(), 4000, 2000)
+    stages = {name: seconds for name, _, seconds in plan.stages}
+    assert stages["dense head"] == 250 * 1.0 and stages["awn fine-tune"] == 125 * 2.0
+    # five per-width fine-tunes of 125 one-pass steps (an AWN step is three passes)
+    assert stages["evaluation"] == pytest.approx(20 * 2000 * 30 * 1e-4 + 0.5 * 23 + 5 * 125 * 2.0 / 3)
+    assert plan.total_seconds == pytest.approx(sum(stages.values())) and "awn fine-tune" in plan.text()
+
+
+def test_a_budget_scales_every_fine_tune_and_refuses_what_cannot_fit():
+    recipe = load_recipe("demo")
+    plan = estimate(recipe, _measured(), 4000, 2000)
+    fitted = fit_budget(recipe, plan, 5.0)
+    assert fitted.train.steps < 125 and fitted.dense.steps < 250 and fitted.budget == 5.0
+    assert estimate(fitted, _measured(), 4000, 2000).total_seconds <= 5 * 60 + 1
+    assert "--budget 5 min" in fitted.derived["train.steps"]
+    assert fit_budget(recipe, plan, 60.0) is recipe  # it fits already
+    with pytest.raises(AwnError, match="cannot fit"):
+        fit_budget(recipe, plan, 0.5)
+
+
+def test_plan_writes_nothing_and_the_run_records_what_it_derived(tiny, tmp_path):
+    out = tmp_path / "out"
+    args = ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--out", str(out),
+            "--set", "evaluate.methods=awn,wina", "--set", "evaluate.latency_repeats=1"]
+    result = runner.invoke(app, [*args, "--plan"])
+    assert result.exit_code == 0, result.output
+    assert "awn fine-tune" in result.output and "peak memory" in result.output and "derived train.steps" in result.output
+    assert not out.exists()
+    result = runner.invoke(app, [*args, "--steps", "3", "--dense-steps", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    recorded = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert recorded["train"]["extra_widths"] == [0.5] and "train.extra_widths" in recorded["derived"]
+    assert recorded["train"]["steps"] == 3 and "train.steps" not in recorded["derived"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["derived"] == recorded["derived"]
+
+
+def test_the_dry_pass_fails_a_run_before_its_output_exists(tiny, tmp_path, monkeypatch):
+    import awncompress.methods.static as static
+
+    def broken(self, ctx):
+        raise AwnError("the static baseline cannot order this model")
+
+    monkeypatch.setattr(static.StaticMethod, "prepare", broken)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5",
+                                 "--out", str(out), "--set", "evaluate.methods=awn,wina", "--quiet"])
+    assert result.exit_code == 1 and "cannot order" in result.output and not out.exists()
