@@ -1,0 +1,39 @@
+"""Dense perplexity of a causal LM on a recipe's eval windows, with and without BOS at each window's start.
+
+    python bench/lm_bos.py [--recipe smollm2] [--model DIR]
+
+Windows are built as `awncompress convert` builds them (the recipe's data section); "without BOS"
+builds them with the tokenizer's BOS token unset.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from awncompress.data import load_task_data
+from awncompress.measure import evaluate_model
+from awncompress.recipes import apply_overrides, load_recipe
+from awncompress.stages import data_config, load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default="smollm2")
+    parser.add_argument("--model", default=None, help="another causal LM folder (same data section)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    recipe = load_recipe(args.recipe)
+    if args.model:
+        recipe = apply_overrides(recipe, {"model": args.model})
+    model, tokenizer, _ = load_model(recipe.model, recipe.task)
+    for label in ("with BOS", "without BOS"):
+        if label == "without BOS":
+            tokenizer.bos_token = None
+        data = load_task_data(data_config(recipe), tokenizer)
+        ppl = evaluate_model(model, data.eval, data.collate, "causal-lm", batch_size=recipe.evaluate.batch_size)
+        print(f"{label}: {len(data.eval)} windows of {recipe.data.max_length}, perplexity {ppl:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
