@@ -7,6 +7,7 @@ directory or holds it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -42,6 +43,23 @@ def check_writable(out: Union[str, Path], overwrite: bool, owned: Optional[Calla
             raise OutputExistsError(f"output directory {out} already exists; pass overwrite=True (--overwrite) to replace it")
         check_replaceable(out, owned)
     return out
+
+
+def check_file_writable(out: Union[str, Path], overwrite: bool) -> Path:
+    """``out`` as a Path if a file may be written there (a folder is never replaced by a file)."""
+    out = Path(out)
+    if out.is_dir():
+        raise OutputExistsError(f"{out} is a folder; the output is a file")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    return out
+
+
+def write_failure(exc: BaseException, where: Path) -> OSError:
+    """An OSError naming ``where`` for a failed write (safetensors reports a full disk as its own error)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    code = errno.ENOSPC if "No space left" in text else errno.EIO
+    return OSError(code, text, str(where))
 
 
 def remove_temps(folder: Path) -> None:

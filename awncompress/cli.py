@@ -138,6 +138,8 @@ def convert(
     sets = _parse_sets(set_)
     _quiet_libraries(quiet)
     with _friendly_errors():
+        if resume and overwrite:
+            raise AwnError("--resume continues a run and --overwrite replaces it: give one of them")
         named = is_recipe(model_or_recipe)
         if not named and data is None and "data.train" not in sets and not Path(model_or_recipe).expanduser().exists():
             raise AwnError(f"{model_or_recipe!r} is not a shipped recipe ({', '.join(list_recipes())}), a recipe .yaml or a "
@@ -153,15 +155,17 @@ def convert(
         recipe = apply_overrides(recipe, overrides)
         if recipe.data.train is None:
             raise AwnError("no training data: pass --data (a file, a Hub dataset id or builtin:NAME)")
-        target = out or (Path(recipe.out) if recipe.out else _default_out(recipe.model))
+        target = (out or (Path(recipe.out) if recipe.out else _default_out(recipe.model))).expanduser()
         from .pipeline import plan_convert, run_convert
 
         trusted = sets.get("evaluate.metric", metric)  # named on this command line: the user asked for its code
+        inputs = [Path(model_or_recipe)] if named and Path(model_or_recipe).is_file() else []
         if plan:
-            typer.echo(plan_convert(recipe, target, overwrite=overwrite, trusted_metric=trusted, budget=budget).text())
+            typer.echo(plan_convert(recipe, target, overwrite=overwrite, trusted_metric=trusted, budget=budget,
+                                    inputs=inputs).text())
             return
         result = run_convert(recipe, target, resume=resume, overwrite=overwrite, quiet=quiet, evaluate=not no_eval,
-                             trusted_metric=trusted, budget=budget)
+                             trusted_metric=trusted, budget=budget, inputs=inputs)
     if not quiet:
         typer.echo(f"wrote {result.out}: " + ", ".join(p.name for p in result.exports.values()))
         if result.report is not None:
@@ -229,13 +233,15 @@ def inspect(path: Path = typer.Argument(..., help="An export folder (nested, uni
         from .provenance import read_provenance
 
         record = read_provenance(path)
-    typer.echo(f"{path}: {record['format']} export of {record.get('source_model')} ({record['model_type']}), d_ff {record['d_ff']}")
+    typer.echo(f"{path}: {record['format']} export of {record.get('source_model')} ({record.get('model_type', '?')}), "
+               f"d_ff {record['d_ff']}")
     typer.echo(f"layer widths: {record['layer_widths']}")
     profile = record.get("profile")
-    if profile:
-        typer.echo(f"learned profile (k = {profile['k']}):")
+    if profile and profile.get("active_widths"):
+        typer.echo(f"learned profile (k = {profile.get('k', '?')}):")
         typer.echo("  layer  rate·d_ff  active width")
-        for i, (rate, width) in enumerate(zip(profile["normalised_rates"], profile["active_widths"])):
+        rates = profile.get("normalised_rates") or [float("nan")] * len(profile["active_widths"])
+        for i, (rate, width) in enumerate(zip(rates, profile["active_widths"])):
             typer.echo(f"  {i:5d}  {rate:9.3f}  {width:6d} ({width / record['d_ff']:.0%})")
     if record.get("width_table"):
         typer.echo("width table: " + json.dumps(record["width_table"]))
@@ -321,7 +327,7 @@ def score(
         from safetensors.torch import save
 
         from .archs import find_ffns
-        from .atomic import atomic_write, check_writable
+        from .atomic import atomic_write, check_file_writable
         from .data import DataConfig, load_task_data
         from .stages import calibration_batches, load_model
         from .scoring import check_scorer, score_neurons
@@ -329,7 +335,7 @@ def score(
         for name in scorer:
             check_scorer(name)
         if out is not None:
-            check_writable(out, overwrite)
+            check_file_writable(out, overwrite)
         loaded, tokenizer, _ = load_model(model, task)
         task_data = load_task_data(DataConfig(task=task, train=data, text_column=text_column), tokenizer)
         calibration = calibration_batches(task_data, batches, batch_size)

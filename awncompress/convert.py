@@ -142,6 +142,8 @@ def fold_(model: nn.Module) -> nn.Module:
 def width_from_fraction(fraction: float, d_ff: int, multiple: Optional[int] = None) -> int:
     """Neurons kept for a fraction of d_ff, rounded to ``multiple`` (never below one multiple)."""
     width = fraction * d_ff
+    if multiple and multiple > d_ff:
+        raise WidthError(f"rounding to a multiple of {multiple} is more than the FFN width {d_ff}")
     if multiple:
         return int(min(d_ff, max(multiple, multiple * round(width / multiple))))
     return int(max(1, round(width)))

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import DataError
-from .schema import NonBlank, OpenFraction, PositiveInt, Section
+from .schema import NonBlank, OpenFraction, PositiveInt, Section, Tokens
 from .sources import Table, builtin_base, read_source, seeded_split
 from .tasks import check_task
 
@@ -38,7 +38,7 @@ class DataSection(Section):
     text_column: NonBlank = "text"
     text_pair_column: Optional[NonBlank] = None
     label_column: NonBlank = "label"
-    max_length: PositiveInt = 128
+    max_length: Tokens = 128
     max_train_examples: Optional[PositiveInt] = None
     max_eval_examples: Optional[PositiveInt] = None
     eval_fraction: OpenFraction = 0.2
@@ -139,7 +139,7 @@ def load_task_data(cfg: DataConfig, tokenizer: Any) -> TaskData:
         raise DataError("no training data given: set train to a data file, a dataset id or a builtin")
     if cfg.max_length < 2:
         raise DataError(f"max_length must be at least 2, got {cfg.max_length}")
-    pad_id = _ensure_pad_token(tokenizer)
+    pad_id = ensure_pad_token(tokenizer)
     # A builtin brings its own eval part; other sources fall back to a seeded split of train.
     eval_spec = cfg.eval or builtin_base(cfg.train)
     read = lambda spec, role: read_source(spec, role, cfg.task, cfg.text_column, cfg.label_column)  # noqa: E731
@@ -155,7 +155,7 @@ def load_task_data(cfg: DataConfig, tokenizer: Any) -> TaskData:
                     num_train_examples=len(train_set))
 
 
-def _ensure_pad_token(tokenizer: Any) -> int:
+def ensure_pad_token(tokenizer: Any) -> int:
     """The pad id for collation, making eos the pad token when the tokenizer has none."""
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2/Llama ship without a pad token
@@ -192,13 +192,17 @@ def _require_columns(table: Table, columns: list[str], role: str) -> None:
 
 
 def _text_frame(table: Table, text_columns: list[str], role: str) -> pd.DataFrame:
-    """Rows whose text columns are all present, texts as str (a numeric-looking text stays text)."""
-    frame = table.frame.dropna(subset=text_columns)
+    """Rows whose text columns all hold text (whitespace alone is no text), as str (a numeric-looking
+    text stays text); a column of lists or mappings is refused rather than turned into its repr."""
+    frame = table.frame.dropna(subset=text_columns).copy()
+    for col in text_columns:
+        odd = [v for v in frame[col] if not isinstance(v, (str, int, float))]
+        if odd:
+            raise DataError(f"{role} data {table.origin}: column '{col}' holds {type(odd[0]).__name__} values, not text")
+        frame[col] = frame[col].astype(str)
+        frame = frame[frame[col].str.strip() != ""]
     if len(frame) == 0:
         raise DataError(f"{role} data {table.origin} has no rows with text in {', '.join(text_columns)}")
-    frame = frame.copy()
-    for col in text_columns:
-        frame[col] = frame[col].astype(str)
     return frame.reset_index(drop=True)
 
 
@@ -218,6 +222,10 @@ def _encode_labels(
 ) -> tuple[list[list[int]], int, list[str] | None]:
     """Label ids for each part, the number of classes and the class names (None if unknown)."""
     for series, origin in parts:
+        odd = [v for v in series if isinstance(v, (list, tuple, dict, set)) or hasattr(v, "tolist")]
+        if odd:
+            raise DataError(f"label column '{label_column}' of {origin} holds {type(odd[0]).__name__} values; a label is "
+                            "one class id or name")
         if series.isna().any():
             missing = int(series.isna().sum())
             raise DataError(f"{origin} has {missing} rows without a value in label column '{label_column}'")
@@ -264,6 +272,8 @@ def _tokenize_pairs(
 def _classification(
     cfg: DataConfig, tokenizer: Any, train: Table, evals: Table | None
 ) -> tuple[ExampleDataset, ExampleDataset, int, list[str] | None]:
+    if cfg.label_column in (cfg.text_column, cfg.text_pair_column):
+        raise DataError(f"column '{cfg.label_column}' is both the text and the label: the model would read the answer")
     text_cols = [cfg.text_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
     _require_columns(train, text_cols + [cfg.label_column], "train")
     train_frame = _text_frame(train, text_cols, "train")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import resource
 import tempfile
 import time
@@ -58,7 +59,7 @@ class Plan:
         lines.append(f"  {'total':<15} {'':<58} ~{_minutes(self.total_seconds)}")
         lines.append(f"  peak memory ~{self.peak_bytes / GIB:.1f} GiB of {available_bytes() / GIB:.1f} GiB available; widths "
                      + ", ".join(f"{w:g}" for w in r.export.widths) + "; methods " + ", ".join(r.evaluate.methods))
-        lines += [f"  derived {key} = {why}" for key, why in r.derived.items()]
+        lines += [f"  derived {key} = {why}" for key, why in r.derived.items() if key != "inputs"]
         return "\n".join(lines)
 
 
@@ -137,6 +138,14 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
         with tempfile.TemporaryDirectory(prefix="awncompress-dry-") as tmp:
             result = run_stages(tiny_recipe, Path(tmp) / "out", copy.deepcopy(model), tokenizer, head_trained, tiny_data,
                                 resume=False, quiet=True, evaluate=True)
+    except AwnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever breaks, say so in one line before hours are spent
+        if os.environ.get("AWNCOMPRESS_TRACEBACK"):
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise AwnError(f"the dry pass (every stage once, on a copy, before the run starts) failed: "
+                       f"{type(exc).__name__}: {text}") from exc
     finally:
         logger.setLevel(level)
     seconds = time.perf_counter() - began

@@ -18,6 +18,7 @@ from .latency import LatencyConfig
 from .layout import DENSE_DIR, NESTED_DIR, RECIPE_FILE, annotate_exports, export_dirs_for, find_exports, width_key
 from .provenance import read_provenance
 from .methods import TrainingKit
+from .paths import contained
 from .recipes import Recipe, apply_overrides, load_recipe
 from .report import write_report
 from .sources import classify_source
@@ -113,7 +114,7 @@ def reevaluate(out: Path, *, data: Optional[str] = None, train_data: Optional[st
         raise NotAnExportError(f"{out} is not an awncompress convert output (it needs {RECIPE_FILE} and {NESTED_DIR}/)")
     recipe = apply_overrides(load_recipe(str(recipe_file)), {"data.eval": data, "data.train": train_data, "evaluate.metric": metric})
     check_settings(recipe, trusted_metric=metric)  # first: running code named by a folder is the worst case
-    dense = out / DENSE_DIR
+    dense = contained(out, DENSE_DIR, str(out)) if (out / DENSE_DIR).exists() else out / DENSE_DIR
     if model is None and not dense.exists():
         _named_inside(out, recipe.model, "the model", "--model")
     if train_data is None:

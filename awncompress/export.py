@@ -15,16 +15,22 @@ import torch
 from torch import nn
 
 from .archs import attach_spec, find_ffns, specs_for
-from .atomic import atomic_dir, atomic_write, check_writable
+from safetensors import SafetensorError
+
+from .atomic import atomic_dir, atomic_write, check_writable, write_failure
 from .convert import Width, full_widths, layer_widths, resolve_widths, truncate_
-from .errors import UnsupportedModelError
-from .provenance import PROVENANCE_FILE, read_provenance, write_provenance
+from .errors import NotAnExportError, UnsupportedModelError
+from .provenance import read_provenance, write_provenance
 from .version import __version__
 
 
 def is_export(folder: Path) -> bool:
-    """Whether ``folder`` is an awncompress export (so ``overwrite`` may replace it)."""
-    return (folder / PROVENANCE_FILE).is_file()
+    """Whether ``folder`` is an awncompress export with a valid record (so ``overwrite`` may replace it)."""
+    try:
+        read_provenance(folder)
+    except NotAnExportError:
+        return False
+    return True
 
 
 def _provenance(model: nn.Module, fmt: str, widths: list[int], full: list[int], source: Optional[str], method: str,
@@ -79,7 +85,10 @@ def _check_loadable(folder: Path, saved: nn.Module, fmt: str, widths: list[int])
 
 
 def _save(model: nn.Module, folder: Path, record: dict, tokenizer: Any) -> None:
-    model.save_pretrained(folder, safe_serialization=True)
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+    except SafetensorError as exc:
+        raise write_failure(exc, folder) from None
     _check_loadable(folder, model, record["format"], record["layer_widths"])
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)

@@ -8,6 +8,8 @@ takes exactly the steps an uninterrupted run would have taken.
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 import time
 from contextlib import nullcontext
@@ -17,17 +19,18 @@ from typing import Annotated, Any, Optional
 
 import torch
 from pydantic import Field
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from tqdm.auto import tqdm
 
 from .adaptive import adaptive_modules, awn_prior
-from .atomic import atomic_dir
+from .atomic import atomic_dir, write_failure
 from .data import example_lengths
 from .errors import TrainingError
 from .losses import distillation_loss, lm_loss
-from .schema import (NonBlank, NonNegative, NonNegativeInt, Positive, PositiveInt, Section, UnitInterval, Width,
-                     one_of)
+from .schema import (BatchSize, LearningRate, NonBlank, NonNegative, NonNegativeInt, Positive, Section, StepCount,
+                     Temperature, UnitInterval, Width, one_of)
 from .teacher import CachedTeacher, Teacher
 
 TRAIN_MODES: tuple[str, ...] = ("stochastic", "deterministic")
@@ -50,9 +53,9 @@ class TrainConfig(Section):
     """
 
     section = "train"
-    steps: PositiveInt = 125
-    batch_size: PositiveInt = 32
-    lr: Positive = 3e-4  # a brief fine-tune wants a high rate: best of 5e-5..3e-4 on MiniLM and SmolLM2
+    steps: StepCount = 125
+    batch_size: BatchSize = 32
+    lr: LearningRate = 3e-4  # a brief fine-tune wants a high rate: best of 5e-5..3e-4 on MiniLM and SmolLM2
     rate_lr: NonNegative = 0.05
     weight_decay: NonNegative = 0.0
     warmup_steps: NonNegativeInt = 0
@@ -60,9 +63,9 @@ class TrainConfig(Section):
     full_width_pass: bool = True
     extra_widths: list[Width] = Field(default_factory=list)
     kd_weight: UnitInterval = 0.5
-    kd_temperature: Positive = 2.0
+    kd_temperature: Temperature = 2.0
     prior_weight: NonNegative = 1.0
-    grad_accum: PositiveInt = 1
+    grad_accum: BatchSize = 1
     mixed_precision: Annotated[NonBlank, one_of(lambda: MIXED_PRECISION)] = "no"
     max_seconds: Optional[Positive] = None
     checkpoint_every: NonNegativeInt = 50
@@ -143,17 +146,20 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
 
 def _save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
     """model / optimizer tensors as safetensors, the rest as JSON: nothing here is ever unpickled."""
+    opt = optimizer.state_dict()
+    tensors = {f"{pid}.{k}": v.detach().contiguous().cpu() if torch.is_tensor(v) else torch.tensor(v)
+               for pid, s in opt["state"].items() for k, v in s.items()}
     with atomic_dir(folder, overwrite=True) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        opt = optimizer.state_dict()
-        tensors = {f"{pid}.{k}": v.detach().contiguous().cpu() if torch.is_tensor(v) else torch.tensor(v)
-                   for pid, s in opt["state"].items() for k, v in s.items()}
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        try:
+            save_model(model, str(tmp / "model.safetensors"))
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+        except SafetensorError as exc:
+            raise write_failure(exc, folder) from None
         (tmp / "optimizer.json").write_text(json.dumps({"param_groups": opt["param_groups"]}))
         (tmp / "trainer_state.json").write_text(json.dumps(state))
 
 
-def _load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def _read_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
     groups = json.loads((folder / "optimizer.json").read_text())["param_groups"]
     state: dict[int, dict[str, Any]] = {}
@@ -161,14 +167,28 @@ def _load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Opti
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": groups})
-    return json.loads((folder / "trainer_state.json").read_text())
+    trainer = json.loads((folder / "trainer_state.json").read_text())
+    if not (isinstance(trainer.get("step"), int) and isinstance(trainer.get("seconds"), (int, float))
+            and isinstance(trainer.get("losses"), list)):
+        raise ValueError("trainer_state.json lacks step, seconds or losses")
+    return trainer
+
+
+def _load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The model, optimizer and trainer state of a checkpoint; TrainingError when any part is unreadable."""
+    try:
+        return _read_checkpoint(folder, model, optimizer)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"checkpoint {folder} cannot be resumed ({text}); remove it to resume from an earlier one, "
+                            "or start a new --out") from None
 
 
 def latest_checkpoint(folder: Optional[Path]) -> Optional[Path]:
-    """The checkpoint with the highest step in ``folder`` (None if there is none)."""
+    """The checkpoint with the highest step in ``folder`` (None if there is none); other names are ignored."""
     if folder is None or not folder.exists():
         return None
-    steps = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    steps = sorted((p for p in folder.glob("step-*") if re.fullmatch(r"step-\d+", p.name)), key=lambda p: int(p.name[5:]))
     return steps[-1] if steps else None
 
 
@@ -360,6 +380,9 @@ def finetune(
         step_began = time.perf_counter()
         step_loss, step_prior = _train_step(run, step)
         step_seconds.append(time.perf_counter() - step_began)
+        if not math.isfinite(step_loss):
+            raise TrainingError(f"{desc}: the loss is {step_loss} at step {step + 1}: training diverged "
+                                f"(the learning rate {cfg.lr:g} may be too high)")
         losses.append(round(step_loss, 6))
         bar.update(1)
         bar.set_postfix_str(f"loss={step_loss:.4f}" + (f" prior/N={step_prior:.3g} width%={_width_postfix(run.inner)}" if run.wrappers else ""))

@@ -17,7 +17,9 @@ from torch import nn
 
 from .adaptive import profile_summary, widths_for_budget
 from .archs import find_ffns
-from .atomic import atomic_dir, remove_temps
+from safetensors import SafetensorError
+
+from .atomic import atomic_dir, remove_temps, write_failure
 from .convert import convert_, fold_, full_widths
 from .data import TaskData
 from .evaluate_run import evaluate_conversion
@@ -92,7 +94,10 @@ def run_stages(recipe: Recipe, out: Path, model: nn.Module, tokenizer: Any, head
 def save_dense(model: nn.Module, tokenizer: Any, folder: Path) -> Path:
     """The dense model with its freshly trained head: the report's reference and the baselines' source."""
     with atomic_dir(folder, overwrite=True) as tmp:
-        model.save_pretrained(tmp)
+        try:
+            model.save_pretrained(tmp)
+        except SafetensorError as exc:
+            raise write_failure(exc, folder) from None
         tokenizer.save_pretrained(tmp)
     return folder
 

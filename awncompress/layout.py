@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from .atomic import TEMP_NAME
+from .paths import contained
 from .errors import NotAnExportError
 from .export import update_provenance
 from .provenance import PROVENANCE_FILE, read_provenance
@@ -31,6 +32,9 @@ WIDTH_DIR_PREFIX = "width-"
 PER_LAYER_DIR_PREFIX = "per-layer-"
 _WIDTH_DIR = re.compile(rf"^{re.escape(WIDTH_DIR_PREFIX)}(\d+(?:\.\d+)?(?:e-?\d+)?)$")
 REPORT_FILES = ("report.json", "report.csv", "report.md", "curve.png")
+# The first line of the recipe.yaml a run records: how --overwrite knows the folder is a run's.
+RECIPE_MARK = "# Recorded by awncompress"
+_STEP = re.compile(r"^step-\d+$")
 _RUN_ENTRY = re.compile(rf"^({re.escape(WIDTH_DIR_PREFIX)}|{re.escape(PER_LAYER_DIR_PREFIX)})[0-9.e-]+$")
 
 
@@ -40,10 +44,16 @@ def is_run_output(folder: Path) -> bool:
     Only such a folder is ever deleted by ``--overwrite``: a folder with anything else in it (the
     user's files, a model, data) is not awncompress's to delete.
     """
-    if not (folder / RECIPE_FILE).is_file():
-        return False
+    recipe = folder / RECIPE_FILE
+    if not recipe.is_file() or not recipe.read_text(errors="replace").startswith(RECIPE_MARK):
+        return False  # a recipe someone wrote, not the one a run recorded
     known = {RECIPE_FILE, DENSE_DIR, NESTED_DIR, CHECKPOINTS_DIR, *REPORT_FILES}
-    return all(p.name in known or _RUN_ENTRY.match(p.name) or TEMP_NAME.match(p.name) for p in folder.iterdir())
+    if not all(p.name in known or _RUN_ENTRY.match(p.name) or TEMP_NAME.match(p.name) for p in folder.iterdir()):
+        return False
+    checkpoints = folder / CHECKPOINTS_DIR
+    return not checkpoints.exists() or all(stage.name in ("dense", "awn") and all(_STEP.match(c.name) or TEMP_NAME.match(c.name)
+                                                                                 for c in stage.iterdir())
+                                           for stage in checkpoints.iterdir())
 
 
 def width_key(fraction: float) -> str:
@@ -91,12 +101,12 @@ def find_exports(out_dir: Union[str, Path]) -> tuple[Optional[Path], dict[float,
             return out_dir, {}
         return None, {float(record["width_fraction"]): out_dir}
     nested = out_dir / NESTED_DIR
-    nested = nested if (nested / PROVENANCE_FILE).exists() else None
+    nested = contained(out_dir, NESTED_DIR, str(out_dir)) if (nested / PROVENANCE_FILE).exists() else None
     width_dirs: dict[float, Path] = {}
     for child in sorted(out_dir.iterdir()):
         match = _WIDTH_DIR.match(child.name)
         if child.is_dir() and match and (child / PROVENANCE_FILE).exists():
-            width_dirs[float(match.group(1))] = child
+            width_dirs[float(match.group(1))] = contained(out_dir, child.name, str(out_dir))
     if nested is None and not width_dirs:
         raise NotAnExportError(f"{out_dir} is not an awncompress output: no {NESTED_DIR}/ or {WIDTH_DIR_PREFIX}*/ folder "
                                f"with {PROVENANCE_FILE} (run `awncompress convert` first)")

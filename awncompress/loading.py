@@ -13,6 +13,7 @@ from torch import nn
 from .archs import attach_spec, find_ffns, set_config_widths
 from .convert import Widths, resolve_widths, truncate_
 from .errors import NotAnExportError, UnsafeCheckpointError, WidthError
+from .paths import check_entries, contained
 from .provenance import full_widths_of, read_provenance, recorded_specs
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -40,18 +41,30 @@ def _model_class(record: dict, config: Any, override: Optional[type]) -> type:
     cls = getattr(transformers, name, None) if name else None
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
         raise NotAnExportError(f"architecture {name!r} is not a transformers model class; pass model_class=")
+    if not isinstance(config, cls.config_class):
+        raise NotAnExportError(f"the export's config.json is a {type(config).__name__}, not what {name} is built from "
+                               f"({cls.config_class.__name__})")
     return cls
 
 
-def inside(folder: Path, name: str, what: str) -> Path:
-    """``folder / name`` if it stays inside ``folder`` (names read from a file never lead out of it)."""
-    path = (folder / name).resolve()
-    if not path.is_relative_to(folder.resolve()):
-        raise NotAnExportError(f"{what} names {name!r}, outside {folder}; refusing to read it")
-    return path
+def _check_config(folder: Path, record: dict, config: Any, specs: tuple, widths: list[int]) -> None:
+    """The config must agree with the record before anything is built from it (a tampered width would
+    otherwise allocate whatever it says)."""
+    if record.get("model_type") and getattr(config, "model_type", None) != record["model_type"]:
+        raise NotAnExportError(f"{folder}/config.json says model_type {config.model_type!r}, its awncompress.json "
+                               f"{record['model_type']!r}")
+    for spec in specs:
+        value = getattr(config, spec.d_ff_attr, None)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise NotAnExportError(f"{folder}/config.json: {spec.d_ff_attr} = {value!r} is not a width")
+    if len(specs) == 1 and getattr(config, specs[0].d_ff_attr) != max(int(w) for w in record["layer_widths"]):
+        raise NotAnExportError(f"{folder}/config.json: {specs[0].d_ff_attr} = {getattr(config, specs[0].d_ff_attr)} but the "
+                               f"export's widths are {record['layer_widths']}")
 
 
-def _safetensors_files(folder: Path) -> list[Path]:
+def safetensors_files(folder: Path) -> list[Path]:
+    """The weight files of a folder: ``model.safetensors``, or the files its index names (which must
+    lie inside the folder)."""
     index = folder / "model.safetensors.index.json"
     if index.exists():
         try:
@@ -61,14 +74,14 @@ def _safetensors_files(folder: Path) -> list[Path]:
             raise NotAnExportError(f"{index} is not a safetensors index (JSON with a weight_map): {_first_line(exc)}") from None
         if not all(isinstance(n, str) for n in names):
             raise NotAnExportError(f"{index}: weight_map values must be file names")
-        files = [inside(folder, n, str(index)) for n in names]
+        files = [contained(folder, n, str(index)) for n in names]
         if not all(f.suffix == ".safetensors" for f in files):
             raise NotAnExportError(f"{index} names files that are not .safetensors")
         return files
     single = folder / "model.safetensors"
     if not single.exists():
         raise NotAnExportError(f"{folder} has no model.safetensors")
-    return [single]
+    return [contained(folder, single.name, str(folder))]
 
 
 def _ffn_param_roles(model: nn.Module) -> dict[str, str]:
@@ -127,7 +140,7 @@ def _load_weights(model: nn.Module, folder: Path, slice_ffn: bool) -> None:
     sliceable = _ffn_param_roles(model) if slice_ffn else {}
     state: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
-    for file in _safetensors_files(folder):
+    for file in safetensors_files(folder):
         _read_file(file, target, sliceable, state, unexpected)
     if unexpected:
         raise NotAnExportError(f"{folder}: weights the model does not have: {', '.join(unexpected[:5])}")
@@ -164,7 +177,7 @@ def _build(cls: type, config: Any, specs: tuple, widths: list[int]) -> nn.Module
 def _from_transformers(cls: type, config: Any, folder: Path, specs: tuple, widths: list[int]) -> nn.Module:
     """Mixture-of-experts checkpoints store experts under other names than the model holds them
     (transformers converts them on load), so they load through ``from_pretrained`` and are cut after."""
-    _safetensors_files(folder)  # the index's file names must stay inside the folder
+    safetensors_files(folder)  # the index's file names must stay inside the folder
     try:
         model = cls.from_pretrained(folder, config=config, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
@@ -173,6 +186,19 @@ def _from_transformers(cls: type, config: Any, folder: Path, specs: tuple, width
     if [b.width for b in find_ffns(model)] != widths:
         truncate_(model, widths)
     return model
+
+
+def _check_shape(folder: Path, cls: type, config: Any, specs: tuple, full: list[int]) -> None:
+    """Build the model on the meta device (no memory) and check its FFN layers against the record."""
+    try:
+        with torch.device("meta"):
+            probe = cls(config)
+    except Exception as exc:  # noqa: BLE001 - a config that cannot even build is not an export
+        raise NotAnExportError(f"{folder}/config.json does not build a {cls.__name__}: {_first_line(exc)}") from None
+    attach_spec(probe, specs)
+    widths = [b.width for b in find_ffns(probe)]
+    if len(widths) != len(full) or any(w > f for w, f in zip(widths, full)):
+        raise NotAnExportError(f"{folder}/config.json builds FFN widths {widths}, not the export's {full}")
 
 
 def load_pretrained(
@@ -196,6 +222,7 @@ def load_pretrained(
     """
     folder = check_safe_checkpoint(path)
     record = read_provenance(folder)
+    check_entries(folder, str(folder))
     fmt = record["format"]
     if width is not None and fmt != "nested":
         raise WidthError(f"{folder} is a {fmt} export with fixed widths; width= applies to nested exports only")
@@ -207,6 +234,8 @@ def load_pretrained(
         raise NotAnExportError(f"{folder}/config.json cannot be read as a model config: {_first_line(exc)}") from None
     cls = _model_class(record, config, model_class)
     stored = [int(w) for w in record["layer_widths"]]
+    _check_config(folder, record, config, specs, stored)
+    _check_shape(folder, cls, config, specs, full_widths_of(record))
     if width is None:
         widths = stored
     elif width == "learned":

@@ -7,20 +7,27 @@ recorded in the folder's recipe.yaml. A run that fails on its first write leaves
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .atomic import atomic_write, check_replaceable, remove_temps
 from .errors import AwnError, OutputExistsError
-from .layout import CHECKPOINTS_DIR, RECIPE_FILE, is_run_output
+from .layout import CHECKPOINTS_DIR, RECIPE_FILE, RECIPE_MARK, is_run_output
 from .recipes import Recipe, dump_recipe, load_recipe, set_fields
 from .sources import classify_source
+from .version import __version__
 
 
-def _local_inputs(recipe: Recipe) -> Iterator[Path]:
-    """The local paths a run reads: its model folder and data files."""
+def _local_inputs(recipe: Recipe, named: Iterable[Path]) -> Iterator[Path]:
+    """The local paths a run reads: its model folder, data files and the files named on its command
+    line (a recipe file)."""
+    yield from named
     model = Path(recipe.model).expanduser()
     if model.exists():
         yield model
@@ -41,12 +48,17 @@ def _check_parent(out: Path) -> None:
         raise OutputExistsError(f"cannot create {out}: {ancestor}: Permission denied")
 
 
-def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool) -> None:
-    """Raise an AwnError now, before any work, if the run may not write (or resume in) ``out``."""
+def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """Raise an AwnError now, before any work, if the run may not write (or resume in) ``out``.
+
+    ``inputs``: more files the run reads (a recipe file), which ``out`` may not hold either.
+    """
+    if out.is_symlink():
+        raise OutputExistsError(f"{out} is a symbolic link; give the folder itself as --out")
     if out.is_file():
         raise OutputExistsError(f"{out} is a file; the output must be a folder")
     target = out.resolve()
-    for path in _local_inputs(recipe):
+    for path in _local_inputs(recipe, inputs):
         if path.resolve() == target or path.resolve().is_relative_to(target):
             raise OutputExistsError(f"refusing to write into {out}: it holds {path}, which this run reads")
     if resume:
@@ -60,6 +72,41 @@ def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool) ->
             raise OutputExistsError(f"output directory {out} already exists; {hint}")
         check_replaceable(out, is_run_output)
     _check_parent(out)
+
+
+@contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold a lock on ``out`` while a run writes it: a second run on the same folder is refused at
+    once instead of being mixed into it. The lock file lives in the system temp folder, keyed by
+    the folder's resolved path, so nothing is written near the user's files."""
+    folder = Path(tempfile.gettempdir()) / "awncompress-locks"
+    folder.mkdir(exist_ok=True)
+    lock = folder / (hashlib.sha1(str(out.resolve()).encode()).hexdigest() + ".lock")
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AwnError(f"another awncompress run is writing {out}; wait for it to finish or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def inputs_fingerprint(location: str, examples: Iterable[dict]) -> str:
+    """A hash of what a run reads: the examples as tokenized and the model's config and weight files'
+    sizes and headers. ``--resume`` refuses to continue when it changed."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(repr((example.get("input_ids"), example.get("labels"))).encode())
+    folder = Path(location)
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:
+            if path.is_file():
+                digest.update(f"{path.name}:{path.stat().st_size}".encode())
+                with open(path, "rb") as fh:
+                    digest.update(fh.read(1 << 16))
+    return "sha256:" + digest.hexdigest()
 
 
 def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
@@ -79,7 +126,7 @@ def check_resume(out: Path, recipe: Recipe) -> Recipe:
         raise AwnError(f"{out} has {CHECKPOINTS_DIR}/ but no {RECIPE_FILE}: not a run awncompress can resume")
     recorded = load_recipe(recorded_file)
     want, have = _flat(set_fields(recipe)), _flat(recorded.to_dict())
-    differ = [f"{k} ({have.get(k)!r} → {v!r})" for k, v in want.items() if k != "derived" and have.get(k) != v]
+    differ = [f"{k} ({have.get(k)!r} → {v!r})" for k, v in want.items() if not k.startswith("derived") and have.get(k) != v]
     if differ:
         raise AwnError(f"--resume continues the run recorded in {recorded_file}, but these settings differ: "
                        f"{', '.join(differ)}; resume with the same settings, or start a new --out")
@@ -99,7 +146,8 @@ def begin_output(out: Path, recipe: Recipe, *, resume: bool) -> None:
             made = True
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
-            atomic_write(out / RECIPE_FILE, dump_recipe(recipe))
+            atomic_write(out / RECIPE_FILE, f"{RECIPE_MARK} {__version__}: the recipe this run ran (--resume compares it)\n"
+                         + dump_recipe(recipe))
         remove_temps(out)
     except BaseException:
         if made:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import nn
@@ -20,9 +20,9 @@ from .defaults import derive_defaults, fit_max_length
 from .dryrun import Plan, dry_run, estimate, fit_budget
 from .errors import AwnError, ModelLoadError
 from .flow import ConvertResult, run_stages
-from .outdir import begin_output, check_output, check_resume
+from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
 from .recipes import Recipe
-from .stages import check_settings, data_config, load_model
+from .stages import check_settings, data_config, load_model, resolve_model
 
 log = logging.getLogger("awncompress")
 
@@ -54,14 +54,27 @@ def _load(recipe: Recipe) -> tuple[Recipe, nn.Module, Any, bool, TaskData]:
     return recipe, model, tokenizer, head_trained, data
 
 
+def _fingerprint(recipe: Recipe, data: TaskData, resume: bool) -> Recipe:
+    """Record what the run reads (``derived.inputs``); a resumed run must read the same."""
+    location = resolve_model(recipe.model) if not recipe.model.startswith("builtin:") else recipe.model
+    found = inputs_fingerprint(location, [data.train[i] for i in range(len(data.train))] +
+                               [data.eval[i] for i in range(len(data.eval))])
+    recorded = recipe.derived.get("inputs")
+    if resume and recorded is not None and recorded != found:
+        raise AwnError("--resume refused: the model or the data changed since the run began (their fingerprint differs); "
+                       "start a new --out")
+    return recipe.model_copy(update={"derived": {**recipe.derived, "inputs": found}})
+
+
 def _prepare(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, trusted_metric: Optional[str],
-             budget: Optional[float], dry: bool) -> _Prepared:
+             budget: Optional[float], dry: bool, inputs: Iterable[Path] = ()) -> _Prepared:
     """Every check, the model and data, the derived settings and (``dry``) the dry pass and its plan."""
-    check_output(out, recipe, resume=resume, overwrite=overwrite)
+    check_output(out, recipe, resume=resume, overwrite=overwrite, inputs=inputs)
     check_settings(recipe, trusted_metric)
     if resume:
         recipe = check_resume(out, recipe)
     recipe, model, tokenizer, head_trained, data = _load(recipe)
+    recipe = _fingerprint(recipe, data, resume)
     if not resume:
         recipe = derive_defaults(recipe, model, data, head_trained)
         check_settings(recipe, trusted_metric)  # derived batch sizes too
@@ -75,10 +88,10 @@ def _prepare(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, truste
 
 
 def plan_convert(recipe: Recipe, out: Path, *, overwrite: bool = False, trusted_metric: Optional[str] = None,
-                 budget: Optional[float] = None) -> Plan:
+                 budget: Optional[float] = None, inputs: Iterable[Path] = ()) -> Plan:
     """What `convert` would do and how long each stage should take, from a dry pass; writes nothing."""
     return _prepare(recipe, Path(out), resume=False, overwrite=overwrite, trusted_metric=trusted_metric, budget=budget,
-                    dry=True).plan
+                    dry=True, inputs=inputs).plan
 
 
 def run_convert(
@@ -91,25 +104,28 @@ def run_convert(
     evaluate: bool = True,
     trusted_metric: Optional[str] = None,
     budget: Optional[float] = None,
+    inputs: Iterable[Path] = (),
 ) -> ConvertResult:
     """Run a whole conversion as the recipe says; see the module docstring for the stages.
 
     Everything that can be checked is checked, and every stage runs once on a tiny copy, before
     the output folder is made. ``trusted_metric``: a metric the user named on the command line;
-    ``budget``: minutes the run should take (fine-tune steps are scaled to fit). A resumed run
-    continues the recorded one as it was (no dry pass, no new budget).
+    ``budget``: minutes the run should take (fine-tune steps are scaled to fit); ``inputs``: more
+    files the run reads (its recipe file), never replaced. A resumed run continues the recorded one
+    as it was (no dry pass, no new budget). A second run on the same ``out`` is refused while one runs.
     """
     out = Path(out)
-    prepared = _prepare(recipe, out, resume=resume, overwrite=overwrite, trusted_metric=trusted_metric,
-                        budget=budget if budget is not None else recipe.budget, dry=not resume)
-    if prepared.plan is not None:
-        log.info("%s", prepared.plan.text())
-    begin_output(out, prepared.recipe, resume=resume)
-    try:
-        return run_stages(prepared.recipe, out, prepared.model, prepared.tokenizer, prepared.head_trained, prepared.data,
-                          resume=resume, quiet=quiet, evaluate=evaluate)
-    except OSError as exc:
-        if isinstance(exc, AwnError) or exc.filename is None:
-            raise
-        raise AwnError(f"{exc.filename}: {exc.strerror or exc}; once that is fixed, the run in {out} "
-                       "continues with --resume") from None
+    with exclusive(out):
+        prepared = _prepare(recipe, out, resume=resume, overwrite=overwrite, trusted_metric=trusted_metric,
+                            budget=budget if budget is not None else recipe.budget, dry=not resume, inputs=inputs)
+        if prepared.plan is not None:
+            log.info("%s", prepared.plan.text())
+        begin_output(out, prepared.recipe, resume=resume)
+        try:
+            return run_stages(prepared.recipe, out, prepared.model, prepared.tokenizer, prepared.head_trained,
+                              prepared.data, resume=resume, quiet=quiet, evaluate=evaluate)
+        except OSError as exc:
+            if isinstance(exc, AwnError) or exc.filename is None:
+                raise
+            raise AwnError(f"{exc.filename}: {exc.strerror or exc}; once that is fixed, the run in {out} "
+                           "continues with --resume") from None

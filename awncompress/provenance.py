@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import transformers
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -56,8 +56,8 @@ class Provenance(FileRecord):
     architecture: NonBlank
     model_type: Optional[str] = None
     ffn_spec: Union[_SpecRecord, list[_SpecRecord]]
-    d_ff: PositiveInt
-    layer_widths: list[PositiveInt] = Field(min_length=1)
+    d_ff: Annotated[PositiveInt, Field(le=1 << 24)]
+    layer_widths: list[PositiveInt] = Field(min_length=1, max_length=4096)
     full_widths: Optional[list[PositiveInt]] = None
     width_fraction: Optional[Width] = None
     width_table: Optional[dict[str, Union[PositiveInt, list[PositiveInt]]]] = None
@@ -80,8 +80,12 @@ class Provenance(FileRecord):
         if self.full_widths is not None and (len(self.full_widths) != len(self.layer_widths)
                                              or any(w > f for w, f in zip(self.layer_widths, self.full_widths))):
             raise cross_error(f"layer_widths {self.layer_widths} do not fit full_widths {self.full_widths}")
-        if self.profile is not None and self.profile.active_widths and len(self.profile.active_widths) != len(self.layer_widths):
-            raise cross_error(f"profile.active_widths has {len(self.profile.active_widths)} layers, layer_widths {len(self.layer_widths)}")
+        if self.profile is not None and self.profile.active_widths:
+            if len(self.profile.active_widths) != len(self.layer_widths):
+                raise cross_error(f"profile.active_widths has {len(self.profile.active_widths)} layers, layer_widths "
+                                  f"{len(self.layer_widths)}")
+            if max(self.profile.active_widths) > self.d_ff:
+                raise cross_error(f"profile.active_widths {self.profile.active_widths} exceed d_ff {self.d_ff}")
         return self
 
 

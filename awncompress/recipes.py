@@ -30,8 +30,8 @@ from .errors import RecipeError
 from .finetune import TrainConfig
 from .layout import WIDTH_DIR_PREFIX, width_key
 from .methods import default_method_names, method_names
-from .schema import (NonBlank, NonNegativeInt, OpenFraction, Positive, PositiveInt, Section, Width, cross_error,
-                     one_of, recipe_error)
+from .schema import (BatchSize, LearningRate, NonBlank, NonNegativeInt, OpenFraction, Positive, PositiveInt, RateScale, Section,
+                     StepCountOrNone, Tokens, Width, cross_error, one_of, recipe_error)
 from .scoring import SCORERS
 from .tasks import DEFAULT_METRICS, TASKS
 
@@ -51,11 +51,11 @@ class AwnSection(Section):
     section = "awn"
     scorer: Annotated[NonBlank, SCORER_CHOICES] = AWNConfig.scorer
     k: OpenFraction = AWNConfig.k
-    init_rate: Optional[Positive] = AWNConfig.init_rate
-    rate_prior_mean: Positive = AWNConfig.rate_prior_mean
+    init_rate: Optional[RateScale] = AWNConfig.init_rate
+    rate_prior_mean: RateScale = AWNConfig.rate_prior_mean
     rate_prior_std: Positive = AWNConfig.rate_prior_std
     weight_prior_std: Positive = AWNConfig.weight_prior_std
-    calibration_batches: PositiveInt = 8
+    calibration_batches: BatchSize = 8
 
 
 class DenseSection(Section):
@@ -63,9 +63,9 @@ class DenseSection(Section):
     classification head). Its result is the distillation teacher. ``steps: 0`` skips it."""
 
     section = "dense"
-    steps: NonNegativeInt = 250
-    lr: Positive = 5e-5
-    batch_size: PositiveInt = 32
+    steps: StepCountOrNone = 250
+    lr: LearningRate = 5e-5
+    batch_size: BatchSize = 32
 
 
 class ExportSection(Section):
@@ -93,10 +93,10 @@ class EvaluateSection(Section):
     section = "evaluate"
     methods: list[Annotated[NonBlank, one_of(method_names)]] = Field(default_factory=default_method_names, min_length=1)
     metric: Optional[NonBlank] = None
-    batch_size: PositiveInt = 64
-    latency_batch_size: PositiveInt = 8
-    latency_seq_len: PositiveInt = 64
-    latency_repeats: NonNegativeInt = 20
+    batch_size: BatchSize = 64
+    latency_batch_size: BatchSize = 8
+    latency_seq_len: Tokens = 64
+    latency_repeats: Annotated[NonNegativeInt, Field(le=100000)] = 20
 
 
 SECTIONS: dict[str, type[Section]] = {"data": DataSection, "awn": AwnSection, "train": TrainConfig,

@@ -17,6 +17,8 @@ from typing import Optional, Union
 
 from . import record as R
 from .atomic import atomic_write
+from pydantic import Field
+
 from .schema import FileRecord, NonBlank, NonNegativeInt, Number, PositiveInt, Width
 from .errors import NotAnExportError
 from .layout import REPORT_FILES
@@ -144,7 +146,7 @@ def _md_head(record: dict, head: dict) -> list[str]:
     if record.get("budget"):
         b = record["budget"]
         facts.append(["budget", f"{b['minutes']:g} min: fine-tunes scaled to {b['train_steps']} steps (dense stage {b['dense_steps']})"])
-    facts += [[f"derived {key}", why] for key, why in (record.get("derived") or {}).items()]
+    facts += [[f"derived {key}", why] for key, why in (record.get("derived") or {}).items() if key != "inputs"]
     return lines + _md_table(["", ""], facts)
 
 
@@ -246,6 +248,9 @@ class _Dense(FileRecord):
     flops: NonNegativeInt
     ffn_share: Number
     params: NonNegativeInt
+    latency_ms: Optional[Number] = None
+    latency_p10_ms: Optional[Number] = None
+    latency_p90_ms: Optional[Number] = None
 
 
 class _Row(_Dense):
@@ -253,12 +258,36 @@ class _Row(_Dense):
     width_fraction: Width
     intermediate_size: Union[PositiveInt, list[PositiveInt]]
     flops_ratio: Optional[Number] = None
+    params_ratio: Optional[Number] = None
+    latency_ratio: Optional[Number] = None
+    checkpoint_bytes: Optional[NonNegativeInt] = None
+    theoretical: bool = False
+
+
+class _Profile(FileRecord):
+    active_widths: list[PositiveInt]
+    normalised_rates: list[Number] = Field(default_factory=list)
+    active_fractions: list[Number] = Field(default_factory=list)
+    d_ff: Optional[PositiveInt] = None
+
+
+class _Latency(FileRecord):
+    batch_size: PositiveInt
+    seq_len: PositiveInt
+    repeats: NonNegativeInt
+    warmup: NonNegativeInt
 
 
 class _Record(FileRecord):
     metric: _Metric
     dense: _Dense
     rows: list[_Row]
+    profile: Optional[_Profile] = None
+    latency_config: Optional[_Latency] = None
+    device: Optional[dict[str, Optional[Union[str, int]]]] = None
+    versions: Optional[dict[str, str]] = None
+    costs: Optional[dict[str, dict[str, Number]]] = None
+    derived: Optional[dict[str, str]] = None
 
 
 def load_report(out_dir: Union[str, Path]) -> dict:

@@ -70,6 +70,14 @@ OpenFraction = Annotated[Number, _rule("in (0, 1)", lambda v: 0 < v < 1)]
 Width = Annotated[Number, _rule("in (0, 1]", lambda v: 0 < v <= 1)]
 UnitInterval = Annotated[Number, _rule("in [0, 1]", lambda v: 0 <= v <= 1)]
 NonBlank = Annotated[Text, _rule("a non-empty string", lambda v: bool(v.strip()))]
+# Bounded counts and rates: a typo like 1e20 or lr=10 is refused here, not found mid-run.
+StepCount = Annotated[int, _rule("in [1, 1000000]", lambda v: 1 <= v <= 1_000_000)]
+StepCountOrNone = Annotated[int, _rule("in [0, 1000000]", lambda v: 0 <= v <= 1_000_000)]
+BatchSize = Annotated[int, _rule("in [1, 65536]", lambda v: 1 <= v <= 65536)]
+Tokens = Annotated[int, _rule("in [1, 1048576]", lambda v: 1 <= v <= 1 << 20)]
+LearningRate = Annotated[Number, _rule("in (0, 1]", lambda v: 0 < v <= 1)]
+RateScale = Annotated[Number, _rule("in (0, 1000]", lambda v: 0 < v <= 1000)]
+Temperature = Annotated[Number, _rule("in [0.01, 100]", lambda v: 0.01 <= v <= 100)]
 
 
 class Section(BaseModel):

@@ -15,10 +15,10 @@ from safetensors import SafetensorError
 from torch import nn
 
 from .convert import AWNConfig
-from .data import DataConfig, TaskData
-from .errors import MetricError, ModelLoadError
+from .data import DataConfig, TaskData, ensure_pad_token
+from .errors import MetricError, ModelLoadError, NotAnExportError
 from .finetune import PriorConfig, TrainConfig, check_batch
-from .loading import check_safe_checkpoint
+from .loading import check_safe_checkpoint, safetensors_files
 from .metrics import is_shipped, load_metric
 from .recipes import Recipe
 
@@ -42,13 +42,41 @@ def resolve_model(name: str) -> str:
         raise ModelLoadError(f"{path} is a file; a model is a folder with config.json and safetensors weights "
                              "(training data goes to --data)")
     if path.is_dir():
-        check_safe_checkpoint(path)
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path} holds no config.json: not a Hugging Face model folder")
+        _check_model_folder(path)
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(("/", "\\")):
         raise ModelLoadError(f"model path {name} does not exist")
     return name  # a Hub id
+
+
+# A tokenizer folder has at least one of these; without them transformers builds an empty tokenizer
+# from the config, and every word would be [UNK].
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _check_model_folder(path: Path) -> None:
+    check_safe_checkpoint(path)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} holds no config.json: not a Hugging Face model folder")
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelLoadError(f"{path} holds no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); save the tokenizer "
+                             "beside the model (tokenizer.save_pretrained)")
+    try:
+        safetensors_files(path)  # the index may not name files outside the folder
+    except NotAnExportError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
+def _check_weights(model: nn.Module, info: dict, location: str) -> bool:
+    """Whether the head came trained; ModelLoadError when the body's weights do not match the config."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    body = lambda keys: [k for k in keys or [] if prefix != "." and k.startswith(prefix)]  # noqa: E731 - not the head's
+    body_missing, unexpected = body(info.get("missing_keys")), body(info.get("unexpected_keys"))
+    if body_missing or unexpected:
+        shown = ", ".join((body_missing or unexpected)[:3])
+        raise ModelLoadError(f"the weights in {location} do not match its config.json: {len(body_missing)} missing and "
+                             f"{len(unexpected)} unexpected ({shown}, ...)")
+    return not info.get("missing_keys")
 
 
 def _auto_class(task: str) -> type:
@@ -67,7 +95,7 @@ def load_model(name: str, task: str, num_labels: Optional[int] = None) -> tuple[
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(location, trust_remote_code=False)
         model, info = _auto_class(task).from_pretrained(location, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if location == name and not Path(name).exists():
             raise ModelLoadError(f"could not load {name!r} from the Hugging Face Hub (is there a network connection? "
@@ -77,10 +105,17 @@ def load_model(name: str, task: str, num_labels: Optional[int] = None) -> tuple[
             where = files[0] if len(files) == 1 else f"a safetensors file in {location}"
             raise ModelLoadError(f"{where} is not a readable safetensors file (truncated or corrupt?): {first}") from None
         raise ModelLoadError(f"could not load model from {location}: {first}") from None
+    head_trained = _check_weights(model, info, location)
+    share_pad_token(model, tokenizer)
+    return model.eval(), tokenizer, head_trained
+
+
+def share_pad_token(model: nn.Module, tokenizer: Any) -> None:
+    """Give the model the tokenizer's pad token when it has none (decoders classify the last
+    non-padding token, and need to know which that is); eos stands in when the tokenizer has no pad."""
+    ensure_pad_token(tokenizer)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    head_trained = not info.get("missing_keys")
-    return model.eval(), tokenizer, head_trained
 
 
 def check_settings(recipe: Recipe, trusted_metric: Optional[str] = None) -> None:

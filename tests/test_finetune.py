@@ -119,3 +119,12 @@ def test_extra_widths_are_trained_every_step():
     # per step: the full width, one width sampled from the profile, then the sandwich width (16 of 64)
     assert len(seen) == 9 and seen[0::3] == [None] * 3 and seen[2::3] == [16] * 3
     assert all(1 <= w <= 64 for w in seen[1::3])
+
+
+def test_a_diverging_fine_tune_stops_with_one_line(monkeypatch):
+    import awncompress.finetune as ft
+
+    monkeypatch.setattr(ft, "distillation_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    teacher = make_model("bert")
+    with pytest.raises(TrainingError, match="diverged"):
+        finetune(_converted(), toy_data(), collate, _cfg(steps=3), num_examples=48, prior=PRIOR, teacher=teacher, quiet=True)

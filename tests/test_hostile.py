@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from awncompress import NotAnExportError, export_uniform, load_pretrained, read_provenance
 from awncompress.cli import app
 from awncompress.report import load_report
-from conftest import make_model, save_tiny_bert, write_nested, write_reviews
+from conftest import make_model, save_tiny_bert, save_tiny_llama, synthetic_record, write_nested, write_reviews
 
 runner = CliRunner()
 FAST = ["--steps", "2", "--dense-steps", "2", "--set", "train.batch_size=8", "--set", "dense.batch_size=8",
@@ -316,3 +316,161 @@ def test_nothing_is_left_when_a_fresh_run_fails_on_its_first_write(tiny, tmp_pat
     _one_line(_convert(tiny, tmp_path / "o"))
     assert not (tmp_path / "o").exists()
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- a second hostile pass (294 cases)
+
+
+def test_links_inside_an_output_never_lead_outside_it(tiny, tmp_path):
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    assert _convert(tiny, out).exit_code == 0 and _convert(tiny, victim).exit_code == 0
+    card = (victim / "width-0.5" / "awncompress.json").read_text()
+    shutil.rmtree(out / "width-0.5")
+    (out / "width-0.5").symlink_to(victim / "width-0.5")
+    line = _one_line(runner.invoke(app, ["evaluate", str(out), "--train-data", str(tiny["data"])]))
+    assert "outside" in line and (victim / "width-0.5" / "awncompress.json").read_text() == card
+    nested = out / "nested" / "model.safetensors"
+    nested.unlink()
+    nested.symlink_to(victim / "nested" / "model.safetensors")
+    with pytest.raises(NotAnExportError, match="outside"):
+        load_pretrained(out / "nested")
+
+
+def test_an_input_models_index_may_not_name_files_outside_it(tiny, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny["model"], model)
+    (model / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "../elsewhere.safetensors"}}))
+    line = _one_line(runner.invoke(app, ["convert", str(model), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST]))
+    assert "outside" in line and not (tmp_path / "o").exists()
+
+
+def test_overwrite_never_deletes_the_recipe_being_read(tiny, tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    recipe = project / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"model": str(tiny["model"]), "data": {"train": str(tiny["data"])}}))
+    line = _one_line(runner.invoke(app, ["convert", str(recipe), "--out", str(project), "--overwrite", *FAST]))
+    assert "recipe.yaml" in line and recipe.exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_one_runs(tiny, tmp_path):
+    from awncompress.outdir import exclusive
+
+    out = tmp_path / "out"
+    with exclusive(out):
+        line = _one_line(_convert(tiny, out))
+    assert "another awncompress run" in line and not out.exists()
+
+
+def test_resume_refuses_changed_data(tiny, tmp_path, monkeypatch):
+    data = tmp_path / "data.csv"
+    shutil.copy(tiny["data"], data)
+    out = tmp_path / "out"
+    import awncompress.flow as flow
+
+    real, calls = flow.convert_, []
+
+    def killed(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flow, "convert_", killed)
+    args = ["convert", str(tiny["model"]), "--data", str(data), "--widths", "0.5", "--no-eval", "--out", str(out), *FAST]
+    assert runner.invoke(app, args).exit_code == 130
+    monkeypatch.undo()
+    write_reviews(data, n=96, seed=7)  # other reviews under the same name
+    assert "changed" in _one_line(runner.invoke(app, [*args, "--resume"]))
+
+
+def test_bad_model_folders_are_refused(tiny, tmp_path):
+    def folder(name, drop=(), config=None):
+        path = tmp_path / name
+        shutil.copytree(tiny["model"], path)
+        for f in drop:
+            (path / f).unlink()
+        if config is not None:
+            (path / "config.json").write_text(config)
+        return path
+
+    cases = {folder("no-tokenizer", drop=("tokenizer.json", "tokenizer_config.json")): "tokenizer",
+             folder("array-config", config="[1, 2, 3]"): "config"}
+    llama = save_tiny_llama(tmp_path / "llama")
+    (llama / "config.json").write_text((tiny["model"] / "config.json").read_text())  # llama weights, bert config
+    cases[llama] = "do not match"
+    for path, word in cases.items():
+        line = _one_line(runner.invoke(app, ["convert", str(path), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST]))
+        assert word in line, line
+        assert not (tmp_path / "o").exists()
+
+
+def test_a_decoder_classifies_with_its_eos_as_padding(tmp_path):
+    model = save_tiny_llama(tmp_path / "llama")  # no pad token, the default task is classification
+    data = write_reviews(tmp_path / "r.csv")
+    result = runner.invoke(app, ["convert", str(model), "--data", str(data), "--widths", "0.5", "--no-eval",
+                                 "--out", str(tmp_path / "o"), *FAST])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("tamper", ["step-abc", "trainer_state.json", "optimizer.json"])
+def test_tampered_checkpoints_give_one_line_on_resume(tiny, tmp_path, monkeypatch, tamper):
+    out = tmp_path / "out"
+    _kill_after_dense(tiny, out, monkeypatch)
+    step = next((out / "checkpoints" / "dense").glob("step-*"))
+    if tamper == "step-abc":
+        (out / "checkpoints" / "dense" / "step-abc").mkdir()
+        assert _convert(tiny, out, "--resume").exit_code == 0  # a name that is not a step is ignored
+        return
+    (step / tamper).write_text("garbage{" if tamper == "trainer_state.json" else '{"param_groups": [{"lr": 1}]}')
+    assert "cannot be resumed" in _one_line(_convert(tiny, out, "--resume"))
+
+
+def test_a_config_that_disagrees_with_its_record_is_not_an_export(tmp_path):
+    folder = write_nested(tmp_path / "nested")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 10 ** 12}))
+    with pytest.raises(NotAnExportError, match="intermediate_size"):
+        load_pretrained(folder, width=0.25)
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    with pytest.raises(NotAnExportError, match="model_type|config"):
+        load_pretrained(folder, width=0.25)
+    (folder / "config.json").write_text(json.dumps(config))
+    record = json.loads((folder / "awncompress.json").read_text())
+    (folder / "awncompress.json").write_text(json.dumps({**record, "architecture": "GPT2LMHeadModel"}))
+    with pytest.raises(NotAnExportError, match="GPT2LMHeadModel"):
+        load_pretrained(folder, width=0.25)
+
+
+@pytest.mark.parametrize("key, value", [("costs", {"awn": "x"}), ("latency_config", "fast"), ("device", [1]),
+                                        ("versions", "abc"), ("profile", {"k": 1})])
+def test_a_report_with_wrong_types_is_one_line(tmp_path, key, value):
+    from awncompress.report import write_report
+
+    write_report(synthetic_record(), tmp_path)
+    record = json.loads((tmp_path / "report.json").read_text())
+    (tmp_path / "report.json").write_text(json.dumps({**record, key: value}))
+    assert key in _one_line(runner.invoke(app, ["report", str(tmp_path)]))
+
+
+def test_a_full_disk_during_safetensors_writes_is_one_line(tiny, tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })")
+
+    folder = write_nested(tmp_path / "nested")
+    import transformers
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", full)
+    line = _one_line(runner.invoke(app, ["export", str(folder), "--widths", "0.25", "--out", str(tmp_path / "x")]))
+    assert "No space left" in line and not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+
+
+def test_score_overwrites_its_own_file(tiny, tmp_path):
+    out = tmp_path / "scores.safetensors"
+    args = ["score", str(tiny["model"]), "--data", str(tiny["data"]), "--batches", "1", "--batch-size", "8", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert "--overwrite" in _one_line(runner.invoke(app, args))
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0

@@ -170,9 +170,13 @@ def test_numbers_are_normalised() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"train": {"steps": 0}}, r"train\.steps must be >= 1 \(got 0\)"),
-        ({"train": {"batch_size": -4}}, r"train\.batch_size must be >= 1"),
-        ({"train": {"lr": 0}}, r"train\.lr must be > 0"),
+        ({"train": {"steps": 0}}, r"train\.steps must be in \[1, 1000000\] \(got 0\)"),
+        ({"train": {"batch_size": -4}}, r"train\.batch_size must be in \[1, 65536\]"),
+        ({"train": {"lr": 0}}, r"train\.lr must be in \(0, 1\]"),
+        ({"train": {"lr": 10}}, r"train\.lr must be in \(0, 1\] \(got 10\)"),
+        ({"train": {"batch_size": 10**20}}, r"train\.batch_size must be in \[1, 65536\]"),
+        ({"train": {"kd_temperature": 1e-300}}, r"train\.kd_temperature must be in \[0\.01, 100\]"),
+        ({"awn": {"init_rate": 1e300}}, r"awn\.init_rate must be in \(0, 1000\]"),
         ({"train": {"mode": "greedy"}}, r"train\.mode must be one of: stochastic, deterministic \(got 'greedy'\)"),
         ({"train": {"mixed_precision": "fp8"}}, r"train\.mixed_precision must be one of: no, fp16, bf16"),
         ({"train": {"kd_weight": 1.5}}, r"train\.kd_weight must be in \[0, 1\]"),
@@ -181,11 +185,11 @@ def test_numbers_are_normalised() -> None:
         ({"awn": {"k": 1.0}}, r"awn\.k must be in \(0, 1\) \(got 1\.0\)"),
         ({"awn": {"k": 0}}, r"awn\.k must be in \(0, 1\)"),
         ({"awn": {"scorer": "psychic"}}, r"awn\.scorer must be one of: wina"),
-        ({"awn": {"init_rate": -1}}, r"awn\.init_rate must be > 0"),
+        ({"awn": {"init_rate": -1}}, r"awn\.init_rate must be in \(0, 1000\]"),
         ({"data": {"eval_fraction": 1}}, r"data\.eval_fraction must be in \(0, 1\)"),
-        ({"data": {"max_length": 0}}, r"data\.max_length must be >= 1"),
+        ({"data": {"max_length": 0}}, r"data\.max_length must be in \[1, 1048576\]"),
         ({"data": {"text_column": " "}}, r"data\.text_column must be a non-empty string"),
-        ({"dense": {"steps": -1}}, r"dense\.steps must be >= 0"),
+        ({"dense": {"steps": -1}}, r"dense\.steps must be in \[0, 1000000\]"),
         ({"export": {"widths": [0.5, 1.5]}}, r"export\.widths\[1\] must be in \(0, 1\] \(got 1\.5\)"),
         ({"export": {"widths": [0]}}, r"export\.widths\[0\] must be in \(0, 1\]"),
         ({"export": {"widths": []}}, r"export\.widths must not be empty"),
@@ -202,7 +206,7 @@ def test_bad_values(data: dict, message: str) -> None:
 
 
 def test_direct_construction_is_validated() -> None:
-    with pytest.raises(RecipeError, match=r"train\.steps must be >= 1"):
+    with pytest.raises(RecipeError, match=r"train\.steps must be in \[1, 1000000\]"):
         Recipe(model="m", train=TrainConfig(steps=0))
     with pytest.raises(RecipeError, match=r"awn\.k must be in"):
         Recipe(model="m", awn=AwnSection(k=2))
@@ -261,7 +265,7 @@ def test_overrides_are_checked() -> None:
         apply_overrides(r, {"train.steps": "ten"})
     with pytest.raises(RecipeError, match=r"train\.steps: expected an integer, got float 2\.5"):
         apply_overrides(r, {"train.steps": 2.5})
-    with pytest.raises(RecipeError, match=r"train\.steps must be >= 1"):
+    with pytest.raises(RecipeError, match=r"train\.steps must be in \[1, 1000000\]"):
         apply_overrides(r, {"train.steps": 0})
     with pytest.raises(RecipeError, match=r"export\.widths\[0\] must be in \(0, 1\]"):
         apply_overrides(r, {"export.widths": "2,0.5"})

@@ -13,52 +13,13 @@ from awncompress.evaluation import evaluate_methods
 from awncompress.latency import LatencyConfig
 from awncompress.layout import find_exports
 from awncompress.report import REPORT_FILES, headline, load_report, render_report, write_report
-from conftest import collate, make_batches, make_dataset, make_model
+from conftest import collate, make_batches, make_dataset, make_model, synthetic_record
 
 ROW_KEYS = {"method", "width_fraction", "intermediate_size", "metric", "value", "flops", "flops_ratio", "ffn_flops",
             "ffn_share", "params", "params_ratio", "weight_bytes", "checkpoint_bytes", "latency_ms", "latency_p10_ms",
             "latency_p90_ms", "latency_ratio", "export", "theoretical"}
 TOP_KEYS = {"schema_version", "created", "model", "architecture", "task", "data", "num_eval_examples", "seed", "metric",
             "versions", "device", "latency_config", "d_ff", "num_layers", "dense", "rows", "profile", "costs", "headline"}
-
-
-def synthetic_record(metric: str = "accuracy", higher: bool = True) -> dict:
-    """A realistic record: MiniLM-like numbers for three methods at three widths."""
-    dense_value = 0.82 if higher else 20.0
-    values = {  # width -> method -> value
-        0.125: {"awn": 0.778, "wina": 0.751, "wina-dynamic": 0.79},
-        0.25: {"awn": 0.796, "wina": 0.767, "wina-dynamic": 0.805},
-        0.5: {"awn": 0.814, "wina": 0.798, "wina-dynamic": 0.815},
-    }
-    rows = []
-    for method in ("awn", "wina", "wina-dynamic"):
-        for w, by in values.items():
-            v = by[method] if higher else dense_value * (1 + (0.82 - by[method]))
-            ratio = 0.38 + 0.62 * w
-            rows.append({"method": method, "width_fraction": w, "intermediate_size": int(1536 * w), "metric": metric,
-                         "value": v, "flops": int(1e9 * ratio), "ffn_flops": int(0.62e9 * w), "ffn_share": 0.62 * w / ratio,
-                         "flops_ratio": ratio, "params": int(22e6 * (0.6 + 0.4 * w)), "params_ratio": 0.6 + 0.4 * w,
-                         "weight_bytes": int(88e6 * (0.6 + 0.4 * w)), "checkpoint_bytes": int(88e6 * (0.6 + 0.4 * w)) if method == "awn" else None,
-                         "latency_ms": 10 * (0.5 + 0.5 * w) * (1.2 if method == "wina-dynamic" else 1.0),
-                         "latency_p10_ms": 9.0, "latency_p90_ms": 12.0, "latency_ratio": 0.5 + 0.5 * w,
-                         "export": f"out/width-{w:g}" if method == "awn" else None, "theoretical": method == "wina-dynamic"})
-    return {
-        "schema_version": 1, "created": "2026-01-01T00:00:00+00:00", "model": "all-MiniLM-L6-v2 (fine-tuned)",
-        "architecture": "BertForSequenceClassification", "task": "text-classification", "data": "builtin:rotten-tomatoes",
-        "num_eval_examples": 2000, "seed": 0, "metric": {"name": metric, "higher_is_better": higher},
-        "versions": {"awncompress": "0.1.0", "torch": "2.x", "transformers": "5.x", "python": "3.11"},
-        "device": {"type": "cpu", "name": "Some CPU @ 2.0GHz", "threads": 2},
-        "latency_config": {"batch_size": 8, "seq_len": 64, "warmup": 3, "repeats": 20, "seed": 0},
-        "d_ff": 1536, "num_layers": 6,
-        "dense": {"metric": metric, "value": dense_value, "flops": int(1e9), "ffn_flops": int(0.62e9), "ffn_share": 0.62,
-                  "params": 22_000_000, "weight_bytes": 88_000_000, "latency_ms": 10.0, "latency_p10_ms": 9.5,
-                  "latency_p90_ms": 11.0, "intermediate_size": 1536},
-        "rows": rows,
-        "profile": {"k": 0.9, "d_ff": 1536, "active_widths": [900, 700, 500, 420, 380, 300],
-                    "active_fractions": [round(w / 1536, 6) for w in (900, 700, 500, 420, 380, 300)],
-                    "normalised_rates": [3.9, 5.0, 7.1, 8.4, 9.3, 11.8]},
-        "costs": {"awn": {"finetune_s": 115.0, "prepare_s": 0.4, "evaluate_s": 30.2}, "wina": {"prepare_s": 2.0, "evaluate_s": 29.0}},
-    }
 
 
 def test_write_report_files(tmp_path):

@@ -44,6 +44,9 @@ def load_metric(name: str, **kwargs: Any) -> evaluate.EvaluationModule:
     local = _local_name(name)
     if local is not None:
         return evaluate.load(str(_HERE / local), **kwargs)
+    if name.endswith(".py") or "/" in name and Path(name).parent.exists():
+        if not Path(name).exists():
+            raise MetricError(f"metric script {name} not found")
     try:
         return evaluate.load(name, **kwargs)
     except Exception as exc:  # evaluate raises many types offline (ConnectionError, FileNotFoundError, ...)

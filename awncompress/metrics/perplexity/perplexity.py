@@ -42,4 +42,6 @@ class Perplexity(evaluate.Metric):
         tokens = int(np.sum(references))
         if tokens <= 0:
             raise ValueError("perplexity needs at least one scored token (references sum to 0)")
-        return {"perplexity": math.exp(float(np.sum(predictions)) / tokens)}
+        mean_nll = float(np.sum(predictions)) / tokens
+        # A diverged model's mean NLL can exceed what exp() can represent: its perplexity is infinite.
+        return {"perplexity": math.exp(mean_nll) if mean_nll < 709.0 else math.inf}
