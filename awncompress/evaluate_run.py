@@ -49,8 +49,9 @@ def _method_names(recipe: Recipe, names: Optional[Sequence[str]]) -> list[str]:
 
 def _training_kit(original: nn.Module, data: TaskData, recipe: Recipe, quiet: bool, teacher: Optional[Teacher]) -> TrainingKit:
     """What ``<scorer>+finetune`` needs: the AWN fine-tune's data, budget and teacher (built here if not given)."""
-    if teacher is None and recipe.train.kd_weight > 0:
-        teacher = distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet)
+    if teacher is None and (recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0):
+        teacher = distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet,
+                                       hidden=recipe.train.kd_hidden_weight > 0)
     return TrainingKit(data.train, data.collate, data.num_train_examples, recipe.train, teacher)
 
 

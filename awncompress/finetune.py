@@ -15,10 +15,9 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any, Optional
 
 import torch
-from pydantic import Field
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
@@ -28,49 +27,10 @@ from .adaptive import adaptive_modules, awn_prior
 from .atomic import atomic_dir, write_failure
 from .data import example_lengths
 from .errors import TrainingError
-from .losses import distillation_loss, lm_loss
-from .schema import (BatchSize, LearningRate, NonBlank, NonNegative, NonNegativeInt, Positive, Section, StepCount,
-                     Temperature, UnitInterval, Width, one_of)
+from .losses import distillation_loss, hidden_loss, lm_loss
+from .batching import IndexStream
+from .train_config import TrainConfig, check_batch
 from .teacher import CachedTeacher, Teacher
-
-TRAIN_MODES: tuple[str, ...] = ("stochastic", "deterministic")
-MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
-
-
-class TrainConfig(Section):
-    """Budget and loss of one fine-tuning stage (a recipe's ``train`` section).
-
-    ``batch_size`` is the global batch per optimizer step, split over processes and
-    ``grad_accum`` micro-batches. ``mode``: "stochastic" trains each step at full width (if
-    ``full_width_pass``) and at one width per layer sampled from that layer's learned profile, plus
-    each fraction of ``extra_widths`` (the sandwich rule: e.g. [0.125] always trains the smallest
-    width a user will export); "deterministic" trains the rescaled full-width model only.
-    ``kd_weight`` mixes distillation from the teacher (1: KD only, 0: task loss only). ``rate_lr``
-    is the learning rate of the per-layer rates. ``max_seconds`` stops training early (null: no
-    limit); ``checkpoint_every`` 0 disables checkpoints. ``group_by_length`` batches examples of
-    similar length together (see ``_IndexStream``) so less time goes on padding; it changes nothing
-    when all examples have one length (causal-lm windows).
-    """
-
-    section = "train"
-    steps: StepCount = 125
-    batch_size: BatchSize = 32
-    lr: LearningRate = 3e-4  # a brief fine-tune wants a high rate: best of 5e-5..3e-4 on MiniLM and SmolLM2
-    rate_lr: NonNegative = 0.05
-    weight_decay: NonNegative = 0.0
-    warmup_steps: NonNegativeInt = 0
-    mode: Annotated[NonBlank, one_of(lambda: TRAIN_MODES)] = "stochastic"
-    full_width_pass: bool = True
-    extra_widths: list[Width] = Field(default_factory=list)
-    kd_weight: UnitInterval = 0.5
-    kd_temperature: Temperature = 2.0
-    prior_weight: NonNegative = 1.0
-    grad_accum: BatchSize = 1
-    mixed_precision: Annotated[NonBlank, one_of(lambda: MIXED_PRECISION)] = "no"
-    max_seconds: Optional[Positive] = None
-    checkpoint_every: NonNegativeInt = 50
-    group_by_length: bool = True
-
 
 @dataclass
 class PriorConfig:
@@ -91,49 +51,6 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     stopped_early: bool = False
     step_seconds: list[float] = field(default_factory=list)
-
-
-class _IndexStream:
-    """Epoch-wise seeded permutations of the training set; position p → example index.
-
-    With ``lengths`` (and more than one distinct length), each epoch is length-grouped: the
-    permutation is cut into mega-batches of ``GROUP_BATCHES`` batches, each mega-batch is sorted
-    by length, cut into batches, and the batches of the epoch are shuffled. A batch then holds
-    examples of similar length, so dynamic padding pads little (Rotten Tomatoes: 27 tokens on
-    average, 52 padded with plain shuffling), while the batch order stays random.
-    """
-
-    GROUP_BATCHES = 50
-
-    def __init__(self, n: int, seed: int, lengths: Optional[list[int]] = None, batch_size: int = 1):
-        self.n, self.seed, self._perms = n, seed, {}
-        self.lengths = torch.tensor(lengths) if lengths is not None and len(set(lengths)) > 1 else None
-        self.batch_size = batch_size
-
-    def __getitem__(self, position: int) -> int:
-        epoch, offset = divmod(position, self.n)
-        if epoch not in self._perms:
-            self._perms = {epoch: self._epoch(epoch)}
-        return int(self._perms[epoch][offset])
-
-    def _epoch(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-        perm = torch.randperm(self.n, generator=generator)
-        if self.lengths is None:
-            return perm
-        mega = self.batch_size * self.GROUP_BATCHES
-        grouped = [chunk[torch.sort(self.lengths[chunk], descending=True, stable=True).indices] for chunk in perm.split(mega)]
-        batches = list(torch.cat(grouped).split(self.batch_size))
-        tail = [batches.pop()] if len(batches[-1]) < self.batch_size else []  # last, so batches stay aligned to steps
-        order = torch.randperm(len(batches), generator=generator).tolist()
-        return torch.cat([batches[i] for i in order] + tail)
-
-
-def check_batch(cfg: TrainConfig, processes: int, what: str = "batch size") -> None:
-    """TrainingError unless the batch splits evenly over ``grad_accum`` micro-batches × processes."""
-    per_micro, rest = divmod(cfg.batch_size, cfg.grad_accum * processes)
-    if rest or per_micro == 0:
-        raise TrainingError(f"{what} {cfg.batch_size} must be a multiple of grad_accum × processes = {cfg.grad_accum * processes}")
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -223,7 +140,7 @@ class _Run:
     optimizer: Any
     wrappers: list
     teacher: Optional[Teacher]
-    stream: "_IndexStream"
+    stream: IndexStream
     train_set: Any
     collate: Any
     cfg: TrainConfig
@@ -240,18 +157,25 @@ def _width_plans(run: _Run, step: int) -> list[Optional[list[int]]]:
     if not wrappers or cfg.mode == "deterministic" or cfg.full_width_pass:
         plans.append(None)
     if wrappers and cfg.mode == "stochastic":
-        plans.append([w.sample_width(width_rng) for w in wrappers])
+        if cfg.sample_from:
+            pick = cfg.sample_from[int(torch.randint(len(cfg.sample_from), (), generator=width_rng))]
+            plans.append([max(1, round(pick * w.width)) for w in wrappers])
+        else:
+            plans.append([w.sample_width(width_rng) for w in wrappers])
         plans += [[max(1, round(f * w.width)) for w in wrappers] for f in cfg.extra_widths]
     return plans
 
 
-def _teacher_logits(run: _Run, indices: list[int], inputs: dict) -> Optional[torch.Tensor]:
+def _teacher_outputs(run: _Run, indices: list[int], inputs: dict) -> tuple[Optional[torch.Tensor], Optional[tuple]]:
+    """The teacher's logits and, for layer-wise distillation, its hidden states (None: no teacher)."""
     if isinstance(run.teacher, CachedTeacher):
-        return run.teacher(indices).to(run.accelerator.device)
+        return run.teacher(indices).to(run.accelerator.device), None
     if run.teacher is not None:
+        hidden = run.cfg.kd_hidden_weight > 0
         with torch.no_grad(), run.accelerator.autocast():
-            return run.teacher(**inputs).logits
-    return None
+            out = run.teacher(**inputs, output_hidden_states=hidden)
+        return out.logits, out.hidden_states if hidden else None
+    return None, None
 
 
 def _train_step(run: _Run, step: int) -> tuple[float, float]:
@@ -271,19 +195,22 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
         model_inputs = {k: v for k, v in batch.items() if k != "labels"}
         # Token labels: the LM loss is computed here, in chunks (the model's own loss copies the logits twice).
         lm = batch["labels"].dim() == 2
-        teacher_logits = _teacher_logits(run, indices, model_inputs)
+        teacher_logits, teacher_hidden = _teacher_outputs(run, indices, model_inputs)
         for i, plan in enumerate(plans):
             for w, width in zip(run.wrappers, plan or [None] * len(run.wrappers)):
                 w.truncate_to = width
             last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
             with nullcontext() if last or world == 1 else accelerator.no_sync(run.model):
                 with accelerator.autocast():
-                    out = run.model(**(model_inputs if lm else batch))
+                    out = run.model(**(model_inputs if lm else batch), output_hidden_states=teacher_hidden is not None)
                 loss = lm_loss(out.logits, batch["labels"]) if lm else out.loss
                 if teacher_logits is not None:
                     mask = batch.get("attention_mask") if out.logits.dim() == 3 else None
                     kd = distillation_loss(out.logits, teacher_logits, cfg.kd_temperature, mask)
                     loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
+                if teacher_hidden is not None:
+                    loss = loss + cfg.kd_hidden_weight * hidden_loss(out.hidden_states, teacher_hidden,
+                                                                     batch.get("attention_mask"))
                 loss = loss / (cfg.grad_accum * len(plans))
                 step_loss += float(loss.detach())
                 if last and run.prior is not None and cfg.prior_weight:
@@ -333,7 +260,7 @@ def _start(model: nn.Module, train_set: Any, collate: Any, cfg: TrainConfig, tea
     prepared, optimizer = accelerator.prepare(model, optimizer)
     if teacher is not None and not isinstance(teacher, CachedTeacher):
         teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
-    stream = _IndexStream(len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size)
+    stream = IndexStream(len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size)
     run = _Run(accelerator, prepared, accelerator.unwrap_model(prepared), optimizer, wrappers, teacher, stream, train_set,
                collate, cfg, prior, num_examples, seed)
     return run, start, done_seconds, losses

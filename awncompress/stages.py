@@ -17,14 +17,15 @@ from torch import nn
 from .convert import AWNConfig
 from .data import DataConfig, TaskData, ensure_pad_token
 from .errors import MetricError, ModelLoadError, NotAnExportError
-from .finetune import PriorConfig, TrainConfig, check_batch
+from .finetune import PriorConfig
+from .train_config import TrainConfig, check_batch
 from .loading import check_safe_checkpoint, safetensors_files
 from .metrics import is_shipped, load_metric
 from .recipes import Recipe
 
 log = logging.getLogger("awncompress")
 
-BUILTIN_MODELS = ("builtin:minilm", "builtin:smollm2")
+BUILTIN_MODELS = ("builtin:minilm", "builtin:smollm2", "builtin:mpnet")
 
 
 def resolve_model(name: str) -> str:
@@ -36,6 +37,8 @@ def resolve_model(name: str) -> str:
             return str(assets.minilm_path())
         if name == "builtin:smollm2":
             return str(assets.smollm2_path())
+        if name == "builtin:mpnet":
+            return str(assets.mpnet_path())
         raise ModelLoadError(f"unknown builtin model {name!r}; builtins: {', '.join(BUILTIN_MODELS)}")
     path = Path(name).expanduser()
     if path.is_file():

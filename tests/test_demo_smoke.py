@@ -15,10 +15,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def assets():
-    from awncompress import assets
+    from awncompress import assets, corpora
 
     try:
-        return assets.minilm_path(), assets.rotten_tomatoes()
+        return assets.minilm_path(), corpora.rotten_tomatoes()
     except AssetError as exc:
         pytest.skip(f"demo assets unavailable: {exc}")
 

@@ -1,6 +1,8 @@
 """The brief fine-tune: it learns, moves λ, resumes exactly, and runs on 2 processes (gloo)."""
 from __future__ import annotations
 
+import copy
+import math
 import os
 import subprocess
 import sys
@@ -128,3 +130,31 @@ def test_a_diverging_fine_tune_stops_with_one_line(monkeypatch):
     teacher = make_model("bert")
     with pytest.raises(TrainingError, match="diverged"):
         finetune(_converted(), toy_data(), collate, _cfg(steps=3), num_examples=48, prior=PRIOR, teacher=teacher, quiet=True)
+
+
+def test_sampled_widths_can_come_from_the_export_widths():
+    model = _converted()
+    seen: list = []
+    adaptive_modules(model)[0].register_forward_pre_hook(lambda m, args: seen.append(m.truncate_to))
+    finetune(model, toy_data(), collate, _cfg(steps=6, full_width_pass=False, sample_from=[0.25, 0.5]), num_examples=48,
+             prior=PRIOR, quiet=True)
+    assert set(seen) == {16, 32} and len(seen) == 6
+
+
+def test_layer_wise_distillation_uses_a_live_teacher_and_pulls_hidden_states_together():
+    from awncompress.losses import hidden_loss
+    from awncompress.teacher import distillation_teacher
+
+    teacher = make_model("bert")
+    model = copy.deepcopy(teacher)
+    batch = make_batches()[0]
+    with torch.no_grad():
+        t = teacher(**batch, output_hidden_states=True).hidden_states
+        s = model(**batch, output_hidden_states=True).hidden_states
+    assert float(hidden_loss(s, t, batch["attention_mask"])) == 0.0
+    assert float(hidden_loss(tuple(x + 0.1 for x in s), t)) > 0
+    assert distillation_teacher(teacher, "text-classification", toy_data(), collate, hidden=True) is teacher
+    convert_(model, AWNConfig(), calibration=make_batches())
+    result = finetune(model, toy_data(), collate, _cfg(steps=4, kd_hidden_weight=1.0), num_examples=48, prior=PRIOR,
+                      teacher=teacher, quiet=True)
+    assert result.steps == 4 and all(math.isfinite(x) for x in result.losses)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from awncompress import AWNConfig, convert_
-from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, _IndexStream, finetune
+from awncompress.batching import IndexStream
+from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, finetune
 from awncompress.teacher import CachedTeacher, distillation_teacher
 from conftest import collate, make_batches, make_model, toy_data
 
@@ -21,11 +22,11 @@ def _lengths(n: int, seed: int = 0) -> list[int]:
 def test_grouped_epochs_are_permutations_of_short_spread_batches():
     n, batch = 1000, 16
     lengths = _lengths(n)
-    grouped, plain = _IndexStream(n, 3, lengths, batch), _IndexStream(n, 3)
+    grouped, plain = IndexStream(n, 3, lengths, batch), IndexStream(n, 3)
     for epoch in range(2):
         order = [grouped[epoch * n + p] for p in range(n)]
         assert sorted(order) == list(range(n))  # every example once per epoch
-    def padded(stream: _IndexStream) -> float:
+    def padded(stream: IndexStream) -> float:
         order = [stream[p] for p in range(n)]
         return sum(max(lengths[i] for i in order[s:s + batch]) * batch for s in range(0, n, batch)) / n
     # plain shuffling pads to near the maximum; grouping keeps batches close to their own lengths
@@ -38,10 +39,10 @@ def test_grouped_epochs_are_permutations_of_short_spread_batches():
 
 def test_grouping_is_seeded_and_a_no_op_for_equal_lengths():
     n = 200
-    a, b, c = (_IndexStream(n, s, _lengths(n), 8) for s in (1, 1, 2))
+    a, b, c = (IndexStream(n, s, _lengths(n), 8) for s in (1, 1, 2))
     assert [a[p] for p in range(n)] == [b[p] for p in range(n)]
     assert [a[p] for p in range(n)] != [c[p] for p in range(n)]
-    equal, plain = _IndexStream(n, 5, [64] * n, 8), _IndexStream(n, 5)
+    equal, plain = IndexStream(n, 5, [64] * n, 8), IndexStream(n, 5)
     assert [equal[p] for p in range(2 * n)] == [plain[p] for p in range(2 * n)]
 
 

@@ -43,7 +43,7 @@ class FinetuneMethod(Method):
         cfg = kit.config.model_copy(update={"mode": "deterministic", "checkpoint_every": 0})
         model = copy.deepcopy(self.ordered)
         truncate_(model, float(fraction), multiple=ctx.multiple)
-        teacher = kit.teacher if cfg.kd_weight > 0 else None
+        teacher = kit.teacher if cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0 else None
         finetune(model, kit.train_set, kit.collate, cfg, num_examples=kit.num_examples, teacher=teacher, seed=ctx.seed,
                  quiet=ctx.quiet, desc=f"{self.label(ctx)} {fraction:g}")
         yield Candidate(model, layer_widths(model))

@@ -1,0 +1,61 @@
+"""The settings of one fine-tuning stage: a recipe's ``train`` section (the dense stage reuses it)."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from pydantic import Field
+
+from .errors import TrainingError
+from .schema import (BatchSize, LearningRate, NonBlank, NonNegative, NonNegativeInt, Positive, Section, StepCount,
+                     Temperature, UnitInterval, Width, one_of)
+
+TRAIN_MODES: tuple[str, ...] = ("stochastic", "deterministic")
+MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
+
+
+class TrainConfig(Section):
+    """Budget and loss of one fine-tuning stage (a recipe's ``train`` section).
+
+    ``batch_size`` is the global batch per optimizer step, split over processes and
+    ``grad_accum`` micro-batches. ``mode``: "stochastic" trains each step at full width (if
+    ``full_width_pass``) and at one width per layer sampled from that layer's learned profile, plus
+    each fraction of ``extra_widths`` (the sandwich rule: e.g. [0.125] always trains the smallest
+    width a user will export); "deterministic" trains the rescaled full-width model only.
+    ``sample_from``: when given, the sampled width is one of these fractions (the export widths,
+    say) instead of one drawn from each layer's profile.
+    ``kd_weight`` mixes distillation from the teacher (1: KD only, 0: task loss only);
+    ``kd_hidden_weight`` adds distillation of every layer's output (the mean squared error to the
+    teacher's hidden states, relative to their size), one signal per layer per token. ``rate_lr``
+    is the learning rate of the per-layer rates. ``max_seconds`` stops training early (null: no
+    limit); ``checkpoint_every`` 0 disables checkpoints. ``group_by_length`` batches examples of
+    similar length together (see ``batching.IndexStream``) so less time goes on padding; it changes nothing
+    when all examples have one length (causal-lm windows).
+    """
+
+    section = "train"
+    steps: StepCount = 125
+    batch_size: BatchSize = 32
+    lr: LearningRate = 3e-4  # a brief fine-tune wants a high rate: best of 5e-5..3e-4 on MiniLM and SmolLM2
+    rate_lr: NonNegative = 0.05
+    weight_decay: NonNegative = 0.0
+    warmup_steps: NonNegativeInt = 0
+    mode: Annotated[NonBlank, one_of(lambda: TRAIN_MODES)] = "stochastic"
+    full_width_pass: bool = True
+    extra_widths: list[Width] = Field(default_factory=list)
+    sample_from: list[Width] = Field(default_factory=list)
+    kd_weight: UnitInterval = 0.5
+    kd_hidden_weight: NonNegative = 0.0
+    kd_temperature: Temperature = 2.0
+    prior_weight: NonNegative = 1.0
+    grad_accum: BatchSize = 1
+    mixed_precision: Annotated[NonBlank, one_of(lambda: MIXED_PRECISION)] = "no"
+    max_seconds: Optional[Positive] = None
+    checkpoint_every: NonNegativeInt = 50
+    group_by_length: bool = True
+
+
+def check_batch(cfg: TrainConfig, processes: int, what: str = "batch size") -> None:
+    """TrainingError unless the batch splits evenly over ``grad_accum`` micro-batches × processes."""
+    per_micro, rest = divmod(cfg.batch_size, cfg.grad_accum * processes)
+    if rest or per_micro == 0:
+        raise TrainingError(f"{what} {cfg.batch_size} must be a multiple of grad_accum × processes = {cfg.grad_accum * processes}")
