@@ -1,0 +1,48 @@
+"""Benchmark 2: SmolLM2-135M on Jane Austen, one AWN fine-tune against per-width fine-tunes (issue 13).
+
+    python bench/smollm2_jane_austen.py --out bench/results/smollm2 [--seeds 0 1] [--set train.steps=60 ...]
+
+The `smollm2` recipe with five export widths (25, 37.5, 50, 62.5 and 75 % of d_ff). Seed 0 runs
+every method (awn, the static baselines, wina-dynamic and wina+finetune: the same steps, loss
+and teacher at each width alone); seed 1 repeats awn and wina+finetune. The windows (64 tokens,
+BOS first) and the Persuasion evaluation split are fixed by the recipe. Summarise with
+``python bench/summarise.py OUT``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from awncompress.pipeline import run_convert
+from awncompress.recipes import apply_overrides, load_recipe
+
+WIDTHS = "0.25,0.375,0.5,0.625,0.75"
+ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="recipe override KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    sets = dict(kv.split("=", 1) for kv in args.sets)
+    timings = {}
+    for seed in args.seeds:
+        methods = ALL_METHODS if seed == args.seeds[0] else "awn,finetune"
+        recipe = apply_overrides(load_recipe("smollm2"), {"seed": seed, "export.widths": WIDTHS,
+                                                          "evaluate.methods": methods, **sets})
+        began = time.perf_counter()
+        run_convert(recipe, args.out / f"seed-{seed}", overwrite=True)
+        timings[seed] = round(time.perf_counter() - began, 1)
+        print(f"seed {seed}: {timings[seed]} s", flush=True)
+    (args.out / "timings.json").write_text(json.dumps({"wall_s_per_seed": timings, "total_s": sum(timings.values())}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

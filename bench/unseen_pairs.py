@@ -1,0 +1,65 @@
+"""Benchmark 4: defaults on model/data pairs they were not tuned on (issue 12).
+
+    python bench/unseen_pairs.py --pair mpnet-rt --budget 90 --out bench/results/unseen
+    python bench/unseen_pairs.py --pair minilm-20ng --budget 60 --out bench/results/unseen
+
+No recipe: the run gets awncompress's defaults for any model, and only the data, the widths, a
+--budget and the evaluated methods (to add the per-width fine-tune baseline) are given:
+
+* ``mpnet-rt``: all-mpnet-base-v2 (MPNet, 12 layers, FFN 3072; a second encoder) on Rotten Tomatoes;
+* ``minilm-20ng``: MiniLM-L6 on 20 Newsgroups (20 topics; a second data set).
+
+Seed 0 runs the whole pipeline (dense stage, awn, every static baseline, wina-dynamic and
+wina+finetune). Seed 1 repeats awn and wina+finetune from seed 0's trained dense model (the same
+teacher), at the step count seed 0's budget gave. Each seed writes OUT/<pair>/seed-N; summarise
+with ``python bench/summarise.py OUT/<pair>``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from awncompress.pipeline import run_convert
+from awncompress.recipes import apply_overrides, default_recipe, load_recipe
+
+PAIRS = {"mpnet-rt": ("builtin:mpnet", "builtin:rotten-tomatoes"), "minilm-20ng": ("builtin:minilm", "builtin:20newsgroups")}
+WIDTHS = "0.125,0.25,0.375,0.5,0.75"
+ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pair", choices=sorted(PAIRS), required=True)
+    parser.add_argument("--budget", type=float, required=True, help="minutes for seed 0's whole run")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model, data = PAIRS[args.pair]
+    root = args.out / args.pair
+    timings = {}
+    for seed in args.seeds:
+        first = seed == args.seeds[0]
+        out = root / f"seed-{seed}"
+        overrides = {"data.train": data, "export.widths": WIDTHS, "seed": seed}
+        if first:
+            recipe = apply_overrides(default_recipe(model), {**overrides, "evaluate.methods": ALL_METHODS})
+            budget = args.budget
+        else:
+            ran = load_recipe(root / f"seed-{args.seeds[0]}" / "recipe.yaml")
+            recipe = apply_overrides(default_recipe(str(root / f"seed-{args.seeds[0]}" / "dense")),
+                                     {**overrides, "evaluate.methods": "awn,finetune", "train.steps": ran.train.steps})
+            budget = None
+        began = time.perf_counter()
+        run_convert(recipe, out, overwrite=True, budget=budget)
+        timings[seed] = round(time.perf_counter() - began, 1)
+        print(f"{args.pair} seed {seed}: {timings[seed]} s", flush=True)
+    (root / "timings.json").write_text(json.dumps({"wall_s_per_seed": timings, "budget_min": args.budget}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
