@@ -34,6 +34,11 @@ from .recipes import Recipe
 DRY_STEPS = 3
 DRY_EVAL_EXAMPLES = 8
 MIN_STEPS = 10  # a budget never scales a fine-tune below this
+# A budget run spends at most this share of its minutes scoring evaluation examples, on no fewer
+# than EVAL_FLOOR of them: with many methods × widths, scoring a large test set would otherwise
+# leave the fine-tunes a handful of steps (20 Newsgroups' 7,528 posts × 36 rows on MiniLM).
+EVAL_SHARE = 0.5
+EVAL_FLOOR = 1000
 
 
 @dataclass
@@ -45,6 +50,8 @@ class Plan:
     peak_bytes: int
     dry_seconds: float
     step_seconds: dict[str, float] = field(default_factory=dict)
+    eval_example_seconds: float = 0.0  # seconds per evaluation example, over every evaluated row
+    eval_examples: int = 0
 
     @property
     def total_seconds(self) -> float:
@@ -187,34 +194,44 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
     if finetune:
         what += f" (+ {len(r.export.widths)} per-width fine-tunes)"
     stages.append(("evaluation", what, evaluation))
-    return Plan(r, stages, m.peak_bytes, m.dry_seconds, {**m.step, "finetune": m.step["awn"] / m.plans})
+    return Plan(r, stages, m.peak_bytes, m.dry_seconds, {**m.step, "finetune": m.step["awn"] / m.plans},
+                m.rows * m.tokens_eval * m.token, n_eval)
 
 
 def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
-    """The recipe with its fine-tunes' steps scaled so the plan fits ``minutes`` (noted in ``derived``).
+    """The recipe fitted to ``minutes`` (each change noted in ``derived``).
 
-    Steps are the one lever: the dense stage, the AWN fine-tune and each per-width fine-tune scale
-    together; exports, teacher logits and evaluation are fixed costs. AwnError when even
-    ``MIN_STEPS`` steps cannot fit.
+    First the evaluation set: when scoring it would take more than ``EVAL_SHARE`` of the budget,
+    ``data.max_eval_examples`` is cut to what fits (never below ``EVAL_FLOOR``; the caller reloads
+    the data). Then the steps: the dense stage, the AWN fine-tune and each per-width fine-tune
+    scale together; exports, teacher logits and the rest of evaluation are fixed costs. AwnError
+    when even ``MIN_STEPS`` steps cannot fit.
     """
     budget = minutes * 60
     if plan.total_seconds <= budget:
         return recipe
-    r, step = recipe, plan.step_seconds
+    r, step, notes = recipe, plan.step_seconds, dict(recipe.derived)
+    updates: dict[str, Any] = {}
+    fixed_cut = 0.0
+    n_eval = plan.eval_examples
+    if plan.eval_example_seconds * n_eval > EVAL_SHARE * budget and n_eval > EVAL_FLOOR:
+        kept = max(EVAL_FLOOR, math.floor(EVAL_SHARE * budget / plan.eval_example_seconds))
+        notes["data.max_eval_examples"] = f"{kept}: {n_eval:,} evaluation examples cut (seeded sample) to fit --budget {minutes:g} min"
+        updates["data"] = r.data.model_copy(update={"max_eval_examples": kept})
+        fixed_cut = (n_eval - kept) * plan.eval_example_seconds
     per_step = step.get("awn", 0.0) + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
     variable = r.train.steps * per_step + r.dense.steps * step.get("dense", 0.0)
-    fixed = plan.total_seconds - variable
-    scale = (budget - fixed) / variable if variable else 0.0
+    fixed = plan.total_seconds - variable - fixed_cut
+    scale = min(1.0, (budget - fixed) / variable) if variable else 0.0
     if fixed >= budget or scale * r.train.steps < MIN_STEPS:
         raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * per_step)} even at "
                        f"{MIN_STEPS} fine-tune steps; raise --budget or lower data.max_eval_examples / the number of widths")
-    notes = dict(r.derived)
-    train_steps = max(MIN_STEPS, math.floor(r.train.steps * scale))
-    notes["train.steps"] = f"{train_steps}: {r.train.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
-    updates: dict[str, Any] = {"train": r.train.model_copy(update={"steps": train_steps,
-                                                                   "warmup_steps": min(r.train.warmup_steps, train_steps)})}
-    if "dense" in step:
-        dense_steps = max(MIN_STEPS, math.floor(r.dense.steps * scale))
-        notes["dense.steps"] = f"{dense_steps}: {r.dense.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
-        updates["dense"] = r.dense.model_copy(update={"steps": dense_steps})
+    if scale < 1.0:
+        train_steps = max(MIN_STEPS, math.floor(r.train.steps * scale))
+        notes["train.steps"] = f"{train_steps}: {r.train.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+        updates["train"] = r.train.model_copy(update={"steps": train_steps, "warmup_steps": min(r.train.warmup_steps, train_steps)})
+        if "dense" in step:
+            dense_steps = max(MIN_STEPS, math.floor(r.dense.steps * scale))
+            notes["dense.steps"] = f"{dense_steps}: {r.dense.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+            updates["dense"] = r.dense.model_copy(update={"steps": dense_steps})
     return r.model_copy(update={**updates, "derived": notes, "budget": minutes})

@@ -83,7 +83,10 @@ def _prepare(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, truste
         measured = dry_run(recipe, model, tokenizer, head_trained, data)
         if budget is not None:
             prepared.recipe = fit_budget(recipe, estimate(recipe, measured, len(data.train), len(data.eval)), budget)
-        prepared.plan = estimate(prepared.recipe, measured, len(data.train), len(data.eval))
+            if prepared.recipe.data.max_eval_examples != recipe.data.max_eval_examples:  # the budget cut the evaluation set
+                prepared.data = load_task_data(data_config(prepared.recipe), tokenizer)
+                prepared.recipe = _fingerprint(prepared.recipe, prepared.data, resume=False)
+        prepared.plan = estimate(prepared.recipe, measured, len(prepared.data.train), len(prepared.data.eval))
     return prepared
 
 

@@ -11,7 +11,7 @@ No recipe: the run gets awncompress's defaults for any model, and only the data,
 
 Seed 0 runs the whole pipeline (dense stage, awn, every static baseline, wina-dynamic and
 wina+finetune). Seed 1 repeats awn and wina+finetune from seed 0's trained dense model (the same
-teacher), at the step count seed 0's budget gave. Each seed writes OUT/<pair>/seed-N; summarise
+teacher), at the step count and on the evaluation examples seed 0's budget gave. Each seed writes OUT/<pair>/seed-N; summarise
 with ``python bench/summarise.py OUT/<pair>``.
 """
 from __future__ import annotations
@@ -52,7 +52,8 @@ def main() -> None:
         else:
             ran = load_recipe(root / f"seed-{args.seeds[0]}" / "recipe.yaml")
             recipe = apply_overrides(default_recipe(str(root / f"seed-{args.seeds[0]}" / "dense")),
-                                     {**overrides, "evaluate.methods": "awn,finetune", "train.steps": ran.train.steps})
+                                     {**overrides, "evaluate.methods": "awn,finetune", "train.steps": ran.train.steps,
+                                      "data.max_eval_examples": ran.data.max_eval_examples})
             budget = None
         began = time.perf_counter()
         run_convert(recipe, out, overwrite=True, budget=budget)

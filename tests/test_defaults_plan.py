@@ -97,6 +97,20 @@ def test_a_budget_scales_every_fine_tune_and_refuses_what_cannot_fit():
         fit_budget(recipe, plan, 0.5)
 
 
+def test_a_budget_cuts_a_large_evaluation_set_before_the_steps():
+    recipe = apply_overrides(load_recipe("demo"), {"evaluate.methods": "awn,wina,finetune"})
+    measured = _measured(rows=36, tokens_eval=128.0, token=2e-4)  # ~0.92 s per evaluation example
+    plan = estimate(recipe, measured, 11000, 7500)
+    fitted = fit_budget(recipe, plan, 40.0)
+    kept = fitted.data.max_eval_examples
+    assert 1000 <= kept < 7500 and "--budget 40 min" in fitted.derived["data.max_eval_examples"]
+    assert kept * plan.eval_example_seconds <= 0.5 * 40 * 60
+    assert estimate(fitted, measured, 11000, kept).total_seconds <= 40 * 60 + 1
+    # a small evaluation set is never cut below the floor, and one that fits is left alone
+    assert fit_budget(recipe, estimate(recipe, measured, 11000, 900), 40.0).data.max_eval_examples == recipe.data.max_eval_examples
+    assert fit_budget(recipe, estimate(recipe, _measured(), 4000, 2000), 5.0).data.max_eval_examples == recipe.data.max_eval_examples
+
+
 def test_plan_writes_nothing_and_the_run_records_what_it_derived(tiny, tmp_path):
     out = tmp_path / "out"
     args = ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--out", str(out),
