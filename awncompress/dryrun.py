@@ -36,9 +36,11 @@ DRY_EVAL_EXAMPLES = 8
 MIN_STEPS = 10  # a budget never scales a fine-tune below this
 # A budget run spends at most this share of its minutes scoring evaluation examples, on no fewer
 # than EVAL_FLOOR of them: with many methods × widths, scoring a large test set would otherwise
-# leave the fine-tunes a handful of steps (20 Newsgroups' 7,528 posts × 36 rows on MiniLM).
+# leave the fine-tunes a handful of steps (20 Newsgroups' 2,000 posts × 36 rows on MiniLM).
 EVAL_SHARE = 0.5
 EVAL_FLOOR = 1000
+log = logging.getLogger("awncompress")
+SHORT_SCALE = 0.25  # below this share of the derived steps, a budget run is warned that its curve will be weak
 
 
 @dataclass
@@ -140,9 +142,8 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
     """Run every stage once on a tiny copy (see the module docstring) and time it."""
     tiny_recipe, tiny_data = _tiny(recipe, data)
     began = time.perf_counter()
-    logger = logging.getLogger("awncompress")
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
+    level = log.level
+    log.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
     try:
         with tempfile.TemporaryDirectory(prefix="awncompress-dry-") as tmp:
             result = run_stages(tiny_recipe, Path(tmp) / "out", copy.deepcopy(model), tokenizer, head_trained, tiny_data,
@@ -156,7 +157,7 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
         raise AwnError(f"the dry pass (every stage once, on a copy, before the run starts) failed: "
                        f"{type(exc).__name__}: {text}") from exc
     finally:
-        logger.setLevel(level)
+        log.setLevel(level)
     seconds = time.perf_counter() - began
     step = {"awn": result.awn.step_seconds[-1]}  # the last step: the first ones pay for warm-up
     if result.dense is not None:
@@ -226,6 +227,9 @@ def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
     if fixed >= budget or scale * r.train.steps < MIN_STEPS:
         raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * per_step)} even at "
                        f"{MIN_STEPS} fine-tune steps; raise --budget or lower data.max_eval_examples / the number of widths")
+    if scale < SHORT_SCALE:
+        log.warning("--budget %g min leaves %.0f %% of the derived fine-tune steps: expect a weak curve "
+                    "(an untrained head when there is a dense stage); --plan without --budget shows the full run", minutes, 100 * scale)
     if scale < 1.0:
         train_steps = max(MIN_STEPS, math.floor(r.train.steps * scale))
         notes["train.steps"] = f"{train_steps}: {r.train.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"

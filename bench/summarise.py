@@ -65,6 +65,8 @@ def summarise(folder: Path) -> str:
         lines.append(f"- {method}: " + ", ".join(f"{k} {v:.0f}" for k, v in cost.items() if isinstance(v, (int, float))))
     if percent:
         lines += ["", _significance(reports, values, methods, widths, n)]
+    else:
+        lines += ["", _seed_spread(values, widths)]
     return "\n".join(lines) + "\n"
 
 
@@ -108,6 +110,21 @@ def _significance(reports: dict[int, dict], values: dict, methods: list[str], wi
         out.append(f"- {w:g}: awn − {name} = {gap:+.2f} points (2 SE = {2 * se:.2f}): {verdict}")
     out += ["", _gap_table(reports, widths)]
     return "\n".join(out)
+
+
+def _seed_spread(values: dict, widths: list[float]) -> str:
+    """For a metric without per-example results (perplexity): awn − wina+finetune per width against
+    the seed spread; a gap is called beyond the spread when it exceeds the two sds added."""
+    lines = ["awn − wina+finetune by width (mean over seeds; beyond the spread when |gap| > sd(awn) + sd(wina+finetune)):", ""]
+    for w in widths:
+        a, b = values.get(("awn", w)), values.get(("wina+finetune", w))
+        if not a or not b:
+            continue
+        spread = sum(statistics.stdev(v) if len(v) > 1 else 0.0 for v in (a, b))
+        gap = statistics.mean(a) - statistics.mean(b)
+        verdict = "beyond the seed spread" if abs(gap) > spread else "within the seed spread"
+        lines.append(f"- {w:g}: {gap:+.2f} (sd sum {spread:.2f}): {verdict}")
+    return "\n".join(lines)
 
 
 # The comparisons the product's claims rest on: the per-width fine-tune, static WINA (the baseline

@@ -85,10 +85,14 @@ def test_the_plan_scales_the_dry_pass_to_the_run():
     assert plan.total_seconds == pytest.approx(sum(stages.values())) and "awn fine-tune" in plan.text()
 
 
-def test_a_budget_scales_every_fine_tune_and_refuses_what_cannot_fit():
+def test_a_budget_scales_every_fine_tune_and_refuses_what_cannot_fit(caplog):
     recipe = load_recipe("demo")
     plan = estimate(recipe, _measured(), 4000, 2000)
-    fitted = fit_budget(recipe, plan, 5.0)
+    with caplog.at_level("WARNING", logger="awncompress"):
+        fitted = fit_budget(recipe, plan, 5.0)  # 30 % of the steps
+        assert "weak curve" not in caplog.text
+        fit_budget(recipe, plan, 4.0)  # 18 %
+    assert "leaves 18 % of the derived fine-tune steps: expect a weak curve" in caplog.text
     assert fitted.train.steps < 125 and fitted.dense.steps < 250 and fitted.budget == 5.0
     assert estimate(fitted, _measured(), 4000, 2000).total_seconds <= 5 * 60 + 1
     assert "--budget 5 min" in fitted.derived["train.steps"]
