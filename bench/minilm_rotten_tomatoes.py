@@ -12,13 +12,11 @@ bench/summarise.py turns them into BENCHMARKS.md tables.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import torch
 
-from awncompress.pipeline import run_convert
+from seeds import run_seeds
 from awncompress.recipes import apply_overrides, load_recipe
 
 ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
@@ -35,20 +33,16 @@ def main() -> None:
     torch.set_num_threads(2)
     base = load_recipe("demo")
     sets = dict(kv.split("=", 1) for kv in args.sets)
-    timings = {}
-    for seed in args.seeds:
-        first = seed == args.seeds[0]
+
+    def recipe_for(seed: int, first: bool):
         overrides = {"seed": seed, "export.widths": WIDTHS, "evaluate.latency_repeats": args.latency_repeats, **sets}
         if first:
             overrides.update({"evaluate.methods": ALL_METHODS, "export.per_layer": "true"})
         else:
             overrides.update({"model": str(args.out / f"seed-{args.seeds[0]}" / "dense"), "evaluate.methods": "awn,finetune"})
-        recipe = apply_overrides(base, overrides)
-        began = time.perf_counter()
-        run_convert(recipe, args.out / f"seed-{seed}", overwrite=True)
-        timings[seed] = round(time.perf_counter() - began, 1)
-        print(f"seed {seed}: {timings[seed]} s", flush=True)
-    (args.out / "timings.json").write_text(json.dumps({"wall_s_per_seed": timings, "total_s": sum(timings.values())}, indent=2))
+        return apply_overrides(base, overrides), None
+
+    run_seeds(args.out, args.seeds, recipe_for)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ BOS first) and the Persuasion evaluation split are fixed by the recipe. Summaris
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import torch
 
-from awncompress.pipeline import run_convert
+from seeds import run_seeds
 from awncompress.recipes import apply_overrides, load_recipe
 
 WIDTHS = "0.25,0.375,0.5,0.625,0.75"
@@ -32,16 +30,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     sets = dict(kv.split("=", 1) for kv in args.sets)
-    timings = {}
-    for seed in args.seeds:
-        methods = ALL_METHODS if seed == args.seeds[0] else "awn,finetune"
-        recipe = apply_overrides(load_recipe("smollm2"), {"seed": seed, "export.widths": WIDTHS,
-                                                          "evaluate.methods": methods, **sets})
-        began = time.perf_counter()
-        run_convert(recipe, args.out / f"seed-{seed}", overwrite=True)
-        timings[seed] = round(time.perf_counter() - began, 1)
-        print(f"seed {seed}: {timings[seed]} s", flush=True)
-    (args.out / "timings.json").write_text(json.dumps({"wall_s_per_seed": timings, "total_s": sum(timings.values())}, indent=2))
+
+    def recipe_for(seed: int, first: bool):
+        return apply_overrides(load_recipe("smollm2"), {"seed": seed, "export.widths": WIDTHS,
+                                                        "evaluate.methods": ALL_METHODS if first else "awn,finetune", **sets}), None
+
+    run_seeds(args.out, args.seeds, recipe_for)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ with ``python bench/summarise.py OUT/<pair>``.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import torch
 
-from awncompress.pipeline import run_convert
+from seeds import run_seeds
 from awncompress.recipes import apply_overrides, default_recipe, load_recipe
 
 PAIRS = {"mpnet-rt": ("builtin:mpnet", "builtin:rotten-tomatoes"), "minilm-20ng": ("builtin:minilm", "builtin:20newsgroups")}
@@ -41,25 +39,17 @@ def main() -> None:
     torch.set_num_threads(2)
     model, data = PAIRS[args.pair]
     root = args.out / args.pair
-    timings = {}
-    for seed in args.seeds:
-        first = seed == args.seeds[0]
-        out = root / f"seed-{seed}"
+
+    def recipe_for(seed: int, first: bool):
         overrides = {"data.train": data, "export.widths": WIDTHS, "seed": seed}
         if first:
-            recipe = apply_overrides(default_recipe(model), {**overrides, "evaluate.methods": ALL_METHODS})
-            budget = args.budget
-        else:
-            ran = load_recipe(root / f"seed-{args.seeds[0]}" / "recipe.yaml")
-            recipe = apply_overrides(default_recipe(str(root / f"seed-{args.seeds[0]}" / "dense")),
-                                     {**overrides, "evaluate.methods": "awn,finetune", "train.steps": ran.train.steps,
-                                      "data.max_eval_examples": ran.data.max_eval_examples})
-            budget = None
-        began = time.perf_counter()
-        run_convert(recipe, out, overwrite=True, budget=budget)
-        timings[seed] = round(time.perf_counter() - began, 1)
-        print(f"{args.pair} seed {seed}: {timings[seed]} s", flush=True)
-    (root / "timings.json").write_text(json.dumps({"wall_s_per_seed": timings, "budget_min": args.budget}, indent=2))
+            return apply_overrides(default_recipe(model), {**overrides, "evaluate.methods": ALL_METHODS}), args.budget
+        ran = load_recipe(root / f"seed-{args.seeds[0]}" / "recipe.yaml")
+        return apply_overrides(default_recipe(str(root / f"seed-{args.seeds[0]}" / "dense")),
+                               {**overrides, "evaluate.methods": "awn,finetune", "train.steps": ran.train.steps,
+                                "data.max_eval_examples": ran.data.max_eval_examples}), None
+
+    run_seeds(root, args.seeds, recipe_for, label=f"{args.pair} ", budget_min=args.budget)
 
 
 if __name__ == "__main__":
