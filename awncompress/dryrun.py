@@ -31,6 +31,8 @@ from .flow import run_stages
 from .memory import GIB, available_bytes
 from .recipes import Recipe
 
+log = logging.getLogger("awncompress")
+
 DRY_STEPS = 3
 DRY_EVAL_EXAMPLES = 8
 MIN_STEPS = 10  # a budget never scales a fine-tune below this
@@ -39,7 +41,6 @@ MIN_STEPS = 10  # a budget never scales a fine-tune below this
 # leave the fine-tunes a handful of steps (20 Newsgroups' 2,000 posts × 36 rows on MiniLM).
 EVAL_SHARE = 0.5
 EVAL_FLOOR = 1000
-log = logging.getLogger("awncompress")
 SHORT_SCALE = 0.25  # below this share of the derived steps, a budget run is warned that its curve will be weak
 
 
@@ -190,13 +191,13 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
     stages.append(("exports", f"nested + {len(r.export.widths)} widths", m.export))
     finetune = "finetune" in r.evaluate.methods
     finetunes = finetune * len(r.export.widths) * r.train.steps * m.step["awn"] / m.plans
-    evaluation = m.rows * n_eval * m.tokens_eval * m.token + m.latency * (r.evaluate.latency_repeats + 3) + finetunes
+    per_example = m.rows * m.tokens_eval * m.token  # every evaluated row scores each example once
+    evaluation = per_example * n_eval + m.latency * (r.evaluate.latency_repeats + 3) + finetunes
     what = f"{len(r.evaluate.methods)} methods × {len(r.export.widths)} widths on {n_eval:,} examples"
     if finetune:
         what += f" (+ {len(r.export.widths)} per-width fine-tunes)"
     stages.append(("evaluation", what, evaluation))
-    return Plan(r, stages, m.peak_bytes, m.dry_seconds, {**m.step, "finetune": m.step["awn"] / m.plans},
-                m.rows * m.tokens_eval * m.token, n_eval)
+    return Plan(r, stages, m.peak_bytes, m.dry_seconds, {**m.step, "finetune": m.step["awn"] / m.plans}, per_example, n_eval)
 
 
 def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
