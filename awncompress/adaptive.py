@@ -20,6 +20,7 @@ from torch import nn
 
 from .archs import find_ffns, neuron_axis
 from .errors import ConfigError, ConversionError, WidthError
+from .heads import find_heads, has_head_spec
 
 
 def rate_for_quantile(width_fraction: float, k: float) -> float:
@@ -136,6 +137,31 @@ class AdaptiveFFN(AdaptiveProfile):
         return self.inner
 
 
+class AdaptiveHeads(AdaptiveFFN):
+    """Wraps an attention output projection: the profile runs over units (KV groups, or heads), and
+    unit u's scale multiplies its ``unit_size`` context columns (a head's whole output is scaled).
+
+    ``d_ff`` is the number of units (the rate is in units of the layer's head count).
+    """
+
+    def __init__(self, inner: nn.Module, units: int, unit_size: int, k: float = 0.9, init_rate: Optional[float] = None):
+        object.__setattr__(self, "unit_size", int(unit_size))  # read by ``width`` during AdaptiveFFN.__init__
+        super().__init__(inner, d_ff=units, k=k, init_rate=init_rate)
+
+    @property
+    def width(self) -> int:
+        """Number of units the wrapped projection consumes."""
+        return int(self.inner.weight.shape[neuron_axis(self.inner, "out")]) // self.unit_size
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        scale = self.live_scale(hidden.shape[-1] // self.unit_size).repeat_interleave(self.unit_size)
+        return self.inner(hidden * scale.to(hidden.dtype))
+
+    @torch.no_grad()
+    def _scale_inner_(self, factors: torch.Tensor) -> None:
+        super()._scale_inner_(factors.repeat_interleave(self.unit_size))
+
+
 class AdaptiveExperts(AdaptiveProfile):
     """A parametrization of a mixture-of-experts ``down_proj`` [E, h, d_ff]: every expert's neuron j
     is scaled by ``s_j`` (the same profile for all experts of a layer; each expert keeps its own order).
@@ -165,18 +191,34 @@ def adaptive_modules(model: nn.Module) -> list[AdaptiveProfile]:
     return [b.adaptive for b in find_ffns(model) if b.adaptive is not None] if _has_adaptive(model) else []
 
 
+def head_units(model: nn.Module) -> list[AdaptiveHeads]:
+    """The AWN head profiles of a model converted with heads, in layer order (else [])."""
+    if not (has_head_spec(model) and any(isinstance(m, AdaptiveHeads) for m in model.modules())):
+        return []
+    return [b.adaptive for b in find_heads(model) if b.adaptive is not None]
+
+
+def awn_units(model: nn.Module) -> list[AdaptiveProfile]:
+    """Every AWN profile training samples widths for: the FFN units, then the head units."""
+    return [*adaptive_modules(model), *head_units(model)]
+
+
 def _has_adaptive(model: nn.Module) -> bool:
     return any(isinstance(m, AdaptiveProfile) for m in model.modules())
 
 
 def profile_summary(model: nn.Module) -> dict[str, list]:
     """Per-layer learned profile of a converted model: normalised rates and k-quantile widths."""
-    wrappers = adaptive_modules(model)
-    return {
+    wrappers, heads = adaptive_modules(model), head_units(model)
+    summary = {
         "k": wrappers[0].k if wrappers else None,
         "normalised_rates": [round(float(w.normalised_rate().detach()), 6) for w in wrappers],
         "active_widths": [w.active_width() for w in wrappers],
     }
+    if heads:
+        summary["head_rates"] = [round(float(w.normalised_rate().detach()), 6) for w in heads]
+        summary["active_units"] = [w.active_width() for w in heads]
+    return summary
 
 
 def widths_for_budget(normalised_rates: list[float], d_ff: Union[int, Sequence[int]], fraction: float) -> list[int]:
@@ -210,12 +252,12 @@ def awn_prior(
 ) -> torch.Tensor:
     """Negative log prior of the AWN terms, up to constants (the caller divides by N).
 
-    A Gaussian on each layer's normalised rate (mean ``rate_mean``; a mean above the initial rate
-    pulls widths down) plus a Gaussian on the FFN weights, which makes large weights on
+    A Gaussian on each profile's normalised rate, FFN and (when converted with heads) attention
+    (mean ``rate_mean``; a mean above the initial rate pulls widths down) plus a Gaussian on the FFN weights, which makes large weights on
     down-weighted neurons expensive. FFN weights = every parameter of the FFN modules wrapped or
     feeding a wrapper (up, gate, down).
     """
-    wrappers = adaptive_modules(model)
+    wrappers = awn_units(model)
     if not wrappers:
         raise ConversionError("model has no AWN blocks: call convert_ first")
     device = wrappers[0].raw_rate.device

@@ -14,9 +14,11 @@ from torch import nn
 
 from torch.nn.utils import parametrize
 
-from .adaptive import AdaptiveExperts, AdaptiveFFN, rate_for_quantile
+from .adaptive import AdaptiveExperts, AdaptiveFFN, AdaptiveHeads, head_units, rate_for_quantile
 from .archs import FFNBlock, SpecLike, attach_spec, find_ffns, set_config_widths, specs_for
 from .errors import ConversionError, WidthError
+from .head_cuts import order_heads_
+from .heads import find_heads
 from .scoring import check_scorer, order_from_scores, score_neurons
 
 Width = Union[int, float]
@@ -37,6 +39,8 @@ class AWNConfig:
         weight_prior_std: Gaussian prior on FFN weights.
         spec: the FFN module names, for a model type awncompress does not know.
         seed: seed of the random scorer.
+        heads: also order the attention heads (KV groups in grouped-query models) with the same
+            scorer and give each layer's heads their own learned profile (see heads.py).
     """
 
     scorer: str = "wina"
@@ -47,6 +51,7 @@ class AWNConfig:
     weight_prior_std: float = 1.0
     spec: Optional[SpecLike] = None
     seed: int = 0
+    heads: bool = False
 
 
 def _blocks(model: nn.Module, spec: Optional[SpecLike]) -> list[FFNBlock]:
@@ -115,21 +120,34 @@ def convert_(
     blocks = _blocks(model, specs_for(model, config.spec))
     if any(b.adaptive is not None for b in blocks):
         raise ConversionError("model is already converted (it has AWN blocks); fold_ it first")
+    head_blocks = find_heads(model) if config.heads else []  # an unsupported family fails before any change
+    if any(b.adaptive is not None for b in head_blocks):
+        raise ConversionError("model's heads are already converted; fold_ it first")
+    if config.heads and calibration is not None and not isinstance(calibration, (list, tuple)):
+        calibration = list(calibration)  # read twice: neurons, then heads
     if config.scorer != "none":
         order_(model, config.scorer, calibration, seed=config.seed)
+        if config.heads:
+            order_heads_(model, config.scorer, calibration, seed=config.seed)
     for block, d_ff in zip(blocks, full_widths(blocks)):
         _wrap(block, d_ff, config)
+    for head in find_heads(model) if config.heads else []:
+        setattr(head.o_parent, head.o_attr,
+                AdaptiveHeads(head.o, head.units, head.unit_size, k=config.k, init_rate=config.init_rate))
     return model
 
 
 def fold_(model: nn.Module) -> nn.Module:
-    """Fold each AWN block's scales into its down projection and remove the wrappers, in place.
+    """Fold each AWN block's scales into its down projection (and each head profile's into the output
+    projection) and remove the wrappers, in place.
 
     The result is a vanilla transformers model computing what the adaptive one did at full width.
     """
     blocks = [b for b in find_ffns(model) if b.adaptive is not None]
     if not blocks:
         raise ConversionError("model has no AWN blocks to fold")
+    for head in find_heads(model) if head_units(model) else []:
+        setattr(head.o_parent, head.o_attr, head.adaptive.fold())
     for block in blocks:
         if block.kind == "experts":
             block.adaptive.truncate_to = None

@@ -20,6 +20,8 @@ from safetensors import SafetensorError
 from .atomic import atomic_dir, atomic_write, check_writable, write_failure
 from .convert import Width, full_widths, layer_widths, resolve_widths, truncate_
 from .errors import NotAnExportError, UnsupportedModelError
+from .head_cuts import Heads, truncate_heads_
+from .heads import find_heads, layer_heads, set_config_heads
 from .provenance import read_provenance, write_provenance
 from .version import __version__
 
@@ -58,11 +60,12 @@ def _provenance(model: nn.Module, fmt: str, widths: list[int], full: list[int], 
     return record
 
 
-def _check_loadable(folder: Path, saved: nn.Module, fmt: str, widths: list[int]) -> None:
+def _check_loadable(folder: Path, saved: nn.Module, fmt: str, widths: list[int], heads: Optional[list[int]]) -> None:
     """Refuse to finish an export whose own config does not rebuild the saved shapes.
 
     The model class is rebuilt on the meta device from the config just written (per-layer exports
-    then cut as ``load_pretrained`` cuts them); any tensor whose shape differs means a width the
+    then cut as ``load_pretrained`` cuts them, and head-cut exports the config cannot describe cut to
+    ``heads``); any tensor whose shape differs means a width the
     config cannot say, i.e. a checkpoint vanilla transformers (or the loader) could not load.
     """
     config = type(saved.config).from_pretrained(folder)
@@ -74,6 +77,8 @@ def _check_loadable(folder: Path, saved: nn.Module, fmt: str, widths: list[int])
     if fmt == "per-layer":
         attach_spec(rebuilt, specs_for(saved))
         truncate_(rebuilt, widths)
+    if heads is not None:
+        truncate_heads_(rebuilt, heads)
     want = {k: tuple(v.shape) for k, v in saved.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     bad = [k for k in want if got.get(k) != want[k]]
@@ -89,7 +94,8 @@ def _save(model: nn.Module, folder: Path, record: dict, tokenizer: Any) -> None:
         model.save_pretrained(folder, safe_serialization=True)
     except SafetensorError as exc:
         raise write_failure(exc, folder) from None
-    _check_loadable(folder, model, record["format"], record["layer_widths"])
+    _check_loadable(folder, model, record["format"], record["layer_widths"],
+                    None if record.get("loads_with", "transformers") == "transformers" else record.get("layer_heads"))
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     write_provenance(folder, record)
@@ -107,13 +113,17 @@ def export_uniform(
     multiple: Optional[int] = None,
     overwrite: bool = False,
     extra: Optional[dict] = None,
+    heads: Optional[Heads] = None,
 ) -> Path:
     """Save ``model`` truncated to one width (int neurons or fraction of d_ff) to ``out``.
 
     The folder loads with plain ``AutoModelFor*.from_pretrained`` (the config's FFN size is set).
-    ``model`` itself is not modified.
+    ``heads`` (query heads, or a fraction; the model's heads must be ordered) also cuts attention
+    heads: Llama-family configs say the cut, so those still load in vanilla transformers; BERT and
+    GPT-2 derive the head size from the head count, so those load with ``awncompress.load_pretrained``
+    (``awncompress.json`` says which in ``loads_with``). ``model`` itself is not modified.
     """
-    return _export_truncated(model, out, width, "uniform", multiple, tokenizer, source, method, overwrite, extra)
+    return _export_truncated(model, out, width, "uniform", multiple, tokenizer, source, method, overwrite, extra, heads)
 
 
 def export_per_layer(
@@ -126,18 +136,31 @@ def export_per_layer(
     method: str = "awn",
     overwrite: bool = False,
     extra: Optional[dict] = None,
+    heads: Optional[Heads] = None,
 ) -> Path:
     """Save ``model`` with a different width per FFN layer; load it with ``awncompress.load_pretrained``.
 
     Vanilla configs hold one FFN size, so the config keeps the largest width (see ``truncate_``)
-    and ``awncompress.json`` records the list.
+    and ``awncompress.json`` records the list. ``heads``: as for ``export_uniform``, or per layer.
     """
-    return _export_truncated(model, out, list(widths), "per-layer", None, tokenizer, source, method, overwrite, extra)
+    return _export_truncated(model, out, list(widths), "per-layer", None, tokenizer, source, method, overwrite, extra,
+                             heads)
+
+
+def _cut_heads(model: nn.Module, small: nn.Module, heads: Heads, fmt: str) -> dict:
+    """Cut ``small``'s heads; the record keys that describe the cut and who can load it."""
+    full = max(layer_heads(model))
+    group = find_heads(model)[0].group
+    cut = truncate_heads_(small, heads)
+    vanilla = fmt == "uniform" and set_config_heads(small.config, find_heads(small))
+    return {"layer_heads": cut, "full_heads": full, "head_group": group,
+            "loads_with": "transformers" if vanilla else "awncompress"}
 
 
 def _export_truncated(model: nn.Module, out: Union[str, Path], widths: Any, fmt: str, multiple: Optional[int],
-                      tokenizer: Any, source: Optional[str], method: str, overwrite: bool, extra: Optional[dict]) -> Path:
-    """Truncate a copy of ``model`` to ``widths`` and save it as ``fmt``; ``model`` is not modified."""
+                      tokenizer: Any, source: Optional[str], method: str, overwrite: bool, extra: Optional[dict],
+                      heads: Optional[Heads] = None) -> Path:
+    """Truncate a copy of ``model`` to ``widths`` (and ``heads``) and save it as ``fmt``; ``model`` is not modified."""
     out = check_writable(out, overwrite, is_export)
     if fmt == "per-layer" and any(b.kind == "experts" for b in find_ffns(model)):
         raise UnsupportedModelError("per-layer exports of mixture-of-experts models are not supported: a MoE config "
@@ -145,6 +168,8 @@ def _export_truncated(model: nn.Module, out: Union[str, Path], widths: Any, fmt:
     full = full_widths(find_ffns(model))
     small = copy.deepcopy(model)
     resolved = truncate_(small, widths, multiple=multiple)
+    if heads is not None:
+        extra = {**(extra or {}), **_cut_heads(model, small, heads, fmt)}
     with atomic_dir(out, overwrite, is_export) as tmp:
         _save(small, tmp, _provenance(small, fmt, resolved, full, source, method, extra), tokenizer)
     return out
@@ -161,11 +186,14 @@ def export_nested(
     method: str = "awn",
     overwrite: bool = False,
     extra: Optional[dict] = None,
+    heads: bool = False,
 ) -> Path:
     """Save the folded, ordered full-width model once; any width is sliced from it at load time.
 
     ``widths``: the width fractions this run recommends (recorded as the width table);
     ``profile``: the learned per-layer profile (see ``adaptive.profile_summary``), recorded too.
+    ``heads``: the model's attention heads are ordered too (converted with heads), so
+    ``load_pretrained(path, heads=...)`` or ``flops=...`` may cut them.
     """
     out = check_writable(out, overwrite, is_export)
     full = full_widths(find_ffns(model))
@@ -174,6 +202,10 @@ def export_nested(
         per_layer = resolve_widths(float(w), full, len(full))
         table[f"{w:g}"] = per_layer[0] if len(set(per_layer)) == 1 else per_layer
     record_extra = {"width_table": table, **({"profile": profile} if profile else {}), **(extra or {})}
+    if heads:
+        blocks = find_heads(model)
+        record_extra.update(layer_heads=[b.n_heads for b in blocks], full_heads=max(b.n_heads for b in blocks),
+                            head_group=blocks[0].group)
     with atomic_dir(out, overwrite, is_export) as tmp:
         _save(model, tmp, _provenance(model, "nested", layer_widths(model), full, source, method, record_extra), tokenizer)
     return out
@@ -203,6 +235,11 @@ def model_card(record: dict) -> str:
     else:
         width_line = f"nested: full width {record['d_ff']}, any width materialised at load time"
         load = 'import awncompress\nmodel = awncompress.load_pretrained("PATH", width=0.5)'
+    if record.get("layer_heads") and fmt != "nested":
+        heads = record["layer_heads"]
+        width_line += f"; attention heads {heads[0] if len(set(heads)) == 1 else heads} of {record['full_heads']}"
+        if record.get("loads_with") == "awncompress":
+            load = 'import awncompress\nmodel = awncompress.load_pretrained("PATH")'
     lines = [
         "---",
         "library_name: transformers",

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from tqdm.auto import tqdm
 
-from .adaptive import adaptive_modules, awn_prior
+from .adaptive import adaptive_modules, awn_prior, awn_units
 from .atomic import atomic_dir, write_failure
 from .data import example_lengths
 from .errors import TrainingError
@@ -121,7 +121,7 @@ def _width_postfix(model: nn.Module) -> str:
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with the per-layer rates in their own group (learning rate ``rate_lr``, no decay)."""
-    rate_params = [w.raw_rate for w in adaptive_modules(model)]
+    rate_params = [w.raw_rate for w in awn_units(model)]
     rate_ids = {id(p) for p in rate_params}
     weights = [p for p in model.parameters() if p.requires_grad and id(p) not in rate_ids]
     groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr}]
@@ -256,7 +256,7 @@ def _start(model: nn.Module, train_set: Any, collate: Any, cfg: TrainConfig, tea
     if checkpoint is not None:
         state = _load_checkpoint(checkpoint, model, optimizer)
         start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
-    wrappers = adaptive_modules(model)
+    wrappers = awn_units(model)
     prepared, optimizer = accelerator.prepare(model, optimizer)
     if teacher is not None and not isinstance(teacher, CachedTeacher):
         teacher = teacher.to(accelerator.device).eval().requires_grad_(False)

@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .archs import FFNBlock, find_ffns
 from .errors import UnsupportedModelError, WidthError
+from .heads import find_heads, has_head_spec
 
 __all__ = ["FlopCount", "count_flops", "has_formula", "FORMULA_MODEL_TYPES"]
 
@@ -189,13 +190,36 @@ def _count_with_counter(model: nn.Module, seq_len: int, blocks: list[FFNBlock], 
     return FlopCount(total=non_ffn + ffn, ffn=ffn, attention=0, head=0, other=non_ffn, source="flop-counter")
 
 
-def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[int]] = None) -> FlopCount:
+def _attention_dims(model: nn.Module, n_layers: int, head_counts: Optional[Sequence[int]]) -> list[tuple[int, int]]:
+    """(query width, key/value width) of each layer's attention: read from the projections where heads
+    can be cut (a cut model's layers differ), else from the config; ``head_counts`` (query heads per
+    layer) replaces what the model has."""
+    if has_head_spec(model):
+        blocks = find_heads(model)
+        if head_counts is None:
+            return [(b.q_dim, b.kv_dim) for b in blocks]
+        if len(head_counts) != len(blocks) or any(c < 0 for c in head_counts):
+            raise WidthError(f"head_counts must be {len(blocks)} non-negative numbers, got {list(head_counts)}")
+        return [(c * b.head_dim, c // b.group * b.head_dim) for c, b in zip(head_counts, blocks)]
+    if head_counts is not None:
+        raise UnsupportedModelError(f"head_counts: attention heads of {model.config.model_type!r} cannot be cut")
+    config = model.config
+    n_heads = int(config.num_attention_heads)
+    head_dim = int(getattr(config, "head_dim", None) or int(config.hidden_size) // n_heads)
+    n_kv = int(getattr(config, "num_key_value_heads", None) or n_heads)  # GQA: fewer k/v heads
+    return [(n_heads * head_dim, n_kv * head_dim)] * n_layers
+
+
+def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[int]] = None,
+                head_counts: Optional[Sequence[int]] = None) -> FlopCount:
     """Matmul FLOPs of one forward pass over one example of ``seq_len`` tokens.
 
     ``ffn_widths`` (one entry per layer) replaces the FFN widths read from the model, e.g. to count a
     dynamic top-k scheme at its active width; each FFN matmul is then counted at that width.
+    ``head_counts`` (query heads per layer) likewise replaces the attention heads (families whose
+    heads can be cut, see heads.py).
     Raises ``UnsupportedModelError`` for a family or head this module has no formula for, and
-    ``WidthError`` when ``ffn_widths`` has the wrong length or a negative entry.
+    ``WidthError`` when ``ffn_widths`` or ``head_counts`` has the wrong length or a negative entry.
     """
     if seq_len <= 0:
         raise WidthError(f"seq_len must be positive, got {seq_len}")
@@ -207,21 +231,18 @@ def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[in
     if any(w < 0 for w in widths):
         raise WidthError(f"ffn_widths must be non-negative, got {widths}")
     if not has_formula(getattr(getattr(model, "config", None), "model_type", None)):
+        if head_counts is not None:
+            raise UnsupportedModelError("head_counts: FLOPs of this family are measured, not counted by formula")
         return _count_with_counter(model, seq_len, blocks, widths)
     model_type = _family(model)
     config = model.config
 
     s = seq_len
     h = int(config.hidden_size)  # DistilBERT and GPT-2 configs map hidden_size to dim / n_embd
-    n_heads = int(config.num_attention_heads)
-    head_dim = int(getattr(config, "head_dim", None) or h // n_heads)
-    n_kv = int(getattr(config, "num_key_value_heads", None) or n_heads)  # GQA: fewer k/v heads
-    q_dim, kv_dim = n_heads * head_dim, n_kv * head_dim
-
     # q and o are h×q_dim, k and v are h×kv_dim (equal for multi-head attention), on every position;
     # scores (QKᵀ) and the weighted sum (AV) are S×S×head_dim per query head each.
-    attention_per_layer = 2 * s * h * (2 * q_dim + 2 * kv_dim) + 2 * 2 * s * s * q_dim
-    attention = n_layers * attention_per_layer
+    attention = sum(2 * s * h * (2 * q_dim + 2 * kv_dim) + 2 * 2 * s * s * q_dim
+                    for q_dim, kv_dim in _attention_dims(model, n_layers, head_counts))
     matmuls = 3 if blocks[0].gate is not None else 2  # gate, up, down vs up, down
     ffn = sum(matmuls * 2 * s * h * w for w in widths)
 

@@ -11,6 +11,9 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from .archs import attach_spec, find_ffns, set_config_widths
+from .head_cuts import Heads, full_units, resolve_heads, truncate_heads_
+from .flop_targets import pick_for_flops
+from .heads import find_heads, has_head_spec
 from .convert import Widths, resolve_widths, truncate_
 from .errors import NotAnExportError, UnsafeCheckpointError, WidthError
 from .paths import check_entries, contained
@@ -98,8 +101,26 @@ def _ffn_param_roles(model: nn.Module) -> dict[str, str]:
     return roles
 
 
+def _head_param_roles(model: nn.Module) -> dict[str, str]:
+    """Attention parameter name → how to cut it: "thirds" (GPT-2's fused [q; k; v], last axis) or
+    "leading" (the first rows / columns: units are contiguous blocks, most important first)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    roles = {}
+    for block in find_heads(model):
+        for module in block.projections():
+            role = "thirds" if block.spec.fused_qkv and module is block.q else "leading"
+            for pn, _ in module.named_parameters(recurse=False):
+                roles[f"{names[id(module)]}.{pn}"] = role
+    return roles
+
+
 def _cut(view: Any, have: tuple, want: tuple, role: str) -> torch.Tensor:
-    """The leading part of a tensor on disk; for a fused projection both halves' leading rows."""
+    """The leading part of a tensor on disk; for a fused projection both halves' leading rows, for a
+    fused [q; k; v] each third's leading columns."""
+    if role == "thirds" and have[-1] != want[-1]:
+        third, keep = have[-1] // 3, want[-1] // 3
+        lead = tuple(slice(0, w) for w in want[:-1])
+        return torch.cat([view[(*lead, slice(i * third, i * third + keep))] for i in range(3)], dim=-1)
     if role == "fused" and have[0] != want[0]:
         half, keep = have[0] // 2, want[0] // 2
         rest = tuple(slice(0, w) for w in want[1:])
@@ -138,6 +159,8 @@ def _load_weights(model: nn.Module, folder: Path, slice_ffn: bool) -> None:
     """
     target = model.state_dict()
     sliceable = _ffn_param_roles(model) if slice_ffn else {}
+    if slice_ffn and has_head_spec(model):
+        sliceable.update(_head_param_roles(model))
     state: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
     for file in safetensors_files(folder):
@@ -205,6 +228,9 @@ def load_pretrained(
     path: Union[str, Path],
     width: Optional[Union[Widths, str]] = None,
     *,
+    heads: Optional[Heads] = None,
+    flops: Optional[float] = None,
+    seq_len: int = 128,
     model_class: Optional[type] = None,
     dtype: Optional[torch.dtype] = None,
 ) -> nn.Module:
@@ -214,18 +240,28 @@ def load_pretrained(
         path: an export folder (uniform, per-layer or nested).
         width: nested exports only: an int (neurons), a fraction of d_ff, a per-layer list of ints,
             or "learned" for the per-layer widths the fine-tune learned; None = full width.
+        heads: nested exports with ordered heads only: query heads (int), a fraction of the heads,
+            or one count per layer; whole KV groups are kept.
+        flops: nested exports with ordered heads only, instead of ``width``/``heads``: the fraction of
+            the full model's FLOPs (at ``seq_len`` tokens) to keep; the (width, heads) pair is picked
+            from the recorded profiles (see ``flop_targets.pick_for_flops``).
         model_class: the transformers class to build (default: the one recorded at export).
         dtype: cast the loaded model to this dtype.
 
     Example:
         >>> model = load_pretrained("out/nested", width=0.25)
+        >>> model = load_pretrained("out/nested-heads", flops=0.3)
     """
     folder = check_safe_checkpoint(path)
     record = read_provenance(folder)
     check_entries(folder, str(folder))
     fmt = record["format"]
-    if width is not None and fmt != "nested":
-        raise WidthError(f"{folder} is a {fmt} export with fixed widths; width= applies to nested exports only")
+    if (width is not None or heads is not None or flops is not None) and fmt != "nested":
+        raise WidthError(f"{folder} is a {fmt} export with fixed widths; width=, heads= and flops= apply to nested exports only")
+    if (heads is not None or flops is not None) and not record.get("layer_heads"):
+        raise WidthError(f"{folder} was exported without ordered heads; heads= and flops= need a run with heads")
+    if flops is not None and (width is not None or heads is not None):
+        raise WidthError("give flops= or width=/heads=, not both")
     specs = recorded_specs(record)
     # A class the user names brings its own config class (its family may be unknown to AutoConfig).
     try:
@@ -236,20 +272,42 @@ def load_pretrained(
     stored = [int(w) for w in record["layer_widths"]]
     _check_config(folder, record, config, specs, stored)
     _check_shape(folder, cls, config, specs, full_widths_of(record))
-    if width is None:
-        widths = stored
-    elif width == "learned":
-        profile = record.get("profile") or {}
-        if "active_widths" not in profile:
-            raise NotAnExportError(f"{folder} records no learned per-layer widths")
-        widths = [int(w) for w in profile["active_widths"]]
-    else:
-        widths = resolve_widths(width, full_widths_of(record) if fmt == "nested" else stored, len(stored))
+    widths = _widths(folder, record, width, stored)
     if any(s.experts for s in specs):
         model = _from_transformers(cls, config, folder, specs, widths)
     else:
-        model = _build(cls, config, specs, widths)
+        model = _build(cls, config, specs, full_widths_of(record) if flops is not None else widths)
+        if flops is not None:
+            pick = pick_for_flops(model, flops, seq_len, *_mean_rates(record))
+            truncate_(model, pick.width)
+            heads = pick.heads
+        if record.get("layer_heads"):
+            truncate_heads_(model, record["layer_heads"] if heads is None else _head_counts(model, record, heads))
         _load_weights(model, folder, slice_ffn=fmt == "nested")
     if dtype is not None:
         model.to(dtype)
     return model.eval()
+
+
+def _widths(folder: Path, record: dict, width: Optional[Union[Widths, str]], stored: list[int]) -> list[int]:
+    if width is None:
+        return stored
+    if width == "learned":
+        profile = record.get("profile") or {}
+        if "active_widths" not in profile:
+            raise NotAnExportError(f"{folder} records no learned per-layer widths")
+        return [int(w) for w in profile["active_widths"]]
+    fmt = record["format"]
+    return resolve_widths(width, full_widths_of(record) if fmt == "nested" else stored, len(stored))
+
+
+def _head_counts(model: nn.Module, record: dict, heads: Heads) -> list[int]:
+    """Query heads per layer for ``heads`` (as ``resolve_heads`` reads it) on the full-headed model."""
+    group = int(record["head_group"])
+    return [u * group for u in resolve_heads(heads, group, full_units(model))]
+
+
+def _mean_rates(record: dict) -> tuple[Optional[float], Optional[float]]:
+    profile = record.get("profile") or {}
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return mean(profile.get("normalised_rates") or []), mean(profile.get("head_rates") or [])

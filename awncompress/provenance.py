@@ -47,6 +47,8 @@ class _ProfileRecord(FileRecord):
     k: Optional[Number] = None
     normalised_rates: list[Number] = Field(default_factory=list)
     active_widths: list[PositiveInt] = Field(default_factory=list)
+    head_rates: list[Number] = Field(default_factory=list)
+    active_units: list[PositiveInt] = Field(default_factory=list)
 
 
 class Provenance(FileRecord):
@@ -63,6 +65,9 @@ class Provenance(FileRecord):
     width_table: Optional[dict[str, Union[PositiveInt, list[PositiveInt]]]] = None
     profile: Optional[_ProfileRecord] = None
     source_model: Optional[str] = None
+    layer_heads: Optional[list[PositiveInt]] = Field(default=None, max_length=4096)
+    full_heads: Optional[Annotated[PositiveInt, Field(le=1 << 16)]] = None
+    head_group: Optional[PositiveInt] = None
 
     @field_validator("architecture")
     @classmethod
@@ -86,6 +91,17 @@ class Provenance(FileRecord):
                                   f"{len(self.layer_widths)}")
             if max(self.profile.active_widths) > self.d_ff:
                 raise cross_error(f"profile.active_widths {self.profile.active_widths} exceed d_ff {self.d_ff}")
+        return self._heads_fit()
+
+    def _heads_fit(self) -> "Provenance":
+        if self.layer_heads is None:
+            return self
+        if self.full_heads is None or self.head_group is None:
+            raise cross_error("layer_heads needs full_heads and head_group")
+        if len(self.layer_heads) != len(self.layer_widths):
+            raise cross_error(f"layer_heads has {len(self.layer_heads)} layers, layer_widths {len(self.layer_widths)}")
+        if any(h > self.full_heads or h % self.head_group for h in self.layer_heads):
+            raise cross_error(f"layer_heads {self.layer_heads} must be multiples of {self.head_group} up to {self.full_heads}")
         return self
 
 

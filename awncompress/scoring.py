@@ -84,12 +84,10 @@ class _Stats:
 
 
 @torch.no_grad()
-def mean_abs_activations(model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
-    """``E|h_j|`` per block over the non-padding tokens of ``batches`` (model run in eval mode);
-    for a mixture-of-experts block, per expert over the tokens routed to it."""
-    stats = _Stats(blocks)
-    handles = [b.hook_expert_hidden(lambda e, t, h, i=i: stats.expert(i, e, t, h)) if b.kind == "experts"
-               else b.hook_hidden(lambda h, i=i: stats.dense(i, h)) for i, b in enumerate(blocks)]
+def run_calibration(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]],
+                    on_mask: Callable[[Optional[torch.Tensor]], None]) -> None:
+    """Run ``model`` in eval mode over ``batches`` (hooks collect what they need); ``on_mask`` gets each
+    batch's flattened non-padding mask first. DataError when the batches hold no tokens."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -98,15 +96,27 @@ def mean_abs_activations(model: nn.Module, blocks: list[FFNBlock], batches: Iter
         for batch in batches:
             inputs = model_inputs(batch, device)
             attn = inputs.get("attention_mask")
-            stats.mask = attn.reshape(-1).bool().cpu() if attn is not None else None
-            tokens += int(stats.mask.sum()) if stats.mask is not None else int(inputs["input_ids"].numel())
+            mask = attn.reshape(-1).bool().cpu() if attn is not None else None
+            on_mask(mask)
+            tokens += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
             model(**inputs)
     finally:
         model.train(was_training)
-        for handle in handles:
-            handle.remove()
     if tokens == 0:
         raise DataError("calibration batches held no tokens")
+
+
+def mean_abs_activations(model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """``E|h_j|`` per block over the non-padding tokens of ``batches`` (model run in eval mode);
+    for a mixture-of-experts block, per expert over the tokens routed to it."""
+    stats = _Stats(blocks)
+    handles = [b.hook_expert_hidden(lambda e, t, h, i=i: stats.expert(i, e, t, h)) if b.kind == "experts"
+               else b.hook_hidden(lambda h, i=i: stats.dense(i, h)) for i, b in enumerate(blocks)]
+    try:
+        run_calibration(model, batches, lambda mask: setattr(stats, "mask", mask))
+    finally:
+        for handle in handles:
+            handle.remove()
     return stats.means()
 
 
