@@ -100,6 +100,8 @@ def convert(
     label_column: Optional[str] = typer.Option(None, help="Column with the label."),
     widths: Optional[str] = typer.Option(None, help="Width fractions of d_ff to export, e.g. 0.25,0.5,0.75."),
     per_layer: Optional[bool] = typer.Option(None, "--per-layer/--no-per-layer", help="Also export the learned per-layer widths."),
+    heads: Optional[bool] = typer.Option(None, "--heads/--no-heads", help="Also learn an order over attention heads and export FFN+heads cuts at FLOP targets (flops-<t>/)."),
+    flops: Optional[str] = typer.Option(None, help="With --heads: fractions of the dense FLOPs to export, e.g. 0.2,0.3 (default 0.2,0.3,0.4)."),
     steps: Optional[int] = typer.Option(None, min=1, help="AWN fine-tune steps."),
     dense_steps: Optional[int] = typer.Option(None, min=1, help="Steps of the dense stage that trains an untrained head."),
     max_train_examples: Optional[int] = typer.Option(None, min=1, help="Use at most this many training examples."),
@@ -131,6 +133,8 @@ def convert(
       awncompress convert ./my-model --data train.csv --plan
 
       awncompress convert ./my-model --data train.csv --budget 20
+
+      awncompress convert demo --heads --flops 0.25,0.3
     """
     from .recipes import apply_overrides, default_recipe, is_recipe, list_recipes, load_recipe
 
@@ -148,7 +152,7 @@ def convert(
         overrides: dict[str, object] = {
             "task": task, "data.train": data, "data.eval": eval_data, "data.text_column": text_column,
             "data.text_pair_column": text_pair_column, "data.label_column": label_column, "export.widths": parsed_widths,
-            "export.per_layer": per_layer, "train.steps": steps, "dense.steps": dense_steps,
+            "export.per_layer": per_layer, "awn.heads": heads, "export.flops": parse_widths(flops), "train.steps": steps, "dense.steps": dense_steps,
             "data.max_train_examples": max_train_examples, "data.max_eval_examples": max_eval_examples,
             "train.mode": mode, "seed": seed, "evaluate.metric": metric, **sets,
         }

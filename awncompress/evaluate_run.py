@@ -15,7 +15,8 @@ from .data import TaskData, load_task_data
 from .errors import AwnError, DataError, NotAnExportError
 from .evaluation import evaluate_methods
 from .latency import LatencyConfig
-from .layout import DENSE_DIR, NESTED_DIR, RECIPE_FILE, annotate_exports, export_dirs_for, find_exports, width_key
+from .layout import (DENSE_DIR, NESTED_DIR, RECIPE_FILE, annotate_exports, export_dirs_for, find_exports, find_flop_exports,
+                     flops_dir, width_key)
 from .provenance import read_provenance
 from .methods import TrainingKit
 from .paths import contained
@@ -44,6 +45,8 @@ def _method_names(recipe: Recipe, names: Optional[Sequence[str]]) -> list[str]:
     chosen = list(names or recipe.evaluate.methods)
     if recipe.export.per_layer and not names and "awn-per-layer" not in chosen:
         chosen.insert(chosen.index("awn") + 1 if "awn" in chosen else 0, "awn-per-layer")
+    if recipe.awn.heads and not names:  # the FFN+heads points and their static baseline at the same FLOPs
+        chosen += [m for m in ("awn-heads", "wina-heads") if m not in chosen]
     return chosen
 
 
@@ -64,7 +67,8 @@ def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: 
     """
     widths = [float(w) for w in recipe.export.widths]
     names = _method_names(recipe, methods)
-    training = _training_kit(original, data, recipe, quiet, kd_teacher) if "finetune" in names else None
+    training = (_training_kit(original, data, recipe, quiet, kd_teacher)
+                if {"finetune", "finetune-heads"} & set(names) else None)
     began = time.perf_counter()
     record = evaluate_methods(
         original, export_dirs_for(widths, exports), data.eval, data.collate, task=recipe.task, metric=recipe.resolved_metric,
@@ -73,6 +77,7 @@ def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: 
         profile=read_provenance(exports[NESTED_DIR]).get("profile"),
         costs={stage: {kind: costs[key]} for stage, kind, key in _RECORDED_COSTS if costs.get(key) is not None},
         out=out, scorer=recipe.awn.scorer, multiple=recipe.export.multiple, training=training, quiet=quiet,
+        flop_dirs={t: exports[flops_dir(out, t).name] for t in recipe.flop_targets if flops_dir(out, t).name in exports},
     )
     record["costs"].setdefault("evaluation", {})["total_s"] = round(time.perf_counter() - began, 3)
     if recipe.budget is not None:  # the steps were scaled to fit it: the curve is a budget's curve
@@ -130,5 +135,6 @@ def reevaluate(out: Path, *, data: Optional[str] = None, train_data: Optional[st
     task_data = load_task_data(data_config(recipe), tokenizer)
     calibration = calibration_batches(task_data, recipe.awn.calibration_batches, recipe.train.batch_size)
     train = read_provenance(nested).get("train") or {}
-    exports = {NESTED_DIR: nested, **{width_key(w): p for w, p in widths.items()}}
+    exports = {NESTED_DIR: nested, **{width_key(w): p for w, p in widths.items()},
+               **{p.name: p for p in find_flop_exports(out).values()}}
     return evaluate_conversion(out, original, task_data, recipe, exports, train, calibration, quiet=quiet, methods=methods)

@@ -24,6 +24,7 @@ from torch import nn
 
 from .archs import find_ffns
 from .convert import full_widths, layer_widths, resolve_widths, truncate_
+from .head_cuts import truncate_heads_
 from .errors import DataError, WidthError
 from .latency import LatencyConfig, device_name, resolve_device, time_round_robin
 from .layout import export_format, match_export
@@ -107,29 +108,40 @@ def _run_method(method: Method, ctx: EvalContext, measure: _Measure, dense: dict
     method.prepare(ctx)
     prepare_s, eval_s = time.perf_counter() - began, 0.0
     rows, shapes = [], {}
-    for w in ctx.widths:
+    flops_axis = method.axis == "flops"
+    for w in sorted(ctx.flop_dirs) if flops_axis else ctx.widths:
         began = time.perf_counter()
         with method.at_width(ctx, w) as cand:
             prepare_s += time.perf_counter() - began
             began = time.perf_counter()
             entry = measure.entry(cand.model, cand.widths if method.theoretical else None, f"{label}@{w:g}")
             rows.append(_row(label, w, cand, entry, dense, method.theoretical))
+            if flops_axis:  # the point is a FLOP target; its FFN width is what the pick gave
+                rows[-1].update(flops_target=float(w), heads=_intermediate(cand.heads or []),
+                                width_fraction=round(sum(cand.widths) / sum(layer_widths(ctx.original)), 6))
             if not method.theoretical:
-                shapes[len(rows) - 1] = tuple(int(x) for x in cand.widths)
+                shapes[len(rows) - 1] = _shape(cand.widths, cand.heads)
             eval_s += time.perf_counter() - began
     return rows, {"prepare_s": round(prepare_s, 3), "evaluate_s": round(eval_s, 3)}, shapes
 
 
-def _time_shapes(original: nn.Module, shapes: set[tuple[int, ...]], latency: LatencyConfig) -> dict[tuple, dict]:
+def _shape(widths: Sequence[int], heads: Optional[Sequence[int]] = None) -> tuple:
+    """What a timing is keyed by: FFN widths per layer and, for head cuts, query heads per layer."""
+    return tuple(int(x) for x in widths), tuple(int(h) for h in heads) if heads else None
+
+
+def _time_shapes(original: nn.Module, shapes: set[tuple], latency: LatencyConfig) -> dict[tuple, dict]:
     """Latency of each distinct shape: copies of the dense model cut to it, timed round-robin."""
-    full = tuple(layer_widths(original))
+    full = _shape(layer_widths(original))
     models = {}
-    for shape in sorted(shapes, reverse=True):
+    for shape in sorted(shapes, key=lambda s: (s[0], s[1] or ()), reverse=True):
         if shape == full:
             models[shape] = original
         else:
             models[shape] = copy.deepcopy(original)
-            truncate_(models[shape], list(shape))
+            truncate_(models[shape], list(shape[0]))
+            if shape[1] is not None:
+                truncate_heads_(models[shape], list(shape[1]))
     return time_round_robin(models, latency)
 
 
@@ -178,6 +190,7 @@ def evaluate_methods(
     multiple: Optional[int] = None,
     training: Optional[TrainingKit] = None,
     quiet: bool = False,
+    flop_dirs: Optional[Mapping[float, Union[str, Path]]] = None,
 ) -> dict:
     """Evaluate every method at every width against the dense ``original``; returns the report record.
 
@@ -197,6 +210,7 @@ def evaluate_methods(
         profile / costs: the learned profile and extra wall-clock costs per method to record.
         out, scorer, multiple, training, quiet: what methods that read a convert output or fine-tune
             need (see ``awncompress.methods.EvalContext``).
+        flop_dirs: {FLOP target: folder} of the FFN+heads exports, the points of "flops"-axis methods.
 
     Raises NotAnExportError, DataError, MetricError, UnknownMethodError, WidthError before anything is
     evaluated when the inputs cannot work.
@@ -213,7 +227,8 @@ def evaluate_methods(
         raise DataError(f"method(s) {', '.join(needs)} need calibration batches (pass calibration=, e.g. a few training batches)")
     full = tuple(layer_widths(original))
     ctx = EvalContext(original=original, widths=widths, layer_plan={}, calibration=None if calibration is None else list(calibration),
-                      seed=seed, export_dirs=export_dirs, out=out, scorer=scorer, multiple=multiple, training=training, quiet=quiet)
+                      seed=seed, export_dirs=export_dirs, out=out, scorer=scorer, multiple=multiple, training=training, quiet=quiet,
+                      flop_dirs={float(t): Path(p) for t, p in (flop_dirs or {}).items()})
     for method in chosen:
         method.check(ctx)
     ctx.layer_plan = _layer_plan(widths, export_dirs, full_widths(find_ffns(original)))
@@ -236,9 +251,9 @@ def evaluate_methods(
         row_shapes.update({len(rows) + i: s for i, s in shapes.items()})
         rows += method_rows
     began = time.perf_counter()
-    timings = _time_shapes(original, {full, *row_shapes.values()}, latency) if latency is not None else {}
+    timings = _time_shapes(original, {_shape(full), *row_shapes.values()}, latency) if latency is not None else {}
     run_costs["latency"] = {"evaluate_s": round(time.perf_counter() - began, 3)}
-    _add_latency(dense, rows, row_shapes, timings, full)
+    _add_latency(dense, rows, row_shapes, timings, _shape(full))
     for name, extra in (costs or {}).items():
         run_costs.setdefault(name, {}).update({k: float(v) for k, v in extra.items()})
     return {

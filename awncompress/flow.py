@@ -21,11 +21,12 @@ from safetensors import SafetensorError
 
 from .atomic import atomic_dir, remove_temps, write_failure
 from .convert import convert_, fold_, full_widths
-from .data import TaskData
+from .data import TaskData, example_lengths
 from .evaluate_run import evaluate_conversion
 from .export import export_nested, export_per_layer, export_uniform
 from .finetune import TrainResult, finetune, latest_checkpoint
-from .layout import CHECKPOINTS_DIR, DENSE_DIR, NESTED_DIR, per_layer_dir, width_dir, width_key
+from .flop_targets import pick_for_flops
+from .layout import CHECKPOINTS_DIR, DENSE_DIR, NESTED_DIR, flops_dir, per_layer_dir, width_dir, width_key
 from .recipes import Recipe
 from .stages import awn_config, calibration_batches, dense_config, prior_config
 from .teacher import CachedTeacher, Teacher, distillation_teacher
@@ -80,7 +81,8 @@ def run_stages(recipe: Recipe, out: Path, model: nn.Module, tokenizer: Any, head
     costs = {"awn_seconds": awn_result.seconds, "dense_seconds": dense_result.seconds if dense_result else None,
              "teacher_logits_seconds": teacher_seconds}
     began = time.perf_counter()
-    exports = write_exports(model, tokenizer, recipe, out, profile, extra={"train": costs}, overwrite=True)
+    exports = write_exports(model, tokenizer, recipe, out, profile, extra={"train": costs}, overwrite=True,
+                            seq_len=mean_length(data.eval))
     costs["export_seconds"] = round(time.perf_counter() - began, 3)
     result = ConvertResult(out=out, exports=exports, awn=awn_result, dense=dense_result, profile=profile, costs=costs)
     if evaluate:
@@ -103,12 +105,34 @@ def save_dense(model: nn.Module, tokenizer: Any, folder: Path) -> Path:
     return folder
 
 
+def mean_length(dataset: Any) -> int:
+    """Mean tokens per example: the length FLOP targets are picked at."""
+    lengths = example_lengths(dataset)
+    return max(1, round(sum(lengths) / len(lengths))) if lengths else 128
+
+
+def write_flop_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, profile: dict, seq_len: int,
+                       extra: Optional[dict] = None, overwrite: bool = False) -> dict[str, Path]:
+    """One flops-<t>/ per FLOP target: the (FFN width, heads) the learned profiles pick for it."""
+    rates = [sum(r) / len(r) if r else None for r in (profile.get("normalised_rates"), profile.get("head_rates"))]
+    exports = {}
+    for target in recipe.flop_targets:
+        pick = pick_for_flops(model, target, seq_len, *rates)
+        exports[flops_dir(out, target).name] = export_uniform(
+            model, flops_dir(out, target), pick.width, heads=pick.heads, tokenizer=tokenizer, source=recipe.model,
+            method="awn-heads", overwrite=overwrite,
+            extra={**(extra or {}), "flops_target": target, "flops_seq_len": seq_len})
+    return exports
+
+
 def write_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, profile: dict,
-                  extra: Optional[dict] = None, overwrite: bool = False) -> dict[str, Path]:
-    """nested/, one width-<w>/ per recipe width and, if asked, per-layer-<w>/ at the same FFN FLOPs."""
+                  extra: Optional[dict] = None, overwrite: bool = False, seq_len: int = 128) -> dict[str, Path]:
+    """nested/, one width-<w>/ per recipe width and, if asked, per-layer-<w>/ at the same FFN FLOPs and
+    flops-<t>/ per FLOP target (with heads; picked at ``seq_len`` tokens)."""
     source = recipe.model
     exports = {NESTED_DIR: export_nested(model, out / NESTED_DIR, widths=recipe.export.widths, profile=profile, tokenizer=tokenizer,
-                                       source=source, overwrite=overwrite, extra=extra)}
+                                       source=source, overwrite=overwrite, extra=extra, heads=recipe.awn.heads)}
+    exports.update(write_flop_exports(model, tokenizer, recipe, out, profile, seq_len, extra, overwrite))
     for w in recipe.export.widths:
         exports[width_key(w)] = export_uniform(model, width_dir(out, w), float(w), tokenizer=tokenizer, source=source,
                                            multiple=recipe.export.multiple, overwrite=overwrite, extra=extra)

@@ -7,6 +7,7 @@ OUT/
   nested/            folded full-width weights, width table, learned profile
   width-<w>/         one uniform export per width fraction
   per-layer-<w>/     per-layer widths at the FFN FLOPs of width-<w> (with --per-layer)
+  flops-<t>/         FFN width and attention heads cut to a fraction t of the dense FLOPs (with --heads)
   checkpoints/       fine-tune checkpoints while a run is unfinished (removed at the end)
   report.json/.csv/.md, curve.png
 ```
@@ -30,12 +31,13 @@ NESTED_DIR = "nested"
 CHECKPOINTS_DIR = "checkpoints"
 WIDTH_DIR_PREFIX = "width-"
 PER_LAYER_DIR_PREFIX = "per-layer-"
+FLOPS_DIR_PREFIX = "flops-"
 _WIDTH_DIR = re.compile(rf"^{re.escape(WIDTH_DIR_PREFIX)}(\d+(?:\.\d+)?(?:e-?\d+)?)$")
 REPORT_FILES = ("report.json", "report.csv", "report.md", "curve.png")
 # The first line of the recipe.yaml a run records: how --overwrite knows the folder is a run's.
 RECIPE_MARK = "# Recorded by awncompress"
 _STEP = re.compile(r"^step-\d+$")
-_RUN_ENTRY = re.compile(rf"^({re.escape(WIDTH_DIR_PREFIX)}|{re.escape(PER_LAYER_DIR_PREFIX)})[0-9.e-]+$")
+_RUN_ENTRY = re.compile(rf"^({re.escape(WIDTH_DIR_PREFIX)}|{re.escape(PER_LAYER_DIR_PREFIX)}|{re.escape(FLOPS_DIR_PREFIX)})[0-9.e-]+$")
 
 
 def is_run_output(folder: Path) -> bool:
@@ -69,6 +71,25 @@ def width_dir(out: Union[str, Path], fraction: float) -> Path:
 def per_layer_dir(out: Union[str, Path], fraction: float) -> Path:
     """Folder of the per-layer export at an FFN FLOP budget: ``OUT/per-layer-0.25``."""
     return Path(out) / f"{PER_LAYER_DIR_PREFIX}{width_key(fraction)}"
+
+
+def flops_dir(out: Union[str, Path], target: float) -> Path:
+    """Folder of the FFN+heads export at a FLOP target: ``OUT/flops-0.3``."""
+    return Path(out) / f"{FLOPS_DIR_PREFIX}{width_key(target)}"
+
+
+def find_flop_exports(out_dir: Union[str, Path]) -> dict[float, Path]:
+    """{FLOP target: folder} of the flops-*/ exports in a convert output (empty without --heads)."""
+    out_dir = Path(out_dir)
+    found = {}
+    for child in sorted(out_dir.iterdir()) if out_dir.is_dir() else []:
+        name = child.name
+        if name.startswith(FLOPS_DIR_PREFIX) and _RUN_ENTRY.match(name) and (child / PROVENANCE_FILE).exists():
+            try:
+                found[float(name[len(FLOPS_DIR_PREFIX):])] = contained(out_dir, name, str(out_dir))
+            except ValueError:
+                continue
+    return found
 
 
 def export_format(folder: Path) -> Optional[str]:

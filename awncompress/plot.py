@@ -1,4 +1,5 @@
-"""The report's picture, curve.png: metric vs FLOPs (left) and latency vs width (right), per method."""
+"""The report's picture, curve.png: metric vs FLOPs (left) and latency vs width (right), per method;
+with FFN+heads rows, latency vs FLOPs (heads cut FLOPs that no FFN width describes)."""
 from __future__ import annotations
 
 import io
@@ -39,14 +40,17 @@ def _metric_axis(ax, record: dict, scale: float) -> None:
     ax.legend(fontsize=8, loc="best")
 
 
-def _latency_axis(ax, record: dict) -> None:
+def _latency_axis(ax, record: dict, by_flops: bool) -> None:
     dense = record["dense"]
     widths = R.widths(record)
-    ax.set_xticks([100 * w for w in widths] + [100])
-    ax.set_xticklabels([R.pct(w) for w in widths] + ["100%"], fontsize=8)
+    if by_flops:  # FFN+heads points have no single width: latency over FLOPs, beside the y = x line
+        ax.plot([0, 1], [0, dense.get("latency_ms") or 0], color="0.6", linewidth=1, label="latency ∝ FLOPs")
+    else:
+        ax.set_xticks([100 * w for w in widths] + [100])
+        ax.set_xticklabels([R.pct(w) for w in widths] + ["100%"], fontsize=8)
     if dense.get("latency_ms") is not None:
         ax.axhline(dense["latency_ms"], color="black", linestyle=":", linewidth=1.2, label=f"dense ({dense['latency_ms']:.2f} ms)")
-        ax.plot([100], [dense["latency_ms"]], marker="*", color="black", markersize=11, linestyle="none")
+        ax.plot([1.0 if by_flops else 100], [dense["latency_ms"]], marker="*", color="black", markersize=11, linestyle="none")
         lat_cfg = record.get("latency_config") or {}
         device = record.get("device") or {}
         ax.set_title(f"forward latency, batch {lat_cfg.get('batch_size', '?')} × {lat_cfg.get('seq_len', '?')} "
@@ -55,7 +59,7 @@ def _latency_axis(ax, record: dict) -> None:
     else:
         ax.text(0.5, 0.5, "latency not measured", ha="center", va="center", transform=ax.transAxes)
         ax.set_title("forward latency")
-    ax.set_xlabel("FFN width (% of d_ff)")
+    ax.set_xlabel("FLOPs per example / dense FLOPs" if by_flops else "FFN width (% of d_ff)")
     ax.set_ylabel("median latency (ms)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
@@ -72,8 +76,9 @@ def curve_png(record: dict) -> bytes:
     ax1, ax2 = fig.subplots(1, 2)
     scale = 100.0 if R.percent(record) else 1.0
     n_extra = 0
+    by_flops = bool(R.flop_methods(record))
     for m in R.methods(record):
-        rows = sorted((r for r in record["rows"] if r["method"] == m), key=lambda r: r["width_fraction"])
+        rows = sorted((r for r in record["rows"] if r["method"] == m), key=lambda r: r.get("flops_ratio") or r["width_fraction"])
         theoretical = any(r.get("theoretical") for r in rows)
         style = _style(m, n_extra)
         n_extra += method_style(m) is None
@@ -83,11 +88,12 @@ def curve_png(record: dict) -> bytes:
         pts = [(r["flops_ratio"], r["value"] * scale) for r in rows if r.get("flops_ratio") is not None and r["value"] is not None]
         if pts:
             ax1.plot(*zip(*pts), label=name, **style)
-        lat = [(r["width_fraction"] * 100, r["latency_ms"]) for r in rows if r.get("latency_ms") is not None]
+        lat = [(r["flops_ratio"] if by_flops else r["width_fraction"] * 100, r["latency_ms"]) for r in rows
+               if r.get("latency_ms") is not None and (r.get("flops_ratio") is not None or not by_flops)]
         if lat:
             ax2.plot(*zip(*lat), label=name, **style)
     _metric_axis(ax1, record, scale)
-    _latency_axis(ax2, record)
+    _latency_axis(ax2, record, by_flops)
     fig.suptitle(f"{R.short_model(record.get('model'))} — {record.get('task')}", fontsize=13)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

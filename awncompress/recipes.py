@@ -45,7 +45,8 @@ class AwnSection(Section):
     """How FFNs are converted: initial neuron order and the AWN profile and priors.
 
     ``init_rate`` / ``rate_prior_mean`` are normalised rates λ·d_ff (null: the rate whose
-    k-quantile is the full width). ``calibration_batches`` feed the importance scorer.
+    k-quantile is the full width). ``calibration_batches`` feed the importance scorer. ``heads``:
+    order the attention heads too and learn a profile over them (off by default; see heads.py).
     """
 
     section = "awn"
@@ -56,6 +57,7 @@ class AwnSection(Section):
     rate_prior_std: Positive = AWNConfig.rate_prior_std
     weight_prior_std: Positive = AWNConfig.weight_prior_std
     calibration_batches: BatchSize = 8
+    heads: bool = AWNConfig.heads
 
 
 class DenseSection(Section):
@@ -68,18 +70,25 @@ class DenseSection(Section):
     batch_size: BatchSize = 32
 
 
+DEFAULT_FLOP_TARGETS: tuple[float, ...] = (0.2, 0.3, 0.4)  # below what an FFN-only cut reaches (~0.43 on BERT)
+
+
 class ExportSection(Section):
     """Which checkpoints to write.
 
     ``widths``: FFN width fractions of the uniform exports. ``multiple``: round each layer's width
     to a multiple of this (null: no rounding). ``per_layer``: for every width, also export
     per-layer widths allocated by the learned profiles at the same FFN FLOPs (``per-layer-<w>/``).
+    ``flops``: with ``awn.heads``, fractions of the dense model's FLOPs; each gets a uniform export
+    of the (FFN width, heads) pair the learned profiles pick for it (``flops-<t>/``); empty:
+    ``DEFAULT_FLOP_TARGETS``.
     """
 
     section = "export"
     widths: list[Width] = Field(default_factory=lambda: [0.125, 0.25, 0.375, 0.5, 0.75], min_length=1)
     multiple: Optional[PositiveInt] = None
     per_layer: bool = False
+    flops: list[Width] = Field(default_factory=list)
 
 
 class EvaluateSection(Section):
@@ -146,9 +155,19 @@ class Recipe(Section):
             raise cross_error(f"train.warmup_steps ({self.train.warmup_steps}) must not exceed train.steps ({self.train.steps})")
         if "finetune" in methods and self.awn.scorer == "none":
             raise cross_error("evaluate.methods lists finetune, which cuts neurons in awn.scorer's order, but awn.scorer is 'none'")
+        if self.export.flops and not self.awn.heads:
+            raise cross_error("export.flops sets FLOP targets for FFN+heads exports: set awn.heads to true (--heads)")
+        head_methods = [m for m in methods if m.endswith("-heads")]
+        if head_methods and not self.awn.heads:
+            raise cross_error(f"evaluate.methods lists {', '.join(head_methods)}: set awn.heads to true (--heads)")
         if "awn-per-layer" in methods and not self.export.per_layer:
             raise cross_error("evaluate.methods lists awn-per-layer: set export.per_layer to true (--per-layer) to write those exports")
         return self
+
+    @property
+    def flop_targets(self) -> list[float]:
+        """The FLOP targets of the FFN+heads exports (none without ``awn.heads``)."""
+        return [float(t) for t in (self.export.flops or DEFAULT_FLOP_TARGETS)] if self.awn.heads else []
 
     @property
     def resolved_metric(self) -> str:

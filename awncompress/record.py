@@ -79,15 +79,43 @@ def methods(record: dict) -> list[str]:
     return seen
 
 
+def on_flops_axis(row: dict) -> bool:
+    """Whether a row is a point at a FLOP target (FFN width and heads cut together) rather than a width."""
+    return row.get("flops_target") is not None
+
+
+def width_methods(record: dict) -> list[str]:
+    """The row labels evaluated at FFN width fractions."""
+    return [m for m in methods(record) if any(r["method"] == m and not on_flops_axis(r) for r in record["rows"])]
+
+
+def flop_methods(record: dict) -> list[str]:
+    """The row labels evaluated at FLOP targets (with heads)."""
+    return [m for m in methods(record) if any(r["method"] == m and on_flops_axis(r) for r in record["rows"])]
+
+
 def widths(record: dict) -> list[float]:
     """The evaluated width fractions, ascending."""
-    return sorted({float(r["width_fraction"]) for r in record["rows"]})
+    return sorted({float(r["width_fraction"]) for r in record["rows"] if not on_flops_axis(r)})
+
+
+def targets(record: dict) -> list[float]:
+    """The evaluated FLOP targets, ascending."""
+    return sorted({float(r["flops_target"]) for r in record["rows"] if on_flops_axis(r)})
 
 
 def row(record: dict, method: str, width: float) -> Optional[dict]:
     """The row of ``method`` at ``width`` (None if it was not evaluated)."""
     for r in record["rows"]:
-        if r["method"] == method and math.isclose(float(r["width_fraction"]), width):
+        if r["method"] == method and not on_flops_axis(r) and math.isclose(float(r["width_fraction"]), width):
+            return r
+    return None
+
+
+def target_row(record: dict, method: str, target: float) -> Optional[dict]:
+    """The row of ``method`` at FLOP target ``target`` (None if it was not evaluated)."""
+    for r in record["rows"]:
+        if r["method"] == method and on_flops_axis(r) and math.isclose(float(r["flops_target"]), target):
             return r
     return None
 

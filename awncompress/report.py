@@ -29,7 +29,7 @@ __all__ = ["REPORT_FILES", "write_report", "load_report", "render_report", "head
 CSV_COLUMNS = (
     "method", "width_fraction", "intermediate_size", "metric", "value", "flops", "flops_ratio", "ffn_flops",
     "ffn_share", "params", "params_ratio", "weight_bytes", "checkpoint_bytes", "latency_ms", "latency_p10_ms",
-    "latency_p90_ms", "latency_ratio", "theoretical", "export",
+    "latency_p90_ms", "latency_ratio", "theoretical", "export", "flops_target", "heads",
 )
 
 
@@ -45,13 +45,16 @@ def headline(record: dict) -> dict:
     rule = ("metric >= dense - 0.01 (1 point)" if R.higher(record)
             else "metric <= dense × 1.01 (1 % relative)")
     per_method: dict[str, Optional[dict]] = {}
-    for method in R.methods(record):
+    points = [(m, R.widths(record), R.row) for m in R.width_methods(record)]
+    points += [(m, R.targets(record), R.target_row) for m in R.flop_methods(record)]
+    for method, xs, find in points:
         best = None
-        for w in R.widths(record):
-            r = R.row(record, method, w)
+        for x in xs:
+            r = find(record, method, x)
             if r is not None and R.within(record, r["value"]):
-                best = {"width_fraction": w, "value": r["value"], "flops_ratio": r.get("flops_ratio"),
-                        "latency_ratio": r.get("latency_ratio"), "theoretical": bool(r.get("theoretical"))}
+                best = {"width_fraction": r["width_fraction"], "value": r["value"], "flops_ratio": r.get("flops_ratio"),
+                        "latency_ratio": r.get("latency_ratio"), "theoretical": bool(r.get("theoretical")),
+                        **({"heads": r["heads"]} if R.on_flops_axis(r) else {})}
                 break
         per_method[method] = best
     return {"rule": rule, "per_method": per_method, "text": _headline_text(record, per_method)}
@@ -75,7 +78,8 @@ def _headline_text(record: dict, per_method: dict[str, Optional[dict]]) -> str:
         if hit.get("latency_ratio") is not None and not hit["theoretical"]:
             extra += f", latency ×{hit['latency_ratio']:.2f}"
         flag = " (theoretical FLOPs)" if hit["theoretical"] else ""
-        return (f"{method}: {R.pct(hit['width_fraction'])} FFN width ({R.fmt_value(record, hit['value'])}{unit}{extra}){flag}")
+        heads = f" and {R.fmt_width(hit['heads'])} heads" if "heads" in hit else ""
+        return (f"{method}: {R.pct(hit['width_fraction'])} FFN width{heads} ({R.fmt_value(record, hit['value'])}{unit}{extra}){flag}")
 
     hit = per_method[main]
     if hit is None:
@@ -101,8 +105,9 @@ def _csv_text(record: dict) -> str:
     writer.writeheader()
     for row in record["rows"]:
         out = dict(row)
-        if isinstance(out.get("intermediate_size"), list):
-            out["intermediate_size"] = ";".join(str(w) for w in out["intermediate_size"])
+        for key in ("intermediate_size", "heads"):
+            if isinstance(out.get(key), list):
+                out[key] = ";".join(str(w) for w in out[key])
         out["theoretical"] = str(bool(out.get("theoretical"))).lower()
         writer.writerow({k: ("" if out.get(k) is None else out.get(k)) for k in CSV_COLUMNS})
     return buf.getvalue()
@@ -150,8 +155,25 @@ def _md_head(record: dict, head: dict) -> list[str]:
     return lines + _md_table(["", ""], facts)
 
 
+def _md_by_flops(record: dict) -> list[str]:
+    """FFN+heads points: one row per FLOP target, each method's value and the (FFN width, heads) it ran at."""
+    methods, dense = R.flop_methods(record), record["dense"]
+    if not methods:
+        return []
+    table = []
+    for t in R.targets(record):
+        rows = [R.target_row(record, m, t) for m in methods]
+        shape = next((r for r in rows if r is not None), None)
+        where = "—" if shape is None else f"{R.pct(shape['width_fraction'])} FFN, {R.fmt_width(shape['heads'])} heads"
+        table.append([R.fmt_ratio(t), R.fmt_ratio(shape.get("flops_ratio") if shape else None), where]
+                     + ["—" if r is None else R.fmt_value(record, r["value"]) for r in rows])
+    table.append(["dense", "1.000", "full"] + [R.fmt_value(record, dense["value"])] * len(methods))
+    return [f"## {R.metric_label(record)} by FLOP target (FFN width and attention heads)", ""] + _md_table(
+        ["FLOP target", "FLOPs ratio", "FFN width, heads"] + methods, table)
+
+
 def _md_by_width(record: dict) -> list[str]:
-    methods, dense = R.methods(record), record["dense"]
+    methods, dense = R.width_methods(record), record["dense"]
     lines = [f"## {R.metric_label(record)} by FFN width", ""]
     table = []
     for w in R.widths(record):
@@ -177,8 +199,8 @@ def _md_rows(record: dict) -> list[str]:
         lat = "—" if r.get("latency_ms") is None else (
             f"{R.fmt_ms(r['latency_ms'])} ({R.fmt_ms(r.get('latency_p10_ms'))}–{R.fmt_ms(r.get('latency_p90_ms'))})")
         mb = "—" if r.get("checkpoint_bytes") is None else f"{r['checkpoint_bytes'] / 1e6:.1f}"
-        table.append([r["method"] + (" *" if r.get("theoretical") else ""), R.pct(r["width_fraction"]),
-                      R.fmt_width(r["intermediate_size"]), R.fmt_value(record, r["value"]), f"{r['flops']:,}",
+        size = R.fmt_width(r["intermediate_size"]) + (f", {R.fmt_width(r['heads'])} heads" if R.on_flops_axis(r) else "")
+        table.append([r["method"] + (" *" if r.get("theoretical") else ""), R.pct(r["width_fraction"]), size, R.fmt_value(record, r["value"]), f"{r['flops']:,}",
                       R.fmt_ratio(r.get("flops_ratio")), f"{r['ffn_share']:.1%}", f"{r['params']:,}", lat,
                       R.fmt_ratio(r.get("latency_ratio")), mb])
     return ["## All rows", ""] + _md_table(header, table)
@@ -204,7 +226,8 @@ def _md_profile(profile: Optional[dict]) -> list[str]:
 
 
 def _md_text(record: dict, head: dict) -> str:
-    lines = _md_head(record, head) + _md_by_width(record) + _md_rows(record) + _md_profile(record.get("profile"))
+    lines = (_md_head(record, head) + _md_by_width(record) + _md_by_flops(record) + _md_rows(record)
+             + _md_profile(record.get("profile")))
     costs = record.get("costs") or {}
     if costs:
         keys = sorted({k for c in costs.values() for k in c})

@@ -149,7 +149,8 @@ def awn_config(recipe: Recipe) -> AWNConfig:
     """The conversion config from a recipe's ``awn`` section."""
     a = recipe.awn
     return AWNConfig(scorer=a.scorer, k=a.k, init_rate=a.init_rate, rate_prior_mean=a.rate_prior_mean,
-                     rate_prior_std=a.rate_prior_std, weight_prior_std=a.weight_prior_std, seed=recipe.seed)
+                     rate_prior_std=a.rate_prior_std, weight_prior_std=a.weight_prior_std, seed=recipe.seed,
+                     heads=a.heads)
 
 
 def prior_config(recipe: Recipe) -> PriorConfig:

@@ -2,7 +2,8 @@
 
 Importing this package registers the built-in methods in the order reports list them:
 ``awn``, ``awn-per-layer``, the static scorers (``wina``, ``activation``, ``magnitude``,
-``random``), ``wina-dynamic`` and ``finetune`` (rows ``<scorer>+finetune``).
+``random``), ``wina-dynamic``, ``finetune`` (rows ``<scorer>+finetune``) and, over FLOP targets
+with ``awn.heads``, ``awn-heads``, ``wina-heads`` and ``finetune-heads``.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Callable, Sequence, Union
 from torch import nn
 
 from ..errors import UnknownMethodError
-from . import awn, awn_per_layer, static, wina_dynamic, finetune  # noqa: F401  (registers them, in this order)
+from . import awn, awn_per_layer, static, wina_dynamic, finetune, heads  # noqa: F401  (registers them, in this order)
 from .base import (Candidate, EvalContext, Method, TrainingKit, default_method_names, make_method, method_names,
                    method_style, register_method)
 from .custom import CallableMethod

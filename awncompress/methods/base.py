@@ -37,7 +37,8 @@ class EvalContext:
     per-layer neuron counts every static method cuts to (the awn export's own widths where there is
     one); ``export_dirs``: the awn export folder of each width; ``out``: the convert output folder
     (for per-layer exports); ``scorer``/``multiple``: the recipe's initial order and width rounding;
-    ``training``: for fine-tuning baselines.
+    ``training``: for fine-tuning baselines; ``flop_dirs``: the FFN+heads export of each FLOP target
+    (the points of the methods whose ``axis`` is "flops").
     """
 
     original: nn.Module
@@ -51,6 +52,7 @@ class EvalContext:
     multiple: Optional[int] = None
     training: Optional[TrainingKit] = None
     quiet: bool = False
+    flop_dirs: dict[float, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Candidate:
     model: nn.Module
     widths: list[int]
     export: Optional[Path] = None
+    heads: Optional[list[int]] = None  # query heads per layer, when the method cuts heads
 
 
 class Method:
@@ -73,12 +76,14 @@ class Method:
     Class attributes: ``name`` (what recipes and the CLI call it), ``needs_calibration`` (the
     evaluation must pass calibration batches), ``theoretical`` (FLOPs count active neurons of a
     masked dense model; the row is not timed), ``default`` (evaluated when a recipe names no
-    methods), ``style`` (matplotlib line style in the report's curve).
+    methods), ``style`` (matplotlib line style in the report's curve), ``axis`` ("width": its points
+    are FFN width fractions; "flops": FLOP targets, handed to ``at_width`` as the fraction).
     """
 
     name: str = ""
     needs_calibration: bool = False
     theoretical: ClassVar[bool] = False
+    axis: ClassVar[str] = "width"
     default: ClassVar[bool] = False
     style: ClassVar[dict] = {}
 

@@ -39,14 +39,19 @@ class FinetuneMethod(Method):
 
     @contextmanager
     def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
-        kit = ctx.training
-        cfg = kit.config.model_copy(update={"mode": "deterministic", "checkpoint_every": 0})
         model = copy.deepcopy(self.ordered)
         truncate_(model, float(fraction), multiple=ctx.multiple)
-        teacher = kit.teacher if cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0 else None
-        finetune(model, kit.train_set, kit.collate, cfg, num_examples=kit.num_examples, teacher=teacher, seed=ctx.seed,
-                 quiet=ctx.quiet, desc=f"{self.label(ctx)} {fraction:g}")
+        train_cut(ctx, model, f"{self.label(ctx)} {fraction:g}")
         yield Candidate(model, layer_widths(model))
+
+
+def train_cut(ctx: EvalContext, model: nn.Module, desc: str) -> None:
+    """Fine-tune a cut model alone with the AWN fine-tune's budget, batch, learning rate and loss."""
+    kit = ctx.training
+    cfg = kit.config.model_copy(update={"mode": "deterministic", "checkpoint_every": 0})
+    teacher = kit.teacher if cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0 else None
+    finetune(model, kit.train_set, kit.collate, cfg, num_examples=kit.num_examples, teacher=teacher, seed=ctx.seed,
+             quiet=ctx.quiet, desc=desc)
 
 
 register_method("finetune", FinetuneMethod)
