@@ -240,6 +240,9 @@ def inspect(path: Path = typer.Argument(..., help="An export folder (nested, uni
     typer.echo(f"{path}: {record['format']} export of {record.get('source_model')} ({record.get('model_type', '?')}), "
                f"d_ff {record['d_ff']}")
     typer.echo(f"layer widths: {record['layer_widths']}")
+    if record.get("layer_heads"):
+        typer.echo(f"attention heads: {record['layer_heads']} of {record['full_heads']} (loads with {record.get('loads_with', 'awncompress')})"
+                   + (f"; FLOP target {record['flops_target']:g}" if record.get("flops_target") else ""))
     profile = record.get("profile")
     if profile and profile.get("active_widths"):
         typer.echo(f"learned profile (k = {profile.get('k', '?')}):")

@@ -131,7 +131,8 @@ def write_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, p
     flops-<t>/ per FLOP target (with heads; picked at ``seq_len`` tokens)."""
     source = recipe.model
     exports = {NESTED_DIR: export_nested(model, out / NESTED_DIR, widths=recipe.export.widths, profile=profile, tokenizer=tokenizer,
-                                       source=source, overwrite=overwrite, extra=extra, heads=recipe.awn.heads)}
+                                       source=source, overwrite=overwrite, heads=recipe.awn.heads,
+                                       extra={**(extra or {}), **({"flops_seq_len": seq_len} if recipe.awn.heads else {})})}
     exports.update(write_flop_exports(model, tokenizer, recipe, out, profile, seq_len, extra, overwrite))
     for w in recipe.export.widths:
         exports[width_key(w)] = export_uniform(model, width_dir(out, w), float(w), tokenizer=tokenizer, source=source,

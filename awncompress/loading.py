@@ -230,7 +230,7 @@ def load_pretrained(
     *,
     heads: Optional[Heads] = None,
     flops: Optional[float] = None,
-    seq_len: int = 128,
+    seq_len: Optional[int] = None,
     model_class: Optional[type] = None,
     dtype: Optional[torch.dtype] = None,
 ) -> nn.Module:
@@ -243,8 +243,9 @@ def load_pretrained(
         heads: nested exports with ordered heads only: query heads (int), a fraction of the heads,
             or one count per layer; whole KV groups are kept.
         flops: nested exports with ordered heads only, instead of ``width``/``heads``: the fraction of
-            the full model's FLOPs (at ``seq_len`` tokens) to keep; the (width, heads) pair is picked
-            from the recorded profiles (see ``flop_targets.pick_for_flops``).
+            the full model's FLOPs (at ``seq_len`` tokens: default the run's mean example length as
+            recorded, else 128) to keep; the (width, heads) pair is picked from the recorded profiles
+            (see ``flop_targets.pick_for_flops``).
         model_class: the transformers class to build (default: the one recorded at export).
         dtype: cast the loaded model to this dtype.
 
@@ -278,7 +279,8 @@ def load_pretrained(
     else:
         model = _build(cls, config, specs, full_widths_of(record) if flops is not None else widths)
         if flops is not None:
-            pick = pick_for_flops(model, flops, seq_len, *_mean_rates(record))
+            length = seq_len or int(record.get("flops_seq_len") or 128)
+            pick = pick_for_flops(model, flops, length, *_mean_rates(record))
             truncate_(model, pick.width)
             heads = pick.heads
         if record.get("layer_heads"):

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
+from .heads import head_spec_for
 from .data import TaskData, load_task_data
 from .defaults import derive_defaults, fit_max_length
 from .dryrun import Plan, dry_run, estimate, fit_budget
@@ -74,6 +75,8 @@ def _prepare(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, truste
     if resume:
         recipe = check_resume(out, recipe)
     recipe, model, tokenizer, head_trained, data = _load(recipe)
+    if recipe.awn.heads:
+        head_spec_for(model)  # a family whose heads cannot be cut is refused before any output exists
     recipe = _fingerprint(recipe, data, resume)
     if not resume:
         recipe = derive_defaults(recipe, model, data, head_trained)

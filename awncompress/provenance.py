@@ -68,6 +68,7 @@ class Provenance(FileRecord):
     layer_heads: Optional[list[PositiveInt]] = Field(default=None, max_length=4096)
     full_heads: Optional[Annotated[PositiveInt, Field(le=1 << 16)]] = None
     head_group: Optional[PositiveInt] = None
+    flops_seq_len: Optional[Annotated[PositiveInt, Field(le=1 << 20)]] = None
 
     @field_validator("architecture")
     @classmethod

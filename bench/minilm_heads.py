@@ -1,0 +1,49 @@
+"""Benchmark 5 (issue 14): MiniLM-L6 on Rotten Tomatoes with attention heads cut as well as FFN neurons.
+
+    python bench/minilm_heads.py --out bench/results/heads [--seeds 0 1 2]
+
+Benchmark 1's recipe and split (the demo recipe) with ``awn.heads: true``: one AWN fine-tune learns a
+profile over each layer's FFN neurons and one over its heads; ``flops-<t>/`` exports at the FLOP
+targets below FFN-only's floor (MiniLM at 12.5 % FFN width still costs 0.425 of its FLOPs) carry the
+(FFN width, heads) pair the profiles pick. Rows: awn-heads; wina-heads, the static WINA
+neuron+head cut at the same pair; wina-heads+finetune, that cut fine-tuned at that pair alone with
+the same steps and KD loss; and the FFN-only awn and wina rows at FFN widths, from the same run.
+Seed 0 trains the dense model; later seeds start from it (the same teacher). Summarise with
+``python bench/summarise.py OUT``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from seeds import run_seeds
+from awncompress.recipes import apply_overrides, load_recipe
+
+TARGETS = "0.25,0.3,0.4"
+WIDTHS = "0.125,0.25,0.5"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="recipe override KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    base = load_recipe("demo")
+    sets = dict(kv.split("=", 1) for kv in args.sets)
+
+    def recipe_for(seed: int, first: bool):
+        overrides = {"seed": seed, "awn.heads": "true", "export.flops": TARGETS, "export.widths": WIDTHS,
+                     "evaluate.methods": "awn,wina,finetune-heads", **sets}
+        if not first:
+            overrides["model"] = str(args.out / f"seed-{args.seeds[0]}" / "dense")
+        return apply_overrides(base, overrides), None
+
+    run_seeds(args.out, args.seeds, recipe_for, label="heads ")
+
+
+if __name__ == "__main__":
+    main()
