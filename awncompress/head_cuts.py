@@ -48,11 +48,7 @@ def mean_context_norms(model: nn.Module, blocks: list[HeadBlock], batches: Itera
     """``E‖c_u‖`` per unit of every block over the non-padding tokens of ``batches``."""
     stats = _ContextNorms(blocks)
     handles = [b.hook_context(lambda c, i=i: stats.add(i, c)) for i, b in enumerate(blocks)]
-    try:
-        run_calibration(model, batches, lambda mask: setattr(stats, "mask", mask))
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_calibration(model, batches, stats, handles)
     return stats.means()
 
 

@@ -6,7 +6,7 @@ excluded, where ``h`` is the input of the down projection.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -84,10 +84,11 @@ class _Stats:
 
 
 @torch.no_grad()
-def run_calibration(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]],
-                    on_mask: Callable[[Optional[torch.Tensor]], None]) -> None:
-    """Run ``model`` in eval mode over ``batches`` (hooks collect what they need); ``on_mask`` gets each
-    batch's flattened non-padding mask first. DataError when the batches hold no tokens."""
+def run_calibration(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], stats: Any,
+                    handles: Sequence[Any]) -> None:
+    """Run ``model`` in eval mode over ``batches`` while the hooks ``handles`` feed ``stats`` (whose
+    ``mask`` is set to each batch's flattened non-padding mask first); the hooks are removed after.
+    DataError when the batches hold no tokens."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -97,11 +98,13 @@ def run_calibration(model: nn.Module, batches: Iterable[Mapping[str, torch.Tenso
             inputs = model_inputs(batch, device)
             attn = inputs.get("attention_mask")
             mask = attn.reshape(-1).bool().cpu() if attn is not None else None
-            on_mask(mask)
+            stats.mask = mask
             tokens += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
             model(**inputs)
     finally:
         model.train(was_training)
+        for handle in handles:
+            handle.remove()
     if tokens == 0:
         raise DataError("calibration batches held no tokens")
 
@@ -112,11 +115,7 @@ def mean_abs_activations(model: nn.Module, blocks: list[FFNBlock], batches: Iter
     stats = _Stats(blocks)
     handles = [b.hook_expert_hidden(lambda e, t, h, i=i: stats.expert(i, e, t, h)) if b.kind == "experts"
                else b.hook_hidden(lambda h, i=i: stats.dense(i, h)) for i, b in enumerate(blocks)]
-    try:
-        run_calibration(model, batches, lambda mask: setattr(stats, "mask", mask))
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_calibration(model, batches, stats, handles)
     return stats.means()
 
 

@@ -13,12 +13,7 @@ Seed 0 trains the dense model; later seeds start from it (the same teacher). Sum
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import torch
-
-from seeds import run_seeds
+from seeds import run_seeds, seed_args
 from awncompress.recipes import apply_overrides, load_recipe
 
 TARGETS = "0.25,0.3,0.4"
@@ -26,14 +21,8 @@ WIDTHS = "0.125,0.25,0.5"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", dest="sets", action="append", default=[], help="recipe override KEY=VALUE")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args, sets = seed_args(__doc__, [0, 1, 2])
     base = load_recipe("demo")
-    sets = dict(kv.split("=", 1) for kv in args.sets)
 
     def recipe_for(seed: int, first: bool):
         overrides = {"seed": seed, "awn.heads": "true", "export.flops": TARGETS, "export.widths": WIDTHS,

@@ -2,10 +2,13 @@
 and record the wall times in OUT/timings.json."""
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
 from typing import Callable, Optional
+
+import torch
 
 from awncompress.pipeline import run_convert
 from awncompress.recipes import Recipe
@@ -25,3 +28,15 @@ def run_seeds(out: Path, seeds: list[int], recipe_for: Callable[[int, bool], tup
     out.mkdir(parents=True, exist_ok=True)
     (out / "timings.json").write_text(json.dumps({"wall_s_per_seed": timings, "total_s": sum(timings.values()), **extra}, indent=2))
     return timings
+
+
+def seed_args(doc: str, seeds: list[int]) -> tuple[argparse.Namespace, dict[str, str]]:
+    """The arguments every driver takes (--out, --seeds, repeatable --set KEY=VALUE) and the --set pairs;
+    torch is held to the 2 threads the benchmarks are measured with."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="recipe override KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    return args, dict(kv.split("=", 1) for kv in args.sets)

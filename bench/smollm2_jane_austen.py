@@ -10,12 +10,7 @@ BOS first) and the Persuasion evaluation split are fixed by the recipe. Summaris
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import torch
-
-from seeds import run_seeds
+from seeds import run_seeds, seed_args
 from awncompress.recipes import apply_overrides, load_recipe
 
 WIDTHS = "0.25,0.375,0.5,0.625,0.75"
@@ -23,13 +18,7 @@ ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--set", dest="sets", action="append", default=[], help="recipe override KEY=VALUE")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    sets = dict(kv.split("=", 1) for kv in args.sets)
+    args, sets = seed_args(__doc__, [0, 1])
 
     def recipe_for(seed: int, first: bool):
         return apply_overrides(load_recipe("smollm2"), {"seed": seed, "export.widths": WIDTHS,
