@@ -169,3 +169,18 @@ def test_a_tampered_head_record_is_refused(tmp_path):
     (folder / "awncompress.json").write_text(json.dumps(record))
     with pytest.raises(NotAnExportError, match="layer_heads"):
         load_pretrained(folder)
+
+
+def test_per_layer_head_cuts_export_and_reload(tmp_path):
+    from awncompress import export_per_layer
+
+    model, batch = _build("llama"), inputs("llama")
+    order_heads_(model, "magnitude")
+    cut = copy.deepcopy(model)
+    truncate_(cut, [16, 48])
+    truncate_heads_(cut, [2, 4])  # heads differ between layers: no config can say it
+    folder = export_per_layer(model, tmp_path / "p", [16, 48], heads=[2, 4])
+    record = json.loads((folder / "awncompress.json").read_text())
+    assert record["layer_heads"] == [2, 4] and record["loads_with"] == "awncompress"
+    loaded = load_pretrained(folder)
+    assert layer_heads(loaded) == [2, 4] and _close(_out(loaded, batch), _out(cut, batch))
