@@ -39,6 +39,8 @@ def summarise(folder: Path) -> str:
     rows: dict[tuple[str, float], dict] = {}
     for report in reports.values():
         for r in report["rows"]:
+            if r.get("flops_target") is not None:
+                continue  # FFN+heads points: their own section
             values.setdefault((r["method"], r["width_fraction"]), []).append(r["value"])
             rows.setdefault((r["method"], r["width_fraction"]), r)
     methods = list(dict.fromkeys(m for m, _ in values))
@@ -67,7 +69,46 @@ def summarise(folder: Path) -> str:
         lines += ["", _significance(reports, values, methods, widths, n)]
     else:
         lines += ["", _seed_spread(values, widths)]
+    lines += _flops_section(reports, percent)
     return "\n".join(lines) + "\n"
+
+
+HEAD_CLAIMS = (("awn-heads", "wina-heads"), ("awn-heads", "wina-heads+finetune"))
+
+
+def _flops_section(reports: dict[int, dict], percent: bool) -> list[str]:
+    """FFN+heads rows (``--heads``): per FLOP target, each method's metric, the shape it ran at, its
+    measured FLOPs and latency ratios, and the paired gaps of awn-heads to its baselines."""
+    values: dict[tuple[str, float], list[float]] = {}
+    rows: dict[tuple[str, float], dict] = {}
+    for report in reports.values():
+        for r in report["rows"]:
+            if r.get("flops_target") is not None:
+                values.setdefault((r["method"], r["flops_target"]), []).append(r["value"])
+                rows.setdefault((r["method"], r["flops_target"]), r)
+    if not values:
+        return []
+    methods = list(dict.fromkeys(m for m, _ in values))
+    targets = sorted({t for _, t in values})
+    lines = ["", "FFN + heads, by FLOP target (mean ± sd over seeds):", "",
+             "| target | FFN width, heads | FLOPs ratio | latency ratio | " + " | ".join(methods) + " |",
+             "|---|---|---|---|" + "---|" * len(methods)]
+    for t in targets:
+        r = rows.get(("awn-heads", t)) or next(v for (m, x), v in rows.items() if x == t)
+        shape = f"{r['width_fraction']:.3f}, {r['heads']}"
+        lat = r.get("latency_ratio")
+        cells = [(_cell(values[(m, t)], percent) if (m, t) in values else "—") for m in methods]
+        lines.append(f"| {t:g} | {shape} | {r['flops_ratio']:.3f} | {lat if lat is None else f'{lat:.3f}'} | " + " | ".join(cells) + " |")
+    if percent:
+        lines += ["", "Paired gaps in points (± 2 SE; * beyond 2 SE):", "",
+                  "| target | " + " | ".join(f"{a} − {b}" for a, b in HEAD_CLAIMS) + " |", "|---|" + "---|" * len(HEAD_CLAIMS)]
+        for t in targets:
+            cells = []
+            for a, b in HEAD_CLAIMS:
+                paired = _paired(reports, f"{a}@{t:g}", f"{b}@{t:g}")
+                cells.append("—" if paired is None else f"{paired[0]:+.2f} ± {2 * paired[1]:.2f}" + ("*" if abs(paired[0]) > 2 * paired[1] else ""))
+            lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _paired(reports: dict[int, dict], a: str, b: str) -> tuple[float, float] | None:
