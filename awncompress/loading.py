@@ -12,7 +12,7 @@ from torch import nn
 
 from .archs import attach_spec, find_ffns, set_config_widths
 from .head_cuts import Heads, full_units, resolve_heads, truncate_heads_
-from .flop_targets import pick_for_flops
+from .flop_targets import pick_for_flops, pick_per_layer_for_flops
 from .heads import find_heads, has_head_spec
 from .convert import Widths, resolve_widths, truncate_
 from .errors import NotAnExportError, UnsafeCheckpointError, WidthError
@@ -230,6 +230,7 @@ def load_pretrained(
     *,
     heads: Optional[Heads] = None,
     flops: Optional[float] = None,
+    per_layer: bool = False,
     seq_len: Optional[int] = None,
     model_class: Optional[type] = None,
     dtype: Optional[torch.dtype] = None,
@@ -245,7 +246,8 @@ def load_pretrained(
         flops: nested exports with ordered heads only, instead of ``width``/``heads``: the fraction of
             the full model's FLOPs (at ``seq_len`` tokens: default the run's mean example length as
             recorded, else 128) to keep; the (width, heads) pair is picked from the recorded profiles
-            (see ``flop_targets.pick_for_flops``).
+            (see ``flop_targets.pick_for_flops``); ``per_layer=True`` lets each layer take its own pair
+            from its own learned rates (``pick_per_layer_for_flops``).
         model_class: the transformers class to build (default: the one recorded at export).
         dtype: cast the loaded model to this dtype.
 
@@ -280,9 +282,16 @@ def load_pretrained(
         model = _build(cls, config, specs, full_widths_of(record) if flops is not None else widths)
         if flops is not None:
             length = seq_len or int(record.get("flops_seq_len") or 128)
-            pick = pick_for_flops(model, flops, length, *_mean_rates(record))
-            truncate_(model, pick.width)
-            heads = pick.heads
+            if per_layer:
+                profile = record.get("profile") or {}
+                chosen = pick_per_layer_for_flops(model, flops, length, profile.get("normalised_rates") or [],
+                                                  profile.get("head_rates") or [])
+                truncate_(model, chosen.widths)
+                heads = chosen.heads
+            else:
+                pick = pick_for_flops(model, flops, length, *_mean_rates(record))
+                truncate_(model, pick.width)
+                heads = pick.heads
         if record.get("layer_heads"):
             truncate_heads_(model, record["layer_heads"] if heads is None else _head_counts(model, record, heads))
         _load_weights(model, folder, slice_ffn=fmt == "nested")

@@ -132,6 +132,8 @@ def test_flop_pick_fits_the_target_and_loads(tmp_path):
     loaded = load_pretrained(nested, flops=0.5, seq_len=10)
     assert count_flops(loaded, 10).total <= 0.5 * dense
     assert layer_widths(loaded) == [pick.width] * 2 and layer_heads(loaded) == [pick.heads] * 2
+    own = load_pretrained(nested, flops=0.5, per_layer=True, seq_len=10)
+    assert count_flops(own, 10).total <= 0.5 * dense
     with pytest.raises(WidthError, match="below what one neuron"):
         pick_for_flops(model, 0.01, 10)
 
@@ -184,3 +186,16 @@ def test_per_layer_head_cuts_export_and_reload(tmp_path):
     assert record["layer_heads"] == [2, 4] and record["loads_with"] == "awncompress"
     loaded = load_pretrained(folder)
     assert layer_heads(loaded) == [2, 4] and _close(_out(loaded, batch), _out(cut, batch))
+
+
+def test_per_layer_pick_fits_and_follows_the_rates():
+    from awncompress.flop_targets import pick_per_layer_for_flops
+
+    model = _build("bert")
+    dense = count_flops(model, 10).total
+    pick = pick_per_layer_for_flops(model, 0.5, 10, ffn_rates=[2.3, 2.3], head_rates=[8.0, 1.0])
+    assert pick.flops_ratio <= 0.5 + 1e-9
+    assert count_flops(model, 10, ffn_widths=pick.widths, head_counts=pick.heads).total <= 0.5 * dense
+    assert pick.heads[0] < pick.heads[1], "the layer whose head importance decays fast gives its heads up first"
+    with pytest.raises(WidthError):
+        pick_per_layer_for_flops(model, 0.01, 10, [2.3, 2.3], [2.3, 2.3])
