@@ -61,17 +61,17 @@ def _quiet_libraries(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", force=True)
 
 
-def parse_widths(text: Optional[str]) -> Optional[list[float]]:
-    """'0.25,0.5' → [0.25, 0.5]; each a fraction of d_ff in (0, 1]."""
+def parse_widths(text: Optional[str], what: str = "width", of: str = "d_ff") -> Optional[list[float]]:
+    """'0.25,0.5' → [0.25, 0.5]; each a fraction (of d_ff, or of ``of``) in (0, 1]."""
     if text is None:
         return None
     try:
         widths = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise typer.BadParameter(f"widths must be comma-separated fractions like 0.25,0.5, got {text!r}") from None
+        raise typer.BadParameter(f"{what}s must be comma-separated fractions like 0.25,0.5, got {text!r}") from None
     bad = [w for w in widths if not 0.0 < w <= 1.0]
     if not widths or bad:
-        raise typer.BadParameter(f"each width must be a fraction of d_ff in (0, 1], got {text!r}")
+        raise typer.BadParameter(f"each {what} must be a fraction of {of} in (0, 1], got {text!r}")
     return widths
 
 
@@ -152,7 +152,7 @@ def convert(
         overrides: dict[str, object] = {
             "task": task, "data.train": data, "data.eval": eval_data, "data.text_column": text_column,
             "data.text_pair_column": text_pair_column, "data.label_column": label_column, "export.widths": parsed_widths,
-            "export.per_layer": per_layer, "awn.heads": heads, "export.flops": parse_widths(flops), "train.steps": steps, "dense.steps": dense_steps,
+            "export.per_layer": per_layer, "awn.heads": heads, "export.flops": parse_widths(flops, "FLOP target", "the dense FLOPs"), "train.steps": steps, "dense.steps": dense_steps,
             "data.max_train_examples": max_train_examples, "data.max_eval_examples": max_eval_examples,
             "train.mode": mode, "seed": seed, "evaluate.metric": metric, **sets,
         }

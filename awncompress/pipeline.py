@@ -15,12 +15,13 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
+from .flop_targets import pick_for_flops
 from .heads import head_spec_for
 from .data import TaskData, load_task_data
 from .defaults import derive_defaults, fit_max_length
 from .dryrun import Plan, dry_run, estimate, fit_budget
 from .errors import AwnError, ModelLoadError
-from .flow import ConvertResult, run_stages
+from .flow import ConvertResult, mean_length, run_stages
 from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
 from .recipes import Recipe
 from .stages import check_settings, data_config, load_model, resolve_model
@@ -75,8 +76,10 @@ def _prepare(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, truste
     if resume:
         recipe = check_resume(out, recipe)
     recipe, model, tokenizer, head_trained, data = _load(recipe)
-    if recipe.awn.heads:
-        head_spec_for(model)  # a family whose heads cannot be cut is refused before any output exists
+    if recipe.awn.heads:  # a family whose heads cannot be cut, or a target no cut reaches, before any output exists
+        head_spec_for(model)
+        for target in recipe.flop_targets:
+            pick_for_flops(model, target, mean_length(data.eval))  # the length the exports pick at
     recipe = _fingerprint(recipe, data, resume)
     if not resume:
         recipe = derive_defaults(recipe, model, data, head_trained)

@@ -57,6 +57,14 @@ def test_flops_without_heads_is_refused_before_writing(tiny, tmp_path):
     assert result.exit_code != 0 and "awn.heads" in result.output and not out.exists()
 
 
+@pytest.mark.parametrize("flops, message", [("0.001", "below what one neuron"), ("1.5", "FLOP target must be a fraction of the dense FLOPs")])
+def test_an_unreachable_flop_target_is_refused_before_writing(tiny, tmp_path, flops, message):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--heads", "--flops", flops,
+                                 "--out", str(out), *FAST])
+    assert result.exit_code != 0 and message in " ".join(result.output.split()) and not out.exists()
+
+
 def test_heads_on_a_family_that_cannot_cut_them_is_refused_before_writing(tmp_path):
     folder = tmp_path / "mpnet"
     tok = tf.AutoTokenizer.from_pretrained(save_tiny_bert(tmp_path / "bert"))
