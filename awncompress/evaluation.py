@@ -163,7 +163,9 @@ def _profile(profile: Optional[dict], d_ff: int) -> Optional[dict]:
     widths = [int(w) for w in profile["active_widths"]]
     return {"k": profile.get("k"), "d_ff": d_ff, "active_widths": widths,
             "active_fractions": [round(w / d_ff, 6) for w in widths],
-            "normalised_rates": [float(r) for r in profile.get("normalised_rates", [])]}
+            "normalised_rates": [float(r) for r in profile.get("normalised_rates", [])],
+            **({"head_rates": [float(r) for r in profile["head_rates"]], "active_units": profile.get("active_units")}
+               if profile.get("head_rates") else {})}
 
 
 def evaluate_methods(
