@@ -8,6 +8,11 @@ kept (and checked against the machine's memory).
 * ``train.steps``: one pass over the training examples, 100 to 1,000 steps (the demo's 125 steps
   are one pass over its 4,000 examples);
 * ``dense.steps``: two passes, 100 to 2,000 steps (the demo's 250);
+* ``train.lr``: 3e-4 (best of 5e-5..3e-4 on MiniLM, hidden 384) times 384 / hidden for a wider
+  model: Adam's update to a width-d matrix grows with d, and at 3e-4 MPNet (hidden 768) collapsed
+  to the majority class in its AWN and per-width fine-tunes, where 1.5e-4 trained;
+* ``train.warmup_steps``: a tenth of the steps, which keeps the first Adam steps of a brief
+  high-rate fine-tune from throwing away the pretrained weights;
 * ``train.extra_widths``: the smallest export width, trained every step (the sandwich rule: +1.0
   points at 12.5 % width on MiniLM over 3 seeds, 25 % perplexity 199.5 → 175.7 on SmolLM2);
 * ``train.grad_accum`` / ``evaluate.batch_size``: the largest that fit the machine's memory;
@@ -26,12 +31,14 @@ from .data import TaskData
 from .errors import AwnError
 from .train_config import TrainConfig
 from .latency import max_positions
-from .memory import GIB, ModelShape, available_bytes, evaluation_bytes, fit_eval_batch, fit_micro_batch, training_bytes
+from .memory import GIB, ModelShape, hidden_size, available_bytes, evaluation_bytes, fit_eval_batch, fit_micro_batch, training_bytes
 from .recipes import Recipe
 
 log = logging.getLogger("awncompress")
 
 TRAIN_STEPS = (100, 1000)  # one epoch, within these bounds
+LR_REFERENCE = (3e-4, 384)  # (the fine-tune rate measured best, the hidden size it was measured at)
+WARMUP_SHARE = 0.1
 DENSE_STEPS = (100, 2000)  # two epochs, within these bounds
 
 
@@ -67,6 +74,25 @@ def _steps(recipe: Recipe, n: int, notes: dict[str, str], head_trained: bool) ->
         _note(notes, "dense.steps", f"{dense}: two passes over the training examples to train an untrained head "
                                     f"({DENSE_STEPS[0]} to {DENSE_STEPS[1]} steps)")
     return train, dense
+
+
+def _lr(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> float:
+    lr, (reference, width) = recipe.train.lr, LR_REFERENCE
+    hidden = hidden_size(model.config)
+    if not _unset(recipe.train, "lr") or hidden <= width:
+        return lr
+    lr = float(f"{reference * width / hidden:.2g}")
+    _note(notes, "train.lr", f"{lr:g}: {reference:g} (measured at hidden size {width}) × {width}/{hidden}, this model's "
+                             "hidden size (a wider model takes larger Adam updates per step)")
+    return lr
+
+
+def _warmup(recipe: Recipe, steps: int, notes: dict[str, str]) -> int:
+    if not _unset(recipe.train, "warmup_steps"):
+        return recipe.train.warmup_steps
+    warmup = math.ceil(WARMUP_SHARE * steps)
+    _note(notes, "train.warmup_steps", f"{warmup}: a tenth of the {steps} steps, the rate rising linearly to its peak")
+    return warmup
 
 
 def _extra_widths(recipe: Recipe, notes: dict[str, str]) -> list[float]:
@@ -119,7 +145,9 @@ def derive_defaults(recipe: Recipe, model: nn.Module, data: TaskData, head_train
     train_steps, dense_steps = _steps(recipe, data.num_train_examples, notes, head_trained)
     extra = _extra_widths(recipe, notes)
     accum, eval_batch = _memory(recipe, model, notes)
-    train: TrainConfig = recipe.train.model_copy(update={"steps": train_steps, "extra_widths": extra, "grad_accum": accum})
+    train: TrainConfig = recipe.train.model_copy(update={
+        "steps": train_steps, "extra_widths": extra, "grad_accum": accum, "lr": _lr(recipe, model, notes),
+        "warmup_steps": _warmup(recipe, train_steps, notes)})
     return recipe.model_copy(update={
         "train": train, "dense": recipe.dense.model_copy(update={"steps": dense_steps}),
         "evaluate": recipe.evaluate.model_copy(update={"batch_size": eval_batch}), "derived": notes})

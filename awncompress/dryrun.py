@@ -234,7 +234,10 @@ def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
     if scale < 1.0:
         train_steps = max(MIN_STEPS, math.floor(r.train.steps * scale))
         notes["train.steps"] = f"{train_steps}: {r.train.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
-        updates["train"] = r.train.model_copy(update={"steps": train_steps, "warmup_steps": min(r.train.warmup_steps, train_steps)})
+        warmup = min(train_steps, math.ceil(r.train.warmup_steps * scale))  # the same share of fewer steps
+        if warmup != r.train.warmup_steps:
+            notes["train.warmup_steps"] = f"{warmup}: {r.train.warmup_steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+        updates["train"] = r.train.model_copy(update={"steps": train_steps, "warmup_steps": warmup})
         if "dense" in step:
             dense_steps = max(MIN_STEPS, math.floor(r.dense.steps * scale))
             notes["dense.steps"] = f"{dense_steps}: {r.dense.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"

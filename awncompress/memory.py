@@ -32,6 +32,11 @@ def available_bytes() -> int:
     return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
+def hidden_size(config: Any) -> int:
+    """A config's hidden (residual stream) width; 0 when it names none."""
+    return int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0) or getattr(config, "n_embd", 0) or 0)
+
+
 @dataclass
 class ModelShape:
     """What the estimate needs to know about a model."""
@@ -46,8 +51,7 @@ class ModelShape:
     @classmethod
     def of(cls, model: nn.Module, d_ff: int, layers: int) -> "ModelShape":
         config: Any = model.config
-        hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0) or 0)
-        return cls(params=sum(p.numel() for p in model.parameters()), hidden=hidden, layers=layers, d_ff=d_ff,
+        return cls(params=sum(p.numel() for p in model.parameters()), hidden=hidden_size(config), layers=layers, d_ff=d_ff,
                    vocab=int(getattr(config, "vocab_size", 0) or 0))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import transformers as tf
 import yaml
 from typer.testing import CliRunner
 
@@ -34,14 +35,26 @@ def test_unset_settings_are_derived_and_recorded(tiny):
     derived = derive_defaults(recipe, make_model("bert"), _data(tiny), head_trained=False)
     assert derived.train.steps == 100 and derived.dense.steps == 100  # 128 examples: the floors
     assert derived.train.extra_widths == [0.25] and derived.train.lr == 3e-4
+    assert derived.train.warmup_steps == 10 and "a tenth of the 100 steps" in derived.derived["train.warmup_steps"]
     assert "one pass over the 128 training examples" in derived.derived["train.steps"]
     assert "sandwich" in derived.derived["train.extra_widths"]
+    assert "train.lr" not in derived.derived  # hidden 32: the rate measured at 384 stands
+
+
+def test_a_wider_model_gets_a_smaller_rate_unless_one_is_set(tiny):
+    wide = tf.BertForSequenceClassification(tf.BertConfig(vocab_size=100, hidden_size=768, num_hidden_layers=1,
+                                                          num_attention_heads=2, intermediate_size=32))
+    derived = derive_defaults(Recipe(model="m"), wide, _data(tiny))
+    assert derived.train.lr == 1.5e-4 and "384/768" in derived.derived["train.lr"]
+    kept = derive_defaults(apply_overrides(Recipe(model="m"), {"train.lr": 3e-4}), wide, _data(tiny))
+    assert kept.train.lr == 3e-4 and "train.lr" not in kept.derived
 
 
 def test_settings_someone_set_are_kept(tiny):
-    recipe = apply_overrides(Recipe(model="m"), {"train.steps": 7, "train.extra_widths": "[]", "dense.steps": 3})
+    recipe = apply_overrides(Recipe(model="m"), {"train.steps": 7, "train.extra_widths": "[]", "dense.steps": 3,
+                                                 "train.warmup_steps": 0})
     derived = derive_defaults(recipe, make_model("bert"), _data(tiny), head_trained=False)
-    assert (derived.train.steps, derived.train.extra_widths, derived.dense.steps) == (7, [], 3)
+    assert (derived.train.steps, derived.train.extra_widths, derived.dense.steps, derived.train.warmup_steps) == (7, [], 3, 0)
     assert set(derived.derived) <= {"evaluate.batch_size", "train.grad_accum"}
     shipped = load_recipe("demo")
     assert derive_defaults(shipped, make_model("bert"), _data(tiny), head_trained=False).derived == {}
@@ -96,6 +109,9 @@ def test_a_budget_scales_every_fine_tune_and_refuses_what_cannot_fit(caplog):
     assert fitted.train.steps < 125 and fitted.dense.steps < 250 and fitted.budget == 5.0
     assert estimate(fitted, _measured(), 4000, 2000).total_seconds <= 5 * 60 + 1
     assert "--budget 5 min" in fitted.derived["train.steps"]
+    warm = fit_budget(apply_overrides(recipe, {"train.warmup_steps": 13}), plan, 5.0)
+    assert warm.train.steps == fitted.train.steps and abs(warm.train.warmup_steps - 13 * warm.train.steps / 125) <= 1
+    assert "scaled by" in warm.derived["train.warmup_steps"]
     assert fit_budget(recipe, plan, 60.0) is recipe  # it fits already
     with pytest.raises(AwnError, match="cannot fit"):
         fit_budget(recipe, plan, 0.5)
