@@ -2,7 +2,8 @@
 
     python bench/latency_heads.py bench/results/heads/seed-0 [--repeats 100]
 
-Loads nested/ at full width (the dense model's shape), every width-<w>/ and every flops-<t>/ export of one convert output and times them
+Loads the dense reference (nested/ at full width, else dense/, else --dense), every width-<w>/ and
+every flops-<t>/ export of one convert output that is on disk, and times them
 round-robin (batch 8 × 64 tokens, the report's setting; see awncompress.latency), then prints each
 one's FLOP ratio (from the report) beside its latency ratio, and writes OUT/latency_idle.json. The
 report's own latency column can be taken while other jobs share the cores; this one is meant to be
@@ -18,17 +19,37 @@ import torch
 
 from awncompress import load_pretrained
 from awncompress.latency import LatencyConfig, time_round_robin
+from awncompress.provenance import PROVENANCE_FILE
+from awncompress.stages import load_model
+
+
+def reference(out: Path, dense: Path | None) -> Path:
+    """The full-width model to divide by: nested/ (loads at full width), the run's dense/, or ``dense``."""
+    for folder in (out / "nested", out / "dense", dense):
+        if folder is not None and folder.is_dir():
+            return folder
+    raise SystemExit(f"{out} has neither nested/ nor dense/: name the dense model with --dense")
+
+
+def load_reference(folder: Path, task: str) -> torch.nn.Module:
+    """An export through its own loader; the run's dense/ (a vanilla transformers folder) through transformers."""
+    if (folder / PROVENANCE_FILE).is_file():
+        return load_pretrained(folder)
+    return load_model(str(folder), task)[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--dense", type=Path, help="the dense model, where OUT has neither nested/ nor dense/ "
+                        "(a later seed started from seed 0's)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     report = json.loads((args.out / "report.json").read_text())
-    ratios = {Path(r["export"]).name: r["flops_ratio"] for r in report["rows"] if r.get("export")}
-    models = {"dense": load_pretrained(args.out / "nested")}  # full width: the dense model's shape
+    ratios = {Path(r["export"]).name: r["flops_ratio"] for r in report["rows"]
+              if r.get("export") and (args.out / Path(r["export"]).name).is_dir()}
+    models = {"dense": load_reference(reference(args.out, args.dense), report["task"])}
     for name in sorted(ratios):
         models[name] = load_pretrained(args.out / name)
     timings = time_round_robin(models, LatencyConfig(repeats=args.repeats))

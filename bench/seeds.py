@@ -30,13 +30,16 @@ def run_seeds(out: Path, seeds: list[int], recipe_for: Callable[[int, bool], tup
     return timings
 
 
-def seed_args(doc: str, seeds: list[int]) -> tuple[argparse.Namespace, dict[str, str]]:
-    """The arguments every driver takes (--out, --seeds, repeatable --set KEY=VALUE) and the --set pairs;
-    torch is held to the 2 threads the benchmarks are measured with."""
+def seed_args(doc: str, seeds: list[int], dense: bool = False) -> tuple[argparse.Namespace, dict[str, str]]:
+    """The arguments every driver takes (--out, --seeds, repeatable --set KEY=VALUE; with ``dense``,
+    --dense PATH: every seed starts from that trained dense model) and the --set pairs; torch is held
+    to the 2 threads the benchmarks are measured with."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="recipe override KEY=VALUE")
+    if dense:
+        parser.add_argument("--dense", type=Path, help="a trained dense model every seed starts from (the teacher)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     return args, dict(kv.split("=", 1) for kv in args.sets)
