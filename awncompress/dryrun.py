@@ -55,6 +55,8 @@ class Plan:
     step_seconds: dict[str, float] = field(default_factory=dict)
     eval_example_seconds: float = 0.0  # seconds per evaluation example, over every evaluated row
     eval_examples: int = 0
+    teacher_example_seconds: float = 0.0  # seconds per training example of the teacher logit table
+    train_examples: int = 0
 
     @property
     def total_seconds(self) -> float:
@@ -182,8 +184,11 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
     stages: list[tuple[str, str, float]] = []
     if "dense" in m.step and r.dense.steps:
         stages.append(("dense head", f"{r.dense.steps} steps of {r.dense.batch_size}", r.dense.steps * m.step["dense"]))
-    if r.task == "text-classification" and r.train.kd_weight > 0:
-        stages.append(("teacher logits", f"{n_train:,} examples, once", m.token * m.tokens_train * n_train))
+    teacher_example = 0.0
+    if r.task == "text-classification" and r.train.kd_weight > 0 and not r.train.kd_hidden_weight > 0:
+        teacher_example = m.token * m.tokens_train
+        seen = min(n_train, r.train.steps * r.train.batch_size)  # the table covers what the fine-tunes draw
+        stages.append(("teacher logits", f"{seen:,} of {n_train:,} examples, once", teacher_example * seen))
     micro = r.train.batch_size // r.train.grad_accum
     sandwich = f", sandwich {', '.join(f'{w:g}' for w in r.train.extra_widths)}" if r.train.extra_widths else ""
     stages.append(("awn fine-tune", f"{r.train.steps} steps of {r.train.batch_size} ({micro} × {r.train.grad_accum}){sandwich}",
@@ -197,7 +202,8 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
     if finetune:
         what += f" (+ {len(r.export.widths)} per-width fine-tunes)"
     stages.append(("evaluation", what, evaluation))
-    return Plan(r, stages, m.peak_bytes, m.dry_seconds, {**m.step, "finetune": m.step["awn"] / m.plans}, per_example, n_eval)
+    return Plan(r, stages, m.peak_bytes, m.dry_seconds, {**m.step, "finetune": m.step["awn"] / m.plans}, per_example, n_eval,
+                teacher_example, n_train)
 
 
 def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
@@ -206,7 +212,8 @@ def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
     First the evaluation set: when scoring it would take more than ``EVAL_SHARE`` of the budget,
     ``data.max_eval_examples`` is cut to what fits (never below ``EVAL_FLOOR``; the caller reloads
     the data). Then the steps: the dense stage, the AWN fine-tune and each per-width fine-tune
-    scale together; exports, teacher logits and the rest of evaluation are fixed costs. AwnError
+    scale together, and so does the teacher logit table while the fine-tunes draw fewer examples
+    than the training set holds; exports and the rest of evaluation are fixed costs. AwnError
     when even ``MIN_STEPS`` steps cannot fit.
     """
     budget = minutes * 60
@@ -223,10 +230,15 @@ def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
         fixed_cut = (n_eval - kept) * plan.eval_example_seconds
     per_step = step.get("awn", 0.0) + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
     variable = r.train.steps * per_step + r.dense.steps * step.get("dense", 0.0)
-    fixed = plan.total_seconds - variable - fixed_cut
-    scale = min(1.0, (budget - fixed) / variable) if variable else 0.0
+    drawn = r.train.steps * r.train.batch_size
+    table = plan.teacher_example_seconds * min(drawn, plan.train_examples)
+    fixed = plan.total_seconds - variable - fixed_cut - table
+    full_table = plan.teacher_example_seconds * plan.train_examples
+    scale = min(1.0, (budget - fixed - full_table) / variable) if variable else 0.0
+    if scale * drawn < plan.train_examples:  # scaled down, the fine-tunes draw only part of the training set
+        scale = min(1.0, (budget - fixed) / (variable + plan.teacher_example_seconds * drawn)) if variable else 0.0
     if fixed >= budget or scale * r.train.steps < MIN_STEPS:
-        raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * per_step)} even at "
+        raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * (per_step + plan.teacher_example_seconds * r.train.batch_size))} even at "
                        f"{MIN_STEPS} fine-tune steps; raise --budget or lower data.max_eval_examples / the number of widths")
     if scale < SHORT_SCALE:
         log.warning("--budget %g min leaves %.0f %% of the derived fine-tune steps: expect a weak curve "

@@ -23,8 +23,8 @@ from .paths import contained
 from .recipes import Recipe, apply_overrides, load_recipe
 from .report import write_report
 from .sources import classify_source
-from .stages import calibration_batches, check_settings, data_config, load_model
-from .teacher import Teacher, distillation_teacher
+from .stages import calibration_batches, check_settings, data_config, load_model, recipe_teacher
+from .teacher import Teacher
 
 # (report stage, cost kind, key in the convert run's costs): the teacher logits are computed once
 # and shared by the AWN fine-tune and every <scorer>+finetune run.
@@ -52,9 +52,8 @@ def _method_names(recipe: Recipe, names: Optional[Sequence[str]]) -> list[str]:
 
 def _training_kit(original: nn.Module, data: TaskData, recipe: Recipe, quiet: bool, teacher: Optional[Teacher]) -> TrainingKit:
     """What ``<scorer>+finetune`` needs: the AWN fine-tune's data, budget and teacher (built here if not given)."""
-    if teacher is None and (recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0):
-        teacher = distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet,
-                                       hidden=recipe.train.kd_hidden_weight > 0)
+    if teacher is None:
+        teacher = recipe_teacher(original, recipe, data, quiet)
     return TrainingKit(data.train, data.collate, data.num_train_examples, recipe.train, teacher)
 
 

@@ -241,6 +241,20 @@ def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: 
     accelerator.wait_for_everyone()
 
 
+def _stream(train_set: Any, cfg: TrainConfig, seed: int) -> IndexStream:
+    return IndexStream(len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size)
+
+
+def examples_seen(train_set: Any, cfg: TrainConfig, seed: int) -> list[int]:
+    """The training examples a ``cfg.steps``-step fine-tune with ``seed`` draws, sorted: what a
+    cached teacher must hold logits for (every fine-tune of a run walks this same stream)."""
+    drawn = cfg.steps * cfg.batch_size
+    if drawn >= len(train_set):  # the first epoch is a permutation: every example
+        return list(range(len(train_set)))
+    stream = _stream(train_set, cfg, seed)
+    return sorted(stream[p] for p in range(drawn))
+
+
 def _start(model: nn.Module, train_set: Any, collate: Any, cfg: TrainConfig, teacher: Optional[Teacher], prior: Optional[PriorConfig],
            num_examples: int, seed: int, checkpoint: Optional[Path]) -> tuple[_Run, int, float, list[float]]:
     """Accelerator, optimizer and data stream; the step, seconds and losses to resume from."""
@@ -260,7 +274,7 @@ def _start(model: nn.Module, train_set: Any, collate: Any, cfg: TrainConfig, tea
     prepared, optimizer = accelerator.prepare(model, optimizer)
     if teacher is not None and not isinstance(teacher, CachedTeacher):
         teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
-    stream = IndexStream(len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size)
+    stream = _stream(train_set, cfg, seed)
     run = _Run(accelerator, prepared, accelerator.unwrap_model(prepared), optimizer, wrappers, teacher, stream, train_set,
                collate, cfg, prior, num_examples, seed)
     return run, start, done_seconds, losses

@@ -28,8 +28,8 @@ from .finetune import TrainResult, finetune, latest_checkpoint
 from .flop_targets import pick_for_flops
 from .layout import CHECKPOINTS_DIR, DENSE_DIR, NESTED_DIR, flops_dir, per_layer_dir, width_dir, width_key
 from .recipes import Recipe
-from .stages import awn_config, calibration_batches, dense_config, prior_config
-from .teacher import CachedTeacher, Teacher, distillation_teacher
+from .stages import awn_config, calibration_batches, dense_config, prior_config, recipe_teacher
+from .teacher import CachedTeacher, Teacher
 
 log = logging.getLogger("awncompress")
 
@@ -51,11 +51,9 @@ def _teachers(model: nn.Module, recipe: Recipe, data: TaskData, quiet: bool) -> 
     """The frozen dense model, the distillation teacher built from it, and the seconds a logit table took."""
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     began = time.perf_counter()
-    kd = recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0
-    kd_teacher = (distillation_teacher(teacher, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet,
-                                       hidden=recipe.train.kd_hidden_weight > 0) if kd else None)
-    seconds = round(time.perf_counter() - began, 3) if isinstance(kd_teacher, CachedTeacher) else None
-    return teacher, kd_teacher, seconds
+    distil = recipe_teacher(teacher, recipe, data, quiet)
+    seconds = round(time.perf_counter() - began, 3) if isinstance(distil, CachedTeacher) else None
+    return teacher, distil, seconds
 
 
 def run_stages(recipe: Recipe, out: Path, model: nn.Module, tokenizer: Any, head_trained: bool, data: TaskData, *,

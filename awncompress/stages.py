@@ -17,11 +17,12 @@ from torch import nn
 from .convert import AWNConfig
 from .data import DataConfig, TaskData, ensure_pad_token
 from .errors import MetricError, ModelLoadError, NotAnExportError
-from .finetune import PriorConfig
+from .finetune import PriorConfig, examples_seen
 from .train_config import TrainConfig, check_batch
 from .loading import check_safe_checkpoint, safetensors_files
 from .metrics import is_shipped, load_metric
 from .recipes import Recipe
+from .teacher import Teacher, distillation_teacher
 
 log = logging.getLogger("awncompress")
 
@@ -169,3 +170,13 @@ def calibration_batches(data: TaskData, n_batches: int, batch_size: int) -> list
     """The first training batches, for activation statistics (never the eval data)."""
     n = min(len(data.train), n_batches * batch_size)
     return [data.collate([data.train[i] for i in range(s, min(n, s + batch_size))]) for s in range(0, n, batch_size)]
+
+
+def recipe_teacher(original: nn.Module, recipe: Recipe, data: TaskData, quiet: bool = False) -> Optional[Teacher]:
+    """The distillation teacher of the recipe's fine-tunes (None without KD): a logit table over the
+    examples they draw, for a classification model whose hidden states are not distilled."""
+    if not (recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0):
+        return None
+    return distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet,
+                                hidden=recipe.train.kd_hidden_weight > 0,
+                                examples=examples_seen(data.train, recipe.train, recipe.seed))

@@ -104,8 +104,8 @@ def test_a_budget_scales_every_fine_tune_and_refuses_what_cannot_fit(caplog):
     with caplog.at_level("WARNING", logger="awncompress"):
         fitted = fit_budget(recipe, plan, 5.0)  # 30 % of the steps
         assert "weak curve" not in caplog.text
-        fit_budget(recipe, plan, 4.0)  # 18 %
-    assert "leaves 18 % of the derived fine-tune steps: expect a weak curve" in caplog.text
+        fit_budget(recipe, plan, 4.0)  # 20 % (the teacher table shrinks with the steps)
+    assert "leaves 20 % of the derived fine-tune steps: expect a weak curve" in caplog.text
     assert fitted.train.steps < 125 and fitted.dense.steps < 250 and fitted.budget == 5.0
     assert estimate(fitted, _measured(), 4000, 2000).total_seconds <= 5 * 60 + 1
     assert "--budget 5 min" in fitted.derived["train.steps"]
@@ -115,6 +115,21 @@ def test_a_budget_scales_every_fine_tune_and_refuses_what_cannot_fit(caplog):
     assert fit_budget(recipe, plan, 60.0) is recipe  # it fits already
     with pytest.raises(AwnError, match="cannot fit"):
         fit_budget(recipe, plan, 0.5)
+
+
+def test_the_teacher_table_covers_only_what_the_fine_tunes_draw_and_shrinks_with_a_budget():
+    recipe = load_recipe("demo")  # 125 steps of 32: 4,000 examples drawn
+    measured = _measured(tokens_train=300.0)  # a slow teacher: 0.03 s per training example
+    teacher = lambda plan: {n: (what, s) for n, what, s in plan.stages}["teacher logits"]  # noqa: E731
+    big = estimate(recipe, measured, 40000, 2000)
+    assert teacher(big)[0].startswith("4,000 of 40,000") and teacher(big)[1] == pytest.approx(4000 * 0.03)
+    assert teacher(estimate(recipe, measured, 3000, 2000))[1] == pytest.approx(3000 * 0.03)  # all of a small set
+    fitted = fit_budget(recipe, big, 8.0)
+    after = estimate(fitted, measured, 40000, 2000)
+    assert teacher(after)[1] == pytest.approx(fitted.train.steps * 32 * 0.03)
+    # the budget is used, not left idle by counting the whole table as a fixed cost
+    one_step = after.total_seconds / fitted.train.steps
+    assert 8 * 60 - 2 * one_step <= after.total_seconds <= 8 * 60 + 1
 
 
 def test_a_budget_cuts_a_large_evaluation_set_before_the_steps():

@@ -6,7 +6,7 @@ import torch
 
 from awncompress import AWNConfig, convert_
 from awncompress.batching import IndexStream
-from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, finetune
+from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, examples_seen, finetune
 from awncompress.teacher import CachedTeacher, distillation_teacher
 from conftest import collate, make_batches, make_model, toy_data
 
@@ -75,6 +75,26 @@ def test_cached_teacher_trains_like_the_live_teacher():
     update = runs[0][1] - start
     assert update.norm() > 0.1
     assert (runs[1][1] - runs[0][1]).norm() < 1e-3 * update.norm()
+
+
+def test_a_table_of_only_the_drawn_examples_trains_like_the_full_one_and_refuses_more_steps():
+    teacher = make_model("bert", seed=1).eval()
+    data = toy_data()  # 48 examples; 3 steps of 8 draw 24 of them
+    cfg = TrainConfig(steps=3, batch_size=8, lr=1e-3, rate_lr=0.1, checkpoint_every=0, kd_weight=0.7)
+    seen = examples_seen(data, cfg, seed=4)
+    assert len(seen) == 24 and len(set(seen)) == 24 and examples_seen(data, cfg.model_copy(update={"steps": 6}), 4) == list(range(48))
+    partial = CachedTeacher.compute(teacher, data, collate, quiet=True, examples=seen)
+    full = CachedTeacher.compute(teacher, data, collate, quiet=True)
+    torch.testing.assert_close(partial(seen), full(seen))
+    losses = []
+    for kd in (full, partial):
+        model = make_model("bert")
+        convert_(model, AWNConfig(), calibration=make_batches())
+        losses.append(finetune(model, data, collate, cfg, num_examples=len(data), prior=PRIOR, teacher=kd, seed=4, quiet=True).losses)
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+    with pytest.raises(TrainingError, match="no logits for training examples"):  # a longer run draws examples the table lacks
+        finetune(make_model("bert"), data, collate, cfg.model_copy(update={"steps": 6}), num_examples=len(data),
+                 teacher=partial, seed=4, quiet=True)
 
 
 def test_cached_teacher_of_another_training_set_is_refused():
