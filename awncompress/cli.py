@@ -75,6 +75,12 @@ def parse_widths(text: Optional[str], what: str = "width", of: str = "d_ff") -> 
     return widths
 
 
+def _heads_for(heads: Optional[bool], flops: Optional[str]) -> Optional[bool]:
+    """--heads/--no-heads as given; unset, FLOP targets turn heads on (FFN-only cuts stop at ~0.43
+    of the FLOPs on MiniLM, so a user asking for FLOP targets is asking for heads)."""
+    return True if heads is None and flops else heads
+
+
 def _parse_sets(pairs: List[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -100,8 +106,8 @@ def convert(
     label_column: Optional[str] = typer.Option(None, help="Column with the label."),
     widths: Optional[str] = typer.Option(None, help="Width fractions of d_ff to export, e.g. 0.25,0.5,0.75."),
     per_layer: Optional[bool] = typer.Option(None, "--per-layer/--no-per-layer", help="Also export the learned per-layer widths."),
-    heads: Optional[bool] = typer.Option(None, "--heads/--no-heads", help="Also learn an order over attention heads and export FFN+heads cuts at FLOP targets (flops-<t>/)."),
-    flops: Optional[str] = typer.Option(None, help="With --heads: fractions of the dense FLOPs to export, e.g. 0.2,0.3 (default 0.2,0.3,0.4)."),
+    heads: Optional[bool] = typer.Option(None, "--heads/--no-heads", help="Also learn an order over attention heads and export FFN+heads cuts at FLOP targets (flops-<t>/); off by default, on with --flops."),
+    flops: Optional[str] = typer.Option(None, help="Fractions of the dense FLOPs to export as FFN+heads cuts, e.g. 0.2,0.3; turns --heads on unless --no-heads is given (default with --heads: 0.2,0.3,0.4)."),
     steps: Optional[int] = typer.Option(None, min=1, help="AWN fine-tune steps."),
     dense_steps: Optional[int] = typer.Option(None, min=1, help="Steps of the dense stage that trains an untrained head."),
     max_train_examples: Optional[int] = typer.Option(None, min=1, help="Use at most this many training examples."),
@@ -134,7 +140,7 @@ def convert(
 
       awncompress convert ./my-model --data train.csv --budget 20
 
-      awncompress convert demo --heads --flops 0.25,0.3
+      awncompress convert demo --flops 0.25,0.3              # FFN+heads cuts (turns --heads on)
     """
     from .recipes import apply_overrides, default_recipe, is_recipe, list_recipes, load_recipe
 
@@ -152,7 +158,7 @@ def convert(
         overrides: dict[str, object] = {
             "task": task, "data.train": data, "data.eval": eval_data, "data.text_column": text_column,
             "data.text_pair_column": text_pair_column, "data.label_column": label_column, "export.widths": parsed_widths,
-            "export.per_layer": per_layer, "awn.heads": heads, "export.flops": parse_widths(flops, "FLOP target", "the dense FLOPs"), "train.steps": steps, "dense.steps": dense_steps,
+            "export.per_layer": per_layer, "awn.heads": _heads_for(heads, flops), "export.flops": parse_widths(flops, "FLOP target", "the dense FLOPs"), "train.steps": steps, "dense.steps": dense_steps,
             "data.max_train_examples": max_train_examples, "data.max_eval_examples": max_eval_examples,
             "train.mode": mode, "seed": seed, "evaluate.metric": metric, **sets,
         }

@@ -50,11 +50,19 @@ def test_convert_with_heads_end_to_end(tiny, tmp_path):
     assert layer_heads(sliced) == layer_heads(load_pretrained(out / "flops-0.4"))
 
 
-def test_flops_without_heads_is_refused_before_writing(tiny, tmp_path):
+def test_flops_with_no_heads_is_refused_before_writing(tiny, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--flops", "0.3",
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--no-heads", "--flops", "0.3",
                                  "--out", str(out), *FAST])
     assert result.exit_code != 0 and "awn.heads" in result.output and not out.exists()
+
+
+def test_flops_alone_turns_heads_on(tiny, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--flops", "0.5",
+                                 "--out", str(out), "--no-eval", *FAST])
+    assert result.exit_code == 0, result.output
+    assert (out / "flops-0.5").is_dir() and "heads: true" in (out / "recipe.yaml").read_text()
 
 
 @pytest.mark.parametrize("flops, message", [("0.001", "below what one neuron"), ("1.5", "FLOP target must be a fraction of the dense FLOPs")])
