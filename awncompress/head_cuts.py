@@ -65,14 +65,14 @@ def score_heads(
         generator = torch.Generator().manual_seed(seed + 7919)  # not the neurons' stream
         return [torch.rand(b.units, generator=generator) for b in blocks]
     if scorer == "magnitude":
-        return [b.unit_in_norms() * b.unit_out_norms() for b in blocks]
+        return [(b.unit_in_norms() * b.unit_out_norms()).cpu() for b in blocks]
     if batches is None:
         raise DataError(f"scorer {scorer!r} needs calibration batches")
     assert scorer in NEEDS_ACTIVATIONS
     norms = mean_context_norms(model, blocks, batches)
     if scorer == "activation":
         return norms
-    return [n * b.unit_out_norms() for n, b in zip(norms, blocks)]
+    return [n * b.unit_out_norms().cpu() for n, b in zip(norms, blocks)]  # statistics live on the CPU
 
 
 def order_heads_(

@@ -18,7 +18,7 @@ Scorer = Callable[[FFNBlock, Optional[torch.Tensor], torch.Generator], torch.Ten
 
 
 def _wina(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
-    return act * block.out_norms()
+    return act * block.out_norms().to(act.device)  # statistics live on the CPU, a model may be on a GPU
 
 
 def _activation(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
