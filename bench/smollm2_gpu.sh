@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark 2 on a GPU at a realistic budget (issue 13): SmolLM2-135M on Jane Austen, bf16 training,
-# 300 steps of 16 × 64-token windows, the same five widths, evaluation windows and methods as the
+# 200 steps of 16 × 64-token windows, the same five widths, evaluation windows and methods as the
 # CPU run (bench/smollm2_jane_austen.py), and latency at batch 32 × 256 tokens on the GPU.
 #
 #   bash bench/smollm2_gpu.sh RUNS_DIR SEED [COPY_TO]
@@ -13,7 +13,7 @@ set -euo pipefail
 runs=$1 seed=$2 copy_to=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 python3 "$here/smollm2_jane_austen.py" --out "$runs" --seeds "$seed" \
-  --set train.steps=300 --set train.batch_size=16 --set train.lr=1e-4 --set train.warmup_steps=30 \
+  --set train.steps=200 --set train.batch_size=16 --set train.lr=1e-4 --set train.warmup_steps=20 \
   --set train.mixed_precision=bf16 --set train.checkpoint_every=0 --set data.max_train_examples=16000 \
   --set evaluate.latency_batch_size=32 --set evaluate.latency_seq_len=256 --set evaluate.latency_repeats=20
 if [ -n "$copy_to" ]; then
