@@ -47,8 +47,9 @@ def summarise(folder: Path) -> str:
     widths = sorted({w for _, w in values})
     dense = first["dense"]["value"]
     unit = " (%)" if percent else ""
+    threads = f" ({first['device']['threads']} threads)" if first["device"].get("threads") else ""  # none on a GPU
     lines = [f"Model `{first['model']}`, task {first['task']}, {n} eval examples, seeds {sorted(reports)}, "
-             f"device {first['device']['name']} ({first['device']['threads']} threads). Dense {first['metric']['name']}: "
+             f"device {first['device']['name']}{threads}. Dense {first['metric']['name']}: "
              f"{dense * (100 if percent else 1):.2f}.", ""]
     lines.append("| method | " + " | ".join(f"{w:g}" for w in widths) + " |")
     lines.append("|---|" + "---|" * len(widths))
