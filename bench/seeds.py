@@ -17,16 +17,25 @@ from awncompress.recipes import Recipe
 def run_seeds(out: Path, seeds: list[int], recipe_for: Callable[[int, bool], tuple[Recipe, Optional[float]]],
               label: str = "", **extra: object) -> dict[int, float]:
     """Run ``recipe_for(seed, first)`` (a recipe and a --budget or None) for each seed; return the wall
-    seconds per seed, also written with ``extra`` to ``out/timings.json``."""
-    timings: dict[int, float] = {}
+    seconds per seed, also written with ``extra`` to ``out/timings.json``.
+
+    A seed whose ``seed-N/report.json`` exists is kept, not rerun (delete the folder to rerun it), so a
+    later seed can be added to a finished one: its timing stays in ``timings.json``.
+    """
+    record = out / "timings.json"
+    earlier = json.loads(record.read_text())["wall_s_per_seed"] if record.is_file() else {}
+    timings: dict[int, float] = {int(k): v for k, v in earlier.items()}
     for seed in seeds:
+        if (out / f"seed-{seed}" / "report.json").is_file():
+            print(f"{label}seed {seed}: kept ({out / f'seed-{seed}'} is finished)", flush=True)
+            continue
         recipe, budget = recipe_for(seed, seed == seeds[0])
         began = time.perf_counter()
         run_convert(recipe, out / f"seed-{seed}", overwrite=True, budget=budget)
         timings[seed] = round(time.perf_counter() - began, 1)
         print(f"{label}seed {seed}: {timings[seed]} s", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "timings.json").write_text(json.dumps({"wall_s_per_seed": timings, "total_s": sum(timings.values()), **extra}, indent=2))
+    record.write_text(json.dumps({"wall_s_per_seed": timings, "total_s": sum(timings.values()), **extra}, indent=2))
     return timings
 
 
