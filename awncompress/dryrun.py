@@ -30,6 +30,8 @@ from .errors import AwnError
 from .flow import run_stages
 from .memory import GIB, available_bytes
 from .recipes import Recipe
+from .train_config import batches_per_step, draws_fresh_batches, width_passes
+from .defaults import batch_per_width_note
 
 log = logging.getLogger("awncompress")
 
@@ -167,7 +169,7 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
         step["dense"] = result.dense.step_seconds[-1]
     report = result.report or {}
     latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (min(1, recipe.evaluate.latency_repeats) + 3)
-    plans = 1 + (recipe.train.mode == "stochastic") * (int(recipe.train.full_width_pass) + len(recipe.train.extra_widths))
+    plans = width_passes(recipe.train)
     mean = lambda ds: sum(example_lengths(ds)) / max(1, len(ds))  # noqa: E731
     widths = len(recipe.export.widths)
     rows = 1 + len(report.get("rows", [])) * widths  # the dry pass evaluated one width
@@ -187,7 +189,7 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
     teacher_example = 0.0
     if r.task == "text-classification" and r.train.kd_weight > 0 and not r.train.kd_hidden_weight > 0:
         teacher_example = m.token * m.tokens_train
-        seen = min(n_train, r.train.steps * r.train.batch_size)  # the table covers what the fine-tunes draw
+        seen = min(n_train, r.train.steps * r.train.batch_size * batches_per_step(r.train))  # the table covers what the fine-tunes draw
         stages.append(("teacher logits", f"{seen:,} of {n_train:,} examples, once", teacher_example * seen))
     micro = r.train.batch_size // r.train.grad_accum
     sandwich = f", sandwich {', '.join(f'{w:g}' for w in r.train.extra_widths)}" if r.train.extra_widths else ""
@@ -214,8 +216,35 @@ def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
     the data). Then the steps: the dense stage, the AWN fine-tune and each per-width fine-tune
     scale together, and so does the teacher logit table while the fine-tunes draw fewer examples
     than the training set holds; exports and the rest of evaluation are fixed costs. AwnError
-    when even ``MIN_STEPS`` steps cannot fit.
+    when even ``MIN_STEPS`` steps cannot fit. A derived ``train.batch_per_width`` is derived again
+    for the fewer steps: when they leave fresh examples for a batch per width pass, it is turned on
+    and the steps are fitted again with its costs (a larger teacher table, or a live teacher's
+    forward pass per extra batch).
     """
+    fitted = _fit_steps(recipe, plan, minutes)
+    derived = "train.batch_per_width" in recipe.derived and not recipe.train.batch_per_width
+    if not derived or fitted.train.steps == recipe.train.steps:
+        return fitted
+    if not draws_fresh_batches(fitted.train.model_copy(update={"batch_per_width": True}), plan.train_examples):
+        return fitted
+    on = recipe.model_copy(update={"train": recipe.train.model_copy(update={"batch_per_width": True})})
+    refitted = _fit_steps(on, plan, minutes, _live_teacher_seconds(on, plan))
+    notes = dict(refitted.derived)
+    notes["train.batch_per_width"] = batch_per_width_note(refitted.train, plan.train_examples)[1] + f" (under --budget {minutes:g} min)"
+    return refitted.model_copy(update={"derived": notes})
+
+
+def _live_teacher_seconds(recipe: Recipe, plan: Plan) -> float:
+    """Seconds a live teacher's forward passes over a step's extra batches add, estimated from the
+    measured step (the dry pass ran it with one batch): a forward is about a third of a forward and
+    backward, and the step was ``passes`` of those plus one teacher forward."""
+    train = recipe.train
+    live = (recipe.task == "causal-lm" and train.kd_weight > 0) or train.kd_hidden_weight > 0
+    passes = width_passes(train)
+    return live * plan.step_seconds.get("awn", 0.0) * (passes - 1) / (3 * passes + 1)
+
+
+def _fit_steps(recipe: Recipe, plan: Plan, minutes: float, extra_step_seconds: float = 0.0) -> Recipe:
     budget = minutes * 60
     if plan.total_seconds <= budget:
         return recipe
@@ -228,17 +257,18 @@ def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
         notes["data.max_eval_examples"] = f"{kept}: {n_eval:,} evaluation examples cut (seeded sample) to fit --budget {minutes:g} min"
         updates["data"] = r.data.model_copy(update={"max_eval_examples": kept})
         fixed_cut = (n_eval - kept) * plan.eval_example_seconds
-    per_step = step.get("awn", 0.0) + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
+    per_step = step.get("awn", 0.0) + extra_step_seconds + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
     variable = r.train.steps * per_step + r.dense.steps * step.get("dense", 0.0)
-    drawn = r.train.steps * r.train.batch_size
-    table = plan.teacher_example_seconds * min(drawn, plan.train_examples)
+    drawn = r.train.steps * r.train.batch_size * batches_per_step(r.train)
+    planned = plan.recipe.train  # the table the plan's total holds
+    table = plan.teacher_example_seconds * min(planned.steps * planned.batch_size * batches_per_step(planned), plan.train_examples)
     fixed = plan.total_seconds - variable - fixed_cut - table
     full_table = plan.teacher_example_seconds * plan.train_examples
     scale = min(1.0, (budget - fixed - full_table) / variable) if variable else 0.0
     if scale * drawn < plan.train_examples:  # scaled down, the fine-tunes draw only part of the training set
         scale = min(1.0, (budget - fixed) / (variable + plan.teacher_example_seconds * drawn)) if variable else 0.0
     if fixed >= budget or scale * r.train.steps < MIN_STEPS:
-        raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * (per_step + plan.teacher_example_seconds * r.train.batch_size))} even at "
+        raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * (per_step + plan.teacher_example_seconds * r.train.batch_size * batches_per_step(r.train)))} even at "
                        f"{MIN_STEPS} fine-tune steps; raise --budget or lower data.max_eval_examples / the number of widths")
     if scale < SHORT_SCALE:
         log.warning("--budget %g min leaves %.0f %% of the derived fine-tune steps: expect a weak curve "

@@ -29,7 +29,7 @@ from .data import example_lengths
 from .errors import TrainingError
 from .losses import distillation_loss, hidden_loss, lm_loss
 from .batching import IndexStream
-from .train_config import TrainConfig, check_batch
+from .train_config import TrainConfig, batches_per_step, check_batch
 from .teacher import CachedTeacher, Teacher
 
 @dataclass
@@ -178,6 +178,18 @@ def _teacher_outputs(run: _Run, indices: list[int], inputs: dict) -> tuple[Optio
     return None, None
 
 
+def _micro_batch(run: _Run, first: int, size: int) -> tuple:
+    """The micro-batch at stream positions ``first``.. (this process's share): the batch, the model's
+    inputs, whether labels are per token, and the teacher's outputs for it."""
+    accelerator, world = run.accelerator, run.accelerator.num_processes
+    indices = [run.stream[p] for p in range(first + accelerator.process_index, first + size, world)]
+    batch = {k: v.to(accelerator.device) for k, v in run.collate([run.train_set[i] for i in indices]).items()}
+    model_inputs = {k: v for k, v in batch.items() if k != "labels"}
+    # Token labels: the LM loss is computed here, in chunks (the model's own loss copies the logits twice).
+    lm = batch["labels"].dim() == 2
+    return (batch, model_inputs, lm, *_teacher_outputs(run, indices, model_inputs))
+
+
 def _train_step(run: _Run, step: int) -> tuple[float, float]:
     """One optimizer step over ``grad_accum`` micro-batches × the step's width plans; (loss, prior/N)."""
     cfg, accelerator = run.cfg, run.accelerator
@@ -186,17 +198,16 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
     for group in run.optimizer.param_groups:
         group["lr"] = group["base_lr"] * _lr_factor(step, cfg)
     plans = _width_plans(run, step)
+    blocks = batches_per_step(cfg) if run.wrappers else 1
     micro_size = cfg.batch_size // cfg.grad_accum
     step_loss, step_prior = 0.0, 0.0
     for micro in range(cfg.grad_accum):
-        first = step * cfg.batch_size + micro * micro_size
-        indices = [run.stream[p] for p in range(first + accelerator.process_index, first + micro_size, world)]
-        batch = {k: v.to(accelerator.device) for k, v in run.collate([run.train_set[i] for i in indices]).items()}
-        model_inputs = {k: v for k, v in batch.items() if k != "labels"}
-        # Token labels: the LM loss is computed here, in chunks (the model's own loss copies the logits twice).
-        lm = batch["labels"].dim() == 2
-        teacher_logits, teacher_hidden = _teacher_outputs(run, indices, model_inputs)
+        drawn: dict[int, tuple] = {}
         for i, plan in enumerate(plans):
+            block = i % blocks
+            if block not in drawn:  # one batch held at a time: its teacher logits can span a large vocabulary
+                drawn = {block: _micro_batch(run, (step * blocks + block) * cfg.batch_size + micro * micro_size, micro_size)}
+            batch, model_inputs, lm, teacher_logits, teacher_hidden = drawn[block]
             for w, width in zip(run.wrappers, plan or [None] * len(run.wrappers)):
                 w.truncate_to = width
             last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
@@ -248,7 +259,7 @@ def _stream(train_set: Any, cfg: TrainConfig, seed: int) -> IndexStream:
 def examples_seen(train_set: Any, cfg: TrainConfig, seed: int) -> list[int]:
     """The training examples a ``cfg.steps``-step fine-tune with ``seed`` draws, sorted: what a
     cached teacher must hold logits for (every fine-tune of a run walks this same stream)."""
-    drawn = cfg.steps * cfg.batch_size
+    drawn = cfg.steps * cfg.batch_size * batches_per_step(cfg)
     if drawn >= len(train_set):  # the first epoch is a permutation: every example
         return list(range(len(train_set)))
     stream = _stream(train_set, cfg, seed)

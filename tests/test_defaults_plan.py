@@ -52,12 +52,22 @@ def test_a_wider_model_gets_a_smaller_rate_unless_one_is_set(tiny):
 
 def test_settings_someone_set_are_kept(tiny):
     recipe = apply_overrides(Recipe(model="m"), {"train.steps": 7, "train.extra_widths": "[]", "dense.steps": 3,
-                                                 "train.warmup_steps": 0})
+                                                 "train.warmup_steps": 0, "train.batch_per_width": "false"})
     derived = derive_defaults(recipe, make_model("bert"), _data(tiny), head_trained=False)
     assert (derived.train.steps, derived.train.extra_widths, derived.dense.steps, derived.train.warmup_steps) == (7, [], 3, 0)
+    assert derived.train.batch_per_width is False  # 7 × 32 × 2 passes would be fresh, but it was set
     assert set(derived.derived) <= {"evaluate.batch_size", "train.grad_accum"}
     shipped = load_recipe("demo")
     assert derive_defaults(shipped, make_model("bert"), _data(tiny), head_trained=False).derived == {}
+
+
+def test_a_batch_per_width_pass_is_derived_only_where_its_batches_are_fresh(tiny):
+    data = _data(tiny)  # 128 training examples
+    one_pass = derive_defaults(apply_overrides(Recipe(model="m"), {"train.batch_size": 4}), make_model("bert"), data)
+    assert one_pass.train.steps == 100 and not one_pass.train.batch_per_width  # 100 × 4 × 3 passes repeat the 128
+    assert "would repeat the 128 training examples" in one_pass.derived["train.batch_per_width"]
+    short = derive_defaults(apply_overrides(Recipe(model="m"), {"train.batch_size": 4, "train.steps": 10}), make_model("bert"), data)
+    assert short.train.batch_per_width and "10 steps × 4 × 3 = 120 draws are all fresh" in short.derived["train.batch_per_width"]
 
 
 def test_memory_sizes_a_large_vocabulary_down_and_refuses_what_cannot_fit(monkeypatch):
@@ -113,8 +123,22 @@ def test_a_budget_scales_every_fine_tune_and_refuses_what_cannot_fit(caplog):
     assert warm.train.steps == fitted.train.steps and abs(warm.train.warmup_steps - 13 * warm.train.steps / 125) <= 1
     assert "scaled by" in warm.derived["train.warmup_steps"]
     assert fit_budget(recipe, plan, 60.0) is recipe  # it fits already
+    assert not fitted.train.batch_per_width  # the demo sets it: the budget leaves it alone
     with pytest.raises(AwnError, match="cannot fit"):
         fit_budget(recipe, plan, 0.5)
+
+
+def test_a_budget_that_leaves_fresh_examples_turns_a_derived_batch_per_width_on_and_fits_its_table():
+    derived = {"train.batch_per_width": "false: would repeat the 4,000 training examples"}
+    recipe = load_recipe("demo").model_copy(update={"derived": derived})
+    measured = _measured()  # a table of 3 ms per example: tripling what it holds costs a few steps
+    plan = estimate(recipe, measured, 4000, 2000)
+    fitted = fit_budget(recipe, plan, 5.0)
+    assert fitted.train.batch_per_width and "(under --budget 5 min)" in fitted.derived["train.batch_per_width"]
+    assert fitted.train.steps * 32 * 3 <= 4000
+    assert estimate(fitted, measured, 4000, 2000).total_seconds <= 5 * 60 + 1
+    without = fit_budget(recipe.model_copy(update={"derived": {}}), plan, 5.0)
+    assert not without.train.batch_per_width and without.train.steps > fitted.train.steps  # the larger table costs steps
 
 
 def test_the_teacher_table_covers_only_what_the_fine_tunes_draw_and_shrinks_with_a_budget():

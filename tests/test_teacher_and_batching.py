@@ -110,3 +110,26 @@ def test_language_model_teachers_stay_models():
     teacher = make_model("gpt2")
     assert distillation_teacher(teacher, "causal-lm", toy_data(8), collate, quiet=True) is teacher
     assert isinstance(distillation_teacher(make_model("bert"), "text-classification", toy_data(8), collate, quiet=True), CachedTeacher)
+
+
+def test_batch_per_width_gives_each_width_pass_its_own_batch_and_the_table_covers_them():
+    data = toy_data()  # 48 examples
+    cfg = TrainConfig(steps=2, batch_size=8, lr=1e-3, rate_lr=0.1, checkpoint_every=0, kd_weight=0.7,
+                      full_width_pass=False, sample_from=[0.5], extra_widths=[0.25])
+    passes = {}
+    for per_width in (False, True):
+        model = make_model("bert")
+        convert_(model, AWNConfig(), calibration=make_batches())
+        seen: list = []
+        model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["input_ids"].clone()), with_kwargs=True)
+        step_cfg = cfg.model_copy(update={"batch_per_width": per_width})
+        table = examples_seen(data, step_cfg, seed=4)
+        teacher = CachedTeacher.compute(make_model("bert", seed=1).eval(), data, collate, quiet=True, examples=table)
+        finetune(model, data, collate, step_cfg, num_examples=len(data), prior=PRIOR, teacher=teacher, seed=4, quiet=True)
+        assert len(table) == 8 * 2 * (2 if per_width else 1)
+        passes[per_width] = seen
+    shared, own = passes[False], passes[True]
+    assert len(shared) == len(own) == 4  # 2 steps × 2 width passes
+    assert torch.equal(shared[0], shared[1]) and torch.equal(shared[2], shared[3])
+    assert not torch.equal(own[0], own[1]) and not torch.equal(own[2], own[3])
+    assert torch.equal(own[0], shared[0])  # the first pass of step 0 draws what it always drew
