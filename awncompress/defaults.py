@@ -112,7 +112,8 @@ def _extra_widths(recipe: Recipe, notes: dict[str, str]) -> list[float]:
 
 def batch_per_width_note(cfg: TrainConfig, n: int) -> tuple[bool, str]:
     """The derived ``train.batch_per_width`` for ``cfg``'s steps and why."""
-    passes, drawn = width_passes(cfg), cfg.steps * cfg.batch_size * width_passes(cfg)
+    passes = width_passes(cfg)
+    drawn = cfg.steps * cfg.batch_size * passes
     if draws_fresh_batches(cfg, n):
         return True, (f"true: each of the {passes} width passes of a step draws its own batch; "
                       f"{cfg.steps} steps × {cfg.batch_size} × {passes} = {drawn:,} draws are all fresh among the {n:,} examples")
@@ -130,13 +131,18 @@ def _batch_per_width(recipe: Recipe, cfg: TrainConfig, n: int, notes: dict[str, 
     return on
 
 
+def teacher_is_live(recipe: Recipe) -> bool:
+    """Whether the fine-tunes run the teacher model every step: a causal LM's per-token logits, or
+    any distilled hidden states; a classification teacher is otherwise a logit table."""
+    return (recipe.task == "causal-lm" and recipe.train.kd_weight > 0) or recipe.train.kd_hidden_weight > 0
+
+
 def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[int, int]:
     """(grad_accum, evaluation batch) that fit; AwnError when even one example per micro-batch does not."""
     blocks = find_ffns(model)
     shape = ModelShape.of(model, max(full_widths(blocks)), len(blocks))
     lm = recipe.task == "causal-lm"
-    # A classification teacher is a logit table, unless its hidden states are distilled too.
-    teacher_live = (lm and recipe.train.kd_weight > 0) or recipe.train.kd_hidden_weight > 0
+    teacher_live = teacher_is_live(recipe)
     seq, batch, accum = recipe.data.max_length, recipe.train.batch_size, recipe.train.grad_accum
     micro = fit_micro_batch(shape, batch, seq, lm, teacher_live)
     if micro is None:

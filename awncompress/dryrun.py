@@ -30,8 +30,8 @@ from .errors import AwnError
 from .flow import run_stages
 from .memory import GIB, available_bytes
 from .recipes import Recipe
-from .train_config import batches_per_step, draws_fresh_batches, width_passes
-from .defaults import batch_per_width_note
+from .train_config import draws_fresh_batches, examples_drawn, width_passes
+from .defaults import batch_per_width_note, teacher_is_live
 
 log = logging.getLogger("awncompress")
 
@@ -189,7 +189,7 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
     teacher_example = 0.0
     if r.task == "text-classification" and r.train.kd_weight > 0 and not r.train.kd_hidden_weight > 0:
         teacher_example = m.token * m.tokens_train
-        seen = min(n_train, r.train.steps * r.train.batch_size * batches_per_step(r.train))  # the table covers what the fine-tunes draw
+        seen = min(n_train, examples_drawn(r.train))  # the table covers what the fine-tunes draw
         stages.append(("teacher logits", f"{seen:,} of {n_train:,} examples, once", teacher_example * seen))
     micro = r.train.batch_size // r.train.grad_accum
     sandwich = f", sandwich {', '.join(f'{w:g}' for w in r.train.extra_widths)}" if r.train.extra_widths else ""
@@ -238,10 +238,8 @@ def _live_teacher_seconds(recipe: Recipe, plan: Plan) -> float:
     """Seconds a live teacher's forward passes over a step's extra batches add, estimated from the
     measured step (the dry pass ran it with one batch): a forward is about a third of a forward and
     backward, and the step was ``passes`` of those plus one teacher forward."""
-    train = recipe.train
-    live = (recipe.task == "causal-lm" and train.kd_weight > 0) or train.kd_hidden_weight > 0
-    passes = width_passes(train)
-    return live * plan.step_seconds.get("awn", 0.0) * (passes - 1) / (3 * passes + 1)
+    passes = width_passes(recipe.train)
+    return teacher_is_live(recipe) * plan.step_seconds.get("awn", 0.0) * (passes - 1) / (3 * passes + 1)
 
 
 def _fit_steps(recipe: Recipe, plan: Plan, minutes: float, extra_step_seconds: float = 0.0) -> Recipe:
@@ -259,16 +257,15 @@ def _fit_steps(recipe: Recipe, plan: Plan, minutes: float, extra_step_seconds: f
         fixed_cut = (n_eval - kept) * plan.eval_example_seconds
     per_step = step.get("awn", 0.0) + extra_step_seconds + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
     variable = r.train.steps * per_step + r.dense.steps * step.get("dense", 0.0)
-    drawn = r.train.steps * r.train.batch_size * batches_per_step(r.train)
-    planned = plan.recipe.train  # the table the plan's total holds
-    table = plan.teacher_example_seconds * min(planned.steps * planned.batch_size * batches_per_step(planned), plan.train_examples)
+    drawn = examples_drawn(r.train)
+    table = plan.teacher_example_seconds * min(examples_drawn(plan.recipe.train), plan.train_examples)  # the table the plan's total holds
     fixed = plan.total_seconds - variable - fixed_cut - table
     full_table = plan.teacher_example_seconds * plan.train_examples
     scale = min(1.0, (budget - fixed - full_table) / variable) if variable else 0.0
     if scale * drawn < plan.train_examples:  # scaled down, the fine-tunes draw only part of the training set
         scale = min(1.0, (budget - fixed) / (variable + plan.teacher_example_seconds * drawn)) if variable else 0.0
     if fixed >= budget or scale * r.train.steps < MIN_STEPS:
-        raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * (per_step + plan.teacher_example_seconds * r.train.batch_size * batches_per_step(r.train)))} even at "
+        raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * (per_step + plan.teacher_example_seconds * drawn / r.train.steps))} even at "
                        f"{MIN_STEPS} fine-tune steps; raise --budget or lower data.max_eval_examples / the number of widths")
     if scale < SHORT_SCALE:
         log.warning("--budget %g min leaves %.0f %% of the derived fine-tune steps: expect a weak curve "

@@ -29,7 +29,7 @@ from .data import example_lengths
 from .errors import TrainingError
 from .losses import distillation_loss, hidden_loss, lm_loss
 from .batching import IndexStream
-from .train_config import TrainConfig, batches_per_step, check_batch
+from .train_config import TrainConfig, batches_per_step, check_batch, examples_drawn
 from .teacher import CachedTeacher, Teacher
 
 @dataclass
@@ -202,12 +202,10 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
     micro_size = cfg.batch_size // cfg.grad_accum
     step_loss, step_prior = 0.0, 0.0
     for micro in range(cfg.grad_accum):
-        drawn: dict[int, tuple] = {}
         for i, plan in enumerate(plans):
-            block = i % blocks
-            if block not in drawn:  # one batch held at a time: its teacher logits can span a large vocabulary
-                drawn = {block: _micro_batch(run, (step * blocks + block) * cfg.batch_size + micro * micro_size, micro_size)}
-            batch, model_inputs, lm, teacher_logits, teacher_hidden = drawn[block]
+            if i < blocks:  # every pass its own batch, or the first pass's batch for all of them
+                batch, model_inputs, lm, teacher_logits, teacher_hidden = _micro_batch(
+                    run, (step * blocks + i) * cfg.batch_size + micro * micro_size, micro_size)
             for w, width in zip(run.wrappers, plan or [None] * len(run.wrappers)):
                 w.truncate_to = width
             last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
@@ -259,7 +257,7 @@ def _stream(train_set: Any, cfg: TrainConfig, seed: int) -> IndexStream:
 def examples_seen(train_set: Any, cfg: TrainConfig, seed: int) -> list[int]:
     """The training examples a ``cfg.steps``-step fine-tune with ``seed`` draws, sorted: what a
     cached teacher must hold logits for (every fine-tune of a run walks this same stream)."""
-    drawn = cfg.steps * cfg.batch_size * batches_per_step(cfg)
+    drawn = examples_drawn(cfg)
     if drawn >= len(train_set):  # the first epoch is a permutation: every example
         return list(range(len(train_set)))
     stream = _stream(train_set, cfg, seed)

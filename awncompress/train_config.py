@@ -69,6 +69,12 @@ def batches_per_step(cfg: TrainConfig) -> int:
     return width_passes(cfg) if cfg.batch_per_width else 1
 
 
+def examples_drawn(cfg: TrainConfig) -> int:
+    """Stream positions a ``cfg.steps``-step fine-tune draws (an AWN one, with ``batch_per_width``,
+    a batch per width pass)."""
+    return cfg.steps * cfg.batch_size * batches_per_step(cfg)
+
+
 def draws_fresh_batches(cfg: TrainConfig, n_train: int) -> bool:
     """Whether a fine-tune with ``batch_per_width`` on would draw only examples it has not drawn
     before: ``steps × batch × width_passes`` within the ``n_train`` training examples. Measured: a
