@@ -20,6 +20,7 @@ from torch import nn
 
 from .archs import find_ffns, neuron_axis
 from .errors import ConfigError, ConversionError, WidthError
+from .ffn import consume_first
 from .heads import find_heads, has_head_spec
 
 
@@ -121,7 +122,10 @@ class AdaptiveFFN(AdaptiveProfile):
         return self.inner.weight
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.inner(hidden * self.live_scale(hidden.shape[-1]).to(hidden.dtype))
+        scaled = hidden * self.live_scale(hidden.shape[-1]).to(hidden.dtype)
+        if hidden.shape[-1] < self.width:  # a narrow width pass (narrow.py): only the first neurons were produced
+            return consume_first(self.inner, scaled)
+        return self.inner(scaled)
 
     @torch.no_grad()
     def _scale_inner_(self, factors: torch.Tensor) -> None:

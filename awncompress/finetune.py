@@ -29,6 +29,7 @@ from .data import example_lengths
 from .errors import TrainingError
 from .losses import distillation_loss, hidden_loss, lm_loss
 from .batching import IndexStream
+from .narrow import Narrowing, narrowing_agrees, plan_narrowing, width_pass
 from .train_config import TrainConfig, batches_per_step, check_batch, examples_drawn
 from .teacher import CachedTeacher, Teacher
 
@@ -147,6 +148,7 @@ class _Run:
     prior: Optional[PriorConfig]
     num_examples: int
     seed: int
+    narrowing: Narrowing = field(default_factory=list)  # which units' width passes compute only their kept neurons
 
 
 def _width_plans(run: _Run, step: int) -> list[Optional[list[int]]]:
@@ -206,10 +208,9 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
             if i < blocks:  # every pass its own batch, or the first pass's batch for all of them
                 batch, model_inputs, lm, teacher_logits, teacher_hidden = _micro_batch(
                     run, (step * blocks + i) * cfg.batch_size + micro * micro_size, micro_size)
-            for w, width in zip(run.wrappers, plan or [None] * len(run.wrappers)):
-                w.truncate_to = width
             last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
-            with nullcontext() if last or world == 1 else accelerator.no_sync(run.model):
+            with nullcontext() if last or world == 1 else accelerator.no_sync(run.model), \
+                    width_pass(run.wrappers, plan, run.narrowing):
                 with accelerator.autocast():
                     out = run.model(**(model_inputs if lm else batch), output_hidden_states=teacher_hidden is not None)
                 loss = lm_loss(out.logits, batch["labels"]) if lm else out.loss
@@ -228,8 +229,6 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
                     step_prior = float(penalty.detach())
                     loss = loss + penalty
                 accelerator.backward(loss)
-    for w in run.wrappers:
-        w.truncate_to = None
     accelerator.clip_grad_norm_(run.model.parameters(), 1.0)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
@@ -286,7 +285,21 @@ def _start(model: nn.Module, train_set: Any, collate: Any, cfg: TrainConfig, tea
     stream = _stream(train_set, cfg, seed)
     run = _Run(accelerator, prepared, accelerator.unwrap_model(prepared), optimizer, wrappers, teacher, stream, train_set,
                collate, cfg, prior, num_examples, seed)
+    run.narrowing = _narrowing(run)
     return run, start, done_seconds, losses
+
+
+def _narrowing(run: _Run) -> Narrowing:
+    """The units whose width passes compute only their kept neurons: planned, then checked on two
+    training examples against the masked passes (a model that disagrees keeps them masked)."""
+    if not (run.cfg.narrow_passes and run.cfg.mode == "stochastic" and run.wrappers):
+        return []
+    narrowing = plan_narrowing(run.inner, run.wrappers)
+    if not any(narrowing):
+        return []
+    batch = run.collate([run.train_set[i] for i in range(min(2, len(run.train_set)))])
+    inputs = {k: v.to(run.accelerator.device) for k, v in batch.items() if k != "labels"}
+    return narrowing if narrowing_agrees(run.inner, run.wrappers, narrowing, inputs) else []
 
 
 def finetune(

@@ -24,7 +24,9 @@ class TrainConfig(Section):
     ``sample_from``: when given, the sampled width is one of these fractions (the export widths,
     say) instead of one drawn from each layer's profile. ``batch_per_width``: each width pass of a
     step draws its own batch (the step then sees ``width_passes`` batches at the cost of one teacher
-    pass per batch) instead of every width seeing the same one.
+    pass per batch) instead of every width seeing the same one. ``narrow_passes``: a width pass
+    computes only the FFN neurons it keeps (``narrow.py``; the same function and gradients, checked
+    on the model before training) instead of computing all of them and masking the rest.
     ``kd_weight`` mixes distillation from the teacher (1: KD only, 0: task loss only);
     ``kd_hidden_weight`` adds distillation of every layer's output (the mean squared error to the
     teacher's hidden states, relative to their size), one signal per layer per token. ``rate_lr``
@@ -46,6 +48,7 @@ class TrainConfig(Section):
     extra_widths: list[Width] = Field(default_factory=list)
     sample_from: list[Width] = Field(default_factory=list)
     batch_per_width: bool = False
+    narrow_passes: bool = True
     kd_weight: UnitInterval = 0.5
     kd_hidden_weight: NonNegative = 0.0
     kd_temperature: Temperature = 2.0

@@ -121,7 +121,8 @@ def test_batch_per_width_gives_each_width_pass_its_own_batch_and_the_table_cover
         model = make_model("bert")
         convert_(model, AWNConfig(), calibration=make_batches())
         seen: list = []
-        model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["input_ids"].clone()), with_kwargs=True)
+        model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["input_ids"].clone()) if m.training else None,
+                                        with_kwargs=True)  # training passes, not the narrowing check
         step_cfg = cfg.model_copy(update={"batch_per_width": per_width})
         table = examples_seen(data, step_cfg, seed=4)
         teacher = CachedTeacher.compute(make_model("bert", seed=1).eval(), data, collate, quiet=True, examples=table)
