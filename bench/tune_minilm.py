@@ -26,7 +26,7 @@ from awncompress.recipes import apply_overrides, load_recipe
 from awncompress.stages import awn_config, calibration_batches, data_config, load_model, prior_config
 from awncompress.teacher import distillation_teacher
 
-WIDTHS = (0.125, 0.25, 0.5)
+WIDTHS = (0.125, 0.25, 0.375, 0.5, 0.75)  # the demo's export widths
 
 
 def run(dense: Path, overrides: dict, seed: int) -> dict:
@@ -60,11 +60,12 @@ def main() -> None:
     parser.add_argument("--dense", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", action="append", default=[], help="comma-separated recipe overrides, e.g. train.lr=1e-4,train.kd_weight=1")
+    parser.add_argument("--config", action="append", default=[], help="recipe overrides separated by commas, or by semicolons when a value is a list: "
+                        "train.lr=1e-4,train.kd_weight=1 or train.sample_from=0.125,0.5;train.steps=40")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for spec in args.config or [""]:
-        overrides = dict(kv.split("=", 1) for kv in spec.split(",") if kv)
+        overrides = dict(kv.split("=", 1) for kv in spec.split(";" if ";" in spec else ",") if kv)
         record = run(args.dense, overrides, args.seed)
         print(json.dumps(record), flush=True)
         with args.out.open("a") as f:
