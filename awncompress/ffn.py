@@ -244,22 +244,19 @@ class FFNBlock:
 
 # ----------------------------------------------------------------------------- narrow passes
 
+def _linear_weight(module: nn.Module) -> torch.Tensor:
+    """The weight as nn.Linear lays it out, [out, in] (GPT-2's Conv1D stores it transposed)."""
+    return module.weight.t() if isinstance(module, Conv1D) else module.weight
+
+
 def produce_first(module: nn.Module, x: torch.Tensor, rows: Any) -> torch.Tensor:
     """``module(x)`` restricted to the output neurons ``rows`` (a slice, or an index tensor for the
     two halves of a fused projection): the up/gate projection of a width pass that keeps only
     those neurons computes nothing else, forward or backward."""
-    if isinstance(module, Conv1D):
-        bias = module.bias[rows] if module.bias is not None else None
-        out = x.reshape(-1, x.shape[-1]) @ module.weight[:, rows]
-        return (out if bias is None else out + bias).view(*x.shape[:-1], -1)
     bias = module.bias[rows] if module.bias is not None else None
-    return nn.functional.linear(x, module.weight[rows], bias)
+    return nn.functional.linear(x, _linear_weight(module)[rows], bias)
 
 
 def consume_first(module: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """``module`` (a down projection) applied to the first ``h.shape[-1]`` of its input neurons."""
-    n = h.shape[-1]
-    if isinstance(module, Conv1D):
-        out = h.reshape(-1, n) @ module.weight[:n]
-        return (out if module.bias is None else out + module.bias).view(*h.shape[:-1], -1)
-    return nn.functional.linear(h, module.weight[:, :n], module.bias)
+    return nn.functional.linear(h, _linear_weight(module)[:, :h.shape[-1]], module.bias)

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from .adaptive import AdaptiveFFN, AdaptiveHeads, AdaptiveProfile
+from .adaptive import AdaptiveProfile
 from .archs import find_ffns
 from .ffn import is_projection, produce_first
 
@@ -41,7 +41,8 @@ def plan_narrowing(model: nn.Module, units: Sequence[AdaptiveProfile]) -> Narrow
     for unit in units:
         block = blocks.get(id(unit))
         producers = [m for m in (block.up, block.gate) if m is not None] if block is not None else []
-        if (block is None or block.kind == "experts" or isinstance(unit, AdaptiveHeads) or not isinstance(unit, AdaptiveFFN)
+        # Head units have no FFN block; experts' kernels take whole parameters.
+        if (block is None or block.kind == "experts"
                 or any(not is_projection(m) or "forward" in vars(m) or hasattr(m, "_hf_hook") for m in producers)):
             narrowing.append(None)
             continue
