@@ -8,11 +8,9 @@ kept (and checked against the machine's memory).
 * ``train.steps``: one pass over the training examples, 100 to 1,000 steps (the demo's 125 steps
   are one pass over its 4,000 examples);
 * ``dense.steps``: two passes, 100 to 2,000 steps (the demo's 250);
-* ``train.lr``: 3e-4 (best of 5e-5..3e-4 on MiniLM, hidden 384) times (384 / hidden)² for a wider
-  classifier: MPNet (hidden 768) collapsed to the majority class at 3e-4 and was best at 7.5e-5 of
-  7.5e-5 / 1.5e-4 / 3e-4 (0.6 to 1.8 points above 1.5e-4 at every width on the mean of 2 seeds); hidden size
-  and depth both double between the two, so the rule cannot tell them apart. A causal LM takes
-  384 / hidden (SmolLM2, hidden 576: 3e-4 beat 1e-4, so the squared rule's 1.3e-4 would be too low);
+* ``train.lr``: 3e-4 (best of 5e-5..3e-4 on MiniLM, hidden 384) times 384 / hidden for a wider
+  model: Adam's update to a width-d matrix grows with d, and at 3e-4 MPNet (hidden 768) collapsed
+  to the majority class in its AWN and per-width fine-tunes, where 1.5e-4 trained;
 * ``train.warmup_steps``: a tenth of the steps, which keeps the first Adam steps of a brief
   high-rate fine-tune from throwing away the pretrained weights;
 * ``train.extra_widths``: the smallest export width, trained every step (the sandwich rule: +1.0
@@ -45,8 +43,6 @@ log = logging.getLogger("awncompress")
 
 TRAIN_STEPS = (100, 1000)  # one epoch, within these bounds
 LR_REFERENCE = (3e-4, 384)  # (the fine-tune rate measured best, the hidden size it was measured at)
-# How fast the rate falls with hidden size, per task: (reference width / hidden) ** exponent (see the docstring)
-LR_EXPONENT = {"text-classification": 2, "causal-lm": 1}
 WARMUP_SHARE = 0.1
 DENSE_STEPS = (100, 2000)  # two epochs, within these bounds
 
@@ -90,11 +86,9 @@ def _lr(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> float:
     hidden = hidden_size(model.config)
     if not _unset(recipe.train, "lr") or hidden <= width:
         return lr
-    exponent = LR_EXPONENT[recipe.task]
-    lr = float(f"{reference * (width / hidden) ** exponent:.2g}")
-    scale = f"{width}/{hidden}" if exponent == 1 else f"({width}/{hidden})^{exponent}"
-    _note(notes, "train.lr", f"{lr:g}: {reference:g} (measured at hidden size {width}) × {scale}, for this model's "
-                             f"hidden size (a wider {recipe.task} model trained best at a lower rate)")
+    lr = float(f"{reference * width / hidden:.2g}")
+    _note(notes, "train.lr", f"{lr:g}: {reference:g} (measured at hidden size {width}) × {width}/{hidden}, this model's "
+                             "hidden size (a wider model takes larger Adam updates per step)")
     return lr
 
 
