@@ -1,0 +1,42 @@
+"""Paired gaps between two sets of runs of one method (say, two settings over the same seeds).
+
+    python bench/compare_runs.py --a out/s0-new out/s1-new --b out/s0-old out/s1-old [--method awn]
+
+The i-th run of --a is paired with the i-th of --b: they must have scored the same evaluation
+examples (the same seed's sample). Per width: the mean paired gap a − b in points and ± 2 SE,
+pooled over the pairs as ``summarise.py`` pools seeds; * marks a gap beyond 2 SE.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from summarise import _paired
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--a", type=Path, nargs="+", required=True, help="run folders (each with report.json)")
+    parser.add_argument("--b", type=Path, nargs="+", required=True, help="as many run folders, in the same order")
+    parser.add_argument("--method", default="awn")
+    args = parser.parse_args()
+    if len(args.a) != len(args.b):
+        parser.error(f"--a names {len(args.a)} runs and --b {len(args.b)}; pair them one to one")
+    pairs: dict[int, dict] = {}
+    for i, (a, b) in enumerate(zip(args.a, args.b)):
+        bits_a, bits_b = (json.loads((f / "report.json").read_text())["per_example_correct"] for f in (a, b))
+        if bits_a.get("dense") != bits_b.get("dense"):
+            parser.error(f"{a} and {b} scored different evaluation examples (their dense rows differ)")
+        pairs[i] = {"per_example_correct": {**{f"a:{k}": v for k, v in bits_a.items()}, **{f"b:{k}": v for k, v in bits_b.items()}}}
+    widths = sorted({k.split("@")[1] for k in json.loads((args.a[0] / "report.json").read_text())["per_example_correct"]
+                     if k.startswith(f"{args.method}@")}, key=float)
+    for w in widths:
+        gap = _paired(pairs, f"a:{args.method}@{w}", f"b:{args.method}@{w}")
+        if gap is not None:
+            mean, se = gap
+            print(f"{float(w):.3g}: {mean:+.2f} ± {2 * se:.2f}{'*' if abs(mean) > 2 * se else ''}")
+
+
+if __name__ == "__main__":
+    main()
