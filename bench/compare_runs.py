@@ -29,8 +29,8 @@ def main() -> None:
         if bits_a.get("dense") != bits_b.get("dense"):
             parser.error(f"{a} and {b} scored different evaluation examples (their dense rows differ)")
         pairs[i] = {"per_example_correct": {**{f"a:{k}": v for k, v in bits_a.items()}, **{f"b:{k}": v for k, v in bits_b.items()}}}
-    widths = sorted({k.split("@")[1] for k in json.loads((args.a[0] / "report.json").read_text())["per_example_correct"]
-                     if k.startswith(f"{args.method}@")}, key=float)
+    first = pairs[0]["per_example_correct"]
+    widths = sorted({k.split("@")[1] for k in first if k.startswith(f"a:{args.method}@")}, key=float)
     for w in widths:
         gap = _paired(pairs, f"a:{args.method}@{w}", f"b:{args.method}@{w}")
         if gap is not None:
