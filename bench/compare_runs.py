@@ -23,6 +23,9 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.a) != len(args.b):
         parser.error(f"--a names {len(args.a)} runs and --b {len(args.b)}; pair them one to one")
+    missing = [str(f) for f in (*args.a, *args.b) if not (f / "report.json").is_file()]
+    if missing:
+        parser.error(f"no report.json in {', '.join(missing)}")
     pairs: dict[int, dict] = {}
     for i, (a, b) in enumerate(zip(args.a, args.b)):
         bits_a, bits_b = (json.loads((f / "report.json").read_text())["per_example_correct"] for f in (a, b))
