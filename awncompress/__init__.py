@@ -3,9 +3,9 @@
 Convert every FFN into an adaptive-width block, fine-tune briefly so neurons fall into a learned
 order of importance, then export truncated checkpoints at any width.
 """
-from .adaptive import AdaptiveFFN, adaptive_modules, awn_prior, profile_summary, rate_for_quantile
-from .archs import FFN_SPECS, FFNSpec, find_ffns
-from .convert import AWNConfig, convert_, fold_, layer_widths, order_, resolve_widths, truncate_
+from .model.adaptive import AdaptiveFFN, adaptive_modules, awn_prior, profile_summary, rate_for_quantile
+from .model.families import FFN_SPECS, FFNSpec, find_ffns
+from .model.surgery import AWNConfig, convert_, fold_, layer_widths, order_, resolve_widths, truncate_
 from .errors import (
     AwnError,
     ConfigError,
@@ -21,10 +21,10 @@ from .errors import (
     UnsupportedModelError,
     WidthError,
 )
-from .export import export_nested, export_per_layer, export_uniform, update_provenance
-from .loading import load_pretrained
-from .provenance import read_provenance
-from .scoring import SCORERS, score_neurons
+from .checkpoint.export import export_nested, export_per_layer, export_uniform, update_provenance
+from .checkpoint.load import load_pretrained
+from .checkpoint.provenance import read_provenance
+from .model.scoring import SCORERS, score_neurons
 from .version import __version__
 
 __all__ = [

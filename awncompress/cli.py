@@ -142,7 +142,7 @@ def convert(
 
       awncompress convert demo --flops 0.25,0.3              # FFN+heads cuts (turns --heads on)
     """
-    from .recipes import apply_overrides, default_recipe, is_recipe, list_recipes, load_recipe
+    from .config.recipe import apply_overrides, default_recipe, is_recipe, list_recipes, load_recipe
 
     parsed_widths = parse_widths(widths)
     sets = _parse_sets(set_)
@@ -166,7 +166,7 @@ def convert(
         if recipe.data.train is None:
             raise AwnError("no training data: pass --data (a file, a Hub dataset id or builtin:NAME)")
         target = (out or (Path(recipe.out) if recipe.out else _default_out(recipe.model))).expanduser()
-        from .pipeline import plan_convert, run_convert
+        from .run.convert import plan_convert, run_convert
 
         trusted = sets.get("evaluate.metric", metric)  # named on this command line: the user asked for its code
         inputs = [Path(model_or_recipe)] if named and Path(model_or_recipe).is_file() else []
@@ -208,7 +208,7 @@ def evaluate(
     """
     _quiet_libraries(quiet)
     with _friendly_errors():
-        from .evaluate_run import reevaluate
+        from .run.reevaluate import reevaluate
 
         reevaluate(out, data=data, train_data=train_data, model=model, metric=metric,
                    methods=methods.split(",") if methods else None, quiet=quiet)
@@ -225,7 +225,7 @@ def report(out: Path = typer.Argument(..., help="A folder holding report.json.")
       awncompress report awn-demo
     """
     with _friendly_errors():
-        from .report import render_report
+        from .report.files import render_report
 
         render_report(out)
     typer.echo(f"report: {out / 'report.md'}")
@@ -240,7 +240,7 @@ def inspect(path: Path = typer.Argument(..., help="An export folder (nested, uni
       awncompress inspect awn-demo/nested
     """
     with _friendly_errors():
-        from .provenance import read_provenance
+        from .checkpoint.provenance import read_provenance
 
         record = read_provenance(path)
     typer.echo(f"{path}: {record['format']} export of {record.get('source_model')} ({record.get('model_type', '?')}), "
@@ -282,10 +282,10 @@ def export_cmd(
         raise typer.BadParameter("give --widths and/or --learned")
     _quiet_libraries(True)
     with _friendly_errors():
-        from .export import export_per_layer, export_uniform
-        from .layout import width_dir
-        from .loading import load_pretrained
-        from .provenance import read_provenance
+        from .checkpoint.export import export_per_layer, export_uniform
+        from .checkpoint.layout import width_dir
+        from .checkpoint.load import load_pretrained
+        from .checkpoint.provenance import read_provenance
 
         record = read_provenance(nested)
         if record["format"] != "nested":
@@ -339,11 +339,11 @@ def score(
     with _friendly_errors():
         from safetensors.torch import save
 
-        from .archs import find_ffns
-        from .atomic import atomic_write, check_file_writable
-        from .data import DataConfig, load_task_data
-        from .stages import calibration_batches, load_model
-        from .scoring import check_scorer, score_neurons
+        from .model.families import find_ffns
+        from .files.atomic import atomic_write, check_file_writable
+        from .data.tokenized import DataConfig, load_task_data
+        from .run.bundle import calibration_batches, load_model
+        from .model.scoring import check_scorer, score_neurons
 
         for name in scorer:
             check_scorer(name)
@@ -379,7 +379,7 @@ def recipes(name: Optional[str] = typer.Argument(None, help="Show this recipe's 
       awncompress recipes demo
     """
     with _friendly_errors():
-        from .recipes import dump_recipe, list_recipes, load_recipe
+        from .config.recipe import dump_recipe, list_recipes, load_recipe
 
         if name is None:
             for r in list_recipes():

@@ -4,11 +4,11 @@
 
 For each width (and the same width rounded to a multiple of 64) it loads the width from the nested
 checkpoint and times the forward pass. Timings on a shared machine drift by tens of per cent over
-seconds, so the widths are timed round-robin (awncompress.latency.time_round_robin, as reports are:
+seconds, so the widths are timed round-robin (awncompress.evaluate.latency.time_round_robin, as reports are:
 --repeats passes each, one per round) and each width's latency is the median of its passes. With torch.profiler it then
 splits CPU self time into FFN matmuls, other matmuls (attention projections, classifier),
 attention (softmax / SDPA), norms + activations, embeddings and the rest. The FLOPs ratio is
-analytic (awncompress.flops) at the same sequence length.
+analytic (awncompress.model.flops) at the same sequence length.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from awncompress import find_ffns, load_pretrained
-from awncompress.convert import width_from_fraction
-from awncompress.flops import count_flops
-from awncompress.latency import LatencyConfig, time_round_robin
+from awncompress.model.surgery import width_from_fraction
+from awncompress.model.flops import count_flops
+from awncompress.evaluate.latency import LatencyConfig, time_round_robin
 
 CATEGORIES = ("ffn matmul", "other matmul", "attention", "norm+activation", "embedding", "other")
 

@@ -4,7 +4,7 @@
 
 Loads the dense reference (nested/ at full width, else dense/, else --dense), every width-<w>/ and
 every flops-<t>/ export of one convert output that is on disk, and times them
-round-robin (batch 8 × 64 tokens, the report's setting; see awncompress.latency), then prints each
+round-robin (batch 8 × 64 tokens, the report's setting; see awncompress.evaluate.latency), then prints each
 one's FLOP ratio (from the report) beside its latency ratio, and writes OUT/latency_idle.json. The
 report's own latency column can be taken while other jobs share the cores; this one is meant to be
 run alone.
@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from awncompress import load_pretrained
-from awncompress.latency import LatencyConfig, time_round_robin
-from awncompress.provenance import PROVENANCE_FILE
-from awncompress.stages import load_model
+from awncompress.evaluate.latency import LatencyConfig, time_round_robin
+from awncompress.checkpoint.provenance import PROVENANCE_FILE
+from awncompress.run.bundle import load_model
 
 
 def reference(out: Path, dense: Path | None) -> Path:

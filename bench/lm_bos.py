@@ -11,10 +11,10 @@ import argparse
 
 import torch
 
-from awncompress.data import load_task_data
-from awncompress.measure import evaluate_model
-from awncompress.recipes import apply_overrides, load_recipe
-from awncompress.stages import data_config, load_model
+from awncompress.data.tokenized import load_task_data
+from awncompress.evaluate.measure import evaluate_model
+from awncompress.config.recipe import apply_overrides, load_recipe
+from awncompress.run.bundle import data_config, load_model
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from ``--dense``. Summarise with
 from __future__ import annotations
 
 from seeds import run_seeds, seed_args
-from awncompress.recipes import apply_overrides, load_recipe
+from awncompress.config.recipe import apply_overrides, load_recipe
 
 TARGETS = "0.25,0.3,0.4"
 WIDTHS = "0.125,0.25,0.5"

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from seeds import run_seeds
-from awncompress.recipes import apply_overrides, load_recipe
+from awncompress.config.recipe import apply_overrides, load_recipe
 
 ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
 WIDTHS = "0.125,0.25,0.375,0.5,0.75"

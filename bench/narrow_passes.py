@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from awncompress.convert import convert_
-from awncompress.data import load_task_data
-from awncompress.finetune import finetune
-from awncompress.recipes import RECIPE_DIR, apply_overrides, default_recipe, load_recipe
-from awncompress.stages import awn_config, calibration_batches, data_config, load_model, prior_config
+from awncompress.model.surgery import convert_
+from awncompress.data.tokenized import load_task_data
+from awncompress.train.finetune import finetune
+from awncompress.config.recipe import RECIPE_DIR, apply_overrides, default_recipe, load_recipe
+from awncompress.run.bundle import awn_config, calibration_batches, data_config, load_model, prior_config
 
 
 def main() -> None:

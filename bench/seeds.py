@@ -10,8 +10,8 @@ from typing import Callable, Optional
 
 import torch
 
-from awncompress.pipeline import run_convert
-from awncompress.recipes import Recipe
+from awncompress.run.convert import run_convert
+from awncompress.config.recipe import Recipe
 
 
 def run_seeds(out: Path, seeds: list[int], recipe_for: Callable[[int, bool], tuple[Recipe, Optional[float]]],

@@ -20,17 +20,17 @@ from pathlib import Path
 import torch
 import transformers as tf
 
-from awncompress.convert import layer_widths, order_, truncate_
-from awncompress.data import ExampleDataset
-from awncompress.export import export_uniform
-from awncompress.flop_targets import pick_for_flops
-from awncompress.flops import count_flops
-from awncompress.head_cuts import order_heads_
-from awncompress.heads import layer_heads
-from awncompress.measure import evaluate_model
-from awncompress.recipes import load_recipe
-from awncompress.stages import calibration_batches, data_config, load_model
-from awncompress.data import load_task_data
+from awncompress.model.surgery import layer_widths, order_, truncate_
+from awncompress.data.tokenized import ExampleDataset
+from awncompress.checkpoint.export import export_uniform
+from awncompress.model.flop_targets import pick_for_flops
+from awncompress.model.flops import count_flops
+from awncompress.model.head_cuts import order_heads_
+from awncompress.model.heads import layer_heads
+from awncompress.evaluate.measure import evaluate_model
+from awncompress.config.recipe import load_recipe
+from awncompress.run.bundle import calibration_batches, data_config, load_model
+from awncompress.data.tokenized import load_task_data
 
 TARGETS = (0.5, 0.6, 0.7, 0.8)
 

@@ -11,7 +11,7 @@ BOS first) and the Persuasion evaluation split are fixed by the recipe. Summaris
 from __future__ import annotations
 
 from seeds import run_seeds, seed_args
-from awncompress.recipes import apply_overrides, load_recipe
+from awncompress.config.recipe import apply_overrides, load_recipe
 
 WIDTHS = "0.25,0.375,0.5,0.625,0.75"
 ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from awncompress.convert import convert_, fold_, truncate_
-from awncompress.adaptive import profile_summary
-from awncompress.data import load_task_data
-from awncompress.finetune import finetune
-from awncompress.measure import evaluate_model
-from awncompress.recipes import apply_overrides, load_recipe
-from awncompress.stages import awn_config, calibration_batches, data_config, load_model, prior_config
-from awncompress.teacher import distillation_teacher
+from awncompress.model.surgery import convert_, fold_, truncate_
+from awncompress.model.adaptive import profile_summary
+from awncompress.data.tokenized import load_task_data
+from awncompress.train.finetune import finetune
+from awncompress.evaluate.measure import evaluate_model
+from awncompress.config.recipe import apply_overrides, load_recipe
+from awncompress.run.bundle import awn_config, calibration_batches, data_config, load_model, prior_config
+from awncompress.train.teacher import distillation_teacher
 
 WIDTHS = (0.125, 0.25, 0.375, 0.5, 0.75)  # the demo's export widths
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from seeds import run_seeds
-from awncompress.recipes import apply_overrides, default_recipe, load_recipe
+from awncompress.config.recipe import apply_overrides, default_recipe, load_recipe
 
 PAIRS = {"mpnet-rt": ("builtin:mpnet", "builtin:rotten-tomatoes"), "minilm-20ng": ("builtin:minilm", "builtin:20newsgroups")}
 WIDTHS = "0.125,0.25,0.375,0.5,0.75"

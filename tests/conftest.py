@@ -167,7 +167,7 @@ def save_tiny_llama(folder):
 
 
 def make_dataset(n: int = 12, task: str = "cls", vocab: int = 97, seed: int = 0, labels: bool = True) -> list[dict]:
-    """Items of varied length (4..12 tokens), like awncompress.data produces them (lists, not tensors)."""
+    """Items of varied length (4..12 tokens), like awncompress.data.tokenized produces them (lists, not tensors)."""
     g = torch.Generator().manual_seed(seed)
     items = []
     for i in range(n):

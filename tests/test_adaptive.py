@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from awncompress import AWNConfig, adaptive_modules, awn_prior, convert_, rate_for_quantile
-from awncompress.adaptive import AdaptiveFFN
+from awncompress.model.adaptive import AdaptiveFFN
 from conftest import make_batches, make_model
 
 
@@ -58,7 +58,7 @@ def test_rate_prior_pulls_widths_down():
 
 
 def test_budget_widths_follow_the_rates_and_meet_the_budget():
-    from awncompress.adaptive import widths_for_budget
+    from awncompress.model.adaptive import widths_for_budget
 
     rates = [1.0, 2.0, 4.0, 8.0]
     widths = widths_for_budget(rates, d_ff=1000, fraction=0.25)

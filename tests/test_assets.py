@@ -1,4 +1,4 @@
-"""awncompress.assets: cache layout, atomic entries, download errors, decoders; real assets are slow tests."""
+"""awncompress.data.assets: cache layout, atomic entries, download errors, decoders; real assets are slow tests."""
 from __future__ import annotations
 
 import bz2
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from awncompress import assets, corpora
+from awncompress.data import assets, corpora
 from awncompress.errors import AssetError, AwnError
 
 

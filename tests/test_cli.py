@@ -177,7 +177,7 @@ def test_causal_lm_end_to_end(tmp_path):
 def test_kill_during_export_leaves_no_half_folder_and_resume_finishes_identically(tiny, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import awncompress.export as export
+    import awncompress.checkpoint.export as export
 
     args = ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--no-eval", *FAST]
     straight = tmp_path / "straight"

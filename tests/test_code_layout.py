@@ -1,4 +1,5 @@
-"""The house rules a reader relies on: no import circles, small modules, short functions."""
+"""The house rules a reader relies on: stage folders that import only downwards, no import circles, small modules,
+short functions, few top-level modules."""
 from __future__ import annotations
 
 import ast
@@ -7,6 +8,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "awncompress"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60  # body lines, the docstring not counted
+# The subpackages in data-flow order: each may import only those before it (and the top-level errors/version).
+# config composes every stage's settings section, so it sits above the stages it reads the recipe into.
+LAYERS = ["files", "model", "data", "train", "checkpoint", "evaluate", "report", "config", "run"]
+BASE = {"awncompress.errors", "awncompress.version"}
+TOP_MODULES = {"__init__.py", "__main__.py", "cli.py", "errors.py", "version.py"}
 
 
 def _module_name(path: Path) -> str:
@@ -78,8 +84,46 @@ def test_modules_are_small_and_functions_short():
     assert not too_long, too_long
 
 
+def _layer(module: str) -> int | None:
+    """The index of ``module``'s subpackage in LAYERS; None for the top-level modules."""
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that points back up the data flow (or from a stage to cli / the package root)."""
+    bad = []
+    for module, deps in sorted(graph.items()):
+        here = _layer(module)
+        if here is None:
+            continue
+        for dep in sorted(deps - BASE):
+            there = _layer(dep)
+            if there is None or there > here:
+                bad.append(f"{module} imports {dep}")
+    return bad
+
+
+def test_stages_import_only_downwards():
+    modules = _modules()
+    graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+    assert not _upward_imports(graph)
+
+
+def test_few_modules_at_the_top():
+    top = {p.name for p in PACKAGE.glob("*.py")}
+    assert top <= TOP_MODULES, sorted(top - TOP_MODULES)
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(LAYERS)
+
+
 def test_the_layout_checks_can_fail(tmp_path):
     # The circle finder sees function-level imports too (the kind that hid pipeline <-> evaluate_run).
     a = tmp_path / "a.py"
-    a.write_text("def f():\n    from awncompress import evaluation\n")
-    assert _imports("awncompress.sources", a, {"awncompress.evaluation"}) == {"awncompress.evaluation"}
+    a.write_text("def f():\n    from ..evaluate import matrix\n")
+    known = {"awncompress.evaluate.matrix", "awncompress.data.sources"}
+    assert _imports("awncompress.data.sources", a, known) == {"awncompress.evaluate.matrix"}
+    # ... and the layering check catches that import, and one from a stage up to the CLI, but not one downwards.
+    graph = {"awncompress.data.sources": {"awncompress.evaluate.matrix", "awncompress.errors"},
+             "awncompress.model.ffn": {"awncompress.cli"}, "awncompress.run.convert": {"awncompress.data.sources"}}
+    assert _upward_imports(graph) == ["awncompress.data.sources imports awncompress.evaluate.matrix",
+                                      "awncompress.model.ffn imports awncompress.cli"]

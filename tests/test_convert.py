@@ -8,7 +8,7 @@ import torch
 
 from awncompress import (AWNConfig, AdaptiveFFN, adaptive_modules, convert_, find_ffns, fold_, layer_widths,
                          order_, truncate_)
-from awncompress.scoring import SCORERS
+from awncompress.model.scoring import SCORERS
 from conftest import make_batches, make_model, logits
 
 TOL = 1e-5

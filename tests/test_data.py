@@ -1,4 +1,4 @@
-"""awncompress.data: sources, checks, seeded splits, tokenization and collation (offline, tiny tokenizers)."""
+"""awncompress.data.tokenized: sources, checks, seeded splits, tokenization and collation (offline, tiny tokenizers)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from awncompress import assets, corpora, data
-from awncompress.data import DataConfig, load_task_data
+from awncompress.data import assets, corpora
+from awncompress.data import tokenized as data
+from awncompress.data.tokenized import DataConfig, load_task_data
 from awncompress.errors import AssetError, DataError
 
 WORDS = "the a movie film was is good bad great awful plot acting fine dull and not very".split()
@@ -207,7 +208,7 @@ def test_causal_lm_windows_start_with_bos_which_is_never_scored(tmp_path):
     assert [t for it in items for t in it["input_ids"][1:]] == stream[: 7 * len(items)]  # BOS + 7 stream tokens each
     assert all(it["labels"][0] == -100 and it["labels"][1:] == it["input_ids"][1:] for it in items)
     # The perplexity scores the 7 stream tokens of each window, never the BOS position.
-    from awncompress.measure import _lm_scores
+    from awncompress.evaluate.measure import _lm_scores
 
     batch = td.collate(items[:2])
     _, counts = _lm_scores(torch.zeros(2, 8, 40), batch["labels"])
@@ -359,7 +360,7 @@ def test_hub_dataset_splits_and_class_names(monkeypatch, bert_tok):
 
 
 def test_split_helpers_are_pure():
-    from awncompress.sources import seeded_split
+    from awncompress.data.sources import seeded_split
 
     tr, ev = seeded_split(10, 0.3, 0)
     assert (tr, ev) == seeded_split(10, 0.3, 0) and sorted(tr + ev) == list(range(10)) and len(ev) == 3

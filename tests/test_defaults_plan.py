@@ -8,13 +8,13 @@ import transformers as tf
 import yaml
 from typer.testing import CliRunner
 
-from awncompress import memory
+from awncompress.run import memory
 from awncompress.cli import app
-from awncompress.data import DataConfig, load_task_data
-from awncompress.defaults import derive_defaults
-from awncompress.dryrun import Measured, estimate, fit_budget
+from awncompress.data.tokenized import DataConfig, load_task_data
+from awncompress.run.derive import derive_defaults
+from awncompress.run.plan import Measured, estimate, fit_budget
 from awncompress.errors import AwnError
-from awncompress.recipes import Recipe, apply_overrides, load_recipe
+from awncompress.config.recipe import Recipe, apply_overrides, load_recipe
 from conftest import make_model, save_tiny_bert, word_tokenizer, write_reviews
 
 runner = CliRunner()
@@ -82,7 +82,7 @@ def test_memory_sizes_a_large_vocabulary_down_and_refuses_what_cannot_fit(monkey
 
 
 def test_derived_gradient_accumulation_and_the_refusal(tiny, monkeypatch):
-    import awncompress.defaults as defaults
+    import awncompress.run.derive as defaults
 
     recipe = apply_overrides(Recipe(model="m"), {"train.batch_size": 16})
     monkeypatch.setattr(defaults, "fit_micro_batch", lambda *a, **k: 4)
@@ -188,7 +188,7 @@ def test_plan_writes_nothing_and_the_run_records_what_it_derived(tiny, tmp_path)
 
 
 def test_the_dry_pass_fails_a_run_before_its_output_exists(tiny, tmp_path, monkeypatch):
-    import awncompress.methods.static as static
+    import awncompress.evaluate.methods.static as static
 
     def broken(self, ctx):
         raise AwnError("the static baseline cannot order this model")

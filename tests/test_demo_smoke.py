@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def assets():
-    from awncompress import assets, corpora
+    from awncompress.data import assets, corpora
 
     try:
         return assets.minilm_path(), corpora.rotten_tomatoes()

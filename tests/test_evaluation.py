@@ -9,12 +9,12 @@ import torch
 
 from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, load_pretrained, profile_summary
 from awncompress.errors import DataError, MetricError, NotAnExportError, UnknownMethodError
-from awncompress.evaluation import evaluate_methods
-from awncompress.flops import count_flops
-from awncompress.latency import LatencyConfig, device_name, measure_latency
-from awncompress.layout import annotate_exports, export_dirs_for, find_exports
-from awncompress.measure import evaluate_model, flops_per_example, length_counts
-from awncompress.methods import dynamic_wina
+from awncompress.evaluate.matrix import evaluate_methods
+from awncompress.model.flops import count_flops
+from awncompress.evaluate.latency import LatencyConfig, device_name, measure_latency
+from awncompress.checkpoint.layout import annotate_exports, export_dirs_for, find_exports
+from awncompress.evaluate.measure import evaluate_model, flops_per_example, length_counts
+from awncompress.evaluate.methods import dynamic_wina
 from conftest import collate, make_batches, make_dataset, make_model
 
 FAST = LatencyConfig(batch_size=1, seq_len=8, warmup=1, repeats=2)
@@ -36,7 +36,7 @@ def test_dynamic_wina_keeps_exactly_k_neurons_per_token(family):
     batch = make_batches()[0]
     with torch.no_grad():
         dense = model(**batch).logits
-    from awncompress.archs import find_ffns
+    from awncompress.model.families import find_ffns
 
     seen = []
     with dynamic_wina(model, 0.25) as ks:
@@ -60,7 +60,7 @@ def test_dynamic_wina_keeps_exactly_k_neurons_per_token(family):
 
 def test_dynamic_wina_keeps_the_largest_weighted_activations():
     model = make_model("bert")
-    from awncompress.archs import find_ffns
+    from awncompress.model.families import find_ffns
 
     block = find_ffns(model)[0]
     norms = block.down.weight.detach().norm(dim=0)
@@ -259,7 +259,7 @@ def test_rows_of_one_shape_share_one_round_robin_timing():
 def test_round_robin_interleaves_the_models():
     from types import SimpleNamespace
 
-    from awncompress.latency import time_round_robin
+    from awncompress.evaluate.latency import time_round_robin
 
     calls: list[str] = []
 

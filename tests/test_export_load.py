@@ -110,7 +110,7 @@ def test_nested_loading_reads_only_slices(tmp_path, monkeypatch):
             full_reads.append(k)
             return self.inner.get_tensor(k)
 
-    monkeypatch.setattr("awncompress.loading.safe_open", Spy)
+    monkeypatch.setattr("awncompress.checkpoint.load.safe_open", Spy)
     load_pretrained(out, width=0.5)
     assert full_reads and not [k for k in full_reads if "mlp" in k]
 

@@ -10,8 +10,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from awncompress import AWNConfig, UnsupportedModelError, convert_, export_nested, export_uniform, fold_, load_pretrained, truncate_
-from awncompress.archs import FFN_SPECS, UNSHRINKABLE, find_ffns
-from awncompress.flops import count_flops
+from awncompress.model.families import FFN_SPECS, UNSHRINKABLE, find_ffns
+from awncompress.model.flops import count_flops
 from zoo import SEQ2SEQ_TYPES, TINY, auto_class, build, inputs
 
 TOL = 1e-5
@@ -74,7 +74,7 @@ def test_a_family_whose_width_no_config_can_say_is_refused(model_type):
 
 
 def test_an_unknown_family_falls_back_only_with_a_probed_width_attribute(monkeypatch):
-    import awncompress.archs as archs
+    import awncompress.model.families as archs
 
     # StarCoder2 has GPT-2's module names but its width is intermediate_size, not n_inner: the
     # fallback probes the attribute (it wrote n_inner and produced an unloadable export before).
@@ -102,7 +102,7 @@ def test_an_export_its_config_cannot_rebuild_is_never_written(tmp_path):
 @pytest.mark.parametrize("model_type", ["mixtral", "qwen2_moe", "modernbert", "albert", "t5"])
 def test_the_fine_tune_trains_every_layout(model_type):
     from awncompress import adaptive_modules
-    from awncompress.finetune import PriorConfig, TrainConfig, finetune
+    from awncompress.train.finetune import PriorConfig, TrainConfig, finetune
 
     model = build(model_type)
     batch = inputs(model_type)

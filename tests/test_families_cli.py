@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from awncompress.archs import UNSHRINKABLE
+from awncompress.model.families import UNSHRINKABLE
 from awncompress.cli import app
 from conftest import word_tokenizer, write_reviews
 from zoo import SEQ2SEQ_TYPES, TINY, auto_class, build

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from awncompress import AWNConfig, adaptive_modules, convert_
-from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, distillation_loss, finetune, latest_checkpoint
+from awncompress.train.finetune import PriorConfig, TrainConfig, TrainingError, distillation_loss, finetune, latest_checkpoint
 from conftest import collate, free_port, make_batches, make_model, toy_data
 
 PRIOR = PriorConfig(rate_mean=4.6, rate_std=1.0, weight_std=1.0)
@@ -61,7 +61,7 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
     straight = _converted()
     finetune(straight, data, collate, _cfg(), num_examples=48, prior=PRIOR, quiet=True)
 
-    import awncompress.finetune as ft
+    import awncompress.train.finetune as ft
 
     real_save = ft._save_checkpoint
 
@@ -124,7 +124,7 @@ def test_extra_widths_are_trained_every_step():
 
 
 def test_a_diverging_fine_tune_stops_with_one_line(monkeypatch):
-    import awncompress.finetune as ft
+    import awncompress.train.finetune as ft
 
     monkeypatch.setattr(ft, "distillation_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     teacher = make_model("bert")
@@ -142,8 +142,8 @@ def test_sampled_widths_can_come_from_the_export_widths():
 
 
 def test_layer_wise_distillation_uses_a_live_teacher_and_pulls_hidden_states_together():
-    from awncompress.losses import hidden_loss
-    from awncompress.teacher import distillation_teacher
+    from awncompress.train.losses import hidden_loss
+    from awncompress.train.teacher import distillation_teacher
 
     teacher = make_model("bert")
     model = copy.deepcopy(teacher)

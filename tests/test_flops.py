@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers.pytorch_utils import Conv1D
 
 from awncompress.errors import UnsupportedModelError, WidthError
-from awncompress.flops import FlopCount, count_flops
+from awncompress.model.flops import FlopCount, count_flops
 
 SEQ_LEN = 16
 VOCAB = 100

@@ -12,12 +12,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from awncompress import (AWNConfig, NotAnExportError, UnsupportedModelError, WidthError, convert_, export_nested,
                          export_uniform, fold_, load_pretrained, truncate_)
-from awncompress.adaptive import head_units, profile_summary
-from awncompress.convert import layer_widths
-from awncompress.flop_targets import pick_for_flops
-from awncompress.flops import count_flops
-from awncompress.head_cuts import order_heads_, truncate_heads_
-from awncompress.heads import HEAD_SPECS, find_heads, layer_heads
+from awncompress.model.adaptive import head_units, profile_summary
+from awncompress.model.surgery import layer_widths
+from awncompress.model.flop_targets import pick_for_flops
+from awncompress.model.flops import count_flops
+from awncompress.model.head_cuts import order_heads_, truncate_heads_
+from awncompress.model.heads import HEAD_SPECS, find_heads, layer_heads
 from zoo import auto_class, build, inputs
 
 GQA = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
@@ -189,7 +189,7 @@ def test_per_layer_head_cuts_export_and_reload(tmp_path):
 
 
 def test_per_layer_pick_fits_and_follows_the_rates():
-    from awncompress.flop_targets import pick_per_layer_for_flops
+    from awncompress.model.flop_targets import pick_per_layer_for_flops
 
     model = _build("bert")
     dense = count_flops(model, 10).total

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from awncompress import load_pretrained
 from awncompress.cli import app
-from awncompress.heads import layer_heads
+from awncompress.model.heads import layer_heads
 from conftest import save_tiny_bert, save_tiny_llama, write_reviews
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from awncompress import NotAnExportError, export_uniform, load_pretrained, read_provenance
 from awncompress.cli import app
-from awncompress.report import load_report
+from awncompress.report.files import load_report
 from conftest import make_model, save_tiny_bert, save_tiny_llama, synthetic_record, write_nested, write_reviews
 
 runner = CliRunner()
@@ -103,7 +103,7 @@ def test_overwrite_never_deletes_what_awncompress_did_not_write(tiny, tmp_path, 
 
 
 def _kill_after_dense(tiny, out, monkeypatch):
-    import awncompress.flow as flow
+    import awncompress.run.chain as flow
 
     real, calls = flow.convert_, []
 
@@ -193,7 +193,7 @@ def test_output_path_errors_name_the_path_and_the_reason(tiny, tmp_path, monkeyp
     line = _one_line(_convert(tiny, a_file / "sub"))
     assert "a-file" in line and "Not a directory" in line
 
-    import awncompress.export as export
+    import awncompress.checkpoint.export as export
 
     real_save = export._save
 
@@ -307,7 +307,7 @@ def test_a_killed_run_folder_hints_resume_and_evaluate_needs_dense(tiny, tmp_pat
 
 
 def test_nothing_is_left_when_a_fresh_run_fails_on_its_first_write(tiny, tmp_path, monkeypatch):
-    import awncompress.outdir as outdir
+    import awncompress.run.outdir as outdir
 
     def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "o" / "recipe.yaml"))
@@ -355,7 +355,7 @@ def test_overwrite_never_deletes_the_recipe_being_read(tiny, tmp_path):
 
 
 def test_a_second_run_on_the_same_output_is_refused_while_one_runs(tiny, tmp_path):
-    from awncompress.outdir import exclusive
+    from awncompress.run.outdir import exclusive
 
     out = tmp_path / "out"
     with exclusive(out):
@@ -367,7 +367,7 @@ def test_resume_refuses_changed_data(tiny, tmp_path, monkeypatch):
     data = tmp_path / "data.csv"
     shutil.copy(tiny["data"], data)
     out = tmp_path / "out"
-    import awncompress.flow as flow
+    import awncompress.run.chain as flow
 
     real, calls = flow.convert_, []
 
@@ -446,7 +446,7 @@ def test_a_config_that_disagrees_with_its_record_is_not_an_export(tmp_path):
 @pytest.mark.parametrize("key, value", [("costs", {"awn": "x"}), ("latency_config", "fast"), ("device", [1]),
                                         ("versions", "abc"), ("profile", {"k": 1})])
 def test_a_report_with_wrong_types_is_one_line(tmp_path, key, value):
-    from awncompress.report import write_report
+    from awncompress.report.files import write_report
 
     write_report(synthetic_record(), tmp_path)
     record = json.loads((tmp_path / "report.json").read_text())

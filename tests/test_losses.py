@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from awncompress import losses
+from awncompress.train import losses
 from conftest import make_model
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import evaluate
 import pytest
 
-import awncompress.metrics as metrics
+import awncompress.evaluate.metrics as metrics
 from awncompress.errors import AwnError, MetricError
-from awncompress.metrics import LOCAL_METRICS, compute_metric, higher_is_better, load_metric
+from awncompress.evaluate.metrics import LOCAL_METRICS, compute_metric, higher_is_better, load_metric
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from awncompress import AWNConfig, adaptive_modules, convert_
-from awncompress.adaptive import awn_units
-from awncompress.archs import UNSHRINKABLE, find_ffns
-from awncompress.finetune import PriorConfig, TrainConfig, finetune
-from awncompress.narrow import narrowing_agrees, plan_narrowing, width_pass
+from awncompress.model.adaptive import awn_units
+from awncompress.model.families import UNSHRINKABLE, find_ffns
+from awncompress.train.finetune import PriorConfig, TrainConfig, finetune
+from awncompress.model.narrow import narrowing_agrees, plan_narrowing, width_pass
 from conftest import collate, make_batches, make_model, toy_data
 from zoo import TINY, build, inputs
 
@@ -69,7 +69,7 @@ def test_a_model_whose_ffn_mixes_its_neurons_keeps_masked_passes():
 
 @pytest.mark.parametrize("model_type", ["bert", "llama"])
 def test_a_fine_tune_with_narrow_passes_trains_what_masked_passes_train(model_type, monkeypatch):
-    import awncompress.narrow as narrow
+    import awncompress.model.narrow as narrow
 
     data = toy_data()
     if model_type == "bert":

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from awncompress.errors import AwnError, RecipeError
-from awncompress.recipes import (
+from awncompress.config.recipe import (
     RECIPE_DIR,
     AwnSection,
     Recipe,
@@ -21,7 +21,7 @@ from awncompress.recipes import (
     load_recipe,
     recipe_from_dict,
 )
-from awncompress.sources import DataSource, classify_source
+from awncompress.data.sources import DataSource, classify_source
 
 SHIPPED = ["bert-base", "demo", "smollm2"]
 

@@ -9,10 +9,10 @@ import pytest
 
 from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, profile_summary
 from awncompress.errors import NotAnExportError
-from awncompress.evaluation import evaluate_methods
-from awncompress.latency import LatencyConfig
-from awncompress.layout import find_exports
-from awncompress.report import REPORT_FILES, headline, load_report, render_report, write_report
+from awncompress.evaluate.matrix import evaluate_methods
+from awncompress.evaluate.latency import LatencyConfig
+from awncompress.checkpoint.layout import find_exports
+from awncompress.report.files import REPORT_FILES, headline, load_report, render_report, write_report
 from conftest import collate, make_batches, make_dataset, make_model, synthetic_record
 
 ROW_KEYS = {"method", "width_fraction", "intermediate_size", "metric", "value", "flops", "flops_ratio", "ffn_flops",

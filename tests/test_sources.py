@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from awncompress.errors import DataError
-from awncompress.sources import DataSource, classify_source
+from awncompress.data.sources import DataSource, classify_source
 
 
 def test_builtins_hub_ids_and_files(tmp_path):
@@ -41,7 +41,7 @@ def test_malformed_sources(bad):
 
 
 def test_the_data_layer_uses_the_classifier(tmp_path, monkeypatch):
-    from awncompress.data import DataConfig, load_task_data
+    from awncompress.data.tokenized import DataConfig, load_task_data
     from conftest import word_tokenizer
 
     monkeypatch.chdir(tmp_path)

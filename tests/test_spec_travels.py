@@ -9,8 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from awncompress import (AWNConfig, FFNSpec, UnsupportedModelError, awn_prior, convert_, export_uniform, fold_, load_pretrained,
                          read_provenance, truncate_)
-from awncompress.flops import count_flops
-from awncompress.methods import dynamic_wina
+from awncompress.model.flops import count_flops
+from awncompress.evaluate.methods import dynamic_wina
 from conftest import ToyForSequenceClassification, logits, make_batches, make_toy
 
 TOY_SPEC = FFNSpec(up="feed_forward.w_in", down="feed_forward.w_out", d_ff_attr="ffn_size")

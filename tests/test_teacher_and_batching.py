@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from awncompress import AWNConfig, convert_
-from awncompress.batching import IndexStream
-from awncompress.finetune import PriorConfig, TrainConfig, TrainingError, examples_seen, finetune
-from awncompress.teacher import CachedTeacher, distillation_teacher
+from awncompress.train.batching import IndexStream
+from awncompress.train.finetune import PriorConfig, TrainConfig, TrainingError, examples_seen, finetune
+from awncompress.train.teacher import CachedTeacher, distillation_teacher
 from conftest import collate, make_batches, make_model, toy_data
 
 import pytest

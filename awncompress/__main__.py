@@ -1,0 +1,4 @@
+"""``python -m awncompress``: the same command line as ``awncompress``."""
+from .cli import main
+
+main()

@@ -1,0 +1,143 @@
+"""``awncompress.json``, the provenance record beside every export: its schema, reading it, updating it.
+
+An export folder may come from anyone, so what is read from it is checked before it is used: the
+format, widths, FFN spec and learned profile must have the right types and ranges, the recorded
+architecture must be a class name (and, when transformers has that name, a model class). Anything
+else is a :class:`~awncompress.errors.NotAnExportError` naming the file and the key.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import transformers
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from ..model.families import FFNSpec
+from ..files.atomic import atomic_write
+from ..errors import NotAnExportError
+from ..files.schema import FileRecord, NonBlank, Number, PositiveInt, Width, cross_error
+
+PROVENANCE_FILE = "awncompress.json"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+
+
+class _SpecRecord(FileRecord):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    up: NonBlank
+    down: NonBlank
+    gate: Optional[NonBlank] = None
+    d_ff_attr: NonBlank
+    fused: bool = False
+    experts: bool = False
+    within: Optional[NonBlank] = None
+
+    @field_validator("up", "down", "gate", "d_ff_attr")
+    @classmethod
+    def _dotted_names(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _MODULE_PATH.match(value):
+            raise cross_error(f"ffn_spec: {value!r} is not a dotted module name")
+        return value
+
+
+class _ProfileRecord(FileRecord):
+    k: Optional[Number] = None
+    normalised_rates: list[Number] = Field(default_factory=list)
+    active_widths: list[PositiveInt] = Field(default_factory=list)
+    head_rates: list[Number] = Field(default_factory=list)
+    active_units: list[PositiveInt] = Field(default_factory=list)
+
+
+class Provenance(FileRecord):
+    """The keys of ``awncompress.json`` that loading relies on (other keys are kept as they are)."""
+
+    format: Literal["uniform", "per-layer", "nested"]
+    architecture: NonBlank
+    model_type: Optional[str] = None
+    ffn_spec: Union[_SpecRecord, list[_SpecRecord]]
+    d_ff: Annotated[PositiveInt, Field(le=1 << 24)]
+    layer_widths: list[PositiveInt] = Field(min_length=1, max_length=4096)
+    full_widths: Optional[list[PositiveInt]] = None
+    width_fraction: Optional[Width] = None
+    width_table: Optional[dict[str, Union[PositiveInt, list[PositiveInt]]]] = None
+    profile: Optional[_ProfileRecord] = None
+    source_model: Optional[str] = None
+    layer_heads: Optional[list[PositiveInt]] = Field(default=None, max_length=4096)
+    full_heads: Optional[Annotated[PositiveInt, Field(le=1 << 16)]] = None
+    head_group: Optional[PositiveInt] = None
+    flops_seq_len: Optional[Annotated[PositiveInt, Field(le=1 << 20)]] = None
+
+    @field_validator("architecture")
+    @classmethod
+    def _a_model_class_name(cls, value: str) -> str:
+        found = getattr(transformers, value, None) if _NAME.match(value) else None
+        if not _NAME.match(value) or (found is not None and not (isinstance(found, type)
+                                                                  and issubclass(found, transformers.PreTrainedModel))):
+            raise cross_error(f"architecture {value!r} is not a model class name")
+        return value
+
+    @model_validator(mode="after")
+    def _widths_fit(self) -> "Provenance":
+        if max(self.layer_widths) > self.d_ff:
+            raise cross_error(f"layer_widths {self.layer_widths} exceed d_ff {self.d_ff}")
+        if self.full_widths is not None and (len(self.full_widths) != len(self.layer_widths)
+                                             or any(w > f for w, f in zip(self.layer_widths, self.full_widths))):
+            raise cross_error(f"layer_widths {self.layer_widths} do not fit full_widths {self.full_widths}")
+        if self.profile is not None and self.profile.active_widths:
+            if len(self.profile.active_widths) != len(self.layer_widths):
+                raise cross_error(f"profile.active_widths has {len(self.profile.active_widths)} layers, layer_widths "
+                                  f"{len(self.layer_widths)}")
+            if max(self.profile.active_widths) > self.d_ff:
+                raise cross_error(f"profile.active_widths {self.profile.active_widths} exceed d_ff {self.d_ff}")
+        return self._heads_fit()
+
+    def _heads_fit(self) -> "Provenance":
+        if self.layer_heads is None:
+            return self
+        if self.full_heads is None or self.head_group is None:
+            raise cross_error("layer_heads needs full_heads and head_group")
+        if len(self.layer_heads) != len(self.layer_widths):
+            raise cross_error(f"layer_heads has {len(self.layer_heads)} layers, layer_widths {len(self.layer_widths)}")
+        if any(h > self.full_heads or h % self.head_group for h in self.layer_heads):
+            raise cross_error(f"layer_heads {self.layer_heads} must be multiples of {self.head_group} up to {self.full_heads}")
+        return self
+
+
+def read_provenance(path: Union[str, Path]) -> dict[str, Any]:
+    """The checked ``awncompress.json`` of an export; NotAnExportError if ``path`` is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise NotAnExportError(f"{path} is not a directory")
+    file = path / PROVENANCE_FILE
+    if not file.is_file():
+        raise NotAnExportError(f"{path} is not an awncompress export (no {PROVENANCE_FILE}); load vanilla folders with transformers")
+    try:
+        record = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise NotAnExportError(f"{file} is not valid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise NotAnExportError(f"{file} holds {type(record).__name__}, not a JSON object")
+    try:
+        Provenance(**record)
+    except NotAnExportError as exc:
+        raise NotAnExportError(f"{file}: {exc}") from None
+    return record
+
+
+def write_provenance(folder: Path, record: dict) -> None:
+    """Write ``record`` as the folder's ``awncompress.json`` (atomically)."""
+    atomic_write(folder / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def recorded_specs(record: dict) -> tuple[FFNSpec, ...]:
+    """The FFN specs an export was written with (one spec, or a list for FFNs of several kinds)."""
+    raw = record["ffn_spec"]
+    return tuple(FFNSpec(**r) for r in (raw if isinstance(raw, list) else [raw]))
+
+
+def full_widths_of(record: dict) -> list[int]:
+    """Each layer's full width in an export: ``full_widths`` when FFNs differ, else ``d_ff`` for all."""
+    return [int(w) for w in record.get("full_widths") or [record["d_ff"]] * len(record["layer_widths"])]

@@ -1,0 +1,57 @@
+"""``finetune`` (rows named ``<scorer>+finetune``): truncate by the recipe's scorer, then fine-tune
+that width alone with the same step budget, batch, learning rate and loss (KD from the same
+teacher) as the AWN fine-tune, so a gap between the two is the method, not the distillation."""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from torch import nn
+
+from ...model.surgery import layer_widths, order_, truncate_
+from ...errors import UnknownMethodError
+from ...train.finetune import finetune
+from .base import Candidate, EvalContext, Method, register_method
+
+
+class FinetuneMethod(Method):
+    """One fine-tune per width, each from the ordered dense model."""
+
+    name = "finetune"
+
+    def __init__(self) -> None:
+        self.ordered: Optional[nn.Module] = None
+
+    def label(self, ctx: EvalContext) -> str:
+        return f"{ctx.scorer}+finetune"
+
+    def check(self, ctx: EvalContext) -> None:
+        if ctx.training is None:
+            raise UnknownMethodError("method 'finetune' needs training data and a training config "
+                                     "(it runs inside `awncompress convert` / `awncompress evaluate`)")
+        if ctx.scorer == "none":
+            raise UnknownMethodError("method 'finetune' orders neurons by awn.scorer before cutting; awn.scorer is 'none'")
+
+    def prepare(self, ctx: EvalContext) -> None:
+        self.ordered = copy.deepcopy(ctx.original).requires_grad_(True)  # the original stays the frozen teacher
+        order_(self.ordered, ctx.scorer, ctx.calibration, seed=ctx.seed)
+
+    @contextmanager
+    def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
+        model = copy.deepcopy(self.ordered)
+        truncate_(model, float(fraction), multiple=ctx.multiple)
+        train_cut(ctx, model, f"{self.label(ctx)} {fraction:g}")
+        yield Candidate(model, layer_widths(model))
+
+
+def train_cut(ctx: EvalContext, model: nn.Module, desc: str) -> None:
+    """Fine-tune a cut model alone with the AWN fine-tune's budget, batch, learning rate and loss."""
+    kit = ctx.training
+    cfg = kit.config.model_copy(update={"mode": "deterministic", "checkpoint_every": 0})
+    teacher = kit.teacher if cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0 else None
+    finetune(model, kit.train_set, kit.collate, cfg, num_examples=kit.num_examples, teacher=teacher, seed=ctx.seed,
+             quiet=ctx.quiet, desc=desc)
+
+
+register_method("finetune", FinetuneMethod)

@@ -1,0 +1,46 @@
+"""Static baselines, one per importance scorer (``wina``, ``activation``, ``magnitude``, ``random``).
+
+The trained dense model's neurons are ordered by the score once, on calibration batches, then cut
+to each width (the awn export's own per-layer widths): no training.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from torch import nn
+
+from ...model.surgery import order_, truncate_
+from ...model.scoring import NEEDS_ACTIVATIONS, SCORERS
+from .base import Candidate, EvalContext, Method, register_method
+
+STYLES = {"wina": dict(color="C0", marker="s"), "activation": dict(color="C2", marker="^"),
+          "magnitude": dict(color="C4", marker="v"), "random": dict(color="C7", marker="x")}
+
+
+class StaticMethod(Method):
+    """Order by one scorer, cut, evaluate."""
+
+    def __init__(self, scorer: str) -> None:
+        self.name = scorer
+        self.needs_calibration = scorer in NEEDS_ACTIVATIONS
+        self.ordered: Optional[nn.Module] = None
+
+    def prepare(self, ctx: EvalContext) -> None:
+        self.ordered = copy.deepcopy(ctx.original)
+        order_(self.ordered, self.name, ctx.calibration, seed=ctx.seed)
+
+    @contextmanager
+    def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
+        model = copy.deepcopy(self.ordered)
+        widths = truncate_(model, ctx.layer_plan[fraction])
+        yield Candidate(model, widths)
+
+
+def _factory(scorer: str):
+    return lambda: StaticMethod(scorer)
+
+
+for _scorer in SCORERS:
+    register_method(_scorer, _factory(_scorer), default=True, style=STYLES.get(_scorer))

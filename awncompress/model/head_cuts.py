@@ -1,0 +1,146 @@
+"""Score, order and cut attention units (KV groups; heads for multi-head attention) in place.
+
+The scores mirror the neuron scorers one level up (higher = keep first):
+
+* ``wina``: ``E‖c_u‖ · ‖W_o[:, u]‖_F``, the unit's mean context norm over calibration tokens
+  times the norm of its block of the output projection (what the unit can add to the residual);
+* ``activation``: ``E‖c_u‖`` alone;
+* ``magnitude``: ``‖W_qkv[u]‖_F · ‖W_o[:, u]‖_F``, no data;
+* ``random``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..errors import ConversionError, DataError, WidthError
+from .heads import HeadBlock, find_heads, set_config_heads
+from .scoring import NEEDS_ACTIVATIONS, check_scorer, order_from_scores, run_calibration
+
+Heads = Union[int, float, Sequence[int]]
+
+
+class _ContextNorms:
+    """Running sums of each unit's context norm per block, over non-padding tokens."""
+
+    def __init__(self, blocks: list[HeadBlock]) -> None:
+        self.blocks = blocks
+        self.sums = [torch.zeros(b.units, dtype=torch.float64) for b in blocks]
+        self.counts = [0] * len(blocks)
+        self.mask: Optional[torch.Tensor] = None
+
+    def add(self, i: int, ctx: torch.Tensor) -> None:
+        block = self.blocks[i]
+        flat = ctx.detach().reshape(-1, block.units, block.unit_size).double().cpu()
+        if self.mask is not None and len(self.mask) == len(flat):
+            flat = flat[self.mask]
+        self.sums[i] += flat.norm(dim=-1).sum(0)
+        self.counts[i] += flat.shape[0]
+
+    def means(self) -> list[torch.Tensor]:
+        return [(s / max(c, 1)).float() for s, c in zip(self.sums, self.counts)]
+
+
+def mean_context_norms(model: nn.Module, blocks: list[HeadBlock], batches: Iterable[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """``E‖c_u‖`` per unit of every block over the non-padding tokens of ``batches``."""
+    stats = _ContextNorms(blocks)
+    handles = [b.hook_context(lambda c, i=i: stats.add(i, c)) for i, b in enumerate(blocks)]
+    run_calibration(model, batches, stats, handles)
+    return stats.means()
+
+
+def score_heads(
+    model: nn.Module,
+    scorer: str,
+    batches: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    """Importance of every attention unit of every layer (see the module docstring)."""
+    check_scorer(scorer)
+    blocks = find_heads(model)
+    if scorer == "random":
+        generator = torch.Generator().manual_seed(seed + 7919)  # not the neurons' stream
+        return [torch.rand(b.units, generator=generator) for b in blocks]
+    if scorer == "magnitude":
+        return [(b.unit_in_norms() * b.unit_out_norms()).cpu() for b in blocks]
+    if batches is None:
+        raise DataError(f"scorer {scorer!r} needs calibration batches")
+    assert scorer in NEEDS_ACTIVATIONS
+    norms = mean_context_norms(model, blocks, batches)
+    if scorer == "activation":
+        return norms
+    return [n * b.unit_out_norms().cpu() for n, b in zip(norms, blocks)]  # statistics live on the CPU
+
+
+def order_heads_(
+    model: nn.Module,
+    scorer: str = "wina",
+    batches: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    """Permute every layer's attention units by decreasing importance (outputs unchanged).
+
+    Returns each layer's permutation (new position i holds old unit perm[i]).
+    """
+    if any(b.adaptive is not None for b in find_heads(model)):
+        raise ConversionError("fold_ the model before reordering its heads")
+    perms = [order_from_scores(s) for s in score_heads(model, scorer, batches, seed)]
+    for block, perm in zip(find_heads(model), perms):
+        block.select_(perm)
+    return perms
+
+
+def full_units(model: nn.Module) -> list[int]:
+    """The unit count a head fraction refers to, per layer: the widest layer's (a fraction of a
+    per-layer cut model refers to its widest layer, as FFN widths do)."""
+    units = [b.units for b in find_heads(model)]
+    return [max(units)] * len(units)
+
+
+def resolve_heads(heads: Heads, group: int, full: Sequence[int]) -> list[int]:
+    """Units to keep per layer from query heads (an int, every layer), a fraction of each layer's
+    heads, or one query-head count per layer. Query-head counts must be multiples of ``group``
+    (the query heads of one KV group), since whole groups are kept."""
+    n = len(full)
+    if isinstance(heads, bool):
+        raise WidthError(f"heads must be a number, got {heads!r}")
+    if isinstance(heads, float):
+        if not (math.isfinite(heads) and 0.0 < heads <= 1.0):
+            raise WidthError(f"head fraction {heads} must be in (0, 1]")
+        return [max(1, round(heads * f)) for f in full]
+    counts = [heads] * n if isinstance(heads, int) else list(heads)
+    if len(counts) != n:
+        raise WidthError(f"got {len(counts)} per-layer head counts for a model with {n} attention layers")
+    units = []
+    for i, (c, f) in enumerate(zip(counts, full)):
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 < c <= f * group:
+            raise WidthError(f"head count {c!r} (layer {i}) is outside 1..{f * group}")
+        if c % group:
+            raise WidthError(f"head count {c} (layer {i}) is not a multiple of {group}, the query heads sharing one "
+                             "key/value head; whole groups are kept")
+        units.append(c // group)
+    return units
+
+
+def truncate_heads_(model: nn.Module, heads: Heads) -> list[int]:
+    """Keep the first attention units of every layer, in place; returns the query heads per layer.
+
+    ``heads``: query heads (int, every layer), a fraction of each layer's units, or one query-head
+    count per layer. A family whose config can say the head count (Llama, Mistral, Qwen, Gemma) gets
+    it written when every layer keeps the same count (vanilla-loadable); otherwise the config keeps
+    the full count and ``awncompress.load_pretrained`` cuts to the recorded heads. Fold first.
+    """
+    blocks = find_heads(model)
+    if any(b.adaptive is not None for b in blocks):
+        raise ConversionError("fold_ the model before cutting its heads")
+    group = blocks[0].group
+    units = resolve_heads(heads, group, full_units(model))
+    for block, u in zip(blocks, units):
+        if u > block.units:
+            raise WidthError(f"layer {block.layer} has {block.n_heads} heads; cannot keep {u * block.group}")
+        block.select_(torch.arange(u))
+    set_config_heads(model.config, blocks)
+    return [b.n_heads for b in blocks]

@@ -1,0 +1,146 @@
+"""Neuron importance scores for one FFN: the initial order of AWN and the no-training baselines.
+
+Every scorer has the same signature ``(block, mean_abs_activation or None, generator) -> scores``
+(higher = more important). Activation statistics are ``E|h_j|`` over calibration tokens, padding
+excluded, where ``h`` is the input of the down projection.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .ffn import FFNBlock
+from ..errors import DataError, UnknownScorerError
+
+Scorer = Callable[[FFNBlock, Optional[torch.Tensor], torch.Generator], torch.Tensor]
+
+
+def _wina(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
+    return act * block.out_norms().to(act.device)  # statistics live on the CPU, a model may be on a GPU
+
+
+def _activation(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
+    return act.clone()
+
+
+def _magnitude(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
+    # A neuron's input weights are its up and gate rows together (both halves of a fused projection).
+    return block.in_norms() * block.out_norms()
+
+
+def _random(block: FFNBlock, act: Optional[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    shape = (block.experts, block.width) if block.kind == "experts" else (block.width,)
+    return torch.rand(shape, generator=generator)
+
+
+SCORERS: dict[str, Scorer] = {
+    "wina": _wina,
+    "activation": _activation,
+    "magnitude": _magnitude,
+    "random": _random,
+}
+NEEDS_ACTIVATIONS = frozenset({"wina", "activation"})
+
+
+def check_scorer(name: str) -> None:
+    """Raise UnknownScorerError unless ``name`` is a registered scorer."""
+    if name not in SCORERS:
+        raise UnknownScorerError(f"unknown scorer {name!r}; choose one of: {', '.join(SCORERS)}")
+
+
+def model_inputs(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The tensors of a batch a forward pass takes, on ``device`` (labels dropped)."""
+    return {k: v.to(device) for k, v in batch.items() if k != "labels" and isinstance(v, torch.Tensor)}
+
+
+class _Stats:
+    """Running sums of |h_j| per block (per expert for experts) and the token counts they are over."""
+
+    def __init__(self, blocks: list[FFNBlock]) -> None:
+        shape = lambda b: (b.experts, b.width) if b.kind == "experts" else (b.width,)  # noqa: E731
+        self.sums = [torch.zeros(shape(b), dtype=torch.float64) for b in blocks]
+        self.counts = [torch.zeros(shape(b)[:-1] or (1,), dtype=torch.float64) for b in blocks]
+        self.mask: Optional[torch.Tensor] = None  # which flattened tokens are not padding
+
+    def dense(self, i: int, h: torch.Tensor) -> None:
+        flat = h.detach().abs().reshape(-1, h.shape[-1]).double().cpu()
+        if self.mask is not None and len(self.mask) == len(flat):  # (a decoder stack has its own length)
+            flat = flat[self.mask]
+        self.sums[i] += flat.sum(0)
+        self.counts[i] += flat.shape[0]
+
+    def expert(self, i: int, expert: int, tokens: torch.Tensor, h: torch.Tensor) -> None:
+        rows = h.detach().abs().double().cpu()
+        if self.mask is not None and int(tokens.max()) < len(self.mask):
+            rows = rows[self.mask[tokens.cpu()]]
+        self.sums[i][expert] += rows.sum(0)
+        self.counts[i][expert] += rows.shape[0]
+
+    def means(self) -> list[torch.Tensor]:
+        return [(s / c.clamp_min(1).unsqueeze(-1) if s.dim() == 2 else s / c.clamp_min(1)).float()
+                for s, c in zip(self.sums, self.counts)]
+
+
+@torch.no_grad()
+def run_calibration(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], stats: Any,
+                    handles: Sequence[Any]) -> None:
+    """Run ``model`` in eval mode over ``batches`` while the hooks ``handles`` feed ``stats`` (whose
+    ``mask`` is set to each batch's flattened non-padding mask first); the hooks are removed after.
+    DataError when the batches hold no tokens."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    tokens = 0
+    try:
+        for batch in batches:
+            inputs = model_inputs(batch, device)
+            attn = inputs.get("attention_mask")
+            mask = attn.reshape(-1).bool().cpu() if attn is not None else None
+            stats.mask = mask
+            tokens += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+            model(**inputs)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    if tokens == 0:
+        raise DataError("calibration batches held no tokens")
+
+
+def mean_abs_activations(model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """``E|h_j|`` per block over the non-padding tokens of ``batches`` (model run in eval mode);
+    for a mixture-of-experts block, per expert over the tokens routed to it."""
+    stats = _Stats(blocks)
+    handles = [b.hook_expert_hidden(lambda e, t, h, i=i: stats.expert(i, e, t, h)) if b.kind == "experts"
+               else b.hook_hidden(lambda h, i=i: stats.dense(i, h)) for i, b in enumerate(blocks)]
+    run_calibration(model, batches, stats, handles)
+    return stats.means()
+
+
+def score_neurons(
+    model: nn.Module,
+    blocks: list[FFNBlock],
+    scorer: str,
+    batches: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    """Importance score of every neuron of every block (higher = keep first).
+
+    ``wina`` and ``activation`` need calibration ``batches``; ``magnitude`` and ``random`` do not.
+    """
+    check_scorer(scorer)
+    acts: list[Optional[torch.Tensor]] = [None] * len(blocks)
+    if scorer in NEEDS_ACTIVATIONS:
+        if batches is None:
+            raise DataError(f"scorer {scorer!r} needs calibration batches")
+        acts = list(mean_abs_activations(model, blocks, batches))
+    generator = torch.Generator().manual_seed(seed)
+    return [SCORERS[scorer](block, act, generator).cpu() for block, act in zip(blocks, acts)]
+
+
+def order_from_scores(scores: torch.Tensor) -> torch.Tensor:
+    """Neuron indices, most important first (stable, so ties keep their original order); along the
+    last axis, so a mixture-of-experts block gets one order per expert."""
+    return torch.argsort(scores, dim=-1, descending=True, stable=True)

@@ -1,0 +1,1 @@
+"""The report: report.json / .csv / .md and curve.png from an evaluation record."""

@@ -1,0 +1,182 @@
+"""The stages a recipe turns into: the model it names, its configs, its data and calibration batches.
+
+Shared by the convert run (pipeline.py) and the re-evaluation of its output (evaluate_run.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import transformers
+from safetensors import SafetensorError
+from torch import nn
+
+from ..model.surgery import AWNConfig
+from ..data.tokenized import DataConfig, TaskData, ensure_pad_token
+from ..errors import MetricError, ModelLoadError, NotAnExportError
+from ..train.finetune import PriorConfig, examples_seen
+from ..train.settings import TrainConfig, check_batch
+from ..checkpoint.load import check_safe_checkpoint, safetensors_files
+from ..evaluate.metrics import is_shipped, load_metric
+from ..config.recipe import Recipe
+from ..train.teacher import Teacher, distillation_teacher
+
+log = logging.getLogger("awncompress")
+
+BUILTIN_MODELS = ("builtin:minilm", "builtin:smollm2", "builtin:mpnet")
+
+
+def resolve_model(name: str) -> str:
+    """A loadable location for a model name: builtin asset folder, local folder, or the Hub id."""
+    if name.startswith("builtin:"):
+        from ..data import assets  # fetching assets pulls in pip and apt plumbing: only for builtins
+
+        if name == "builtin:minilm":
+            return str(assets.minilm_path())
+        if name == "builtin:smollm2":
+            return str(assets.smollm2_path())
+        if name == "builtin:mpnet":
+            return str(assets.mpnet_path())
+        raise ModelLoadError(f"unknown builtin model {name!r}; builtins: {', '.join(BUILTIN_MODELS)}")
+    path = Path(name).expanduser()
+    if path.is_file():
+        raise ModelLoadError(f"{path} is a file; a model is a folder with config.json and safetensors weights "
+                             "(training data goes to --data)")
+    if path.is_dir():
+        _check_model_folder(path)
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(("/", "\\")):
+        raise ModelLoadError(f"model path {name} does not exist")
+    return name  # a Hub id
+
+
+# A tokenizer folder has at least one of these; without them transformers builds an empty tokenizer
+# from the config, and every word would be [UNK].
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _check_model_folder(path: Path) -> None:
+    check_safe_checkpoint(path)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} holds no config.json: not a Hugging Face model folder")
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelLoadError(f"{path} holds no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); save the tokenizer "
+                             "beside the model (tokenizer.save_pretrained)")
+    try:
+        safetensors_files(path)  # the index may not name files outside the folder
+    except NotAnExportError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
+def _check_weights(model: nn.Module, info: dict, location: str) -> bool:
+    """Whether the head came trained; ModelLoadError when the body's weights do not match the config."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    body = lambda keys: [k for k in keys or [] if prefix != "." and k.startswith(prefix)]  # noqa: E731 - not the head's
+    body_missing, unexpected = body(info.get("missing_keys")), body(info.get("unexpected_keys"))
+    if body_missing or unexpected:
+        shown = ", ".join((body_missing or unexpected)[:3])
+        raise ModelLoadError(f"the weights in {location} do not match its config.json: {len(body_missing)} missing and "
+                             f"{len(unexpected)} unexpected ({shown}, ...)")
+    return not info.get("missing_keys")
+
+
+def _auto_class(task: str) -> type:
+    return transformers.AutoModelForSequenceClassification if task == "text-classification" else transformers.AutoModelForCausalLM
+
+
+def load_model(name: str, task: str, num_labels: Optional[int] = None) -> tuple[nn.Module, Any, bool]:
+    """Model, tokenizer and whether its task head came trained (False: a dense stage is needed).
+
+    Safetensors only and no remote code; a Hub id without network gets one plain sentence.
+    """
+    location = resolve_model(name)
+    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
+    if task == "text-classification" and num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+        model, info = _auto_class(task).from_pretrained(location, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if location == name and not Path(name).exists():
+            raise ModelLoadError(f"could not load {name!r} from the Hugging Face Hub (is there a network connection? "
+                                 f"a local folder works offline): {first}") from None
+        if isinstance(exc, SafetensorError) or "deserializ" in first:
+            files = sorted(Path(location).glob("*.safetensors"))
+            where = files[0] if len(files) == 1 else f"a safetensors file in {location}"
+            raise ModelLoadError(f"{where} is not a readable safetensors file (truncated or corrupt?): {first}") from None
+        raise ModelLoadError(f"could not load model from {location}: {first}") from None
+    head_trained = _check_weights(model, info, location)
+    share_pad_token(model, tokenizer)
+    return model.eval(), tokenizer, head_trained
+
+
+def share_pad_token(model: nn.Module, tokenizer: Any) -> None:
+    """Give the model the tokenizer's pad token when it has none (decoders classify the last
+    non-padding token, and need to know which that is); eos stands in when the tokenizer has no pad."""
+    ensure_pad_token(tokenizer)
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def check_settings(recipe: Recipe, trusted_metric: Optional[str] = None) -> None:
+    """What can be checked before a model is loaded: the metric and the batch sizes.
+
+    A metric that is not shipped runs its code when loaded (a local script or one from the Hub), so
+    it is loaded only when the user named it on the command line (``trusted_metric``), not when a
+    recipe file or an output folder names it.
+    """
+    metric = recipe.resolved_metric
+    if not is_shipped(metric) and metric != trusted_metric:
+        raise MetricError(f"metric {metric!r} is named by the recipe, not on the command line; it is not shipped with "
+                          "awncompress and loading it runs its code (a local script or one from the Hub), so it was not "
+                          f"run: to run it, name it with --metric {metric}")
+    load_metric(metric)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    check_batch(recipe.train, processes, "train.batch_size")
+    if recipe.dense.steps:
+        check_batch(dense_config(recipe), processes, "dense.batch_size")
+
+
+def data_config(recipe: Recipe) -> DataConfig:
+    """The data layer's config: the recipe's data section with its task and seed."""
+    return DataConfig(**recipe.data.model_dump(), task=recipe.task, seed=recipe.seed)
+
+
+def awn_config(recipe: Recipe) -> AWNConfig:
+    """The conversion config from a recipe's ``awn`` section."""
+    a = recipe.awn
+    return AWNConfig(scorer=a.scorer, k=a.k, init_rate=a.init_rate, rate_prior_mean=a.rate_prior_mean,
+                     rate_prior_std=a.rate_prior_std, weight_prior_std=a.weight_prior_std, seed=recipe.seed,
+                     heads=a.heads)
+
+
+def prior_config(recipe: Recipe) -> PriorConfig:
+    """The AWN prior terms of a recipe's ``awn`` section."""
+    a = recipe.awn
+    return PriorConfig(a.rate_prior_mean, a.rate_prior_std, a.weight_prior_std)
+
+
+def dense_config(recipe: Recipe) -> TrainConfig:
+    """The dense head-training stage: task loss only, the recipe's ``dense`` budget."""
+    return recipe.train.model_copy(update={"steps": recipe.dense.steps, "lr": recipe.dense.lr, "kd_weight": 0.0,
+                                           "batch_size": recipe.dense.batch_size, "mode": "deterministic"})
+
+
+def calibration_batches(data: TaskData, n_batches: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """The first training batches, for activation statistics (never the eval data)."""
+    n = min(len(data.train), n_batches * batch_size)
+    return [data.collate([data.train[i] for i in range(s, min(n, s + batch_size))]) for s in range(0, n, batch_size)]
+
+
+def recipe_teacher(original: nn.Module, recipe: Recipe, data: TaskData, quiet: bool = False) -> Optional[Teacher]:
+    """The distillation teacher of the recipe's fine-tunes (None without KD): a logit table over the
+    examples they draw, for a classification model whose hidden states are not distilled."""
+    if not (recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0):
+        return None
+    return distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet,
+                                hidden=recipe.train.kd_hidden_weight > 0,
+                                examples=examples_seen(data.train, recipe.train, recipe.seed))

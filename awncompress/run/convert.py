@@ -1,0 +1,140 @@
+"""`awncompress convert` end to end: everything that can be checked first, then the stages.
+
+checks (output folder, metric, batch sizes) → load model and data → derive the settings nobody set
+(``defaults``) → a dry pass of every stage on a tiny copy (``dryrun``: fail in the first minute,
+time each stage, fit ``--budget``) → create the output folder → the stages (``flow``):
+score → order → wrap → fine-tune → fold → export → evaluate → report.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import nn
+
+from ..model.flop_targets import pick_for_flops
+from ..model.heads import head_spec_for
+from ..data.tokenized import TaskData, load_task_data
+from .derive import derive_defaults, fit_max_length
+from .plan import Plan, dry_run, estimate, fit_budget
+from ..errors import AwnError, ModelLoadError
+from .chain import ConvertResult, mean_length, run_stages
+from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
+from ..config.recipe import Recipe
+from .bundle import check_settings, data_config, load_model, resolve_model
+
+log = logging.getLogger("awncompress")
+
+
+@dataclass
+class _Prepared:
+    recipe: Recipe
+    model: nn.Module
+    tokenizer: Any
+    head_trained: bool
+    data: TaskData
+    plan: Optional[Plan] = None
+
+
+def _load(recipe: Recipe) -> tuple[Recipe, nn.Module, Any, bool, TaskData]:
+    """Model, tokenizer, whether its head is trained, and the data (``data.max_length`` fitted to the
+    model, so the recipe is returned too); a head of the wrong size is refused."""
+    torch.manual_seed(recipe.seed)
+    model, tokenizer, head_trained = load_model(recipe.model, recipe.task)
+    recipe = fit_max_length(recipe, model)
+    data = load_task_data(data_config(recipe), tokenizer)
+    if recipe.task == "text-classification" and model.config.num_labels != data.num_labels:
+        if head_trained:
+            raise ModelLoadError(f"{recipe.model} has a head for {model.config.num_labels} labels but the data has {data.num_labels}")
+        model, tokenizer, head_trained = load_model(recipe.model, recipe.task, data.num_labels)
+    if data.label_names and recipe.task == "text-classification":
+        model.config.id2label = dict(enumerate(data.label_names))
+        model.config.label2id = {n: i for i, n in enumerate(data.label_names)}
+    return recipe, model, tokenizer, head_trained, data
+
+
+def _fingerprint(recipe: Recipe, data: TaskData, resume: bool) -> Recipe:
+    """Record what the run reads (``derived.inputs``); a resumed run must read the same."""
+    location = resolve_model(recipe.model) if not recipe.model.startswith("builtin:") else recipe.model
+    found = inputs_fingerprint(location, [data.train[i] for i in range(len(data.train))] +
+                               [data.eval[i] for i in range(len(data.eval))])
+    recorded = recipe.derived.get("inputs")
+    if resume and recorded is not None and recorded != found:
+        raise AwnError("--resume refused: the model or the data changed since the run began (their fingerprint differs); "
+                       "start a new --out")
+    return recipe.model_copy(update={"derived": {**recipe.derived, "inputs": found}})
+
+
+def _prepare(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, trusted_metric: Optional[str],
+             budget: Optional[float], dry: bool, inputs: Iterable[Path] = ()) -> _Prepared:
+    """Every check, the model and data, the derived settings and (``dry``) the dry pass and its plan."""
+    check_output(out, recipe, resume=resume, overwrite=overwrite, inputs=inputs)
+    check_settings(recipe, trusted_metric)
+    if resume:
+        recipe = check_resume(out, recipe)
+    recipe, model, tokenizer, head_trained, data = _load(recipe)
+    if recipe.awn.heads:  # a family whose heads cannot be cut, or a target no cut reaches, before any output exists
+        head_spec_for(model)
+        for target in recipe.flop_targets:
+            pick_for_flops(model, target, mean_length(data.eval))  # the length the exports pick at
+    recipe = _fingerprint(recipe, data, resume)
+    if not resume:
+        recipe = derive_defaults(recipe, model, data, head_trained)
+        check_settings(recipe, trusted_metric)  # derived batch sizes too
+    prepared = _Prepared(recipe, model, tokenizer, head_trained, data)
+    if dry:
+        measured = dry_run(recipe, model, tokenizer, head_trained, data)
+        if budget is not None:
+            prepared.recipe = fit_budget(recipe, estimate(recipe, measured, len(data.train), len(data.eval)), budget)
+            if prepared.recipe.data.max_eval_examples != recipe.data.max_eval_examples:  # the budget cut the evaluation set
+                prepared.data = load_task_data(data_config(prepared.recipe), tokenizer)
+                prepared.recipe = _fingerprint(prepared.recipe, prepared.data, resume=False)
+        prepared.plan = estimate(prepared.recipe, measured, len(prepared.data.train), len(prepared.data.eval))
+    return prepared
+
+
+def plan_convert(recipe: Recipe, out: Path, *, overwrite: bool = False, trusted_metric: Optional[str] = None,
+                 budget: Optional[float] = None, inputs: Iterable[Path] = ()) -> Plan:
+    """What `convert` would do and how long each stage should take, from a dry pass; writes nothing."""
+    return _prepare(recipe, Path(out), resume=False, overwrite=overwrite, trusted_metric=trusted_metric, budget=budget,
+                    dry=True, inputs=inputs).plan
+
+
+def run_convert(
+    recipe: Recipe,
+    out: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    evaluate: bool = True,
+    trusted_metric: Optional[str] = None,
+    budget: Optional[float] = None,
+    inputs: Iterable[Path] = (),
+) -> ConvertResult:
+    """Run a whole conversion as the recipe says; see the module docstring for the stages.
+
+    Everything that can be checked is checked, and every stage runs once on a tiny copy, before
+    the output folder is made. ``trusted_metric``: a metric the user named on the command line;
+    ``budget``: minutes the run should take (fine-tune steps are scaled to fit); ``inputs``: more
+    files the run reads (its recipe file), never replaced. A resumed run continues the recorded one
+    as it was (no dry pass, no new budget). A second run on the same ``out`` is refused while one runs.
+    """
+    out = Path(out)
+    with exclusive(out):
+        prepared = _prepare(recipe, out, resume=resume, overwrite=overwrite, trusted_metric=trusted_metric,
+                            budget=budget if budget is not None else recipe.budget, dry=not resume, inputs=inputs)
+        if prepared.plan is not None:
+            log.info("%s", prepared.plan.text())
+        begin_output(out, prepared.recipe, resume=resume)
+        try:
+            return run_stages(prepared.recipe, out, prepared.model, prepared.tokenizer, prepared.head_trained,
+                              prepared.data, resume=resume, quiet=quiet, evaluate=evaluate)
+        except OSError as exc:
+            if isinstance(exc, AwnError) or exc.filename is None:
+                raise
+            raise AwnError(f"{exc.filename}: {exc.strerror or exc}; once that is fixed, the run in {out} "
+                           "continues with --resume") from None

@@ -1,0 +1,155 @@
+"""The output folder of a convert run: whether it may be written, replaced or resumed, and creating it.
+
+Trust rules, in one place: ``--overwrite`` deletes only a folder that is a convert output (a
+recipe.yaml and nothing but what convert writes), never the current directory or a folder holding
+it, never a folder holding the model or data the run reads. ``--resume`` continues only the run
+recorded in the folder's recipe.yaml. A run that fails on its first write leaves no folder behind.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ..files.atomic import atomic_write, check_replaceable, remove_temps
+from ..errors import AwnError, OutputExistsError
+from ..checkpoint.layout import CHECKPOINTS_DIR, RECIPE_FILE, RECIPE_MARK, is_run_output
+from ..config.recipe import Recipe, dump_recipe, load_recipe, set_fields
+from ..data.sources import classify_source
+from ..version import __version__
+
+
+def _local_inputs(recipe: Recipe, named: Iterable[Path]) -> Iterator[Path]:
+    """The local paths a run reads: its model folder, data files and the files named on its command
+    line (a recipe file)."""
+    yield from named
+    model = Path(recipe.model).expanduser()
+    if model.exists():
+        yield model
+    for spec in (recipe.data.train, recipe.data.eval):
+        if spec and not spec.startswith("builtin:"):
+            source = classify_source(spec)
+            if source.kind == "file":
+                yield Path(source.name)
+
+
+def _check_parent(out: Path) -> None:
+    ancestor = out.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputExistsError(f"cannot create {out}: {ancestor}: Not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputExistsError(f"cannot create {out}: {ancestor}: Permission denied")
+
+
+def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """Raise an AwnError now, before any work, if the run may not write (or resume in) ``out``.
+
+    ``inputs``: more files the run reads (a recipe file), which ``out`` may not hold either.
+    """
+    if out.is_symlink():
+        raise OutputExistsError(f"{out} is a symbolic link; give the folder itself as --out")
+    if out.is_file():
+        raise OutputExistsError(f"{out} is a file; the output must be a folder")
+    target = out.resolve()
+    for path in _local_inputs(recipe, inputs):
+        if path.resolve() == target or path.resolve().is_relative_to(target):
+            raise OutputExistsError(f"refusing to write into {out}: it holds {path}, which this run reads")
+    if resume:
+        if not (out / CHECKPOINTS_DIR).is_dir():
+            raise AwnError(f"nothing to resume in {out}: it has no {CHECKPOINTS_DIR}/ folder")
+        return
+    if out.exists():
+        if not overwrite:
+            hint = ("it holds an unfinished run: continue it with --resume, or replace it with --overwrite"
+                    if (out / CHECKPOINTS_DIR).is_dir() else "pass --overwrite to replace it")
+            raise OutputExistsError(f"output directory {out} already exists; {hint}")
+        check_replaceable(out, is_run_output)
+    _check_parent(out)
+
+
+@contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold a lock on ``out`` while a run writes it: a second run on the same folder is refused at
+    once instead of being mixed into it. The lock file lives in the system temp folder, keyed by
+    the folder's resolved path, so nothing is written near the user's files."""
+    folder = Path(tempfile.gettempdir()) / "awncompress-locks"
+    folder.mkdir(exist_ok=True)
+    lock = folder / (hashlib.sha1(str(out.resolve()).encode()).hexdigest() + ".lock")
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AwnError(f"another awncompress run is writing {out}; wait for it to finish or choose another --out") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def inputs_fingerprint(location: str, examples: Iterable[dict]) -> str:
+    """A hash of what a run reads: the examples as tokenized and the model's config and weight files'
+    sizes and headers. ``--resume`` refuses to continue when it changed."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(repr((example.get("input_ids"), example.get("labels"))).encode())
+    folder = Path(location)
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:
+            if path.is_file():
+                digest.update(f"{path.name}:{path.stat().st_size}".encode())
+                with open(path, "rb") as fh:
+                    digest.update(fh.read(1 << 16))
+    return "sha256:" + digest.hexdigest()
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        flat.update(_flat(value, name + ".") if isinstance(value, dict) else {name: value})
+    return flat
+
+
+def check_resume(out: Path, recipe: Recipe) -> Recipe:
+    """The run recorded in ``out`` if every setting ``recipe`` sets matches it (settings it leaves
+    out were derived when the run started, and are taken from the record); else an AwnError naming
+    the differing keys."""
+    recorded_file = out / RECIPE_FILE
+    if not recorded_file.is_file():
+        raise AwnError(f"{out} has {CHECKPOINTS_DIR}/ but no {RECIPE_FILE}: not a run awncompress can resume")
+    recorded = load_recipe(recorded_file)
+    want, have = _flat(set_fields(recipe)), _flat(recorded.to_dict())
+    differ = [f"{k} ({have.get(k)!r} → {v!r})" for k, v in want.items() if not k.startswith("derived") and have.get(k) != v]
+    if differ:
+        raise AwnError(f"--resume continues the run recorded in {recorded_file}, but these settings differ: "
+                       f"{', '.join(differ)}; resume with the same settings, or start a new --out")
+    return recorded
+
+
+def begin_output(out: Path, recipe: Recipe, *, resume: bool) -> None:
+    """Create (or replace) ``out`` and record the recipe; a resumed run keeps its recipe.yaml.
+
+    Temp entries a killed run left are removed. If this first write fails, a folder this call made
+    is removed again, so nothing is left behind.
+    """
+    made = not out.exists()
+    try:
+        if not resume and out.exists():
+            shutil.rmtree(out)  # check_output made sure it is a convert output
+            made = True
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            atomic_write(out / RECIPE_FILE, f"{RECIPE_MARK} {__version__}: the recipe this run ran (--resume compares it)\n"
+                         + dump_recipe(recipe))
+        remove_temps(out)
+    except BaseException:
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        raise

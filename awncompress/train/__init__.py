@@ -1,0 +1,1 @@
+"""The fine-tune stage: settings, losses, the KD teacher, batching and the training loop."""
