@@ -3,6 +3,7 @@
 All derive from :class:`AwnError`. Most also derive from the builtin a caller would expect
 (``ValueError``, ``OSError`` ...), so ``except ValueError`` keeps working around the library.
 """
+
 from __future__ import annotations
 
 

@@ -6,6 +6,7 @@ The i-th run of --a is paired with the i-th of --b: they must have scored the sa
 examples (the same seed's sample). Per width: the mean paired gap a − b in points and ± 2 SE,
 pooled over the pairs as ``summarise.py`` pools seeds; * marks a gap beyond 2 SE.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,12 @@ def main() -> None:
         bits_a, bits_b = (json.loads((f / "report.json").read_text())["per_example_correct"] for f in (a, b))
         if bits_a.get("dense") != bits_b.get("dense"):
             parser.error(f"{a} and {b} scored different evaluation examples (their dense rows differ)")
-        pairs[i] = {"per_example_correct": {**{f"a:{k}": v for k, v in bits_a.items()}, **{f"b:{k}": v for k, v in bits_b.items()}}}
+        pairs[i] = {
+            "per_example_correct": {
+                **{f"a:{k}": v for k, v in bits_a.items()},
+                **{f"b:{k}": v for k, v in bits_b.items()},
+            }
+        }
     first = pairs[0]["per_example_correct"]
     widths = sorted({k.split("@")[1] for k in first if k.startswith(f"a:{args.method}@")}, key=float)
     for w in widths:

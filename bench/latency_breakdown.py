@@ -10,6 +10,7 @@ splits CPU self time into FFN matmuls, other matmuls (attention projections, cla
 attention (softmax / SDPA), norms + activations, embeddings and the rest. The FLOPs ratio is
 analytic (awncompress.model.flops) at the same sequence length.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from awncompress import find_ffns, load_pretrained
-from awncompress.model.surgery import width_from_fraction
-from awncompress.model.flops import count_flops
 from awncompress.evaluate.latency import LatencyConfig, time_round_robin
+from awncompress.model.flops import count_flops
+from awncompress.model.surgery import width_from_fraction
 
 CATEGORIES = ("ffn matmul", "other matmul", "attention", "norm+activation", "embedding", "other")
 
@@ -34,8 +35,14 @@ def _ffn_hooks(model):
             if module is None:
                 continue
             ctx = {}
-            handles.append(module.register_forward_pre_hook(lambda m, a, ctx=ctx: ctx.__setitem__("r", record_function("FFN").__enter__())))
-            handles.append(module.register_forward_hook(lambda m, a, o, ctx=ctx: ctx.pop("r").__exit__(None, None, None)))
+            handles.append(
+                module.register_forward_pre_hook(
+                    lambda m, a, ctx=ctx: ctx.__setitem__("r", record_function("FFN").__enter__())
+                )
+            )
+            handles.append(
+                module.register_forward_hook(lambda m, a, o, ctx=ctx: ctx.pop("r").__exit__(None, None, None))
+            )
     return handles
 
 
@@ -50,14 +57,34 @@ def _breakdown(model, inputs) -> dict[str, float]:
             h.remove()
     totals = dict.fromkeys(CATEGORIES, 0.0)
     ffn_us = sum(e.cpu_time_total for e in prof.key_averages() if e.key == "FFN")
-    matmul_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::linear"))
+    matmul_us = sum(
+        e.self_cpu_time_total
+        for e in prof.key_averages()
+        if e.key in ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::linear")
+    )
     totals["ffn matmul"] = min(ffn_us, matmul_us)  # FFN modules are a linear (+ bias) each
     totals["other matmul"] = matmul_us - totals["ffn matmul"]
     for e in prof.key_averages():
         k = e.key
-        if k in ("aten::_scaled_dot_product_flash_attention_for_cpu", "aten::softmax", "aten::_softmax", "aten::baddbmm"):
+        if k in (
+            "aten::_scaled_dot_product_flash_attention_for_cpu",
+            "aten::softmax",
+            "aten::_softmax",
+            "aten::baddbmm",
+        ):
             totals["attention"] += e.self_cpu_time_total
-        elif k in ("aten::layer_norm", "aten::native_layer_norm", "aten::gelu", "aten::silu", "aten::tanh", "aten::mul", "aten::add", "aten::rsqrt", "aten::pow", "aten::mean"):
+        elif k in (
+            "aten::layer_norm",
+            "aten::native_layer_norm",
+            "aten::gelu",
+            "aten::silu",
+            "aten::tanh",
+            "aten::mul",
+            "aten::add",
+            "aten::rsqrt",
+            "aten::pow",
+            "aten::mean",
+        ):
             totals["norm+activation"] += e.self_cpu_time_total
         elif k in ("aten::embedding", "aten::index_select"):
             totals["embedding"] += e.self_cpu_time_total
@@ -78,25 +105,39 @@ def main() -> None:
     torch.manual_seed(0)
     dense = load_pretrained(args.nested)
     d_ff = max(b.width for b in find_ffns(dense))
-    inputs = {"input_ids": torch.randint(1000, 2000, (args.batch, args.seq)), "attention_mask": torch.ones(args.batch, args.seq, dtype=torch.long)}
+    inputs = {
+        "input_ids": torch.randint(1000, 2000, (args.batch, args.seq)),
+        "attention_mask": torch.ones(args.batch, args.seq, dtype=torch.long),
+    }
     variants = []
     for w in args.widths:
         for multiple in (None, 64):
             neurons = width_from_fraction(w, d_ff, multiple)
             if multiple and neurons == width_from_fraction(w, d_ff):
                 continue  # already a multiple of 64
-            variants.append((f"{w:g}{' (×64)' if multiple else ''}", neurons, load_pretrained(args.nested, width=neurons)))
+            variants.append(
+                (f"{w:g}{' (×64)' if multiple else ''}", neurons, load_pretrained(args.nested, width=neurons))
+            )
     models = {"dense": dense, **{label: model for label, _, model in variants}}
-    timed = time_round_robin(models, LatencyConfig(batch_size=args.batch, seq_len=args.seq, warmup=3, repeats=args.repeats))
+    timed = time_round_robin(
+        models, LatencyConfig(batch_size=args.batch, seq_len=args.seq, warmup=3, repeats=args.repeats)
+    )
     dense_ms, dense_flops = timed["dense"]["median_ms"], count_flops(dense, args.seq)
-    print(f"dense: {dense_ms:.1f} ms (batch {args.batch} × {args.seq} tokens), FFN share of FLOPs {dense_flops.ffn_share:.1%}")
+    print(
+        f"dense: {dense_ms:.1f} ms (batch {args.batch} × {args.seq} tokens), "
+        f"FFN share of FLOPs {dense_flops.ffn_share:.1%}"
+    )
     print("| width | neurons | FLOPs ratio | latency ratio | " + " | ".join(CATEGORIES) + " |")
     print("|---|---|---|---|" + "---|" * len(CATEGORIES))
     for label, neurons, model in variants:
         ms = timed[label]["median_ms"]
         shares = _breakdown(model, inputs)
         ratio = count_flops(model, args.seq).total / dense_flops.total
-        print(f"| {label} | {neurons} | {ratio:.3f} | {ms / dense_ms:.3f} | " + " | ".join(f"{shares[c]:.0%}" for c in CATEGORIES) + " |")
+        print(
+            f"| {label} | {neurons} | {ratio:.3f} | {ms / dense_ms:.3f} | "
+            + " | ".join(f"{shares[c]:.0%}" for c in CATEGORIES)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

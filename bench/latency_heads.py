@@ -9,6 +9,7 @@ one's FLOP ratio (from the report) beside its latency ratio, and writes OUT/late
 report's own latency column can be taken while other jobs share the cores; this one is meant to be
 run alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ from pathlib import Path
 import torch
 
 from awncompress import load_pretrained
-from awncompress.evaluate.latency import LatencyConfig, time_round_robin
 from awncompress.checkpoint.provenance import PROVENANCE_FILE
+from awncompress.evaluate.latency import LatencyConfig, time_round_robin
 from awncompress.run.bundle import load_model
 
 
@@ -42,24 +43,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeats", type=int, default=100)
-    parser.add_argument("--dense", type=Path, help="the dense model, where OUT has neither nested/ nor dense/ "
-                        "(a later seed started from seed 0's)")
+    parser.add_argument(
+        "--dense",
+        type=Path,
+        help="the dense model, where OUT has neither nested/ nor dense/ (a later seed started from seed 0's)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     report = json.loads((args.out / "report.json").read_text())
-    ratios = {Path(r["export"]).name: r["flops_ratio"] for r in report["rows"]
-              if r.get("export") and (args.out / Path(r["export"]).name).is_dir()}
+    ratios = {
+        Path(r["export"]).name: r["flops_ratio"]
+        for r in report["rows"]
+        if r.get("export") and (args.out / Path(r["export"]).name).is_dir()
+    }
     models = {"dense": load_reference(reference(args.out, args.dense), report["task"])}
     for name in sorted(ratios):
         models[name] = load_pretrained(args.out / name)
     timings = time_round_robin(models, LatencyConfig(repeats=args.repeats))
     base = timings["dense"]["median_ms"]
-    rows = [{"export": k, "flops_ratio": ratios.get(k, 1.0), "latency_ms": t["median_ms"],
-             "latency_ratio": round(t["median_ms"] / base, 4)} for k, t in timings.items()]
+    rows = [
+        {
+            "export": k,
+            "flops_ratio": ratios.get(k, 1.0),
+            "latency_ms": t["median_ms"],
+            "latency_ratio": round(t["median_ms"] / base, 4),
+        }
+        for k, t in timings.items()
+    ]
     for r in rows:
-        print(f"{r['export']:>14}  FLOPs x{r['flops_ratio']:.3f}  latency x{r['latency_ratio']:.3f}  ({r['latency_ms']:.2f} ms)")
-    (args.out / "latency_idle.json").write_text(json.dumps({"config": vars(LatencyConfig(repeats=args.repeats)), "rows": rows},
-                                                           indent=2) + "\n")
+        print(
+            f"{r['export']:>14}  FLOPs x{r['flops_ratio']:.3f}  latency x{r['latency_ratio']:.3f}  "
+            f"({r['latency_ms']:.2f} ms)"
+        )
+    (args.out / "latency_idle.json").write_text(
+        json.dumps({"config": vars(LatencyConfig(repeats=args.repeats)), "rows": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -5,15 +5,16 @@
 Windows are built as `awncompress convert` builds them (the recipe's data section); "without BOS"
 builds them with the tokenizer's BOS token unset.
 """
+
 from __future__ import annotations
 
 import argparse
 
 import torch
 
+from awncompress.config import apply_overrides, load_recipe
 from awncompress.data.tokenized import load_task_data
 from awncompress.evaluate.measure import evaluate_model
-from awncompress.config.recipe import apply_overrides, load_recipe
 from awncompress.run.bundle import data_config, load_model
 
 

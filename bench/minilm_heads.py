@@ -13,10 +13,12 @@ Seed 0 trains the dense model; later seeds start from it (the same teacher), or 
 from ``--dense``. Summarise with
 ``python bench/summarise.py OUT``.
 """
+
 from __future__ import annotations
 
 from seeds import run_seeds, seed_args
-from awncompress.config.recipe import apply_overrides, load_recipe
+
+from awncompress.config import apply_overrides, load_recipe
 
 TARGETS = "0.25,0.3,0.4"
 WIDTHS = "0.125,0.25,0.5"
@@ -27,8 +29,14 @@ def main() -> None:
     base = load_recipe("demo")
 
     def recipe_for(seed: int, first: bool):
-        overrides = {"seed": seed, "awn.heads": "true", "export.flops": TARGETS, "export.widths": WIDTHS,
-                     "evaluate.methods": "awn,wina,finetune-heads", **sets}
+        overrides = {
+            "seed": seed,
+            "awn.heads": "true",
+            "export.flops": TARGETS,
+            "export.widths": WIDTHS,
+            "evaluate.methods": "awn,wina,finetune-heads",
+            **sets,
+        }
         if args.dense is not None or not first:
             overrides["model"] = str(args.dense or args.out / f"seed-{args.seeds[0]}" / "dense")
         return apply_overrides(base, overrides), None

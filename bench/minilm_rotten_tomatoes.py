@@ -9,15 +9,16 @@ Seeds 1 and 2 start from seed 0's trained dense model (the same teacher, so the 
 are identical) and repeat awn and wina+finetune. Each seed writes its own report under OUT/seed-N;
 bench/summarise.py turns them into BENCHMARKS.md tables.
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 import torch
-
 from seeds import run_seeds
-from awncompress.config.recipe import apply_overrides, load_recipe
+
+from awncompress.config import apply_overrides, load_recipe
 
 ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
 WIDTHS = "0.125,0.25,0.375,0.5,0.75"
@@ -39,7 +40,9 @@ def main() -> None:
         if first:
             overrides.update({"evaluate.methods": ALL_METHODS, "export.per_layer": "true"})
         else:
-            overrides.update({"model": str(args.out / f"seed-{args.seeds[0]}" / "dense"), "evaluate.methods": "awn,finetune"})
+            overrides.update(
+                {"model": str(args.out / f"seed-{args.seeds[0]}" / "dense"), "evaluate.methods": "awn,finetune"}
+            )
         return apply_overrides(base, overrides), None
 
     run_seeds(args.out, args.seeds, recipe_for)

@@ -12,6 +12,7 @@ median seconds per step of each way, and how far the two ways' weights and losse
 (rounding differs, so they are close, not equal). Run it alone: a second job on the CPU makes both ways slower
 by different amounts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from awncompress.model.surgery import convert_
+from awncompress.config import RECIPE_DIR, apply_overrides, default_recipe, load_recipe
 from awncompress.data.tokenized import load_task_data
-from awncompress.train.finetune import finetune
-from awncompress.config.recipe import RECIPE_DIR, apply_overrides, default_recipe, load_recipe
+from awncompress.model.surgery import convert_
 from awncompress.run.bundle import awn_config, calibration_batches, data_config, load_model, prior_config
+from awncompress.train.finetune import finetune
 
 
 def main() -> None:
@@ -40,34 +41,56 @@ def main() -> None:
     if (RECIPE_DIR / f"{args.model}.yaml").is_file():
         recipe = load_recipe(args.model)
     else:
-        recipe = apply_overrides(default_recipe(args.model), {"data.train": "builtin:rotten-tomatoes",
-                                                              "train.extra_widths": "0.125"})
-    recipe = apply_overrides(recipe, {"train.steps": args.steps, "train.kd_weight": 0, "train.checkpoint_every": 0,
-                                      "train.warmup_steps": 0})
+        recipe = apply_overrides(
+            default_recipe(args.model), {"data.train": "builtin:rotten-tomatoes", "train.extra_widths": "0.125"}
+        )
+    recipe = apply_overrides(
+        recipe, {"train.steps": args.steps, "train.kd_weight": 0, "train.checkpoint_every": 0, "train.warmup_steps": 0}
+    )
     model, tokenizer, _ = load_model(recipe.model, recipe.task)
     data = load_task_data(data_config(recipe), tokenizer)
-    convert_(model, awn_config(recipe), calibration=calibration_batches(data, recipe.awn.calibration_batches,
-                                                                          recipe.train.batch_size))
+    convert_(
+        model,
+        awn_config(recipe),
+        calibration=calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size),
+    )
     seconds: dict[bool, list[float]] = {True: [], False: []}
     trained: dict[bool, tuple] = {}
     for _ in range(args.rounds):
         for narrow in (True, False):
             copied = copy.deepcopy(model)
-            result = finetune(copied, data.train, data.collate, recipe.train.model_copy(update={"narrow_passes": narrow}),
-                              num_examples=data.num_train_examples, prior=prior_config(recipe), quiet=True)
+            result = finetune(
+                copied,
+                data.train,
+                data.collate,
+                recipe.train.model_copy(update={"narrow_passes": narrow}),
+                num_examples=data.num_train_examples,
+                prior=prior_config(recipe),
+                quiet=True,
+            )
             seconds[narrow] += result.step_seconds[1:]  # the first step warms the allocator
             trained[narrow] = (dict(copied.named_parameters()), result.losses)
     # Rounding differs between the two ways (other matmul shapes), so the runs drift apart a little.
     (narrow_params, narrow_losses), (masked_params, masked_losses) = trained[True], trained[False]
-    drifts = {n: float((narrow_params[n].detach() - p.detach()).abs().max() / p.detach().abs().max().clamp_min(1e-12))
-              for n, p in masked_params.items()}
+    drifts = {
+        n: float((narrow_params[n].detach() - p.detach()).abs().max() / p.detach().abs().max().clamp_min(1e-12))
+        for n, p in masked_params.items()
+    }
     drift_tensor = max(drifts, key=drifts.get)
-    record = {"model": args.model, "task": recipe.task, "steps": args.steps, "rounds": args.rounds,
-              "batch_size": recipe.train.batch_size, "passes": {"full": recipe.train.full_width_pass,
-                                                                "extra_widths": recipe.train.extra_widths,
-                                                                "sample_from": recipe.train.sample_from},
-              "masked_s_per_step": round(statistics.median(seconds[False]), 3),
-              "narrow_s_per_step": round(statistics.median(seconds[True]), 3)}
+    record = {
+        "model": args.model,
+        "task": recipe.task,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "batch_size": recipe.train.batch_size,
+        "passes": {
+            "full": recipe.train.full_width_pass,
+            "extra_widths": recipe.train.extra_widths,
+            "sample_from": recipe.train.sample_from,
+        },
+        "masked_s_per_step": round(statistics.median(seconds[False]), 3),
+        "narrow_s_per_step": round(statistics.median(seconds[True]), 3),
+    }
     record["narrow_share"] = round(record["narrow_s_per_step"] / record["masked_s_per_step"], 3)
     record["max_relative_weight_drift"] = float(f"{drifts[drift_tensor]:.3g}")
     record["drift_tensor"] = drift_tensor

@@ -1,7 +1,8 @@
 """Time to materialise one width from a nested checkpoint (issue target: < 1 s for MiniLM).
 
-    python bench/nested_pick_time.py OUT/nested [--widths 0.125 0.25 0.5] [--repeats 5]
+python bench/nested_pick_time.py OUT/nested [--widths 0.125 0.25 0.5] [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,10 @@ def main() -> None:
             began = time.perf_counter()
             load_pretrained(args.nested, width=w)
             times.append(time.perf_counter() - began)
-        print(f"width {w:g}: median {statistics.median(times) * 1000:.0f} ms (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})")
+        print(
+            f"width {w:g}: median {statistics.median(times) * 1000:.0f} ms "
+            f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})"
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The seed loop every benchmark driver shares: run each seed's recipe into OUT/seed-N, time it,
 and record the wall times in OUT/timings.json."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,12 +11,17 @@ from typing import Callable, Optional
 
 import torch
 
-from awncompress.run.convert import run_convert
 from awncompress.config.recipe import Recipe
+from awncompress.run.convert import run_convert
 
 
-def run_seeds(out: Path, seeds: list[int], recipe_for: Callable[[int, bool], tuple[Recipe, Optional[float]]],
-              label: str = "", **extra: object) -> dict[int, float]:
+def run_seeds(
+    out: Path,
+    seeds: list[int],
+    recipe_for: Callable[[int, bool], tuple[Recipe, Optional[float]]],
+    label: str = "",
+    **extra: object,
+) -> dict[int, float]:
     """Run ``recipe_for(seed, first)`` (a recipe and a --budget or None) for each seed; return the wall
     seconds per seed, also written with ``extra`` to ``out/timings.json``.
 

@@ -9,6 +9,7 @@ each FLOP target, the uniform (FFN width, heads) pair ``pick_for_flops`` gives i
 scored, beside the FFN-only cut (all heads) with the same FLOPs. Static cuts: this checks the export
 path and the trade-off an order alone gives on a GQA model, not what a fine-tune reaches.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,17 +21,16 @@ from pathlib import Path
 import torch
 import transformers as tf
 
-from awncompress.model.surgery import layer_widths, order_, truncate_
-from awncompress.data.tokenized import ExampleDataset
 from awncompress.checkpoint.export import export_uniform
+from awncompress.config import load_recipe
+from awncompress.data.tokenized import ExampleDataset, load_task_data
+from awncompress.evaluate.measure import evaluate_model
 from awncompress.model.flop_targets import pick_for_flops
 from awncompress.model.flops import count_flops
 from awncompress.model.head_cuts import order_heads_
 from awncompress.model.heads import layer_heads
-from awncompress.evaluate.measure import evaluate_model
-from awncompress.config.recipe import load_recipe
+from awncompress.model.surgery import layer_widths, order_, truncate_
 from awncompress.run.bundle import calibration_batches, data_config, load_model
-from awncompress.data.tokenized import load_task_data
 
 TARGETS = (0.5, 0.6, 0.7, 0.8)
 
@@ -41,7 +41,9 @@ def _ffn_only_width(model: torch.nn.Module, target: float, seq_len: int) -> int:
     lo, hi = 1, max(layer_widths(model))
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if count_flops(model, seq_len, ffn_widths=[mid] * n).total <= target * dense else (lo, mid - 1)
+        lo, hi = (
+            (mid, hi) if count_flops(model, seq_len, ffn_widths=[mid] * n).total <= target * dense else (lo, mid - 1)
+        )
     return lo
 
 
@@ -72,11 +74,21 @@ def main() -> None:
         ffn_only = copy.deepcopy(model)
         width = _ffn_only_width(model, target, seq_len)
         truncate_(ffn_only, width)
-        point = {"target": target, "heads": {"width": pick.width, "heads": layer_heads(vanilla)[0], "flops_ratio": round(pick.flops_ratio, 4),
-                                             "config_heads": [config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]],
-                                             "perplexity": heads_ppl},
-                 "ffn_only": {"width": width, "flops_ratio": round(count_flops(ffn_only, seq_len).total / count_flops(model, seq_len).total, 4),
-                              "perplexity": score(ffn_only)}}
+        point = {
+            "target": target,
+            "heads": {
+                "width": pick.width,
+                "heads": layer_heads(vanilla)[0],
+                "flops_ratio": round(pick.flops_ratio, 4),
+                "config_heads": [config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]],
+                "perplexity": heads_ppl,
+            },
+            "ffn_only": {
+                "width": width,
+                "flops_ratio": round(count_flops(ffn_only, seq_len).total / count_flops(model, seq_len).total, 4),
+                "perplexity": score(ffn_only),
+            },
+        }
         results["points"].append(point)
         print(json.dumps(point), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,12 @@ and teacher at each width alone); seed 1 repeats awn and wina+finetune. The wind
 BOS first) and the Persuasion evaluation split are fixed by the recipe. Summarise with
 ``python bench/summarise.py OUT``.
 """
+
 from __future__ import annotations
 
 from seeds import run_seeds, seed_args
-from awncompress.config.recipe import apply_overrides, load_recipe
+
+from awncompress.config import apply_overrides, load_recipe
 
 WIDTHS = "0.25,0.375,0.5,0.625,0.75"
 ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
@@ -21,8 +23,15 @@ def main() -> None:
     args, sets = seed_args(__doc__, [0, 1])
 
     def recipe_for(seed: int, first: bool):
-        return apply_overrides(load_recipe("smollm2"), {"seed": seed, "export.widths": WIDTHS,
-                                                        "evaluate.methods": ALL_METHODS if first else "awn,finetune", **sets}), None
+        return apply_overrides(
+            load_recipe("smollm2"),
+            {
+                "seed": seed,
+                "export.widths": WIDTHS,
+                "evaluate.methods": ALL_METHODS if first else "awn,finetune",
+                **sets,
+            },
+        ), None
 
     run_seeds(args.out, args.seeds, recipe_for)
 

@@ -7,6 +7,7 @@ measured latency ratio; the cost of each method for the whole curve; and, for ac
 gap to the strongest baseline exceeds two standard errors (binomial SE on the test set, combined
 with the seed spread where there are seeds).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,24 +49,39 @@ def summarise(folder: Path) -> str:
     dense = first["dense"]["value"]
     unit = " (%)" if percent else ""
     threads = f" ({first['device']['threads']} threads)" if first["device"].get("threads") else ""  # none on a GPU
-    lines = [f"Model `{first['model']}`, task {first['task']}, {n} eval examples, seeds {sorted(reports)}, "
-             f"device {first['device']['name']}{threads}. Dense {first['metric']['name']}: "
-             f"{dense * (100 if percent else 1):.2f}.", ""]
+    lines = [
+        f"Model `{first['model']}`, task {first['task']}, {n} eval examples, seeds {sorted(reports)}, "
+        f"device {first['device']['name']}{threads}. Dense {first['metric']['name']}: "
+        f"{dense * (100 if percent else 1):.2f}.",
+        "",
+    ]
     lines.append("| method | " + " | ".join(f"{w:g}" for w in widths) + " |")
     lines.append("|---|" + "---|" * len(widths))
     for m in methods:
         cells = [(_cell(values[(m, w)], percent) if (m, w) in values else "—") for w in widths]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", f"{first['metric']['name']}{unit} by FFN width fraction; mean ± sd over seeds where a method ran on several.", ""]
+    lines += [
+        "",
+        f"{first['metric']['name']}{unit} by FFN width fraction; mean ± sd over seeds where a method ran on several.",
+        "",
+    ]
     lines.append("| width | FLOPs ratio | latency ratio (awn) | latency ratio (wina static) |")
     lines.append("|---|---|---|---|")
     for w in widths:
         awn, wina = rows.get(("awn", w), {}), rows.get(("wina", w), {})
-        fmt = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "—"
-        lines.append(f"| {w:g} | {fmt(awn.get('flops_ratio'))} | {fmt(awn.get('latency_ratio'))} | {fmt(wina.get('latency_ratio'))} |")
+
+        def fmt(x):
+            return f"{x:.3f}" if isinstance(x, (int, float)) else "—"
+
+        lines.append(
+            f"| {w:g} | {fmt(awn.get('flops_ratio'))} | {fmt(awn.get('latency_ratio'))} "
+            f"| {fmt(wina.get('latency_ratio'))} |"
+        )
     lines += ["", "Cost of the whole curve (wall seconds, seed 0):", ""]
     for method, cost in first["costs"].items():
-        lines.append(f"- {method}: " + ", ".join(f"{k} {v:.0f}" for k, v in cost.items() if isinstance(v, (int, float))))
+        lines.append(
+            f"- {method}: " + ", ".join(f"{k} {v:.0f}" for k, v in cost.items() if isinstance(v, (int, float)))
+        )
     if percent:
         lines += ["", _significance(reports, values, methods, widths, n)]
     else:
@@ -91,23 +107,40 @@ def _flops_section(reports: dict[int, dict], percent: bool) -> list[str]:
         return []
     methods = list(dict.fromkeys(m for m, _ in values))
     targets = sorted({t for _, t in values})
-    lines = ["", "FFN + heads, by FLOP target (mean ± sd over seeds):", "",
-             "| target | FFN width, heads | FLOPs ratio | latency ratio | " + " | ".join(methods) + " |",
-             "|---|---|---|---|" + "---|" * len(methods)]
+    lines = [
+        "",
+        "FFN + heads, by FLOP target (mean ± sd over seeds):",
+        "",
+        "| target | FFN width, heads | FLOPs ratio | latency ratio | " + " | ".join(methods) + " |",
+        "|---|---|---|---|" + "---|" * len(methods),
+    ]
     for t in targets:
         r = rows.get(("awn-heads", t)) or next(v for (m, x), v in rows.items() if x == t)
         shape = f"{r['width_fraction']:.3f}, {r['heads']}"
         lat = r.get("latency_ratio")
         cells = [(_cell(values[(m, t)], percent) if (m, t) in values else "—") for m in methods]
-        lines.append(f"| {t:g} | {shape} | {r['flops_ratio']:.3f} | {lat if lat is None else f'{lat:.3f}'} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {t:g} | {shape} | {r['flops_ratio']:.3f} | {lat if lat is None else f'{lat:.3f}'} | "
+            + " | ".join(cells)
+            + " |"
+        )
     if percent:
-        lines += ["", "Paired gaps in points (± 2 SE; * beyond 2 SE):", "",
-                  "| target | " + " | ".join(f"{a} − {b}" for a, b in HEAD_CLAIMS) + " |", "|---|" + "---|" * len(HEAD_CLAIMS)]
+        lines += [
+            "",
+            "Paired gaps in points (± 2 SE; * beyond 2 SE):",
+            "",
+            "| target | " + " | ".join(f"{a} − {b}" for a, b in HEAD_CLAIMS) + " |",
+            "|---|" + "---|" * len(HEAD_CLAIMS),
+        ]
         for t in targets:
             cells = []
             for a, b in HEAD_CLAIMS:
                 paired = _paired(reports, f"{a}@{t:g}", f"{b}@{t:g}")
-                cells.append("—" if paired is None else f"{paired[0]:+.2f} ± {2 * paired[1]:.2f}" + ("*" if abs(paired[0]) > 2 * paired[1] else ""))
+                cells.append(
+                    "—"
+                    if paired is None
+                    else f"{paired[0]:+.2f} ± {2 * paired[1]:.2f}" + ("*" if abs(paired[0]) > 2 * paired[1] else "")
+                )
             lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
     return lines
 
@@ -127,19 +160,27 @@ def _paired(reports: dict[int, dict], a: str, b: str) -> tuple[float, float] | N
             ses.append(statistics.stdev(d) / math.sqrt(len(d)) * 100)
     if not gaps:
         return None
-    var = statistics.mean(se**2 for se in ses) / len(gaps) + (statistics.variance(gaps) / len(gaps) if len(gaps) > 1 else 0.0)
+    var = statistics.mean(se**2 for se in ses) / len(gaps) + (
+        statistics.variance(gaps) / len(gaps) if len(gaps) > 1 else 0.0
+    )
     return statistics.mean(gaps), math.sqrt(var)
 
 
 def _significance(reports: dict[int, dict], values: dict, methods: list[str], widths: list[float], n: int) -> str:
-    out = ["Gap of awn to the strongest other non-theoretical method per width. Paired test: every model is "
-           f"scored on the same {n} examples, so the SE is that of the per-example difference (McNemar-style), "
-           "plus the spread of the per-seed gaps; a gap beyond 2 SE is called significant:", ""]
+    out = [
+        "Gap of awn to the strongest other non-theoretical method per width. Paired test: every model is "
+        f"scored on the same {n} examples, so the SE is that of the per-example difference (McNemar-style), "
+        "plus the spread of the per-seed gaps; a gap beyond 2 SE is called significant:",
+        "",
+    ]
     for w in widths:
         if ("awn", w) not in values:
             continue
-        others = [(statistics.mean(values[(m, w)]), m) for m in methods
-                  if m not in ("awn", "awn-per-layer", "wina-dynamic") and (m, w) in values]
+        others = [
+            (statistics.mean(values[(m, w)]), m)
+            for m in methods
+            if m not in ("awn", "awn-per-layer", "wina-dynamic") and (m, w) in values
+        ]
         if not others:
             continue
         _, name = max(others)
@@ -157,7 +198,10 @@ def _significance(reports: dict[int, dict], values: dict, methods: list[str], wi
 def _seed_spread(values: dict, widths: list[float]) -> str:
     """For a metric without per-example results (perplexity): awn − wina+finetune per width against
     the seed spread; a gap is called beyond the spread when it exceeds the two sds added."""
-    lines = ["awn − wina+finetune by width (mean over seeds; beyond the spread when |gap| > sd(awn) + sd(wina+finetune)):", ""]
+    lines = [
+        "awn − wina+finetune by width (mean over seeds; beyond the spread when |gap| > sd(awn) + sd(wina+finetune)):",
+        "",
+    ]
     for w in widths:
         a, b = values.get(("awn", w)), values.get(("wina+finetune", w))
         if not a or not b:
@@ -176,8 +220,12 @@ CLAIMS = (("awn", "wina+finetune"), ("awn", "wina"), ("awn-per-layer", "awn"))
 
 def _gap_table(reports: dict[int, dict], widths: list[float]) -> str:
     """Paired gaps (points, ± 2 SE) of each claim's pair at every width; * marks a significant gap."""
-    lines = ["Paired gaps in points (± 2 SE, pooled over the seeds that ran both; * beyond 2 SE):", "",
-             "| width | " + " | ".join(f"{a} − {b}" for a, b in CLAIMS) + " |", "|---|" + "---|" * len(CLAIMS)]
+    lines = [
+        "Paired gaps in points (± 2 SE, pooled over the seeds that ran both; * beyond 2 SE):",
+        "",
+        "| width | " + " | ".join(f"{a} − {b}" for a, b in CLAIMS) + " |",
+        "|---|" + "---|" * len(CLAIMS),
+    ]
     for w in widths:
         cells = []
         for a, b in CLAIMS:

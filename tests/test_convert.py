@@ -1,15 +1,25 @@
 """Conversion, ordering and folding leave every supported family's outputs unchanged."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
+from conftest import logits, make_batches, make_model
 
-from awncompress import (AWNConfig, AdaptiveFFN, adaptive_modules, convert_, find_ffns, fold_, layer_widths,
-                         order_, truncate_)
+from awncompress import (
+    AdaptiveFFN,
+    AWNConfig,
+    adaptive_modules,
+    convert_,
+    find_ffns,
+    fold_,
+    layer_widths,
+    order_,
+    truncate_,
+)
 from awncompress.model.scoring import SCORERS
-from conftest import make_batches, make_model, logits
 
 TOL = 1e-5
 
@@ -103,7 +113,10 @@ def test_wina_order_beats_reverse_order_under_truncation():
     bad = copy.deepcopy(model)
     for block in find_ffns(bad):
         block.select_(torch.arange(63, 47, -1))
-    err = lambda m: sum((logits(m, b) - r).pow(2).mean() for b, r in zip(batches, ref))
+
+    def err(m):
+        return sum((logits(m, b) - r).pow(2).mean() for b, r in zip(batches, ref))
+
     assert err(good) < err(bad)
 
 

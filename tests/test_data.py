@@ -1,4 +1,5 @@
 """awncompress.data.tokenized: sources, checks, seeded splits, tokenization and collation (offline, tiny tokenizers)."""
+
 from __future__ import annotations
 
 import json
@@ -120,7 +121,9 @@ def test_numeric_looking_text_and_na_strings_stay_text(tmp_path, bert_tok):
 
 
 def test_split_is_seeded_and_disjoint(tmp_path, bert_tok):
-    frame = pd.DataFrame({"text": [f"the {w} movie" for w in WORDS] * 3, "label": [i % 3 for i in range(3 * len(WORDS))]})
+    frame = pd.DataFrame(
+        {"text": [f"the {w} movie" for w in WORDS] * 3, "label": [i % 3 for i in range(3 * len(WORDS))]}
+    )
     frame["text"] = [f"{t} " + "very " * i for i, t in enumerate(frame["text"])]  # every row distinct
     path = str(_write(frame, tmp_path / "t.csv"))
     a = load_task_data(DataConfig(train=path, seed=1, eval_fraction=0.25), bert_tok)
@@ -170,7 +173,7 @@ def test_collate_uses_eos_as_pad_when_tokenizer_has_none(tmp_path):
     batch = td.collate(items)
     lengths = batch["attention_mask"].sum(1)
     row = int(lengths.argmin())
-    assert batch["input_ids"][row, int(lengths[row]):].eq(tok.eos_token_id).all()
+    assert batch["input_ids"][row, int(lengths[row]) :].eq(tok.eos_token_id).all()
 
 
 # --- causal language modelling -------------------------------------------------------------------
@@ -186,7 +189,7 @@ def test_causal_lm_windows_cover_the_token_stream(tmp_path):
     stream = []
     for d in docs:
         stream += tok(d, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    expected = [stream[i: i + 8] for i in range(0, len(stream) - 7, 8)]  # tail dropped
+    expected = [stream[i : i + 8] for i in range(0, len(stream) - 7, 8)]  # tail dropped
     assert [td.train[i]["input_ids"] for i in range(len(td.train))] == expected
     for item in td.train:
         assert item["labels"] == item["input_ids"] and item["attention_mask"] == [1] * 8
@@ -304,23 +307,45 @@ def _bad(tmp_path: Path, name: str, content: str | bytes) -> str:
         (lambda p: DataConfig(train=_bad(p, "t.parquet", b"not parquet at all")), "could not read"),
         (lambda p: DataConfig(train=_bad(p, "t.json", "{not json")), "could not read"),
         (lambda p: DataConfig(train=str(p)), "is a directory"),
-        (lambda p: DataConfig(train=_bad(p, "t.csv", "sentence,label\nthe film,a\n")), "no column 'text'.*'sentence', 'label'"),
+        (
+            lambda p: DataConfig(train=_bad(p, "t.csv", "sentence,label\nthe film,a\n")),
+            "no column 'text'.*'sentence', 'label'",
+        ),
         (lambda p: DataConfig(train=_bad(p, "t.csv", "text,y\nthe film,a\n")), "no column 'label'.*'text', 'y'"),
         (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,0\nbad,2\n")), "must be 0..n-1.*0, 2"),
         (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,-1\nbad,0\n")), "must be 0..n-1"),
         (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\nbad,a\nfine,a\n")), "single class"),
-        (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\nbad,\nfine,b\n")), "without a value in label"),
+        (
+            lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\nbad,\nfine,b\n")),
+            "without a value in label",
+        ),
         (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\n")), "at least 2 examples"),
-        (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\nbad,b\n"), eval=_bad(p, "e.csv", "text\nfine\n")), "eval data .* no labels"),
-        (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\nbad,b\n"), eval=_bad(p, "e.csv", "text,label\nfine,\n")), "eval data .* no labels"),
+        (
+            lambda p: DataConfig(
+                train=_bad(p, "t.csv", "text,label\ngood,a\nbad,b\n"), eval=_bad(p, "e.csv", "text\nfine\n")
+            ),
+            "eval data .* no labels",
+        ),
+        (
+            lambda p: DataConfig(
+                train=_bad(p, "t.csv", "text,label\ngood,a\nbad,b\n"), eval=_bad(p, "e.csv", "text,label\nfine,\n")
+            ),
+            "eval data .* no labels",
+        ),
         (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\n,a\n,b\n")), "no rows with text"),
         (lambda p: DataConfig(task="causal-lm", train=_bad(p, "t.csv", "body\nthe film\n")), "no column 'text'"),
         (lambda p: DataConfig(task="causal-lm", train=_bad(p, "t.csv", "text\nqqq\n")), "at least 2 windows of 128"),
-        (lambda p: DataConfig(task="causal-lm", train=_bad(p, "t.csv", 'text\n" "\n'), eval=str(p / "t.csv")), "no rows with text"),
+        (
+            lambda p: DataConfig(task="causal-lm", train=_bad(p, "t.csv", 'text\n" "\n'), eval=str(p / "t.csv")),
+            "no rows with text",
+        ),
         (lambda p: DataConfig(task="regression", train=_bad(p, "t.csv", "text\nx\n")), "unknown task"),
         (lambda p: DataConfig(), "no training data"),
         (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\n"), eval_fraction=1.0), "eval_fraction"),
-        (lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\n"), max_train_examples=0), "max_train_examples"),
+        (
+            lambda p: DataConfig(train=_bad(p, "t.csv", "text,label\ngood,a\n"), max_train_examples=0),
+            "max_train_examples",
+        ),
         (lambda p: DataConfig(train="builtin:imdb"), "unknown builtin"),
     ],
 )
@@ -350,7 +375,9 @@ def test_hub_id_without_network_says_to_pass_a_local_file(monkeypatch, bert_tok)
 
 def test_hub_dataset_splits_and_class_names(monkeypatch, bert_tok):
     datasets = pytest.importorskip("datasets")
-    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
     rows = _reviews(12).rename(columns={"text": "sentence"}).assign(label=lambda f: (f["label"] == "pos").astype(int))
     split = datasets.Dataset.from_pandas(rows[["sentence", "label"]], features=features, preserve_index=False)
     dd = datasets.DatasetDict({"train": split, "validation": split.select(range(4))})

@@ -1,4 +1,5 @@
 """Defaults that carry (derived and recorded), memory-aware sizes, the dry pass, --plan and --budget."""
+
 from __future__ import annotations
 
 import json
@@ -6,16 +7,16 @@ import json
 import pytest
 import transformers as tf
 import yaml
+from conftest import make_model, save_tiny_bert, word_tokenizer, write_reviews
 from typer.testing import CliRunner
 
-from awncompress.run import memory
 from awncompress.cli import app
+from awncompress.config import Recipe, apply_overrides, load_recipe
 from awncompress.data.tokenized import DataConfig, load_task_data
+from awncompress.errors import AwnError
+from awncompress.run import memory
 from awncompress.run.derive import derive_defaults
 from awncompress.run.plan import Measured, estimate, fit_budget
-from awncompress.errors import AwnError
-from awncompress.config.recipe import Recipe, apply_overrides, load_recipe
-from conftest import make_model, save_tiny_bert, word_tokenizer, write_reviews
 
 runner = CliRunner()
 
@@ -23,7 +24,10 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("defaults")
-    return {"model": save_tiny_bert(root / "model", with_head=False), "data": write_reviews(root / "reviews.csv", n=160)}
+    return {
+        "model": save_tiny_bert(root / "model", with_head=False),
+        "data": write_reviews(root / "reviews.csv", n=160),
+    }
 
 
 def _data(tiny, **kw):
@@ -42,8 +46,9 @@ def test_unset_settings_are_derived_and_recorded(tiny):
 
 
 def test_a_wider_model_gets_a_smaller_rate_unless_one_is_set(tiny):
-    wide = tf.BertForSequenceClassification(tf.BertConfig(vocab_size=100, hidden_size=768, num_hidden_layers=1,
-                                                          num_attention_heads=2, intermediate_size=32))
+    wide = tf.BertForSequenceClassification(
+        tf.BertConfig(vocab_size=100, hidden_size=768, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
     derived = derive_defaults(Recipe(model="m"), wide, _data(tiny))
     assert derived.train.lr == 1.5e-4 and "384/768" in derived.derived["train.lr"]
     kept = derive_defaults(apply_overrides(Recipe(model="m"), {"train.lr": 3e-4}), wide, _data(tiny))
@@ -51,10 +56,23 @@ def test_a_wider_model_gets_a_smaller_rate_unless_one_is_set(tiny):
 
 
 def test_settings_someone_set_are_kept(tiny):
-    recipe = apply_overrides(Recipe(model="m"), {"train.steps": 7, "train.extra_widths": "[]", "dense.steps": 3,
-                                                 "train.warmup_steps": 0, "train.batch_per_width": "false"})
+    recipe = apply_overrides(
+        Recipe(model="m"),
+        {
+            "train.steps": 7,
+            "train.extra_widths": "[]",
+            "dense.steps": 3,
+            "train.warmup_steps": 0,
+            "train.batch_per_width": "false",
+        },
+    )
     derived = derive_defaults(recipe, make_model("bert"), _data(tiny), head_trained=False)
-    assert (derived.train.steps, derived.train.extra_widths, derived.dense.steps, derived.train.warmup_steps) == (7, [], 3, 0)
+    assert (derived.train.steps, derived.train.extra_widths, derived.dense.steps, derived.train.warmup_steps) == (
+        7,
+        [],
+        3,
+        0,
+    )
     assert derived.train.batch_per_width is False  # 7 × 32 × 2 passes would be fresh, but it was set
     assert set(derived.derived) <= {"evaluate.batch_size", "train.grad_accum"}
     shipped = load_recipe("demo")
@@ -66,8 +84,13 @@ def test_a_batch_per_width_pass_is_derived_only_where_its_batches_are_fresh(tiny
     one_pass = derive_defaults(apply_overrides(Recipe(model="m"), {"train.batch_size": 4}), make_model("bert"), data)
     assert one_pass.train.steps == 100 and not one_pass.train.batch_per_width  # 100 × 4 × 3 passes repeat the 128
     assert "would repeat the 128 training examples" in one_pass.derived["train.batch_per_width"]
-    short = derive_defaults(apply_overrides(Recipe(model="m"), {"train.batch_size": 4, "train.steps": 10}), make_model("bert"), data)
-    assert short.train.batch_per_width and "10 steps × 4 × 3 = 120 draws are all fresh" in short.derived["train.batch_per_width"]
+    short = derive_defaults(
+        apply_overrides(Recipe(model="m"), {"train.batch_size": 4, "train.steps": 10}), make_model("bert"), data
+    )
+    assert (
+        short.train.batch_per_width
+        and "10 steps × 4 × 3 = 120 draws are all fresh" in short.derived["train.batch_per_width"]
+    )
 
 
 def test_memory_sizes_a_large_vocabulary_down_and_refuses_what_cannot_fit(monkeypatch):
@@ -93,8 +116,18 @@ def test_derived_gradient_accumulation_and_the_refusal(tiny, monkeypatch):
 
 
 def _measured(**kw) -> Measured:
-    base = dict(step={"awn": 2.0, "dense": 1.0}, plans=3, token=1e-4, tokens_train=30.0, tokens_eval=30.0, export=5.0,
-                latency=0.5, rows=20, dry_seconds=10.0, peak_bytes=2 * memory.GIB)
+    base = dict(
+        step={"awn": 2.0, "dense": 1.0},
+        plans=3,
+        token=1e-4,
+        tokens_train=30.0,
+        tokens_eval=30.0,
+        export=5.0,
+        latency=0.5,
+        rows=20,
+        dry_seconds=10.0,
+        peak_bytes=2 * memory.GIB,
+    )
     return Measured(**{**base, **kw})
 
 
@@ -138,7 +171,9 @@ def test_a_budget_that_leaves_fresh_examples_turns_a_derived_batch_per_width_on_
     assert fitted.train.steps * 32 * 3 <= 4000
     assert estimate(fitted, measured, 4000, 2000).total_seconds <= 5 * 60 + 1
     without = fit_budget(recipe.model_copy(update={"derived": {}}), plan, 5.0)
-    assert not without.train.batch_per_width and without.train.steps > fitted.train.steps  # the larger table costs steps
+    assert (
+        not without.train.batch_per_width and without.train.steps > fitted.train.steps
+    )  # the larger table costs steps
 
 
 def test_the_teacher_table_covers_only_what_the_fine_tunes_draw_and_shrinks_with_a_budget():
@@ -166,17 +201,37 @@ def test_a_budget_cuts_a_large_evaluation_set_before_the_steps():
     assert kept * plan.eval_example_seconds <= 0.5 * 40 * 60
     assert estimate(fitted, measured, 11000, kept).total_seconds <= 40 * 60 + 1
     # a small evaluation set is never cut below the floor, and one that fits is left alone
-    assert fit_budget(recipe, estimate(recipe, measured, 11000, 900), 40.0).data.max_eval_examples == recipe.data.max_eval_examples
-    assert fit_budget(recipe, estimate(recipe, _measured(), 4000, 2000), 5.0).data.max_eval_examples == recipe.data.max_eval_examples
+    assert (
+        fit_budget(recipe, estimate(recipe, measured, 11000, 900), 40.0).data.max_eval_examples
+        == recipe.data.max_eval_examples
+    )
+    assert (
+        fit_budget(recipe, estimate(recipe, _measured(), 4000, 2000), 5.0).data.max_eval_examples
+        == recipe.data.max_eval_examples
+    )
 
 
 def test_plan_writes_nothing_and_the_run_records_what_it_derived(tiny, tmp_path):
     out = tmp_path / "out"
-    args = ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--out", str(out),
-            "--set", "evaluate.methods=awn,wina", "--set", "evaluate.latency_repeats=1"]
+    args = [
+        "convert",
+        str(tiny["model"]),
+        "--data",
+        str(tiny["data"]),
+        "--widths",
+        "0.5",
+        "--out",
+        str(out),
+        "--set",
+        "evaluate.methods=awn,wina",
+        "--set",
+        "evaluate.latency_repeats=1",
+    ]
     result = runner.invoke(app, [*args, "--plan"])
     assert result.exit_code == 0, result.output
-    assert "awn fine-tune" in result.output and "peak memory" in result.output and "derived train.steps" in result.output
+    assert (
+        "awn fine-tune" in result.output and "peak memory" in result.output and "derived train.steps" in result.output
+    )
     assert not out.exists()
     result = runner.invoke(app, [*args, "--steps", "3", "--dense-steps", "3", "--quiet"])
     assert result.exit_code == 0, result.output
@@ -195,6 +250,20 @@ def test_the_dry_pass_fails_a_run_before_its_output_exists(tiny, tmp_path, monke
 
     monkeypatch.setattr(static.StaticMethod, "prepare", broken)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5",
-                                 "--out", str(out), "--set", "evaluate.methods=awn,wina", "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(tiny["model"]),
+            "--data",
+            str(tiny["data"]),
+            "--widths",
+            "0.5",
+            "--out",
+            str(out),
+            "--set",
+            "evaluate.methods=awn,wina",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 1 and "cannot order" in result.output and not out.exists()

@@ -1,4 +1,5 @@
 """Evaluation: dynamic WINA masks, baselines at full width, awn rows from disk, FLOPs, latency, bad input."""
+
 from __future__ import annotations
 
 import copy
@@ -6,16 +7,16 @@ import math
 
 import pytest
 import torch
+from conftest import collate, make_batches, make_dataset, make_model
 
 from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, load_pretrained, profile_summary
-from awncompress.errors import DataError, MetricError, NotAnExportError, UnknownMethodError
-from awncompress.evaluate.matrix import evaluate_methods
-from awncompress.model.flops import count_flops
-from awncompress.evaluate.latency import LatencyConfig, device_name, measure_latency
 from awncompress.checkpoint.layout import annotate_exports, export_dirs_for, find_exports
+from awncompress.errors import DataError, MetricError, NotAnExportError, UnknownMethodError
+from awncompress.evaluate.latency import LatencyConfig, device_name, measure_latency
+from awncompress.evaluate.matrix import evaluate_methods
 from awncompress.evaluate.measure import evaluate_model, flops_per_example, length_counts
 from awncompress.evaluate.methods import dynamic_wina
-from conftest import collate, make_batches, make_dataset, make_model
+from awncompress.model.flops import count_flops
 
 FAST = LatencyConfig(batch_size=1, seq_len=8, warmup=1, repeats=2)
 
@@ -41,8 +42,10 @@ def test_dynamic_wina_keeps_exactly_k_neurons_per_token(family):
     seen = []
     with dynamic_wina(model, 0.25) as ks:
         assert ks == [16, 16]
-        handles = [b.down.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
-                   for b in find_ffns(model)]
+        handles = [
+            b.down.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+            for b in find_ffns(model)
+        ]
         with torch.no_grad():
             masked = model(**batch).logits
         for h in handles:
@@ -77,7 +80,9 @@ def test_dynamic_wina_keeps_the_largest_weighted_activations():
 
 def test_perplexity_matches_the_models_own_loss():
     model = make_model("gpt2")
-    items = [{"input_ids": list(range(5, 15)), "attention_mask": [1] * 10, "labels": list(range(5, 15))} for _ in range(3)]
+    items = [
+        {"input_ids": list(range(5, 15)), "attention_mask": [1] * 10, "labels": list(range(5, 15))} for _ in range(3)
+    ]
     ppl = evaluate_model(model, items, collate, "causal-lm")
     batch = collate(items)
     with torch.no_grad():
@@ -90,7 +95,9 @@ def test_accuracy_is_the_argmax_agreement():
     items = make_dataset(10)
     acc = evaluate_model(model, items, collate, "text-classification", batch_size=4)
     with torch.no_grad():
-        preds = [int(model(**{k: v for k, v in collate([it]).items() if k != "labels"}).logits.argmax()) for it in items]
+        preds = [
+            int(model(**{k: v for k, v in collate([it]).items() if k != "labels"}).logits.argmax()) for it in items
+        ]
     assert acc == pytest.approx(sum(p == it["labels"] for p, it in zip(preds, items)) / len(items))
 
 
@@ -120,15 +127,26 @@ def test_latency_and_device():
 def test_baselines_at_full_width_equal_dense(family, task):
     model = make_model(family)
     items = make_dataset(9, "lm" if task == "causal-lm" else "cls")
-    record = evaluate_methods(model, None, items, collate, task, methods=["wina", "activation", "magnitude", "random", "wina-dynamic"],
-                              widths=[1.0], calibration=make_batches(), latency=None)
+    record = evaluate_methods(
+        model,
+        None,
+        items,
+        collate,
+        task,
+        methods=["wina", "activation", "magnitude", "random", "wina-dynamic"],
+        widths=[1.0],
+        calibration=make_batches(),
+        latency=None,
+    )
     dense = record["dense"]["value"]
     assert len(record["rows"]) == 5
     for row in record["rows"]:
         assert row["value"] == pytest.approx(dense, rel=1e-5), row["method"]
         assert row["flops_ratio"] == pytest.approx(1.0) and row["latency_ms"] is None
-    assert record["metric"] == {"name": "accuracy" if task != "causal-lm" else "perplexity",
-                                "higher_is_better": task != "causal-lm"}
+    assert record["metric"] == {
+        "name": "accuracy" if task != "causal-lm" else "perplexity",
+        "higher_is_better": task != "causal-lm",
+    }
 
 
 def test_awn_rows_are_reloaded_from_disk(tmp_path):
@@ -141,11 +159,22 @@ def test_awn_rows_are_reloaded_from_disk(tmp_path):
         seen.append(width)
         model = copy.deepcopy(original)
         from awncompress import truncate_
+
         truncate_(model, width)
         return model
 
-    record = evaluate_methods(original, dirs, items, collate, methods=["awn", "wina", "wina-dynamic", ("wina+finetune", finetuned)],
-                              calibration=make_batches(), latency=FAST, model_name="tiny-bert", data="synthetic", seed=3)
+    record = evaluate_methods(
+        original,
+        dirs,
+        items,
+        collate,
+        methods=["awn", "wina", "wina-dynamic", ("wina+finetune", finetuned)],
+        calibration=make_batches(),
+        latency=FAST,
+        model_name="tiny-bert",
+        data="synthetic",
+        seed=3,
+    )
     assert seen == [0.25, 0.5, 0.75]
     awn = [r for r in record["rows"] if r["method"] == "awn"]
     assert [r["width_fraction"] for r in awn] == [0.25, 0.5, 0.75]
@@ -188,7 +217,9 @@ def test_exports_on_disk_width_folders_win_over_the_nested_slice(tmp_path):
     dirs = export_dirs_for([0.25, 0.5], {"nested": nested, **{f"{w:g}": p for w, p in width_dirs.items()}})
     assert dirs == {0.25: out / "nested", 0.5: out / "width-0.5"}
     items = make_dataset(6, "lm")
-    record = evaluate_methods(original, dirs, items, collate, methods=["awn", "magnitude"], latency=None, profile=profile)
+    record = evaluate_methods(
+        original, dirs, items, collate, methods=["awn", "magnitude"], latency=None, profile=profile
+    )
     assert record["task"] == "causal-lm" and record["metric"]["name"] == "perplexity"
     awn = {r["width_fraction"]: r for r in record["rows"] if r["method"] == "awn"}
     assert awn[0.5]["export"] == str(out / "width-0.5")
@@ -225,16 +256,21 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
 
 
 def test_per_example_correctness_is_in_dataset_order():
-    
+
     model = make_model("bert")
     items = [{"input_ids": list(range(2, 2 + n)), "attention_mask": [1] * n, "labels": n % 3} for n in (9, 3, 6, 4, 8)]
 
     def collate(batch):
         longest = max(len(b["input_ids"]) for b in batch)
-        pad = lambda xs: xs + [0] * (longest - len(xs))
-        return {"input_ids": torch.tensor([pad(b["input_ids"]) for b in batch]),
-                "attention_mask": torch.tensor([pad(b["attention_mask"]) for b in batch]),
-                "labels": torch.tensor([b["labels"] for b in batch])}
+
+        def pad(xs):
+            return xs + [0] * (longest - len(xs))
+
+        return {
+            "input_ids": torch.tensor([pad(b["input_ids"]) for b in batch]),
+            "attention_mask": torch.tensor([pad(b["attention_mask"]) for b in batch]),
+            "labels": torch.tensor([b["labels"] for b in batch]),
+        }
 
     hits: list[int] = []
     acc = evaluate_model(model, items, collate, "text-classification", batch_size=2, correct=hits)
@@ -248,11 +284,21 @@ def test_per_example_correctness_is_in_dataset_order():
 
 def test_rows_of_one_shape_share_one_round_robin_timing():
     model = make_model("bert")
-    record = evaluate_methods(model, None, make_dataset(6), collate, methods=["wina", "magnitude", "random"],
-                              widths=[0.5, 1.0], calibration=make_batches(), latency=FAST)
+    record = evaluate_methods(
+        model,
+        None,
+        make_dataset(6),
+        collate,
+        methods=["wina", "magnitude", "random"],
+        widths=[0.5, 1.0],
+        calibration=make_batches(),
+        latency=FAST,
+    )
     by = {(r["method"], r["width_fraction"]): r for r in record["rows"]}
     assert by[("wina", 0.5)]["latency_ms"] == by[("magnitude", 0.5)]["latency_ms"] == by[("random", 0.5)]["latency_ms"]
-    assert by[("wina", 1.0)]["latency_ms"] == record["dense"]["latency_ms"] and by[("wina", 1.0)]["latency_ratio"] == 1.0
+    assert (
+        by[("wina", 1.0)]["latency_ms"] == record["dense"]["latency_ms"] and by[("wina", 1.0)]["latency_ratio"] == 1.0
+    )
     assert record["latency_config"]["schedule"] == "round-robin" and record["latency_config"]["shapes"] == 2
 
 
@@ -272,7 +318,9 @@ def test_round_robin_interleaves_the_models():
         def forward(self, input_ids, attention_mask):
             calls.append(self.name)
 
-    out = time_round_robin({"a": Stub("a"), "b": Stub("b"), "c": Stub("c")}, LatencyConfig(batch_size=1, seq_len=4, warmup=1, repeats=3))
+    out = time_round_robin(
+        {"a": Stub("a"), "b": Stub("b"), "c": Stub("c")}, LatencyConfig(batch_size=1, seq_len=4, warmup=1, repeats=3)
+    )
     assert calls[:3] == ["a", "b", "c"]  # warm-up
     assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # one pass each per round, order rotating
     assert set(out) == {"a", "b", "c"} and all(v["repeats"] == 3 for v in out.values())

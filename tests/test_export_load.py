@@ -1,4 +1,5 @@
 """Exports reload to the in-memory truncated model; every format; bad input writes nothing."""
+
 from __future__ import annotations
 
 import copy
@@ -6,11 +7,23 @@ import json
 
 import pytest
 import transformers as tf
+from conftest import logits, make_batches, make_model
 
-from awncompress import (AWNConfig, NotAnExportError, OutputExistsError, UnsafeCheckpointError, WidthError,
-                         convert_, export_nested, export_per_layer, export_uniform, fold_, load_pretrained,
-                         profile_summary, truncate_)
-from conftest import make_batches, make_model, logits
+from awncompress import (
+    AWNConfig,
+    NotAnExportError,
+    OutputExistsError,
+    UnsafeCheckpointError,
+    WidthError,
+    convert_,
+    export_nested,
+    export_per_layer,
+    export_uniform,
+    fold_,
+    load_pretrained,
+    profile_summary,
+    truncate_,
+)
 
 TOL = 1e-5
 
@@ -27,7 +40,11 @@ def test_uniform_export_loads_with_plain_transformers(family, tmp_path):
     out = export_uniform(model, tmp_path / "w", 0.5, source="tiny")
     expected = copy.deepcopy(model)
     truncate_(expected, 0.5)
-    auto = tf.AutoModelForCausalLM if family in ("gpt2", "llama", "mistral", "qwen2", "qwen3") else tf.AutoModelForSequenceClassification
+    auto = (
+        tf.AutoModelForCausalLM
+        if family in ("gpt2", "llama", "mistral", "qwen2", "qwen3")
+        else tf.AutoModelForSequenceClassification
+    )
     loaded = auto.from_pretrained(out).eval()
     assert (logits(loaded, batch) - logits(expected, batch)).abs().max() < TOL
     record = json.loads((out / "awncompress.json").read_text())
@@ -77,7 +94,9 @@ def test_nested_learned_and_full_width(tmp_path):
     full = load_pretrained(out)
     assert (logits(full, batch) - logits(model, batch)).abs().max() < TOL
     learned = load_pretrained(out, width="learned")
-    assert [b.out_features for b in (l.intermediate.dense for l in learned.bert.encoder.layer)] == profile["active_widths"]
+    assert [b.out_features for b in (layer.intermediate.dense for layer in learned.bert.encoder.layer)] == profile[
+        "active_widths"
+    ]
 
 
 def test_nested_loading_reads_only_slices(tmp_path, monkeypatch):
@@ -117,14 +136,28 @@ def test_nested_loading_reads_only_slices(tmp_path, monkeypatch):
 
 # --- bad input: a clear error, nothing written ---------------------------------------------------
 
-@pytest.mark.parametrize("width, message", [
-    (0, "outside"), (-3, "outside"), (65, "outside"), (0.0, r"\(0, 1\]"), (1.5, r"\(0, 1\]"),
-    ([8, 8.5], "integer"), ([8], "2 FFN layers"), ([8, 8, 8], "3 per-layer"), ([8, 0], "outside"), ("half", "int"),
-])
+
+@pytest.mark.parametrize(
+    "width, message",
+    [
+        (0, "outside"),
+        (-3, "outside"),
+        (65, "outside"),
+        (0.0, r"\(0, 1\]"),
+        (1.5, r"\(0, 1\]"),
+        ([8, 8.5], "integer"),
+        ([8], "2 FFN layers"),
+        ([8, 8, 8], "3 per-layer"),
+        ([8, 0], "outside"),
+        ("half", "int"),
+    ],
+)
 def test_bad_widths_raise_and_write_nothing(width, message, tmp_path):
     model = _folded("bert")
     with pytest.raises(WidthError, match=message):
-        export_uniform(model, tmp_path / "x", width) if not isinstance(width, list) else export_per_layer(model, tmp_path / "x", width)
+        export_uniform(model, tmp_path / "x", width) if not isinstance(width, list) else export_per_layer(
+            model, tmp_path / "x", width
+        )
     assert list(tmp_path.iterdir()) == []
 
 

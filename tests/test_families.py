@@ -1,6 +1,7 @@
 """Conformance of every family in the FFN table: convert and fold leave the outputs unchanged, a
 half-width export loads in plain transformers with the in-memory cut's outputs (and the cut changes
 them, so the check can fail), the loader and nested slicing agree, and FLOPs match torch's counter."""
+
 from __future__ import annotations
 
 import copy
@@ -8,11 +9,20 @@ import copy
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from zoo import SEQ2SEQ_TYPES, TINY, auto_class, build, inputs
 
-from awncompress import AWNConfig, UnsupportedModelError, convert_, export_nested, export_uniform, fold_, load_pretrained, truncate_
+from awncompress import (
+    AWNConfig,
+    UnsupportedModelError,
+    convert_,
+    export_nested,
+    export_uniform,
+    fold_,
+    load_pretrained,
+    truncate_,
+)
 from awncompress.model.families import FFN_SPECS, UNSHRINKABLE, find_ffns
 from awncompress.model.flops import count_flops
-from zoo import SEQ2SEQ_TYPES, TINY, auto_class, build, inputs
 
 TOL = 1e-5
 SHRINKABLE = sorted(t for t in TINY if t not in UNSHRINKABLE)
@@ -106,7 +116,9 @@ def test_the_fine_tune_trains_every_layout(model_type):
 
     model = build(model_type)
     batch = inputs(model_type)
-    labels = batch["decoder_input_ids"] if model_type in SEQ2SEQ_TYPES else torch.tensor([0, 1])  # seq2seq / classification
+    labels = (
+        batch["decoder_input_ids"] if model_type in SEQ2SEQ_TYPES else torch.tensor([0, 1])
+    )  # seq2seq / classification
     items = [{k: v[i].tolist() for k, v in batch.items()} | {"labels": labels[i].tolist()} for i in range(2)] * 4
     collate = lambda rows: {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}  # noqa: E731
     convert_(model, AWNConfig(scorer="wina"), calibration=[batch])

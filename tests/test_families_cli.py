@@ -1,17 +1,18 @@
 """`awncompress convert` end to end (fine-tune, exports, evaluation, report) for every decoder and
 encoder family in the FFN table, on a tiny model with a word-level tokenizer: text classification
 where the family has a classification head, causal LM otherwise."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from awncompress.model.families import UNSHRINKABLE
-from awncompress.cli import app
 from conftest import word_tokenizer, write_reviews
+from typer.testing import CliRunner
 from zoo import SEQ2SEQ_TYPES, TINY, auto_class, build
+
+from awncompress.cli import app
+from awncompress.model.families import UNSHRINKABLE
 
 runner = CliRunner()
 CLI_TYPES = sorted(t for t in TINY if t not in UNSHRINKABLE and t not in SEQ2SEQ_TYPES)
@@ -36,11 +37,36 @@ def test_convert_end_to_end(model_type, data, tmp_path):
     word_tokenizer().save_pretrained(folder)
     classify = type(model).__name__.endswith("ForSequenceClassification")
     out = tmp_path / "out"
-    result = runner.invoke(app, [
-        "convert", str(folder), "--task", "text-classification" if classify else "causal-lm",
-        "--data", str(data["reviews"] if classify else data["text"]), "--widths", "0.5", "--steps", "1", "--out", str(out),
-        "--set", "train.batch_size=4", "--set", "evaluate.methods=awn,wina", "--set", "evaluate.latency_repeats=1",
-        "--set", "data.max_length=16", "--set", "data.max_eval_examples=8", "--set", "awn.calibration_batches=1", "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(folder),
+            "--task",
+            "text-classification" if classify else "causal-lm",
+            "--data",
+            str(data["reviews"] if classify else data["text"]),
+            "--widths",
+            "0.5",
+            "--steps",
+            "1",
+            "--out",
+            str(out),
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "evaluate.methods=awn,wina",
+            "--set",
+            "evaluate.latency_repeats=1",
+            "--set",
+            "data.max_length=16",
+            "--set",
+            "data.max_eval_examples=8",
+            "--set",
+            "awn.calibration_batches=1",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "report.json").read_text())
     assert {r["method"] for r in record["rows"]} == {"awn", "wina"}

@@ -1,4 +1,5 @@
 """The brief fine-tune: it learns, moves λ, resumes exactly, and runs on 2 processes (gloo)."""
+
 from __future__ import annotations
 
 import copy
@@ -10,11 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import collate, free_port, make_batches, make_model, toy_data
 from safetensors.torch import load_file
 
 from awncompress import AWNConfig, adaptive_modules, convert_
-from awncompress.train.finetune import PriorConfig, TrainConfig, TrainingError, distillation_loss, finetune, latest_checkpoint
-from conftest import collate, free_port, make_batches, make_model, toy_data
+from awncompress.train.finetune import (
+    PriorConfig,
+    TrainConfig,
+    TrainingError,
+    distillation_loss,
+    finetune,
+    latest_checkpoint,
+)
 
 PRIOR = PriorConfig(rate_mean=4.6, rate_std=1.0, weight_std=1.0)
 
@@ -47,11 +55,20 @@ def test_kd_from_a_teacher_pulls_the_student_towards_it():
     teacher = make_model("bert", seed=1)
     data = toy_data()
     student = _converted()
-    gap = lambda: sum(distillation_loss(student(**collate(data[i:i + 8])).logits, teacher(**collate(data[i:i + 8])).logits, 2.0)
-                      for i in range(0, 48, 8))
+
+    def gap():
+        return sum(
+            distillation_loss(
+                student(**collate(data[i : i + 8])).logits, teacher(**collate(data[i : i + 8])).logits, 2.0
+            )
+            for i in range(0, 48, 8)
+        )
+
     with torch.no_grad():
         before = gap()
-    finetune(student, data, collate, _cfg(steps=15, kd_weight=1.0), num_examples=48, prior=PRIOR, teacher=teacher, quiet=True)
+    finetune(
+        student, data, collate, _cfg(steps=15, kd_weight=1.0), num_examples=48, prior=PRIOR, teacher=teacher, quiet=True
+    )
     with torch.no_grad():
         assert gap() < before
 
@@ -63,23 +80,41 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
 
     import awncompress.train.finetune as ft
 
-    real_save = ft._save_checkpoint
+    real_save = ft.save_checkpoint
 
     def save_then_die(folder, model, optimizer, state):
         real_save(folder, model, optimizer, state)
         raise KeyboardInterrupt  # killed right after the step-3 checkpoint landed
 
-    monkeypatch.setattr(ft, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(ft, "save_checkpoint", save_then_die)
     ckpt = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
-        finetune(_converted(), data, collate, _cfg(checkpoint_every=3), num_examples=48, prior=PRIOR, checkpoint_dir=ckpt, quiet=True)
-    monkeypatch.setattr(ft, "_save_checkpoint", real_save)
+        finetune(
+            _converted(),
+            data,
+            collate,
+            _cfg(checkpoint_every=3),
+            num_examples=48,
+            prior=PRIOR,
+            checkpoint_dir=ckpt,
+            quiet=True,
+        )
+    monkeypatch.setattr(ft, "save_checkpoint", real_save)
     assert latest_checkpoint(ckpt).name == "step-3"
     assert sorted(p.name for p in ckpt.iterdir()) == ["step-3"]  # no half-written checkpoint folder
 
     resumed = _converted()
-    result = finetune(resumed, data, collate, _cfg(checkpoint_every=3), num_examples=48, prior=PRIOR, checkpoint_dir=ckpt,
-                      resume=True, quiet=True)
+    result = finetune(
+        resumed,
+        data,
+        collate,
+        _cfg(checkpoint_every=3),
+        num_examples=48,
+        prior=PRIOR,
+        checkpoint_dir=ckpt,
+        resume=True,
+        quiet=True,
+    )
     assert result.steps == 6 and latest_checkpoint(ckpt).name == "step-6"
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
@@ -87,22 +122,47 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
 
 def test_deterministic_mode_and_time_budget():
     model = _converted()
-    result = finetune(model, toy_data(), collate, _cfg(mode="deterministic", steps=1000, max_seconds=0.5), num_examples=48,
-                      prior=PRIOR, quiet=True)
+    result = finetune(
+        model,
+        toy_data(),
+        collate,
+        _cfg(mode="deterministic", steps=1000, max_seconds=0.5),
+        num_examples=48,
+        prior=PRIOR,
+        quiet=True,
+    )
     assert result.stopped_early and 0 < result.steps < 1000
 
 
 def test_batch_must_split_over_accumulation():
     with pytest.raises(TrainingError, match="multiple of grad_accum"):
-        finetune(_converted(), toy_data(), collate, _cfg(batch_size=6, grad_accum=4), num_examples=48, prior=PRIOR, quiet=True)
+        finetune(
+            _converted(),
+            toy_data(),
+            collate,
+            _cfg(batch_size=6, grad_accum=4),
+            num_examples=48,
+            prior=PRIOR,
+            quiet=True,
+        )
 
 
 def test_two_cpu_processes_with_gloo(tmp_path):
     tests = Path(__file__).parent
     env = dict(os.environ, PYTHONPATH=f"{tests}{os.pathsep}{tests.parent}", OMP_NUM_THREADS="1")
     # `accelerate launch --cpu` always starts one process; torchrun is what starts several on CPU.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           str(tests / "ddp_finetune_script.py"), str(tmp_path), str(tests)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(tests / "ddp_finetune_script.py"),
+        str(tmp_path),
+        str(tests),
+    ]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
@@ -116,7 +176,9 @@ def test_extra_widths_are_trained_every_step():
     model = _converted()
     seen: list = []
     wrapper = adaptive_modules(model)[0]
-    wrapper.register_forward_pre_hook(lambda m, args: seen.append(m.truncate_to) if m.training else None)  # not the narrowing check
+    wrapper.register_forward_pre_hook(
+        lambda m, args: seen.append(m.truncate_to) if m.training else None
+    )  # not the narrowing check
     finetune(model, toy_data(), collate, _cfg(steps=3, extra_widths=[0.25]), num_examples=48, prior=PRIOR, quiet=True)
     # per step: the full width, one width sampled from the profile, then the sandwich width (16 of 64)
     assert len(seen) == 9 and seen[0::3] == [None] * 3 and seen[2::3] == [16] * 3
@@ -129,15 +191,26 @@ def test_a_diverging_fine_tune_stops_with_one_line(monkeypatch):
     monkeypatch.setattr(ft, "distillation_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     teacher = make_model("bert")
     with pytest.raises(TrainingError, match="diverged"):
-        finetune(_converted(), toy_data(), collate, _cfg(steps=3), num_examples=48, prior=PRIOR, teacher=teacher, quiet=True)
+        finetune(
+            _converted(), toy_data(), collate, _cfg(steps=3), num_examples=48, prior=PRIOR, teacher=teacher, quiet=True
+        )
 
 
 def test_sampled_widths_can_come_from_the_export_widths():
     model = _converted()
     seen: list = []
-    adaptive_modules(model)[0].register_forward_pre_hook(lambda m, args: seen.append(m.truncate_to) if m.training else None)  # not the narrowing check
-    finetune(model, toy_data(), collate, _cfg(steps=6, full_width_pass=False, sample_from=[0.25, 0.5]), num_examples=48,
-             prior=PRIOR, quiet=True)
+    adaptive_modules(model)[0].register_forward_pre_hook(
+        lambda m, args: seen.append(m.truncate_to) if m.training else None
+    )  # not the narrowing check
+    finetune(
+        model,
+        toy_data(),
+        collate,
+        _cfg(steps=6, full_width_pass=False, sample_from=[0.25, 0.5]),
+        num_examples=48,
+        prior=PRIOR,
+        quiet=True,
+    )
     assert set(seen) == {16, 32} and len(seen) == 6
 
 
@@ -155,6 +228,14 @@ def test_layer_wise_distillation_uses_a_live_teacher_and_pulls_hidden_states_tog
     assert float(hidden_loss(tuple(x + 0.1 for x in s), t)) > 0
     assert distillation_teacher(teacher, "text-classification", toy_data(), collate, hidden=True) is teacher
     convert_(model, AWNConfig(), calibration=make_batches())
-    result = finetune(model, toy_data(), collate, _cfg(steps=4, kd_hidden_weight=1.0), num_examples=48, prior=PRIOR,
-                      teacher=teacher, quiet=True)
+    result = finetune(
+        model,
+        toy_data(),
+        collate,
+        _cfg(steps=4, kd_hidden_weight=1.0),
+        num_examples=48,
+        prior=PRIOR,
+        teacher=teacher,
+        quiet=True,
+    )
     assert result.steps == 4 and all(math.isfinite(x) for x in result.losses)

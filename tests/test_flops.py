@@ -1,4 +1,5 @@
 """count_flops against torch's FlopCounterMode, on tiny random models of every supported family."""
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,14 @@ def _configs() -> dict[str, tf.PretrainedConfig]:
     # miss the attention scores that the analytic count includes.
     common = dict(vocab_size=VOCAB, attn_implementation="eager")
     bert = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **common)
-    llama = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                 intermediate_size=96, **common)
+    llama = dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=96,
+        **common,
+    )
     return {
         "bert": tf.BertConfig(**bert),
         "roberta": tf.RobertaConfig(**bert),
@@ -44,28 +51,76 @@ def _configs() -> dict[str, tf.PretrainedConfig]:
 CONFIGS = _configs()
 ENCODER_HEADS = ["base", "seq-cls", "token-cls", "qa", "lm"]
 HEAD_CLASSES = {
-    "bert": (tf.BertModel, tf.BertForSequenceClassification, tf.BertForTokenClassification,
-             tf.BertForQuestionAnswering, tf.BertLMHeadModel),
-    "roberta": (tf.RobertaModel, tf.RobertaForSequenceClassification, tf.RobertaForTokenClassification,
-                tf.RobertaForQuestionAnswering, tf.RobertaForCausalLM),
-    "xlm-roberta": (tf.XLMRobertaModel, tf.XLMRobertaForSequenceClassification,
-                    tf.XLMRobertaForTokenClassification, tf.XLMRobertaForQuestionAnswering,
-                    tf.XLMRobertaForCausalLM),
-    "electra": (tf.ElectraModel, tf.ElectraForSequenceClassification, tf.ElectraForTokenClassification,
-                tf.ElectraForQuestionAnswering, tf.ElectraForCausalLM),
-    "distilbert": (tf.DistilBertModel, tf.DistilBertForSequenceClassification,
-                   tf.DistilBertForTokenClassification, tf.DistilBertForQuestionAnswering,
-                   tf.DistilBertForMaskedLM),
-    "gpt2": (tf.GPT2Model, tf.GPT2ForSequenceClassification, tf.GPT2ForTokenClassification,
-             tf.GPT2ForQuestionAnswering, tf.GPT2LMHeadModel),
-    "llama": (tf.LlamaModel, tf.LlamaForSequenceClassification, tf.LlamaForTokenClassification,
-              tf.LlamaForQuestionAnswering, tf.LlamaForCausalLM),
-    "mistral": (tf.MistralModel, tf.MistralForSequenceClassification, tf.MistralForTokenClassification,
-                tf.MistralForQuestionAnswering, tf.MistralForCausalLM),
-    "qwen2": (tf.Qwen2Model, tf.Qwen2ForSequenceClassification, tf.Qwen2ForTokenClassification,
-              tf.Qwen2ForQuestionAnswering, tf.Qwen2ForCausalLM),
-    "qwen3": (tf.Qwen3Model, tf.Qwen3ForSequenceClassification, tf.Qwen3ForTokenClassification,
-              tf.Qwen3ForQuestionAnswering, tf.Qwen3ForCausalLM),
+    "bert": (
+        tf.BertModel,
+        tf.BertForSequenceClassification,
+        tf.BertForTokenClassification,
+        tf.BertForQuestionAnswering,
+        tf.BertLMHeadModel,
+    ),
+    "roberta": (
+        tf.RobertaModel,
+        tf.RobertaForSequenceClassification,
+        tf.RobertaForTokenClassification,
+        tf.RobertaForQuestionAnswering,
+        tf.RobertaForCausalLM,
+    ),
+    "xlm-roberta": (
+        tf.XLMRobertaModel,
+        tf.XLMRobertaForSequenceClassification,
+        tf.XLMRobertaForTokenClassification,
+        tf.XLMRobertaForQuestionAnswering,
+        tf.XLMRobertaForCausalLM,
+    ),
+    "electra": (
+        tf.ElectraModel,
+        tf.ElectraForSequenceClassification,
+        tf.ElectraForTokenClassification,
+        tf.ElectraForQuestionAnswering,
+        tf.ElectraForCausalLM,
+    ),
+    "distilbert": (
+        tf.DistilBertModel,
+        tf.DistilBertForSequenceClassification,
+        tf.DistilBertForTokenClassification,
+        tf.DistilBertForQuestionAnswering,
+        tf.DistilBertForMaskedLM,
+    ),
+    "gpt2": (
+        tf.GPT2Model,
+        tf.GPT2ForSequenceClassification,
+        tf.GPT2ForTokenClassification,
+        tf.GPT2ForQuestionAnswering,
+        tf.GPT2LMHeadModel,
+    ),
+    "llama": (
+        tf.LlamaModel,
+        tf.LlamaForSequenceClassification,
+        tf.LlamaForTokenClassification,
+        tf.LlamaForQuestionAnswering,
+        tf.LlamaForCausalLM,
+    ),
+    "mistral": (
+        tf.MistralModel,
+        tf.MistralForSequenceClassification,
+        tf.MistralForTokenClassification,
+        tf.MistralForQuestionAnswering,
+        tf.MistralForCausalLM,
+    ),
+    "qwen2": (
+        tf.Qwen2Model,
+        tf.Qwen2ForSequenceClassification,
+        tf.Qwen2ForTokenClassification,
+        tf.Qwen2ForQuestionAnswering,
+        tf.Qwen2ForCausalLM,
+    ),
+    "qwen3": (
+        tf.Qwen3Model,
+        tf.Qwen3ForSequenceClassification,
+        tf.Qwen3ForTokenClassification,
+        tf.Qwen3ForQuestionAnswering,
+        tf.Qwen3ForCausalLM,
+    ),
 }
 HEAD_CLASSES["electra-same-emb"] = HEAD_CLASSES["electra"]
 HEAD_CLASSES["gpt2-default-inner"] = HEAD_CLASSES["gpt2"]
@@ -74,8 +129,10 @@ HEAD_CLASSES["gpt2-default-inner"] = HEAD_CLASSES["gpt2"]
 def _build(key: str, head: str) -> nn.Module:
     config = CONFIGS[key]
     cls = HEAD_CLASSES[key][ENCODER_HEADS.index(head)]
-    if head == "lm" and cls.__name__.endswith(("ForCausalLM", "LMHeadModel")) and not key.startswith(
-        ("gpt2", "llama", "mistral", "qwen")
+    if (
+        head == "lm"
+        and cls.__name__.endswith(("ForCausalLM", "LMHeadModel"))
+        and not key.startswith(("gpt2", "llama", "mistral", "qwen"))
     ):
         config = copy.deepcopy(config)  # (to_dict would drop the eager attention choice)
         config.is_decoder = True  # a causal LM on an encoder
@@ -188,8 +245,14 @@ def test_wrong_ffn_widths_raise() -> None:
 
 
 def test_camembert_is_counted_like_roberta() -> None:
-    config = tf.CamembertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                vocab_size=VOCAB, attn_implementation="eager")
+    config = tf.CamembertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=VOCAB,
+        attn_implementation="eager",
+    )
     model = tf.CamembertForSequenceClassification(config).eval()
     ids = torch.full((1, SEQ_LEN), 5)
     with FlopCounterMode(display=False) as counter, torch.no_grad():

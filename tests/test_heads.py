@@ -1,6 +1,7 @@
 """Attention heads as AWN units: ordering keeps outputs, cuts export and reload (vanilla where the
 config can say the head count), nested exports cut heads lazily, and FLOPs with heads match torch's
 counter. Every family in the head table; GQA (2 query heads per KV group) for the Llama family."""
+
 from __future__ import annotations
 
 import copy
@@ -9,16 +10,26 @@ import json
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from zoo import auto_class, build, inputs
 
-from awncompress import (AWNConfig, NotAnExportError, UnsupportedModelError, WidthError, convert_, export_nested,
-                         export_uniform, fold_, load_pretrained, truncate_)
+from awncompress import (
+    AWNConfig,
+    NotAnExportError,
+    UnsupportedModelError,
+    WidthError,
+    convert_,
+    export_nested,
+    export_uniform,
+    fold_,
+    load_pretrained,
+    truncate_,
+)
 from awncompress.model.adaptive import head_units, profile_summary
-from awncompress.model.surgery import layer_widths
 from awncompress.model.flop_targets import pick_for_flops
 from awncompress.model.flops import count_flops
 from awncompress.model.head_cuts import order_heads_, truncate_heads_
 from awncompress.model.heads import HEAD_SPECS, find_heads, layer_heads
-from zoo import auto_class, build, inputs
+from awncompress.model.surgery import layer_widths
 
 GQA = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
 FAMILIES = sorted(HEAD_SPECS)

@@ -1,5 +1,6 @@
 """Hostile input and faults: nothing deleted, executed or read that the user did not name; one line,
 non-zero exit and nothing half-written for everything else. One test per class of issue 10."""
+
 from __future__ import annotations
 
 import json
@@ -8,22 +9,39 @@ import shutil
 
 import pytest
 import yaml
+from conftest import make_model, save_tiny_bert, save_tiny_llama, synthetic_record, write_nested, write_reviews
 from typer.testing import CliRunner
 
 from awncompress import NotAnExportError, export_uniform, load_pretrained, read_provenance
 from awncompress.cli import app
 from awncompress.report.files import load_report
-from conftest import make_model, save_tiny_bert, save_tiny_llama, synthetic_record, write_nested, write_reviews
 
 runner = CliRunner()
-FAST = ["--steps", "2", "--dense-steps", "2", "--set", "train.batch_size=8", "--set", "dense.batch_size=8",
-        "--set", "train.checkpoint_every=1", "--set", "evaluate.latency_repeats=1", "--quiet"]
+FAST = [
+    "--steps",
+    "2",
+    "--dense-steps",
+    "2",
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "dense.batch_size=8",
+    "--set",
+    "train.checkpoint_every=1",
+    "--set",
+    "evaluate.latency_repeats=1",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
-    return {"model": save_tiny_bert(root / "model", with_head=False), "data": write_reviews(root / "reviews.csv"), "root": root}
+    return {
+        "model": save_tiny_bert(root / "model", with_head=False),
+        "data": write_reviews(root / "reviews.csv"),
+        "root": root,
+    }
 
 
 def _one_line(result, code: int = 1) -> str:
@@ -35,8 +53,22 @@ def _one_line(result, code: int = 1) -> str:
 
 
 def _convert(tiny, out, *extra):
-    return runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--no-eval",
-                               "--out", str(out), *FAST, *extra])
+    return runner.invoke(
+        app,
+        [
+            "convert",
+            str(tiny["model"]),
+            "--data",
+            str(tiny["data"]),
+            "--widths",
+            "0.5",
+            "--no-eval",
+            "--out",
+            str(out),
+            *FAST,
+            *extra,
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- 1. names read from metadata
@@ -75,8 +107,11 @@ def test_a_metric_script_named_by_an_output_folder_is_not_run(tiny, tmp_path):
 def test_a_metric_script_named_by_a_recipe_file_is_not_run(tiny, tmp_path):
     script, marker = _evil_metric(tmp_path)
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({"model": str(tiny["model"]), "data": {"train": str(tiny["data"])},
-                                      "evaluate": {"metric": str(script)}}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {"model": str(tiny["model"]), "data": {"train": str(tiny["data"])}, "evaluate": {"metric": str(script)}}
+        )
+    )
     line = _one_line(runner.invoke(app, ["convert", str(recipe), "--out", str(tmp_path / "o"), *FAST]))
     assert "not run" in line and not marker.exists() and not (tmp_path / "o").exists()
 
@@ -148,7 +183,9 @@ def test_corrupt_safetensors_give_one_line(tiny, tmp_path):
     shutil.copytree(tiny["model"], broken)
     data = (broken / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(data[: len(data) // 3])
-    line = _one_line(runner.invoke(app, ["convert", str(broken), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST]))
+    line = _one_line(
+        runner.invoke(app, ["convert", str(broken), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST])
+    )
     assert "model.safetensors" in line and not (tmp_path / "o").exists()
     folder = export_uniform(make_model("bert"), tmp_path / "w", 0.5)
     (folder / "model.safetensors").write_bytes(b"\x00" * 40)
@@ -156,13 +193,28 @@ def test_corrupt_safetensors_give_one_line(tiny, tmp_path):
         load_pretrained(folder)
 
 
-# --------------------------------------------------------------------------- 7. inputs longer than the model's positions
+# ------------------------------------------------------------------------ 7. inputs longer than the model's positions
 
 
 def test_max_length_beyond_the_models_positions_is_clamped_and_said(tiny, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--no-eval",
-                                 "--out", str(out), *FAST[:-1], "--set", "data.max_length=500"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(tiny["model"]),
+            "--data",
+            str(tiny["data"]),
+            "--widths",
+            "0.5",
+            "--no-eval",
+            "--out",
+            str(out),
+            *FAST[:-1],
+            "--set",
+            "data.max_length=500",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "max_length" in result.output and "64" in result.output
     assert yaml.safe_load((out / "recipe.yaml").read_text())["data"]["max_length"] == 64
@@ -171,13 +223,20 @@ def test_max_length_beyond_the_models_positions_is_clamped_and_said(tiny, tmp_pa
 # --------------------------------------------------------------------------- 8. validated before anything is written
 
 
-@pytest.mark.parametrize("sets", [["--set", "evaluate.metric=no_such_metric_xyz"],
-                                  ["--set", "train.batch_size=6", "--set", "train.grad_accum=4"],
-                                  ["--set", "dense.batch_size=6", "--set", "train.grad_accum=4"],
-                                  ["--set", "awn.scorer=none", "--set", "evaluate.methods=awn,finetune"]])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["--set", "evaluate.metric=no_such_metric_xyz"],
+        ["--set", "train.batch_size=6", "--set", "train.grad_accum=4"],
+        ["--set", "dense.batch_size=6", "--set", "train.grad_accum=4"],
+        ["--set", "awn.scorer=none", "--set", "evaluate.methods=awn,finetune"],
+    ],
+)
 def test_settings_that_cannot_work_are_refused_before_the_output_exists(tiny, tmp_path, sets):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--out", str(out), *FAST, *sets])
+    result = runner.invoke(
+        app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--out", str(out), *FAST, *sets]
+    )
     _one_line(result)
     assert not out.exists()
 
@@ -230,14 +289,17 @@ def test_a_tampered_architecture_never_builds_anything_else(tmp_path):
             load_pretrained(folder)
 
 
-@pytest.mark.parametrize("key, value, where", [
-    ("architecture", "logging", "architecture"),
-    ("d_ff", 0, "d_ff"),
-    ("layer_widths", "abc", "layer_widths"),
-    ("format", "zip", "format"),
-    ("profile", {"k": 0.9, "normalised_rates": "abc", "active_widths": [8, 8]}, "normalised_rates"),
-    ("ffn_spec", {"up": 3}, "ffn_spec"),
-])
+@pytest.mark.parametrize(
+    "key, value, where",
+    [
+        ("architecture", "logging", "architecture"),
+        ("d_ff", 0, "d_ff"),
+        ("layer_widths", "abc", "layer_widths"),
+        ("format", "zip", "format"),
+        ("profile", {"k": 0.9, "normalised_rates": "abc", "active_widths": [8, 8]}, "normalised_rates"),
+        ("ffn_spec", {"up": 3}, "ffn_spec"),
+    ],
+)
 def test_tampered_export_metadata_is_not_an_export(tmp_path, key, value, where):
     folder = write_nested(tmp_path / "nested")
     record = json.loads((folder / "awncompress.json").read_text())
@@ -286,7 +348,9 @@ def test_labels_only_in_eval_data_and_float_labels(tiny, tmp_path):
     train, evals = tmp_path / "train.csv", tmp_path / "eval.csv"
     pd.DataFrame({"text": ["good film", "bad film"] * 10, "label": ["a", "b"] * 10}).to_csv(train, index=False)
     pd.DataFrame({"text": ["dull plot", "good film"], "label": ["c", "a"]}).to_csv(evals, index=False)
-    line = _one_line(runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(train), "--eval-data", str(evals), *FAST]))
+    line = _one_line(
+        runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(train), "--eval-data", str(evals), *FAST])
+    )
     assert "'c'" in line and "training data" in line
     floats = tmp_path / "floats.csv"
     pd.DataFrame({"text": ["good film", "bad film"] * 10, "label": [0.5, 1.5] * 10}).to_csv(floats, index=False)
@@ -302,7 +366,9 @@ def test_a_killed_run_folder_hints_resume_and_evaluate_needs_dense(tiny, tmp_pat
     shutil.rmtree(out / "dense")
     line = _one_line(runner.invoke(app, ["evaluate", str(out)]))
     assert "--model" in line  # the model lies outside OUT: it is read only when named
-    line = _one_line(runner.invoke(app, ["evaluate", str(out), "--model", str(tiny["model"]), "--train-data", str(tiny["data"])]))
+    line = _one_line(
+        runner.invoke(app, ["evaluate", str(out), "--model", str(tiny["model"]), "--train-data", str(tiny["data"])])
+    )
     assert "dense" in line and "untrained" in line
 
 
@@ -341,7 +407,9 @@ def test_an_input_models_index_may_not_name_files_outside_it(tiny, tmp_path):
     shutil.copytree(tiny["model"], model)
     (model / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
     (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "../elsewhere.safetensors"}}))
-    line = _one_line(runner.invoke(app, ["convert", str(model), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST]))
+    line = _one_line(
+        runner.invoke(app, ["convert", str(model), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST])
+    )
     assert "outside" in line and not (tmp_path / "o").exists()
 
 
@@ -378,7 +446,18 @@ def test_resume_refuses_changed_data(tiny, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(flow, "convert_", killed)
-    args = ["convert", str(tiny["model"]), "--data", str(data), "--widths", "0.5", "--no-eval", "--out", str(out), *FAST]
+    args = [
+        "convert",
+        str(tiny["model"]),
+        "--data",
+        str(data),
+        "--widths",
+        "0.5",
+        "--no-eval",
+        "--out",
+        str(out),
+        *FAST,
+    ]
     assert runner.invoke(app, args).exit_code == 130
     monkeypatch.undo()
     write_reviews(data, n=96, seed=7)  # other reviews under the same name
@@ -395,13 +474,17 @@ def test_bad_model_folders_are_refused(tiny, tmp_path):
             (path / "config.json").write_text(config)
         return path
 
-    cases = {folder("no-tokenizer", drop=("tokenizer.json", "tokenizer_config.json")): "tokenizer",
-             folder("array-config", config="[1, 2, 3]"): "config"}
+    cases = {
+        folder("no-tokenizer", drop=("tokenizer.json", "tokenizer_config.json")): "tokenizer",
+        folder("array-config", config="[1, 2, 3]"): "config",
+    }
     llama = save_tiny_llama(tmp_path / "llama")
     (llama / "config.json").write_text((tiny["model"] / "config.json").read_text())  # llama weights, bert config
     cases[llama] = "do not match"
     for path, word in cases.items():
-        line = _one_line(runner.invoke(app, ["convert", str(path), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST]))
+        line = _one_line(
+            runner.invoke(app, ["convert", str(path), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), *FAST])
+        )
         assert word in line, line
         assert not (tmp_path / "o").exists()
 
@@ -409,8 +492,21 @@ def test_bad_model_folders_are_refused(tiny, tmp_path):
 def test_a_decoder_classifies_with_its_eos_as_padding(tmp_path):
     model = save_tiny_llama(tmp_path / "llama")  # no pad token, the default task is classification
     data = write_reviews(tmp_path / "r.csv")
-    result = runner.invoke(app, ["convert", str(model), "--data", str(data), "--widths", "0.5", "--no-eval",
-                                 "--out", str(tmp_path / "o"), *FAST])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            str(model),
+            "--data",
+            str(data),
+            "--widths",
+            "0.5",
+            "--no-eval",
+            "--out",
+            str(tmp_path / "o"),
+            *FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -430,7 +526,7 @@ def test_tampered_checkpoints_give_one_line_on_resume(tiny, tmp_path, monkeypatc
 def test_a_config_that_disagrees_with_its_record_is_not_an_export(tmp_path):
     folder = write_nested(tmp_path / "nested")
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 10 ** 12}))
+    (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 10**12}))
     with pytest.raises(NotAnExportError, match="intermediate_size"):
         load_pretrained(folder, width=0.25)
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
@@ -443,8 +539,10 @@ def test_a_config_that_disagrees_with_its_record_is_not_an_export(tmp_path):
         load_pretrained(folder, width=0.25)
 
 
-@pytest.mark.parametrize("key, value", [("costs", {"awn": "x"}), ("latency_config", "fast"), ("device", [1]),
-                                        ("versions", "abc"), ("profile", {"k": 1})])
+@pytest.mark.parametrize(
+    "key, value",
+    [("costs", {"awn": "x"}), ("latency_config", "fast"), ("device", [1]), ("versions", "abc"), ("profile", {"k": 1})],
+)
 def test_a_report_with_wrong_types_is_one_line(tmp_path, key, value):
     from awncompress.report.files import write_report
 
@@ -458,7 +556,9 @@ def test_a_full_disk_during_safetensors_writes_is_one_line(tiny, tmp_path, monke
     from safetensors import SafetensorError
 
     def full(*args, **kwargs):
-        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })")
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     folder = write_nested(tmp_path / "nested")
     import transformers
@@ -470,7 +570,18 @@ def test_a_full_disk_during_safetensors_writes_is_one_line(tiny, tmp_path, monke
 
 def test_score_overwrites_its_own_file(tiny, tmp_path):
     out = tmp_path / "scores.safetensors"
-    args = ["score", str(tiny["model"]), "--data", str(tiny["data"]), "--batches", "1", "--batch-size", "8", "--out", str(out)]
+    args = [
+        "score",
+        str(tiny["model"]),
+        "--data",
+        str(tiny["data"]),
+        "--batches",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+    ]
     assert runner.invoke(app, args).exit_code == 0
     assert "--overwrite" in _one_line(runner.invoke(app, args))
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0

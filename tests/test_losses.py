@@ -1,12 +1,13 @@
 """The fine-tune's losses: chunked under checkpointing they equal the direct computation, values
 and gradients; the LM loss equals the model's own."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_model
 
 from awncompress.train import losses
-from conftest import make_model
 
 
 def _grads(fn, *tensors):

@@ -1,4 +1,5 @@
 """The offline metric modules on hand-computed examples, and the loader's behaviour offline."""
+
 from __future__ import annotations
 
 import math

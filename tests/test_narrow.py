@@ -1,21 +1,22 @@
 """Narrow width passes (narrow.py): a pass at width t computes only the kept neurons, with the masked
 pass's outputs and gradients, in every family of the FFN table; a model where they would differ
 keeps the masked passes; a fine-tune with them trains what one without them trains."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
+from conftest import collate, make_batches, make_model, toy_data
 from torch.utils.flop_counter import FlopCounterMode
+from zoo import TINY, build, inputs
 
 from awncompress import AWNConfig, adaptive_modules, convert_
 from awncompress.model.adaptive import awn_units
 from awncompress.model.families import UNSHRINKABLE, find_ffns
-from awncompress.train.finetune import PriorConfig, TrainConfig, finetune
 from awncompress.model.narrow import narrowing_agrees, plan_narrowing, width_pass
-from conftest import collate, make_batches, make_model, toy_data
-from zoo import TINY, build, inputs
+from awncompress.train.finetune import PriorConfig, TrainConfig, finetune
 
 FAMILIES = sorted(t for t in TINY if t not in UNSHRINKABLE)
 
@@ -84,9 +85,18 @@ def test_a_fine_tune_with_narrow_passes_trains_what_masked_passes_train(model_ty
     trained = {}
     for narrow_passes in (True, False):
         model = copy.deepcopy(base)
-        cfg = TrainConfig(steps=4, batch_size=8, lr=1e-3, rate_lr=0.1, checkpoint_every=0, extra_widths=[0.25],
-                          narrow_passes=narrow_passes)
-        finetune(model, data, collate, cfg, num_examples=len(data), prior=PriorConfig(4.6, 1.0, 1.0), quiet=True, seed=3)
+        cfg = TrainConfig(
+            steps=4,
+            batch_size=8,
+            lr=1e-3,
+            rate_lr=0.1,
+            checkpoint_every=0,
+            extra_widths=[0.25],
+            narrow_passes=narrow_passes,
+        )
+        finetune(
+            model, data, collate, cfg, num_examples=len(data), prior=PriorConfig(4.6, 1.0, 1.0), quiet=True, seed=3
+        )
         trained[narrow_passes] = {n: p.detach().clone() for n, p in model.named_parameters()}
         if narrow_passes:
             assert narrowed_calls, "the fine-tune never narrowed a pass"

@@ -1,5 +1,6 @@
 """Recipes: shipped files load and round-trip; unknown keys, wrong types and bad values are errors
 that name the key; overrides are applied and checked the same way."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,12 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from awncompress.errors import AwnError, RecipeError
-from awncompress.config.recipe import (
+from awncompress.config import (
     RECIPE_DIR,
-    AwnSection,
     Recipe,
-    TrainConfig,
     apply_overrides,
     default_recipe,
     dump_recipe,
@@ -21,7 +19,10 @@ from awncompress.config.recipe import (
     load_recipe,
     recipe_from_dict,
 )
+from awncompress.config.recipe import AwnSection
 from awncompress.data.sources import DataSource, classify_source
+from awncompress.errors import AwnError, RecipeError
+from awncompress.train.settings import TrainConfig
 
 SHIPPED = ["bert-base", "demo", "smollm2"]
 
@@ -36,7 +37,7 @@ def _write(tmp_path: Path, data: dict, name: str = "r.yaml") -> Path:
 
 
 def test_shipped_recipes_are_package_data() -> None:
-    assert RECIPE_DIR.name == "recipes" and RECIPE_DIR.parent.name == "awncompress"
+    assert RECIPE_DIR.name == "recipes" and RECIPE_DIR.parent.name == "config"
     assert set(SHIPPED) <= set(list_recipes())
     for name in SHIPPED:
         assert is_recipe(name)
@@ -147,7 +148,10 @@ def test_missing_model_and_bad_shapes(tmp_path: Path) -> None:
         ({"model": "m", "train": {"max_seconds": "soon"}}, r"train\.max_seconds: expected a number or null"),
         ({"model": "m", "data": {"max_train_examples": 1.5}}, r"data\.max_train_examples: expected an integer or null"),
         ({"model": "m", "export": {"widths": 0.5}}, r"export\.widths: expected a list of numbers"),
-        ({"model": "m", "export": {"widths": [0.5, "half"]}}, r"export\.widths\[1\]: expected a number, got str 'half'"),
+        (
+            {"model": "m", "export": {"widths": [0.5, "half"]}},
+            r"export\.widths\[1\]: expected a number, got str 'half'",
+        ),
         ({"model": "m", "evaluate": {"methods": ["awn", 3]}}, r"evaluate\.methods\[1\]: expected a string"),
         ({"model": "m", "train": {"lr": float("nan")}}, r"train\.lr: expected a finite number"),
     ],
@@ -159,7 +163,9 @@ def test_wrong_types(data: dict, message: str) -> None:
 
 def test_numbers_are_normalised() -> None:
     # int where a float is expected; YAML 1.1 reads `5e-5` as text, which is accepted for numbers.
-    r = recipe_from_dict(yaml.safe_load("model: m\ntrain: {lr: 5e-5, kd_temperature: 3, max_seconds: 60}\nexport: {widths: [1, 0.5]}"))
+    r = recipe_from_dict(
+        yaml.safe_load("model: m\ntrain: {lr: 5e-5, kd_temperature: 3, max_seconds: 60}\nexport: {widths: [1, 0.5]}")
+    )
     assert r.train.lr == 5e-5 and isinstance(r.train.lr, float)
     assert isinstance(r.train.kd_temperature, float) and isinstance(r.train.max_seconds, float)
     assert r.export.widths == [1.0, 0.5] and all(isinstance(w, float) for w in r.export.widths)
@@ -220,7 +226,14 @@ def test_overrides_apply_and_return_new_recipe() -> None:
     base = load_recipe("demo")
     new = apply_overrides(
         base,
-        {"train.steps": 10, "data.train": Path("x.csv"), "seed": 3, "out": None, "export.widths": (0.5, 0.25), "train.lr": 1e-4},
+        {
+            "train.steps": 10,
+            "data.train": Path("x.csv"),
+            "seed": 3,
+            "out": None,
+            "export.widths": (0.5, 0.25),
+            "train.lr": 1e-4,
+        },
     )
     assert (new.train.steps, new.data.train, new.seed, new.out) == (10, "x.csv", 3, "out/demo")
     assert new.export.widths == [0.5, 0.25] and new.train.lr == 1e-4
@@ -297,5 +310,3 @@ def test_is_recipe_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.chdir(tmp_path)
     assert not is_recipe("demo")
     assert is_recipe("smollm2")
-
-

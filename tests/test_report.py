@@ -1,4 +1,5 @@
 """Report files from an evaluation record: JSON keys, CSV rows, markdown headline, PNG, headline rules."""
+
 from __future__ import annotations
 
 import copy
@@ -6,20 +7,57 @@ import csv
 import json
 
 import pytest
-
-from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, profile_summary
-from awncompress.errors import NotAnExportError
-from awncompress.evaluate.matrix import evaluate_methods
-from awncompress.evaluate.latency import LatencyConfig
-from awncompress.checkpoint.layout import find_exports
-from awncompress.report.files import REPORT_FILES, headline, load_report, render_report, write_report
 from conftest import collate, make_batches, make_dataset, make_model, synthetic_record
 
-ROW_KEYS = {"method", "width_fraction", "intermediate_size", "metric", "value", "flops", "flops_ratio", "ffn_flops",
-            "ffn_share", "params", "params_ratio", "weight_bytes", "checkpoint_bytes", "latency_ms", "latency_p10_ms",
-            "latency_p90_ms", "latency_ratio", "export", "theoretical"}
-TOP_KEYS = {"schema_version", "created", "model", "architecture", "task", "data", "num_eval_examples", "seed", "metric",
-            "versions", "device", "latency_config", "d_ff", "num_layers", "dense", "rows", "profile", "costs", "headline"}
+from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, profile_summary
+from awncompress.checkpoint.layout import find_exports
+from awncompress.errors import NotAnExportError
+from awncompress.evaluate.latency import LatencyConfig
+from awncompress.evaluate.matrix import evaluate_methods
+from awncompress.report.files import REPORT_FILES, headline, load_report, render_report, write_report
+
+ROW_KEYS = {
+    "method",
+    "width_fraction",
+    "intermediate_size",
+    "metric",
+    "value",
+    "flops",
+    "flops_ratio",
+    "ffn_flops",
+    "ffn_share",
+    "params",
+    "params_ratio",
+    "weight_bytes",
+    "checkpoint_bytes",
+    "latency_ms",
+    "latency_p10_ms",
+    "latency_p90_ms",
+    "latency_ratio",
+    "export",
+    "theoretical",
+}
+TOP_KEYS = {
+    "schema_version",
+    "created",
+    "model",
+    "architecture",
+    "task",
+    "data",
+    "num_eval_examples",
+    "seed",
+    "metric",
+    "versions",
+    "device",
+    "latency_config",
+    "d_ff",
+    "num_layers",
+    "dense",
+    "rows",
+    "profile",
+    "costs",
+    "headline",
+}
 
 
 def test_write_report_files(tmp_path):
@@ -91,9 +129,16 @@ def test_end_to_end_from_an_output_dir(tmp_path):
     for w in (0.25, 0.5):
         export_uniform(model, out / f"width-{w:g}", w)
     _, width_dirs = find_exports(out)
-    record = evaluate_methods(original, width_dirs, make_dataset(8), collate, methods=["awn", "wina", "random", "wina-dynamic"],
-                              calibration=make_batches(), latency=LatencyConfig(batch_size=1, seq_len=8, warmup=1, repeats=2),
-                              profile=profile)
+    record = evaluate_methods(
+        original,
+        width_dirs,
+        make_dataset(8),
+        collate,
+        methods=["awn", "wina", "random", "wina-dynamic"],
+        calibration=make_batches(),
+        latency=LatencyConfig(batch_size=1, seq_len=8, warmup=1, repeats=2),
+        profile=profile,
+    )
     write_report(record, out)
     data = load_report(out)
     assert len(data["rows"]) == 8 and data["profile"]["active_widths"] == profile["active_widths"]

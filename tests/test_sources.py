@@ -1,10 +1,11 @@
 """The one data-source classifier: builtins, files, Hub ids, and strings that are none of them."""
+
 from __future__ import annotations
 
 import pytest
 
-from awncompress.errors import DataError
 from awncompress.data.sources import DataSource, classify_source
+from awncompress.errors import DataError
 
 
 def test_builtins_hub_ids_and_files(tmp_path):
@@ -41,8 +42,9 @@ def test_malformed_sources(bad):
 
 
 def test_the_data_layer_uses_the_classifier(tmp_path, monkeypatch):
-    from awncompress.data.tokenized import DataConfig, load_task_data
     from conftest import word_tokenizer
+
+    from awncompress.data.tokenized import DataConfig, load_task_data
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match="neither a local file"):

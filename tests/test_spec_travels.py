@@ -1,17 +1,28 @@
 """A family awncompress does not know: one hand-written FFNSpec at convert_ serves every later step."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
+from conftest import ToyForSequenceClassification, logits, make_batches, make_toy
 from torch.utils.flop_counter import FlopCounterMode
 
-from awncompress import (AWNConfig, FFNSpec, UnsupportedModelError, awn_prior, convert_, export_uniform, fold_, load_pretrained,
-                         read_provenance, truncate_)
-from awncompress.model.flops import count_flops
+from awncompress import (
+    AWNConfig,
+    FFNSpec,
+    UnsupportedModelError,
+    awn_prior,
+    convert_,
+    export_uniform,
+    fold_,
+    load_pretrained,
+    read_provenance,
+    truncate_,
+)
 from awncompress.evaluate.methods import dynamic_wina
-from conftest import ToyForSequenceClassification, logits, make_batches, make_toy
+from awncompress.model.flops import count_flops
 
 TOY_SPEC = FFNSpec(up="feed_forward.w_in", down="feed_forward.w_out", d_ff_attr="ffn_size")
 

@@ -4,6 +4,7 @@ All formats are safetensors + config (+ tokenizer), an ``awncompress.json`` prov
 model card; every folder is written atomically (see atomic.py). Exports take a *folded* (vanilla)
 model whose neurons are already in importance order.
 """
+
 from __future__ import annotations
 
 import copy
@@ -12,18 +13,17 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
-from ..model.families import attach_spec, find_ffns, specs_for
-from safetensors import SafetensorError
-
-from ..files.atomic import atomic_dir, atomic_write, check_writable, write_failure
-from ..model.surgery import Width, full_widths, layer_widths, resolve_widths, truncate_
 from ..errors import NotAnExportError, UnsupportedModelError
+from ..files.atomic import atomic_dir, atomic_write, check_writable, write_failure
+from ..model.families import attach_spec, find_ffns, specs_for
 from ..model.head_cuts import Heads, truncate_heads_
 from ..model.heads import find_heads, layer_heads, set_config_heads
-from .provenance import read_provenance, write_provenance
+from ..model.surgery import Width, full_widths, layer_widths, resolve_widths, truncate_
 from ..version import __version__
+from .provenance import read_provenance, write_provenance
 
 
 def is_export(folder: Path) -> bool:
@@ -35,8 +35,15 @@ def is_export(folder: Path) -> bool:
     return True
 
 
-def _provenance(model: nn.Module, fmt: str, widths: list[int], full: list[int], source: Optional[str], method: str,
-                extra: Optional[dict]) -> dict[str, Any]:
+def _provenance(
+    model: nn.Module,
+    fmt: str,
+    widths: list[int],
+    full: list[int],
+    source: Optional[str],
+    method: str,
+    extra: Optional[dict],
+) -> dict[str, Any]:
     config = model.config
     specs = specs_for(model)
     record: dict[str, Any] = {
@@ -84,9 +91,11 @@ def _check_loadable(folder: Path, saved: nn.Module, fmt: str, widths: list[int],
     bad = [k for k in want if got.get(k) != want[k]]
     if bad:
         attrs = sorted({s.d_ff_attr for s in specs_for(saved)})
-        raise UnsupportedModelError(f"refusing to write {folder.name}: {type(saved).__name__} rebuilt from its exported config "
-                                    f"has {bad[0]} of shape {list(got.get(bad[0], []))}, not {list(want[bad[0]])}; the config "
-                                    f"attribute(s) {', '.join(attrs)} do not set this family's FFN width")
+        raise UnsupportedModelError(
+            f"refusing to write {folder.name}: {type(saved).__name__} rebuilt from its exported config "
+            f"has {bad[0]} of shape {list(got.get(bad[0], []))}, not {list(want[bad[0]])}; the config "
+            f"attribute(s) {', '.join(attrs)} do not set this family's FFN width"
+        )
 
 
 def _save(model: nn.Module, folder: Path, record: dict, tokenizer: Any) -> None:
@@ -94,8 +103,13 @@ def _save(model: nn.Module, folder: Path, record: dict, tokenizer: Any) -> None:
         model.save_pretrained(folder, safe_serialization=True)
     except SafetensorError as exc:
         raise write_failure(exc, folder) from None
-    _check_loadable(folder, model, record["format"], record["layer_widths"],
-                    None if record.get("loads_with", "transformers") == "transformers" else record.get("layer_heads"))
+    _check_loadable(
+        folder,
+        model,
+        record["format"],
+        record["layer_widths"],
+        None if record.get("loads_with", "transformers") == "transformers" else record.get("layer_heads"),
+    )
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     write_provenance(folder, record)
@@ -143,8 +157,9 @@ def export_per_layer(
     Vanilla configs hold one FFN size, so the config keeps the largest width (see ``truncate_``)
     and ``awncompress.json`` records the list. ``heads``: as for ``export_uniform``, or per layer.
     """
-    return _export_truncated(model, out, list(widths), "per-layer", None, tokenizer, source, method, overwrite, extra,
-                             heads)
+    return _export_truncated(
+        model, out, list(widths), "per-layer", None, tokenizer, source, method, overwrite, extra, heads
+    )
 
 
 def _cut_heads(model: nn.Module, small: nn.Module, heads: Heads, fmt: str) -> dict:
@@ -153,18 +168,34 @@ def _cut_heads(model: nn.Module, small: nn.Module, heads: Heads, fmt: str) -> di
     group = find_heads(model)[0].group
     cut = truncate_heads_(small, heads)
     vanilla = fmt == "uniform" and set_config_heads(small.config, find_heads(small))
-    return {"layer_heads": cut, "full_heads": full, "head_group": group,
-            "loads_with": "transformers" if vanilla else "awncompress"}
+    return {
+        "layer_heads": cut,
+        "full_heads": full,
+        "head_group": group,
+        "loads_with": "transformers" if vanilla else "awncompress",
+    }
 
 
-def _export_truncated(model: nn.Module, out: Union[str, Path], widths: Any, fmt: str, multiple: Optional[int],
-                      tokenizer: Any, source: Optional[str], method: str, overwrite: bool, extra: Optional[dict],
-                      heads: Optional[Heads] = None) -> Path:
+def _export_truncated(
+    model: nn.Module,
+    out: Union[str, Path],
+    widths: Any,
+    fmt: str,
+    multiple: Optional[int],
+    tokenizer: Any,
+    source: Optional[str],
+    method: str,
+    overwrite: bool,
+    extra: Optional[dict],
+    heads: Optional[Heads] = None,
+) -> Path:
     """Truncate a copy of ``model`` to ``widths`` (and ``heads``) and save it as ``fmt``; ``model`` is not modified."""
     out = check_writable(out, overwrite, is_export)
     if fmt == "per-layer" and any(b.kind == "experts" for b in find_ffns(model)):
-        raise UnsupportedModelError("per-layer exports of mixture-of-experts models are not supported: a MoE config "
-                                    "holds one expert width, which every layer's experts share")
+        raise UnsupportedModelError(
+            "per-layer exports of mixture-of-experts models are not supported: a MoE config "
+            "holds one expert width, which every layer's experts share"
+        )
     full = full_widths(find_ffns(model))
     small = copy.deepcopy(model)
     resolved = truncate_(small, widths, multiple=multiple)
@@ -204,10 +235,15 @@ def export_nested(
     record_extra = {"width_table": table, **({"profile": profile} if profile else {}), **(extra or {})}
     if heads:
         blocks = find_heads(model)
-        record_extra.update(layer_heads=[b.n_heads for b in blocks], full_heads=max(b.n_heads for b in blocks),
-                            head_group=blocks[0].group)
+        record_extra.update(
+            layer_heads=[b.n_heads for b in blocks],
+            full_heads=max(b.n_heads for b in blocks),
+            head_group=blocks[0].group,
+        )
     with atomic_dir(out, overwrite, is_export) as tmp:
-        _save(model, tmp, _provenance(model, "nested", layer_widths(model), full, source, method, record_extra), tokenizer)
+        _save(
+            model, tmp, _provenance(model, "nested", layer_widths(model), full, source, method, record_extra), tokenizer
+        )
     return out
 
 
@@ -228,7 +264,8 @@ def model_card(record: dict) -> str:
     widths = record["layer_widths"]
     if fmt == "uniform":
         width_line = f"FFN width {widths[0]} of {record['d_ff']} ({record['width_fraction']:.1%})"
-        load = f'from transformers import {record["architecture"]}\nmodel = {record["architecture"]}.from_pretrained("PATH")'
+        arch = record["architecture"]
+        load = f'from transformers import {arch}\nmodel = {arch}.from_pretrained("PATH")'
     elif fmt == "per-layer":
         width_line = f"per-layer FFN widths {widths} of {record['d_ff']} ({record['width_fraction']:.1%} on average)"
         load = 'import awncompress\nmodel = awncompress.load_pretrained("PATH")'
@@ -252,7 +289,8 @@ def model_card(record: dict) -> str:
         "",
         f"# {source} — {fmt} FFN-width export",
         "",
-        f"Made by awncompress {record['awncompress_version']} from {source} with method `{record['method']}`: {width_line}.",
+        f"Made by awncompress {record['awncompress_version']} from {source} with method `{record['method']}`: "
+        f"{width_line}.",
         "",
     ]
     facts = []

@@ -12,6 +12,7 @@ OUT/
   report.json/.csv/.md, curve.png
 ```
 """
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,9 @@ import re
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
+from ..errors import NotAnExportError
 from ..files.atomic import TEMP_NAME
 from ..files.paths import contained
-from ..errors import NotAnExportError
 from .export import update_provenance
 from .provenance import PROVENANCE_FILE, read_provenance
 
@@ -37,7 +38,9 @@ REPORT_FILES = ("report.json", "report.csv", "report.md", "curve.png")
 # The first line of the recipe.yaml a run records: how --overwrite knows the folder is a run's.
 RECIPE_MARK = "# Recorded by awncompress"
 _STEP = re.compile(r"^step-\d+$")
-_RUN_ENTRY = re.compile(rf"^({re.escape(WIDTH_DIR_PREFIX)}|{re.escape(PER_LAYER_DIR_PREFIX)}|{re.escape(FLOPS_DIR_PREFIX)})[0-9.e-]+$")
+_RUN_ENTRY = re.compile(
+    rf"^({re.escape(WIDTH_DIR_PREFIX)}|{re.escape(PER_LAYER_DIR_PREFIX)}|{re.escape(FLOPS_DIR_PREFIX)})[0-9.e-]+$"
+)
 
 
 def is_run_output(folder: Path) -> bool:
@@ -53,9 +56,10 @@ def is_run_output(folder: Path) -> bool:
     if not all(p.name in known or _RUN_ENTRY.match(p.name) or TEMP_NAME.match(p.name) for p in folder.iterdir()):
         return False
     checkpoints = folder / CHECKPOINTS_DIR
-    return not checkpoints.exists() or all(stage.name in ("dense", "awn") and all(_STEP.match(c.name) or TEMP_NAME.match(c.name)
-                                                                                 for c in stage.iterdir())
-                                           for stage in checkpoints.iterdir())
+    return not checkpoints.exists() or all(
+        stage.name in ("dense", "awn") and all(_STEP.match(c.name) or TEMP_NAME.match(c.name) for c in stage.iterdir())
+        for stage in checkpoints.iterdir()
+    )
 
 
 def width_key(fraction: float) -> str:
@@ -86,14 +90,14 @@ def find_flop_exports(out_dir: Union[str, Path]) -> dict[float, Path]:
         name = child.name
         if name.startswith(FLOPS_DIR_PREFIX) and _RUN_ENTRY.match(name) and (child / PROVENANCE_FILE).exists():
             try:
-                found[float(name[len(FLOPS_DIR_PREFIX):])] = contained(out_dir, name, str(out_dir))
+                found[float(name[len(FLOPS_DIR_PREFIX) :])] = contained(out_dir, name, str(out_dir))
             except ValueError:
                 continue
     return found
 
 
 def export_format(folder: Path) -> Optional[str]:
-    """"uniform", "per-layer" or "nested" for an export folder, None for anything else."""
+    """ "uniform", "per-layer" or "nested" for an export folder, None for anything else."""
     try:
         return read_provenance(folder)["format"]
     except NotAnExportError:
@@ -129,8 +133,10 @@ def find_exports(out_dir: Union[str, Path]) -> tuple[Optional[Path], dict[float,
         if child.is_dir() and match and (child / PROVENANCE_FILE).exists():
             width_dirs[float(match.group(1))] = contained(out_dir, child.name, str(out_dir))
     if nested is None and not width_dirs:
-        raise NotAnExportError(f"{out_dir} is not an awncompress output: no {NESTED_DIR}/ or {WIDTH_DIR_PREFIX}*/ folder "
-                               f"with {PROVENANCE_FILE} (run `awncompress convert` first)")
+        raise NotAnExportError(
+            f"{out_dir} is not an awncompress output: no {NESTED_DIR}/ or {WIDTH_DIR_PREFIX}*/ folder "
+            f"with {PROVENANCE_FILE} (run `awncompress convert` first)"
+        )
     return nested, width_dirs
 
 
@@ -150,7 +156,12 @@ def annotate_exports(record: dict) -> list[Path]:
         folder = Path(row["export"])
         if export_format(folder) in (None, "nested"):
             continue
-        update_provenance(folder, flops=row["flops"], flops_ratio=row["flops_ratio"], params=row["params"],
-                          metric={"name": row["metric"], "value": row["value"], "data": str(record.get("data") or "eval data")})
+        update_provenance(
+            folder,
+            flops=row["flops"],
+            flops_ratio=row["flops_ratio"],
+            params=row["params"],
+            metric={"name": row["metric"], "value": row["value"], "data": str(record.get("data") or "eval data")},
+        )
         updated.append(folder)
     return updated

@@ -1,4 +1,5 @@
 """Load awncompress exports: uniform, per-layer, and nested (any width sliced lazily from disk)."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,13 @@ import transformers
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from ..model.families import attach_spec, find_ffns, set_config_widths
-from ..model.head_cuts import Heads, full_units, resolve_heads, truncate_heads_
-from ..model.flop_targets import pick_for_flops, pick_per_layer_for_flops
-from ..model.heads import find_heads, has_head_spec
-from ..model.surgery import Widths, resolve_widths, truncate_
 from ..errors import NotAnExportError, UnsafeCheckpointError, WidthError
 from ..files.paths import check_entries, contained
+from ..model.families import attach_spec, find_ffns, set_config_widths
+from ..model.flop_targets import pick_for_flops, pick_per_layer_for_flops
+from ..model.head_cuts import Heads, full_units, resolve_heads, truncate_heads_
+from ..model.heads import find_heads, has_head_spec
+from ..model.surgery import Widths, resolve_widths, truncate_
 from .provenance import full_widths_of, read_provenance, recorded_specs
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -26,9 +27,19 @@ def check_safe_checkpoint(path: Union[str, Path]) -> Path:
     """Refuse pickled checkpoints: awncompress never unpickles (arbitrary code execution)."""
     path = Path(path)
     if path.is_file() and path.suffix in PICKLE_SUFFIXES:
-        raise UnsafeCheckpointError(f"{path} is a pickle checkpoint; awncompress loads safetensors only (convert it with transformers' save_pretrained)")
-    if path.is_dir() and not any(path.glob("*.safetensors")) and any(p.suffix in PICKLE_SUFFIXES for p in path.iterdir()):
-        raise UnsafeCheckpointError(f"{path} holds only pickle weights (.bin/.pt); awncompress loads safetensors only (re-save with safe_serialization)")
+        raise UnsafeCheckpointError(
+            f"{path} is a pickle checkpoint; awncompress loads safetensors only "
+            "(convert it with transformers' save_pretrained)"
+        )
+    if (
+        path.is_dir()
+        and not any(path.glob("*.safetensors"))
+        and any(p.suffix in PICKLE_SUFFIXES for p in path.iterdir())
+    ):
+        raise UnsafeCheckpointError(
+            f"{path} holds only pickle weights (.bin/.pt); awncompress loads safetensors only "
+            "(re-save with safe_serialization)"
+        )
     return path
 
 
@@ -45,8 +56,10 @@ def _model_class(record: dict, config: Any, override: Optional[type]) -> type:
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
         raise NotAnExportError(f"architecture {name!r} is not a transformers model class; pass model_class=")
     if not isinstance(config, cls.config_class):
-        raise NotAnExportError(f"the export's config.json is a {type(config).__name__}, not what {name} is built from "
-                               f"({cls.config_class.__name__})")
+        raise NotAnExportError(
+            f"the export's config.json is a {type(config).__name__}, not what {name} is built from "
+            f"({cls.config_class.__name__})"
+        )
     return cls
 
 
@@ -54,15 +67,18 @@ def _check_config(folder: Path, record: dict, config: Any, specs: tuple, widths:
     """The config must agree with the record before anything is built from it (a tampered width would
     otherwise allocate whatever it says)."""
     if record.get("model_type") and getattr(config, "model_type", None) != record["model_type"]:
-        raise NotAnExportError(f"{folder}/config.json says model_type {config.model_type!r}, its awncompress.json "
-                               f"{record['model_type']!r}")
+        raise NotAnExportError(
+            f"{folder}/config.json says model_type {config.model_type!r}, its awncompress.json {record['model_type']!r}"
+        )
     for spec in specs:
         value = getattr(config, spec.d_ff_attr, None)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise NotAnExportError(f"{folder}/config.json: {spec.d_ff_attr} = {value!r} is not a width")
     if len(specs) == 1 and getattr(config, specs[0].d_ff_attr) != max(int(w) for w in record["layer_widths"]):
-        raise NotAnExportError(f"{folder}/config.json: {specs[0].d_ff_attr} = {getattr(config, specs[0].d_ff_attr)} but the "
-                               f"export's widths are {record['layer_widths']}")
+        raise NotAnExportError(
+            f"{folder}/config.json: {specs[0].d_ff_attr} = {getattr(config, specs[0].d_ff_attr)} but the "
+            f"export's widths are {record['layer_widths']}"
+        )
 
 
 def safetensors_files(folder: Path) -> list[Path]:
@@ -74,7 +90,9 @@ def safetensors_files(folder: Path) -> list[Path]:
             weight_map = json.loads(index.read_text())["weight_map"]
             names = sorted(set(weight_map.values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise NotAnExportError(f"{index} is not a safetensors index (JSON with a weight_map): {_first_line(exc)}") from None
+            raise NotAnExportError(
+                f"{index} is not a safetensors index (JSON with a weight_map): {_first_line(exc)}"
+            ) from None
         if not all(isinstance(n, str) for n in names):
             raise NotAnExportError(f"{index}: weight_map values must be file names")
         files = [contained(folder, n, str(index)) for n in names]
@@ -144,7 +162,9 @@ def _read_file(file: Path, target: dict, sliceable: dict[str, str], state: dict,
                 elif key in sliceable and len(have) == len(want) and all(h >= w for h, w in zip(have, want)):
                     state[key] = _cut(view, have, want, sliceable[key])
                 else:
-                    raise NotAnExportError(f"{file.name}: tensor {key} has shape {list(have)}, the model expects {list(want)}")
+                    raise NotAnExportError(
+                        f"{file.name}: tensor {key} has shape {list(have)}, the model expects {list(want)}"
+                    )
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         if isinstance(exc, NotAnExportError):
             raise
@@ -187,10 +207,14 @@ def _build(cls: type, config: Any, specs: tuple, widths: list[int]) -> nn.Module
     attach_spec(model, specs)  # the specs it was exported with, for every later step
     blocks = find_ffns(model)
     if len(blocks) != len(widths):
-        raise NotAnExportError(f"the export records {len(widths)} layer widths but {cls.__name__} has {len(blocks)} FFN layers")
+        raise NotAnExportError(
+            f"the export records {len(widths)} layer widths but {cls.__name__} has {len(blocks)} FFN layers"
+        )
     for block, w in zip(blocks, widths):
         if w > block.width:
-            raise NotAnExportError(f"the export records width {w} for {block.layer}, wider than its config allows ({block.width})")
+            raise NotAnExportError(
+                f"the export records width {w} for {block.layer}, wider than its config allows ({block.width})"
+            )
         if w != block.width:
             block.select_(torch.arange(w))
     set_config_widths(model.config, blocks)
@@ -260,7 +284,9 @@ def load_pretrained(
     check_entries(folder, str(folder))
     fmt = record["format"]
     if (width is not None or heads is not None or flops is not None) and fmt != "nested":
-        raise WidthError(f"{folder} is a {fmt} export with fixed widths; width=, heads= and flops= apply to nested exports only")
+        raise WidthError(
+            f"{folder} is a {fmt} export with fixed widths; width=, heads= and flops= apply to nested exports only"
+        )
     if (heads is not None or flops is not None) and not record.get("layer_heads"):
         raise WidthError(f"{folder} was exported without ordered heads; heads= and flops= need a run with heads")
     if flops is not None and (width is not None or heads is not None):
@@ -268,7 +294,9 @@ def load_pretrained(
     specs = recorded_specs(record)
     # A class the user names brings its own config class (its family may be unknown to AutoConfig).
     try:
-        config = (model_class.config_class if model_class is not None else transformers.AutoConfig).from_pretrained(folder)
+        config = (model_class.config_class if model_class is not None else transformers.AutoConfig).from_pretrained(
+            folder
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise NotAnExportError(f"{folder}/config.json cannot be read as a model config: {_first_line(exc)}") from None
     cls = _model_class(record, config, model_class)
@@ -284,8 +312,9 @@ def load_pretrained(
             length = seq_len or int(record.get("flops_seq_len") or 128)
             if per_layer:
                 profile = record.get("profile") or {}
-                chosen = pick_per_layer_for_flops(model, flops, length, profile.get("normalised_rates") or [],
-                                                  profile.get("head_rates") or [])
+                chosen = pick_per_layer_for_flops(
+                    model, flops, length, profile.get("normalised_rates") or [], profile.get("head_rates") or []
+                )
                 truncate_(model, chosen.widths)
                 heads = chosen.heads
             else:

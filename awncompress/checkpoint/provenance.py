@@ -5,6 +5,7 @@ format, widths, FFN spec and learned profile must have the right types and range
 architecture must be a class name (and, when transformers has that name, a model class). Anything
 else is a :class:`~awncompress.errors.NotAnExportError` naming the file and the key.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,10 @@ from typing import Annotated, Any, Literal, Optional, Union
 import transformers
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ..model.families import FFNSpec
-from ..files.atomic import atomic_write
 from ..errors import NotAnExportError
+from ..files.atomic import atomic_write
 from ..files.schema import FileRecord, NonBlank, Number, PositiveInt, Width, cross_error
+from ..model.families import FFNSpec
 
 PROVENANCE_FILE = "awncompress.json"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -74,8 +75,9 @@ class Provenance(FileRecord):
     @classmethod
     def _a_model_class_name(cls, value: str) -> str:
         found = getattr(transformers, value, None) if _NAME.match(value) else None
-        if not _NAME.match(value) or (found is not None and not (isinstance(found, type)
-                                                                  and issubclass(found, transformers.PreTrainedModel))):
+        if not _NAME.match(value) or (
+            found is not None and not (isinstance(found, type) and issubclass(found, transformers.PreTrainedModel))
+        ):
             raise cross_error(f"architecture {value!r} is not a model class name")
         return value
 
@@ -83,13 +85,17 @@ class Provenance(FileRecord):
     def _widths_fit(self) -> "Provenance":
         if max(self.layer_widths) > self.d_ff:
             raise cross_error(f"layer_widths {self.layer_widths} exceed d_ff {self.d_ff}")
-        if self.full_widths is not None and (len(self.full_widths) != len(self.layer_widths)
-                                             or any(w > f for w, f in zip(self.layer_widths, self.full_widths))):
+        if self.full_widths is not None and (
+            len(self.full_widths) != len(self.layer_widths)
+            or any(w > f for w, f in zip(self.layer_widths, self.full_widths))
+        ):
             raise cross_error(f"layer_widths {self.layer_widths} do not fit full_widths {self.full_widths}")
         if self.profile is not None and self.profile.active_widths:
             if len(self.profile.active_widths) != len(self.layer_widths):
-                raise cross_error(f"profile.active_widths has {len(self.profile.active_widths)} layers, layer_widths "
-                                  f"{len(self.layer_widths)}")
+                raise cross_error(
+                    f"profile.active_widths has {len(self.profile.active_widths)} layers, layer_widths "
+                    f"{len(self.layer_widths)}"
+                )
             if max(self.profile.active_widths) > self.d_ff:
                 raise cross_error(f"profile.active_widths {self.profile.active_widths} exceed d_ff {self.d_ff}")
         return self._heads_fit()
@@ -102,7 +108,9 @@ class Provenance(FileRecord):
         if len(self.layer_heads) != len(self.layer_widths):
             raise cross_error(f"layer_heads has {len(self.layer_heads)} layers, layer_widths {len(self.layer_widths)}")
         if any(h > self.full_heads or h % self.head_group for h in self.layer_heads):
-            raise cross_error(f"layer_heads {self.layer_heads} must be multiples of {self.head_group} up to {self.full_heads}")
+            raise cross_error(
+                f"layer_heads {self.layer_heads} must be multiples of {self.head_group} up to {self.full_heads}"
+            )
         return self
 
 
@@ -113,7 +121,9 @@ def read_provenance(path: Union[str, Path]) -> dict[str, Any]:
         raise NotAnExportError(f"{path} is not a directory")
     file = path / PROVENANCE_FILE
     if not file.is_file():
-        raise NotAnExportError(f"{path} is not an awncompress export (no {PROVENANCE_FILE}); load vanilla folders with transformers")
+        raise NotAnExportError(
+            f"{path} is not an awncompress export (no {PROVENANCE_FILE}); load vanilla folders with transformers"
+        )
     try:
         record = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:

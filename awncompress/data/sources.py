@@ -12,6 +12,7 @@ One classifier, :func:`classify_source`, decides what a string is:
 
 Anything else (``a:b:c:d``, ``weird name``) is a DataError naming the three forms.
 """
+
 from __future__ import annotations
 
 import random
@@ -22,8 +23,8 @@ from typing import NamedTuple, Optional
 
 import pandas as pd
 
-from . import corpora
 from ..errors import DataError
+from . import corpora
 
 FILE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".parquet")
 BUILTIN_DATA: tuple[str, ...] = ("builtin:rotten-tomatoes", "builtin:jane-austen", "builtin:20newsgroups")
@@ -62,7 +63,7 @@ def classify_source(spec: str) -> DataSource:
     if not spec:
         raise DataError("a data source must not be empty")
     if spec.startswith("builtin:"):
-        parts = spec[len("builtin:"):].split(":")
+        parts = spec[len("builtin:") :].split(":")
         if len(parts) > 2 or not parts[0]:
             raise DataError(f"data source {spec!r}: expected builtin:<name>[:<split>]")
         return DataSource("builtin", parts[0], None, parts[1] or None if len(parts) == 2 else None)
@@ -72,8 +73,10 @@ def classify_source(spec: str) -> DataSource:
     if _HUB_ID.match(spec):
         name, config, split = (spec.split(":") + ["", ""])[:3]
         return DataSource("hub", name, config or None, split or None)
-    raise DataError(f"data source {spec!r} is neither a local file, builtin:<name>, nor a Hugging Face dataset id "
-                    "<id>[:<config>[:<split>]]")
+    raise DataError(
+        f"data source {spec!r} is neither a local file, builtin:<name>, nor a Hugging Face dataset id "
+        "<id>[:<config>[:<split>]]"
+    )
 
 
 @dataclass
@@ -148,21 +151,27 @@ def _load_hub(source: DataSource, spec: str, role: str, label_column: str) -> Ta
     try:
         import datasets
     except ImportError as exc:
-        raise DataError(f"'{spec}' is read as a Hugging Face dataset id, which needs the 'datasets' package; {_NO_FILE_HINT}") from exc
+        raise DataError(
+            f"'{spec}' is read as a Hugging Face dataset id, which needs the 'datasets' package; {_NO_FILE_HINT}"
+        ) from exc
     try:
         loaded = datasets.load_dataset(source.name, source.config, split=source.split)
         if isinstance(loaded, datasets.DatasetDict):
             wanted = ("train",) if role == "train" else _HUB_EVAL_SPLITS
             chosen = next((s for s in wanted if s in loaded), None)
             if chosen is None:
-                raise DataError(f"dataset '{spec}' has no {' or '.join(wanted)} split (splits: {', '.join(loaded)}); "
-                                f"name one as '{source.name}:{source.config or ''}:<split>'")
+                raise DataError(
+                    f"dataset '{spec}' has no {' or '.join(wanted)} split (splits: {', '.join(loaded)}); "
+                    f"name one as '{source.name}:{source.config or ''}:<split>'"
+                )
             loaded = loaded[chosen]
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"could not load '{spec}' ({type(exc).__name__}: {_first_line(exc)}); it is not a local file, so it "
-                        f"was read as a Hugging Face dataset id, which needs the Hugging Face Hub; offline, {_NO_FILE_HINT}") from exc
+        raise DataError(
+            f"could not load '{spec}' ({type(exc).__name__}: {_first_line(exc)}); it is not a local file, so it "
+            f"was read as a Hugging Face dataset id, which needs the Hugging Face Hub; offline, {_NO_FILE_HINT}"
+        ) from exc
     feature = loaded.features.get(label_column)
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None  # declared class names
     table = Table(loaded.to_pandas(), f"dataset '{spec}'", names)
@@ -176,8 +185,10 @@ def _builtin(source: DataSource, role: str, task: str, text_column: str, label_c
     base = f"builtin:{source.name}"
     if source.split:
         if source.split not in _BUILTIN_SPLITS:
-            raise DataError(f"unknown split '{source.split}' in '{base}:{source.split}'; builtin data sets have "
-                            f"{', '.join(_BUILTIN_SPLITS)}")
+            raise DataError(
+                f"unknown split '{source.split}' in '{base}:{source.split}'; builtin data sets have "
+                f"{', '.join(_BUILTIN_SPLITS)}"
+            )
         role = _BUILTIN_SPLITS[source.split]
     if base == "builtin:rotten-tomatoes":
         return _rotten_tomatoes(base, role, text_column, label_column)
@@ -231,5 +242,13 @@ def builtin_base(spec: Optional[str]) -> Optional[str]:
     return f"builtin:{source.name}" if source.kind == "builtin" else None
 
 
-__all__ = ["BUILTIN_DATA", "DataSource", "FILE_SUFFIXES", "Table", "builtin_base", "classify_source", "read_source",
-           "seeded_split"]
+__all__ = [
+    "BUILTIN_DATA",
+    "DataSource",
+    "FILE_SUFFIXES",
+    "Table",
+    "builtin_base",
+    "classify_source",
+    "read_source",
+    "seeded_split",
+]

@@ -1,4 +1,5 @@
 """The tasks awncompress runs and the metric each reports by default: the one place for these names."""
+
 from __future__ import annotations
 
 from torch import nn

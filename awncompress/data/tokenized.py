@@ -5,6 +5,7 @@ module checks the columns and labels, splits and subsamples (seeded), tokenizes,
 Every problem with the data is raised as one :class:`~awncompress.errors.DataError` line that says
 what to fix.
 """
+
 from __future__ import annotations
 
 import random
@@ -150,9 +151,14 @@ def load_task_data(cfg: DataConfig, tokenizer: Any) -> TaskData:
     else:
         train_set, eval_set = _causal_lm(cfg, tokenizer, train, evals)
         num_labels, names = None, None
-    return TaskData(train=train_set, eval=eval_set, num_labels=num_labels, label_names=names,
-                    collate=PadCollator(pad_id, getattr(tokenizer, "padding_side", "right") or "right"),
-                    num_train_examples=len(train_set))
+    return TaskData(
+        train=train_set,
+        eval=eval_set,
+        num_labels=num_labels,
+        label_names=names,
+        collate=PadCollator(pad_id, getattr(tokenizer, "padding_side", "right") or "right"),
+        num_train_examples=len(train_set),
+    )
 
 
 def ensure_pad_token(tokenizer: Any) -> int:
@@ -198,7 +204,9 @@ def _text_frame(table: Table, text_columns: list[str], role: str) -> pd.DataFram
     for col in text_columns:
         odd = [v for v in frame[col] if not isinstance(v, (str, int, float))]
         if odd:
-            raise DataError(f"{role} data {table.origin}: column '{col}' holds {type(odd[0]).__name__} values, not text")
+            raise DataError(
+                f"{role} data {table.origin}: column '{col}' holds {type(odd[0]).__name__} values, not text"
+            )
         frame[col] = frame[col].astype(str)
         frame = frame[frame[col].str.strip() != ""]
     if len(frame) == 0:
@@ -207,7 +215,7 @@ def _text_frame(table: Table, text_columns: list[str], role: str) -> pd.DataFram
 
 
 def _label_kind(series: pd.Series) -> str:
-    """"int" when the labels are class ids (ints, bools, integral floats), else "str"."""
+    """ "int" when the labels are class ids (ints, bools, integral floats), else "str"."""
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_integer_dtype(series):
         return "int"
     if pd.api.types.is_float_dtype(series):
@@ -224,15 +232,19 @@ def _encode_labels(
     for series, origin in parts:
         odd = [v for v in series if isinstance(v, (list, tuple, dict, set)) or hasattr(v, "tolist")]
         if odd:
-            raise DataError(f"label column '{label_column}' of {origin} holds {type(odd[0]).__name__} values; a label is "
-                            "one class id or name")
+            raise DataError(
+                f"label column '{label_column}' of {origin} holds {type(odd[0]).__name__} values; a label is "
+                "one class id or name"
+            )
         if series.isna().any():
             missing = int(series.isna().sum())
             raise DataError(f"{origin} has {missing} rows without a value in label column '{label_column}'")
         if _label_kind(series) == "float":
             shown = ", ".join(f"{v:g}" for v in sorted(set(series))[:5])
-            raise DataError(f"label column '{label_column}' of {origin} holds non-integer numbers ({shown}); classification "
-                            "needs class ids 0..n-1 or class names (regression is not supported)")
+            raise DataError(
+                f"label column '{label_column}' of {origin} holds non-integer numbers ({shown}); classification "
+                "needs class ids 0..n-1 or class names (regression is not supported)"
+            )
     if all(_label_kind(series) == "int" for series, _ in parts):
         encoded = [[int(v) for v in series] for series, _ in parts]
         found = sorted({v for ids in encoded for v in ids})
@@ -255,8 +267,10 @@ def _encode_labels(
     unseen = sorted(set().union(*encoded[1:]) - set(encoded[0])) if len(encoded) > 1 else []
     if unseen:
         shown = ", ".join(repr(names[i]) if names else str(i) for i in unseen[:5])
-        raise DataError(f"{parts[1][1]} has label(s) {shown} that the training data does not have; the model could "
-                        "never predict them")
+        raise DataError(
+            f"{parts[1][1]} has label(s) {shown} that the training data does not have; the model could "
+            "never predict them"
+        )
     return encoded, n, names
 
 
@@ -336,7 +350,7 @@ def _windows(tokenizer: Any, texts: list[str], block: int, origin: str) -> list[
     bos = tokenizer.bos_token_id
     prefix = [bos] if bos is not None else []
     span = block - len(prefix)
-    windows = [prefix + stream[i: i + span] for i in range(0, len(stream), span)]
+    windows = [prefix + stream[i : i + span] for i in range(0, len(stream), span)]
     if len(windows) > 1 and len(windows[-1]) < block:
         windows.pop()
     if not windows or len(windows[0]) < 2:
@@ -346,8 +360,12 @@ def _windows(tokenizer: Any, texts: list[str], block: int, origin: str) -> list[
 
 def _lm_examples(windows: list[list[int]], scored_from: int) -> ExampleDataset:
     """Items whose labels are the window, with the first ``scored_from`` positions (BOS) never targets."""
-    return ExampleDataset([{"input_ids": w, "attention_mask": [1] * len(w), "labels": [-100] * scored_from + w[scored_from:]}
-                           for w in windows])
+    return ExampleDataset(
+        [
+            {"input_ids": w, "attention_mask": [1] * len(w), "labels": [-100] * scored_from + w[scored_from:]}
+            for w in windows
+        ]
+    )
 
 
 def _causal_lm(

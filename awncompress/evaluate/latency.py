@@ -6,6 +6,7 @@ gets its warm-up, then the timed passes go round the models in turn (one pass ea
 round's order rotating), so drift hits all of them alike, and each model's latency is the median
 of its passes.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,7 +58,15 @@ def device_of(model: nn.Module) -> torch.device:
 
 
 # Families whose position ids start after the padding index (RoBERTa's convention).
-_POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "mpnet", "xlm-roberta-xl", "data2vec-text", "longformer")
+_POSITIONS_AFTER_PADDING = (
+    "roberta",
+    "xlm-roberta",
+    "camembert",
+    "mpnet",
+    "xlm-roberta-xl",
+    "data2vec-text",
+    "longformer",
+)
 
 
 def max_positions(config: Any) -> Optional[int]:
@@ -117,7 +126,7 @@ def time_round_robin(models: Mapping[Hashable, nn.Module], cfg: Optional[Latency
             for _ in range(cfg.warmup):
                 _timed_pass(models[k], inputs[k], cuda)
         for r in range(cfg.repeats):
-            for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+            for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
                 times[k].append(_timed_pass(models[k], inputs[k], cuda))
     finally:
         for k in keys:
@@ -125,14 +134,21 @@ def time_round_robin(models: Mapping[Hashable, nn.Module], cfg: Optional[Latency
     out = {}
     for k in keys:
         ts = sorted(times[k])
-        out[k] = {"median_ms": round(statistics.median(ts), 4), "p10_ms": round(_percentile(ts, 10), 4),
-                  "p90_ms": round(_percentile(ts, 90), 4), "batch_size": cfg.batch_size,
-                  "seq_len": int(inputs[k]["input_ids"].shape[1]), "repeats": cfg.repeats, "warmup": cfg.warmup}
+        out[k] = {
+            "median_ms": round(statistics.median(ts), 4),
+            "p10_ms": round(_percentile(ts, 10), 4),
+            "p90_ms": round(_percentile(ts, 90), 4),
+            "batch_size": cfg.batch_size,
+            "seq_len": int(inputs[k]["input_ids"].shape[1]),
+            "repeats": cfg.repeats,
+            "warmup": cfg.warmup,
+        }
     return out
 
 
-def measure_latency(model: nn.Module, cfg: Optional[LatencyConfig] = None,
-                    device: Optional[Union[str, torch.device]] = None) -> dict:
+def measure_latency(
+    model: nn.Module, cfg: Optional[LatencyConfig] = None, device: Optional[Union[str, torch.device]] = None
+) -> dict:
     """Median and spread (p10, p90) of one model's forward pass, in milliseconds.
 
     Fixed random input ids (seeded), all-ones attention mask, ``torch.inference_mode``, CUDA

@@ -7,6 +7,7 @@ evaluation data's real (non-padded) token counts. Latency is timed once per dist
 (rows of the same per-layer widths, e.g. every static baseline at one width, share a timing),
 round-robin over the shapes, on fixed random input ids.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,18 +23,26 @@ import torch
 import transformers
 from torch import nn
 
-from ..model.families import find_ffns
-from ..model.surgery import full_widths, layer_widths, resolve_widths, truncate_
-from ..model.head_cuts import truncate_heads_
-from ..errors import DataError, WidthError
-from .latency import LatencyConfig, device_name, resolve_device, time_round_robin
 from ..checkpoint.layout import export_format, match_export
 from ..checkpoint.provenance import read_provenance
-from .measure import check_eval_data, checkpoint_bytes, count_params, evaluate_model, flops_per_example, length_counts, weight_bytes
-from .methods import Candidate, EvalContext, Method, MethodSpec, TrainingKit, default_method_names, resolve_methods
-from .metrics import higher_is_better, load_metric
 from ..data.tasks import default_metric, task_from_model
+from ..errors import DataError, WidthError
+from ..model.families import find_ffns
+from ..model.head_cuts import truncate_heads_
+from ..model.surgery import full_widths, layer_widths, resolve_widths, truncate_
 from ..version import __version__
+from .latency import LatencyConfig, device_name, resolve_device, time_round_robin
+from .measure import (
+    check_eval_data,
+    checkpoint_bytes,
+    count_params,
+    evaluate_model,
+    flops_per_example,
+    length_counts,
+    weight_bytes,
+)
+from .methods import Candidate, EvalContext, Method, MethodSpec, default_method_names, resolve_methods
+from .metrics import higher_is_better, load_metric
 
 logger = logging.getLogger("awncompress")
 
@@ -43,8 +52,9 @@ REPORT_SCHEMA_VERSION = 1
 class _Measure:
     """The data, metric and dense reference of one evaluation; measures one model into a report entry."""
 
-    def __init__(self, dataset: Any, collate: Optional[Callable], task: str, metric: str, batch_size: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self, dataset: Any, collate: Optional[Callable], task: str, metric: str, batch_size: int, device: torch.device
+    ) -> None:
         self.dataset, self.collate, self.task, self.metric = dataset, collate, task, metric
         self.batch_size, self.device = batch_size, device
         self.lengths = length_counts(dataset)
@@ -56,8 +66,13 @@ class _Measure:
         value = evaluate_model(model, self.dataset, self.collate, self.task, self.metric, self.batch_size, correct=hits)
         if hits:
             self.correct[key] = "".join(map(str, hits))
-        return {"metric": self.metric, "value": value, **flops_per_example(model, self.lengths, widths),
-                "params": count_params(model), "weight_bytes": weight_bytes(model)}
+        return {
+            "metric": self.metric,
+            "value": value,
+            **flops_per_example(model, self.lengths, widths),
+            "params": count_params(model),
+            "weight_bytes": weight_bytes(model),
+        }
 
 
 def _intermediate(widths: Sequence[int]) -> Union[int, list[int]]:
@@ -67,17 +82,29 @@ def _intermediate(widths: Sequence[int]) -> Union[int, list[int]]:
 
 def _row(label: str, fraction: float, cand: Candidate, entry: dict, dense: dict, theoretical: bool) -> dict:
     export = cand.export
-    row = {"method": label, "width_fraction": float(fraction), "intermediate_size": _intermediate(cand.widths), **entry,
-           "flops_ratio": round(entry["flops"] / dense["flops"], 6) if dense["flops"] else None,
-           "params_ratio": round(entry["params"] / dense["params"], 6),
-           "checkpoint_bytes": checkpoint_bytes(export) if export is not None and export_format(export) != "nested" else None,
-           "export": str(export) if export is not None else None, "theoretical": bool(theoretical)}
+    row = {
+        "method": label,
+        "width_fraction": float(fraction),
+        "intermediate_size": _intermediate(cand.widths),
+        **entry,
+        "flops_ratio": round(entry["flops"] / dense["flops"], 6) if dense["flops"] else None,
+        "params_ratio": round(entry["params"] / dense["params"], 6),
+        "checkpoint_bytes": checkpoint_bytes(export)
+        if export is not None and export_format(export) != "nested"
+        else None,
+        "export": str(export) if export is not None else None,
+        "theoretical": bool(theoretical),
+    }
     row.pop("flops_source", None)
-    logger.info("%s @ %g: %s = %.4f, FLOPs x%.3f", label, fraction, entry["metric"], row["value"], row["flops_ratio"] or 0)
+    logger.info(
+        "%s @ %g: %s = %.4f, FLOPs x%.3f", label, fraction, entry["metric"], row["value"], row["flops_ratio"] or 0
+    )
     return row
 
 
-def _layer_plan(widths: Sequence[float], export_dirs: Mapping[float, Path], full: Sequence[int]) -> dict[float, list[int]]:
+def _layer_plan(
+    widths: Sequence[float], export_dirs: Mapping[float, Path], full: Sequence[int]
+) -> dict[float, list[int]]:
     """Per width, the per-layer neuron counts every static method cuts to: the awn export's own widths
     where a uniform or per-layer export exists, else the fraction's rounding."""
     plan = {}
@@ -117,8 +144,11 @@ def _run_method(method: Method, ctx: EvalContext, measure: _Measure, dense: dict
             entry = measure.entry(cand.model, cand.widths if method.theoretical else None, f"{label}@{w:g}")
             rows.append(_row(label, w, cand, entry, dense, method.theoretical))
             if flops_axis:  # the point is a FLOP target; its FFN width is what the pick gave
-                rows[-1].update(flops_target=float(w), heads=_intermediate(cand.heads or []),
-                                width_fraction=round(sum(cand.widths) / sum(layer_widths(ctx.original)), 6))
+                rows[-1].update(
+                    flops_target=float(w),
+                    heads=_intermediate(cand.heads or []),
+                    width_fraction=round(sum(cand.widths) / sum(layer_widths(ctx.original)), 6),
+                )
             if not method.theoretical:
                 shapes[len(rows) - 1] = _shape(cand.widths, cand.heads)
             eval_s += time.perf_counter() - began
@@ -145,10 +175,17 @@ def _time_shapes(original: nn.Module, shapes: set[tuple], latency: LatencyConfig
     return time_round_robin(models, latency)
 
 
-def _add_latency(dense: dict, rows: list[dict], row_shapes: dict[int, tuple], timings: dict[tuple, dict], full: tuple) -> None:
+def _add_latency(
+    dense: dict, rows: list[dict], row_shapes: dict[int, tuple], timings: dict[tuple, dict], full: tuple
+) -> None:
     def fill(target: dict, t: Optional[dict]) -> None:
-        target.update({"latency_ms": t["median_ms"] if t else None, "latency_p10_ms": t["p10_ms"] if t else None,
-                       "latency_p90_ms": t["p90_ms"] if t else None})
+        target.update(
+            {
+                "latency_ms": t["median_ms"] if t else None,
+                "latency_p10_ms": t["p10_ms"] if t else None,
+                "latency_p90_ms": t["p90_ms"] if t else None,
+            }
+        )
 
     fill(dense, timings.get(full))
     for i, row in enumerate(rows):
@@ -161,11 +198,42 @@ def _profile(profile: Optional[dict], d_ff: int) -> Optional[dict]:
     if not profile or "active_widths" not in profile:
         return None
     widths = [int(w) for w in profile["active_widths"]]
-    return {"k": profile.get("k"), "d_ff": d_ff, "active_widths": widths,
-            "active_fractions": [round(w / d_ff, 6) for w in widths],
-            "normalised_rates": [float(r) for r in profile.get("normalised_rates", [])],
-            **({"head_rates": [float(r) for r in profile["head_rates"]], "active_units": profile.get("active_units")}
-               if profile.get("head_rates") else {})}
+    return {
+        "k": profile.get("k"),
+        "d_ff": d_ff,
+        "active_widths": widths,
+        "active_fractions": [round(w / d_ff, 6) for w in widths],
+        "normalised_rates": [float(r) for r in profile.get("normalised_rates", [])],
+        **(
+            {"head_rates": [float(r) for r in profile["head_rates"]], "active_units": profile.get("active_units")}
+            if profile.get("head_rates")
+            else {}
+        ),
+    }
+
+
+def _dense_entry(original: nn.Module, measure: _Measure, full: tuple) -> tuple[dict, str]:
+    """The dense model's report entry and where its FLOPs came from."""
+    original.eval()
+    began = time.perf_counter()
+    dense = measure.entry(original, None, "dense")
+    flops_source = dense.pop("flops_source")
+    dense.update(intermediate_size=_intermediate(full), eval_s=round(time.perf_counter() - began, 3))
+    logger.info("dense: %s = %.4f", measure.metric, dense["value"])
+    return dense, flops_source
+
+
+def _run_methods(chosen: list[Method], ctx: EvalContext, measure: _Measure, dense: dict) -> tuple:
+    """Every method's rows, {row index: shape} of the timed rows, and each method's costs."""
+    rows: list[dict] = []
+    row_shapes: dict[int, tuple] = {}
+    run_costs: dict[str, dict[str, float]] = {}
+    while chosen:  # popped, so that what a method prepared (an ordered copy) is freed after its rows
+        method = chosen.pop(0)
+        method_rows, run_costs[method.label(ctx)], shapes = _run_method(method, ctx, measure, dense)
+        row_shapes.update({len(rows) + i: s for i, s in shapes.items()})
+        rows += method_rows
+    return rows, row_shapes, run_costs
 
 
 def evaluate_methods(
@@ -182,17 +250,11 @@ def evaluate_methods(
     *,
     batch_size: int = 32,
     device: Optional[Union[str, torch.device]] = None,
-    seed: int = 0,
     model_name: Optional[str] = None,
     data: Optional[Union[str, dict]] = None,
     profile: Optional[dict] = None,
     costs: Optional[Mapping[str, Mapping[str, float]]] = None,
-    out: Optional[Path] = None,
-    scorer: str = "wina",
-    multiple: Optional[int] = None,
-    training: Optional[TrainingKit] = None,
-    quiet: bool = False,
-    flop_dirs: Optional[Mapping[float, Union[str, Path]]] = None,
+    **context: Any,
 ) -> dict:
     """Evaluate every method at every width against the dense ``original``; returns the report record.
 
@@ -210,9 +272,9 @@ def evaluate_methods(
         calibration: batches for the wina / activation scores (required when those are asked for).
         latency: timing settings, or None to skip latency.
         profile / costs: the learned profile and extra wall-clock costs per method to record.
-        out, scorer, multiple, training, quiet: what methods that read a convert output or fine-tune
-            need (see ``awncompress.methods.EvalContext``).
-        flop_dirs: {FLOP target: folder} of the FFN+heads exports, the points of "flops"-axis methods.
+        context: the :class:`~awncompress.evaluate.methods.EvalContext` fields methods read (``seed``,
+            ``out``, ``scorer``, ``multiple``, ``training``, ``quiet``, ``flop_dirs``: {FLOP target:
+            folder} of the FFN+heads exports); a field added there needs no change here.
 
     Raises NotAnExportError, DataError, MetricError, UnknownMethodError, WidthError before anything is
     evaluated when the inputs cannot work.
@@ -226,51 +288,54 @@ def evaluate_methods(
     widths = _check_widths(widths, export_dirs)
     needs = [m.name for m in chosen if m.needs_calibration]
     if needs and calibration is None:
-        raise DataError(f"method(s) {', '.join(needs)} need calibration batches (pass calibration=, e.g. a few training batches)")
+        raise DataError(
+            f"method(s) {', '.join(needs)} need calibration batches (pass calibration=, e.g. a few training batches)"
+        )
     full = tuple(layer_widths(original))
-    ctx = EvalContext(original=original, widths=widths, layer_plan={}, calibration=None if calibration is None else list(calibration),
-                      seed=seed, export_dirs=export_dirs, out=out, scorer=scorer, multiple=multiple, training=training, quiet=quiet,
-                      flop_dirs={float(t): Path(p) for t, p in (flop_dirs or {}).items()})
+    flop_dirs = {float(k): Path(p) for k, p in (context.pop("flop_dirs", None) or {}).items()}
+    calibration = None if calibration is None else list(calibration)
+    ctx = EvalContext(original, widths, {}, calibration, export_dirs=export_dirs, flop_dirs=flop_dirs, **context)
     for method in chosen:
         method.check(ctx)
     ctx.layer_plan = _layer_plan(widths, export_dirs, full_widths(find_ffns(original)))
 
-    device = resolve_device(device)
-    measure = _Measure(dataset, collate, task, metric, batch_size, device)
-    original.eval()
-    began = time.perf_counter()
-    dense = measure.entry(original, None, "dense")
-    flops_source = dense.pop("flops_source")
-    dense.update(intermediate_size=_intermediate(full), eval_s=round(time.perf_counter() - began, 3))
-    logger.info("dense: %s = %.4f", metric, dense["value"])
-
-    rows: list[dict] = []
-    row_shapes: dict[int, tuple] = {}
-    run_costs: dict[str, dict[str, float]] = {}
-    while chosen:  # popped, so that what a method prepared (an ordered copy) is freed after its rows
-        method = chosen.pop(0)
-        method_rows, run_costs[method.label(ctx)], shapes = _run_method(method, ctx, measure, dense)
-        row_shapes.update({len(rows) + i: s for i, s in shapes.items()})
-        rows += method_rows
+    measure = _Measure(dataset, collate, task, metric, batch_size, resolve_device(device))
+    dense, flops_source = _dense_entry(original, measure, full)
+    rows, row_shapes, run_costs = _run_methods(chosen, ctx, measure, dense)
     began = time.perf_counter()
     timings = _time_shapes(original, {_shape(full), *row_shapes.values()}, latency) if latency is not None else {}
     run_costs["latency"] = {"evaluate_s": round(time.perf_counter() - began, 3)}
     _add_latency(dense, rows, row_shapes, timings, _shape(full))
     for name, extra in (costs or {}).items():
         run_costs.setdefault(name, {}).update({k: float(v) for k, v in extra.items()})
+    device, seed = measure.device, ctx.seed
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": model_name or getattr(original.config, "_name_or_path", None) or type(original).__name__,
-        "architecture": type(original).__name__, "task": task, "data": data,
-        "num_eval_examples": sum(measure.lengths.values()), "seed": seed,
+        "architecture": type(original).__name__,
+        "task": task,
+        "data": data,
+        "num_eval_examples": sum(measure.lengths.values()),
+        "seed": seed,
         "metric": {"name": metric, "higher_is_better": higher_is_better(metric)},
-        "versions": {"awncompress": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "awncompress": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
         "device": device_name(device),
-        "latency_config": ({**asdict(latency), "schedule": "round-robin", "shapes": len(timings)} if latency is not None else None),
-        "flops_source": flops_source, "d_ff": max(full), "num_layers": len(full), "dense": dense, "rows": rows,
-        "profile": _profile(profile, max(full)), "costs": run_costs,
+        "latency_config": (
+            {**asdict(latency), "schedule": "round-robin", "shapes": len(timings)} if latency is not None else None
+        ),
+        "flops_source": flops_source,
+        "d_ff": max(full),
+        "num_layers": len(full),
+        "dense": dense,
+        "rows": rows,
+        "profile": _profile(profile, max(full)),
+        "costs": run_costs,
         # "method@width" → one 1/0 per eval example (classification): lets paired tests compare methods.
         "per_example_correct": measure.correct or None,
     }

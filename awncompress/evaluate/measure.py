@@ -3,6 +3,7 @@
 Latency is in latency.py; the methods that produce the models are in methods/; evaluation.py runs
 them all and assembles the report record.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -13,13 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data.tasks import default_metric, is_lm_task
 from ..data.tokenized import example_lengths, length_order
 from ..errors import DataError, MetricError
 from ..model.flops import count_flops
+from ..model.scoring import model_inputs
 from .latency import device_of
 from .metrics import compute_metric
-from ..model.scoring import model_inputs
-from ..data.tasks import default_metric, is_lm_task
 
 
 def _first_item(dataset: Any) -> Optional[Mapping]:
@@ -37,24 +38,30 @@ def check_eval_data(dataset: Any) -> None:
     if first is None:
         raise DataError("the evaluation data is empty")
     if not isinstance(first, Mapping) or "input_ids" not in first:
-        raise DataError(f"evaluation items must be dicts with input_ids/attention_mask/labels, got {type(first).__name__}")
+        raise DataError(
+            f"evaluation items must be dicts with input_ids/attention_mask/labels, got {type(first).__name__}"
+        )
     if "labels" not in first:
         keys = ", ".join(sorted(first))
-        raise DataError(f"the evaluation data has no labels (item keys: {keys}); a metric needs labeled data "
-                        "(for causal-lm the labels are the input ids)")
+        raise DataError(
+            f"the evaluation data has no labels (item keys: {keys}); a metric needs labeled data "
+            "(for causal-lm the labels are the input ids)"
+        )
 
 
 def _lm_scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[list[float], list[int]]:
     """Per-sequence summed next-token NLL and scored-token counts (labels -100 ignored)."""
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
-    nll = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                                      ignore_index=-100, reduction="none").view(shift_labels.shape)
+    nll = nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100, reduction="none"
+    ).view(shift_labels.shape)
     return nll.double().sum(1).tolist(), (shift_labels != -100).sum(1).tolist()
 
 
-def _predictions(model: nn.Module, dataset: Any, collate: Optional[Callable], lm: bool, batch_size: int,
-                 order: Sequence[int]) -> tuple[list, list]:
+def _predictions(
+    model: nn.Module, dataset: Any, collate: Optional[Callable], lm: bool, batch_size: int, order: Sequence[int]
+) -> tuple[list, list]:
     device = device_of(model)
     predictions: list = []
     references: list = []
@@ -76,9 +83,16 @@ def _predictions(model: nn.Module, dataset: Any, collate: Optional[Callable], lm
 
 
 @torch.inference_mode()
-def evaluate_model(model: nn.Module, dataset: Any, collate: Optional[Callable], task: str, metric: Optional[str] = None,
-                   batch_size: int = 32, device: Optional[Union[str, torch.device]] = None,
-                   correct: Optional[list] = None) -> float:
+def evaluate_model(
+    model: nn.Module,
+    dataset: Any,
+    collate: Optional[Callable],
+    task: str,
+    metric: Optional[str] = None,
+    batch_size: int = 32,
+    device: Optional[Union[str, torch.device]] = None,
+    correct: Optional[list] = None,
+) -> float:
     """The metric of ``model`` on ``dataset`` (items: dicts of input_ids / attention_mask / labels).
 
     Classification: predictions are the argmax of the logits (the logit itself when there is one
@@ -138,8 +152,12 @@ def flops_per_example(model: nn.Module, lengths: Mapping[int, int], ffn_widths: 
     if n == 0:
         raise DataError("the evaluation data holds no tokens")
     mean_total, mean_ffn = total / n, ffn / n
-    return {"flops": int(round(mean_total)), "ffn_flops": int(round(mean_ffn)),
-            "ffn_share": round(mean_ffn / mean_total, 6) if mean_total else 0.0, "flops_source": source}
+    return {
+        "flops": int(round(mean_total)),
+        "ffn_flops": int(round(mean_ffn)),
+        "ffn_share": round(mean_ffn / mean_total, 6) if mean_total else 0.0,
+        "flops_source": source,
+    }
 
 
 def count_params(model: nn.Module) -> int:

@@ -5,6 +5,7 @@ leave a hidden ``.<name>.tmp-*`` entry, which :func:`remove_temps` clears. A fol
 only when the caller says it is one awncompress wrote (``owned``), and never when it is the current
 directory or holds it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,8 +29,10 @@ def check_replaceable(out: Path, owned: Optional[Callable[[Path], bool]] = None)
     if here == target or here.is_relative_to(target):
         raise OutputExistsError(f"refusing to replace {out}: it is the current directory or holds it")
     if owned is not None and not owned(out):
-        raise OutputExistsError(f"refusing to replace {out}: it is not a folder awncompress wrote; awncompress replaces only "
-                                "its own outputs (remove it yourself, or choose another output folder)")
+        raise OutputExistsError(
+            f"refusing to replace {out}: it is not a folder awncompress wrote; awncompress replaces only "
+            "its own outputs (remove it yourself, or choose another output folder)"
+        )
 
 
 def check_writable(out: Union[str, Path], overwrite: bool, owned: Optional[Callable[[Path], bool]] = None) -> Path:
@@ -40,7 +43,9 @@ def check_writable(out: Union[str, Path], overwrite: bool, owned: Optional[Calla
         raise OutputExistsError(f"{out} is a file; the output must be a folder")
     if out.exists():
         if not overwrite:
-            raise OutputExistsError(f"output directory {out} already exists; pass overwrite=True (--overwrite) to replace it")
+            raise OutputExistsError(
+                f"output directory {out} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
         check_replaceable(out, owned)
     return out
 
@@ -92,7 +97,9 @@ def atomic_write(path: Union[str, Path], data: Union[str, bytes]) -> None:
 
 
 @contextmanager
-def atomic_dir(out: Union[str, Path], overwrite: bool = False, owned: Optional[Callable[[Path], bool]] = None) -> Iterator[Path]:
+def atomic_dir(
+    out: Union[str, Path], overwrite: bool = False, owned: Optional[Callable[[Path], bool]] = None
+) -> Iterator[Path]:
     """Yield a temp dir; on success it replaces ``out``, on error it is removed."""
     out = check_writable(out, overwrite, owned)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ anywhere else: file names read from metadata may not climb out (``..``, absolute
 entry that is a symbolic link may not resolve outside the folder, except in a Hugging Face cache
 snapshot, whose files are links into the same repository's ``blobs/``.
 """
+
 from __future__ import annotations
 
 import os

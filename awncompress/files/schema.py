@@ -6,6 +6,7 @@ messages like ``unknown key 'lr_rate' in train (known: steps, ...)``, ``train.st
 integer, got str 'ten'`` or ``train.steps must be >= 1 (got 0)``. pydantic does the checking;
 this module only words its errors the way a recipe author reads them.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -32,6 +33,7 @@ def _rule(description: str, ok: Callable[[Any], bool]) -> AfterValidator:
 
 def one_of(choices: Callable[[], Sequence[str]]) -> AfterValidator:
     """A rule whose allowed strings come from ``choices()`` when a value is checked (e.g. a registry)."""
+
     def check(value: Any) -> Any:
         allowed = tuple(choices())
         if value not in allowed:
@@ -146,7 +148,9 @@ def type_name(tp: Any) -> str:
         return {float: "a list of numbers", int: "a list of integers", str: "a list of strings"}.get(item, "a list")
     if _is_model(tp):
         return "a mapping"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 def _walk(model: type, loc: Sequence[Union[str, int]]) -> tuple[Any, str]:
@@ -172,7 +176,9 @@ def _known_keys_message(owner: type, key: str, where: str) -> str:
     known = list(owner.model_fields)
     label = "the recipe" if not where else where
     hint = difflib.get_close_matches(str(key), known, n=1)
-    return f"unknown key {key!r} in {label} (known: {', '.join(known)})" + (f"; did you mean {hint[0]!r}?" if hint else "")
+    return f"unknown key {key!r} in {label} (known: {', '.join(known)})" + (
+        f"; did you mean {hint[0]!r}?" if hint else ""
+    )
 
 
 def _join(prefix: str, path: str) -> str:

@@ -1,2 +1,2 @@
-"""The model stage: where each family keeps its FFN and heads, scoring, the AWN surgery (order -> wrap -> fold -> truncate),
-narrow passes and FLOPs by formula."""
+"""The model stage: where each family keeps its FFN and heads, scoring,
+the AWN surgery (order -> wrap -> fold -> truncate), narrow passes and FLOPs by formula."""

@@ -9,6 +9,7 @@ initial ``s_j``, so the wrapped model computes exactly what the original did.
 brief fine-tune with Adam can move it across the whole width range (a raw λ ≈ 1e-3 could move by
 at most lr × steps).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .families import find_ffns, neuron_axis
 from ..errors import ConfigError, ConversionError, WidthError
+from .families import find_ffns, neuron_axis
 from .ffn import consume_first
 from .heads import find_heads, has_head_spec
 
@@ -97,7 +98,8 @@ class AdaptiveProfile(nn.Module):
         return max(1, min(self.width, index + 1))
 
     def extra_repr(self) -> str:
-        return f"d_ff={self.d_ff}, k={self.k}, rate·d_ff={float(self.normalised_rate().detach()):.3f}, active_width={self.active_width()}"
+        rate = float(self.normalised_rate().detach())
+        return f"d_ff={self.d_ff}, k={self.k}, rate·d_ff={rate:.3f}, active_width={self.active_width()}"
 
 
 class AdaptiveFFN(AdaptiveProfile):
@@ -257,9 +259,9 @@ def awn_prior(
     """Negative log prior of the AWN terms, up to constants (the caller divides by N).
 
     A Gaussian on each profile's normalised rate, FFN and (when converted with heads) attention
-    (mean ``rate_mean``; a mean above the initial rate pulls widths down) plus a Gaussian on the FFN weights, which makes large weights on
-    down-weighted neurons expensive. FFN weights = every parameter of the FFN modules wrapped or
-    feeding a wrapper (up, gate, down).
+    (mean ``rate_mean``; a mean above the initial rate pulls widths down) plus a Gaussian on the FFN weights,
+    which makes large weights on down-weighted neurons expensive. FFN weights = every parameter of the FFN modules
+    wrapped or feeding a wrapper (up, gate, down).
     """
     wrappers = awn_units(model)
     if not wrappers:

@@ -7,6 +7,7 @@ attribute is *probed* (the model is rebuilt on the meta device with the attribut
 attribute counts only if the FFN width follows), so a fallback never writes a width the config
 does not control. Anything else is a loud error listing the model's Linear modules.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,8 +21,17 @@ from torch.nn.utils import parametrize
 from ..errors import UnsupportedModelError
 from .ffn import FFNBlock, FFNSpec, is_projection, neuron_axis
 
-__all__ = ["FFNSpec", "FFN_SPECS", "FFNBlock", "find_ffns", "specs_for", "attach_spec", "set_config_widths",
-           "neuron_axis", "SpecLike"]
+__all__ = [
+    "FFNSpec",
+    "FFN_SPECS",
+    "FFNBlock",
+    "find_ffns",
+    "specs_for",
+    "attach_spec",
+    "set_config_widths",
+    "neuron_axis",
+    "SpecLike",
+]
 
 
 SpecLike = Union[FFNSpec, Iterable[FFNSpec]]
@@ -30,7 +40,9 @@ Specs = tuple[FFNSpec, ...]
 BERT_STYLE = FFNSpec(up="intermediate.dense", down="output.dense")
 GATED_MLP = FFNSpec(up="mlp.up_proj", down="mlp.down_proj", gate="mlp.gate_proj")
 GPT2_MLP = FFNSpec(up="mlp.c_fc", down="mlp.c_proj", d_ff_attr="n_inner")
-LINEAR_C_FC = FFNSpec(up="mlp.c_fc", down="mlp.c_proj")  # GPT-Neo, StarCoder2: GPT-2 names, nn.Linear, intermediate_size
+LINEAR_C_FC = FFNSpec(
+    up="mlp.c_fc", down="mlp.c_proj"
+)  # GPT-Neo, StarCoder2: GPT-2 names, nn.Linear, intermediate_size
 FUSED_GATE_UP = FFNSpec(up="mlp.gate_up_proj", down="mlp.down_proj", fused=True)
 NEOX_MLP = FFNSpec(up="mlp.dense_h_to_4h", down="mlp.dense_4h_to_h")
 FC_MLP = FFNSpec(up="mlp.fc1", down="mlp.fc2")
@@ -40,17 +52,35 @@ T5_GATED = FFNSpec(up="DenseReluDense.wi_1", down="DenseReluDense.wo", gate="Den
 
 def experts_spec(d_ff_attr: str) -> FFNSpec:
     """Mixture-of-experts weights as transformers 5 stores them: ``mlp.experts.{gate_up_proj, down_proj}``."""
-    return FFNSpec(up="mlp.experts.gate_up_proj", down="mlp.experts.down_proj", d_ff_attr=d_ff_attr, fused=True, experts=True)
+    return FFNSpec(
+        up="mlp.experts.gate_up_proj", down="mlp.experts.down_proj", d_ff_attr=d_ff_attr, fused=True, experts=True
+    )
 
 
 def seq2seq_specs(up: str, down: str, encoder_attr: str, decoder_attr: str) -> Specs:
     """An encoder stack and a decoder stack whose FFN widths are separate config attributes."""
-    return (FFNSpec(up=up, down=down, d_ff_attr=encoder_attr, within="encoder."),
-            FFNSpec(up=up, down=down, d_ff_attr=decoder_attr, within="decoder."))
+    return (
+        FFNSpec(up=up, down=down, d_ff_attr=encoder_attr, within="encoder."),
+        FFNSpec(up=up, down=down, d_ff_attr=decoder_attr, within="decoder."),
+    )
 
 
-_LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "stablelm",
-               "granite", "cohere", "smollm3", "helium")
+_LLAMA_LIKE = (
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "olmo",
+    "olmo2",
+    "stablelm",
+    "granite",
+    "cohere",
+    "smollm3",
+    "helium",
+)
 _BERT_LIKE = ("bert", "roberta", "xlm-roberta", "camembert", "electra", "deberta", "deberta-v2", "mpnet")
 
 FFN_SPECS: dict[str, Specs] = {
@@ -73,10 +103,16 @@ FFN_SPECS: dict[str, Specs] = {
     "glm": (FUSED_GATE_UP,),
     "mixtral": (experts_spec("intermediate_size"),),
     "olmoe": (experts_spec("intermediate_size"),),
-    "qwen2_moe": (experts_spec("moe_intermediate_size"),
-                  FFNSpec(up="mlp.shared_expert.up_proj", down="mlp.shared_expert.down_proj",
-                          gate="mlp.shared_expert.gate_proj", d_ff_attr="shared_expert_intermediate_size"),
-                  GATED_MLP),  # layers in mlp_only_layers are dense
+    "qwen2_moe": (
+        experts_spec("moe_intermediate_size"),
+        FFNSpec(
+            up="mlp.shared_expert.up_proj",
+            down="mlp.shared_expert.down_proj",
+            gate="mlp.shared_expert.gate_proj",
+            d_ff_attr="shared_expert_intermediate_size",
+        ),
+        GATED_MLP,
+    ),  # layers in mlp_only_layers are dense
     "qwen3_moe": (experts_spec("moe_intermediate_size"), GATED_MLP),
     "t5": (T5_DENSE, T5_GATED),  # one of the two, by feed_forward_proj
     "mt5": (T5_DENSE, T5_GATED),
@@ -87,12 +123,22 @@ FFN_SPECS: dict[str, Specs] = {
 # Families whose FFN width no config attribute can change: an export could not be loaded.
 UNSHRINKABLE: dict[str, str] = {
     "bloom": "BLOOM's modeling code hard-codes its FFN width (4 × hidden_size); no config attribute can say a narrower "
-             "width, so vanilla transformers could not load an export",
+    "width, so vanilla transformers could not load an export",
 }
 # Tried in order for a model_type that is not in the table; the width attribute is probed.
 FALLBACK_SPECS: Specs = (BERT_STYLE, GATED_MLP, GPT2_MLP, FFNSpec(up="ffn.lin1", down="ffn.lin2"), NEOX_MLP, FC_MLP)
-_WIDTH_ATTRS = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "d_inner", "hidden_dim", "ffn_hidden_size",
-                "encoder_ffn_dim", "decoder_ffn_dim", "moe_intermediate_size")
+_WIDTH_ATTRS = (
+    "intermediate_size",
+    "n_inner",
+    "ffn_dim",
+    "d_ff",
+    "d_inner",
+    "hidden_dim",
+    "ffn_hidden_size",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "moe_intermediate_size",
+)
 
 
 # --------------------------------------------------------------------------------------------- finding blocks
@@ -198,7 +244,8 @@ def specs_for(model: nn.Module, spec: Optional[SpecLike] = None) -> Specs:
             raise UnsupportedModelError(
                 f"model_type {model_type!r} has FFN modules {candidate.up} / {candidate.down}, but no config attribute "
                 f"awncompress knows ({', '.join(_WIDTH_ATTRS)}) sets their width, so an export could not be loaded; "
-                f"name it: AWNConfig(spec=FFNSpec(up={candidate.up!r}, down={candidate.down!r}, d_ff_attr='...'))")
+                f"name it: AWNConfig(spec=FFNSpec(up={candidate.up!r}, down={candidate.down!r}, d_ff_attr='...'))"
+            )
         return (dataclasses.replace(candidate, d_ff_attr=attr),)
     raise UnsupportedModelError(_no_ffn_message(model, model_type))
 
@@ -217,10 +264,16 @@ def find_ffns(model: nn.Module, spec: Optional[SpecLike] = None) -> list[FFNBloc
 def _no_ffn_message(model: nn.Module, model_type: Optional[str], specs: Optional[Specs] = None) -> str:
     names = [n for n, m in model.named_modules() if is_projection(m)]
     shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-    tried = f"specs {list(specs)}" if specs else f"the known specs for {len(FFN_SPECS)} model types and the generic fallbacks"
-    return (f"no FFN blocks found in model_type {model_type!r} with {tried}. Linear modules: {shown or 'none'}. "
-            "Name the FFN modules yourself, e.g. AWNConfig(spec=FFNSpec(up='mlp.fc1', down='mlp.fc2', "
-            "d_ff_attr='intermediate_size'))")
+    tried = (
+        f"specs {list(specs)}"
+        if specs
+        else f"the known specs for {len(FFN_SPECS)} model types and the generic fallbacks"
+    )
+    return (
+        f"no FFN blocks found in model_type {model_type!r} with {tried}. Linear modules: {shown or 'none'}. "
+        "Name the FFN modules yourself, e.g. AWNConfig(spec=FFNSpec(up='mlp.fc1', down='mlp.fc2', "
+        "d_ff_attr='intermediate_size'))"
+    )
 
 
 def set_config_widths(config: Any, blocks: list[FFNBlock]) -> None:

@@ -10,6 +10,7 @@ Three layouts, one interface (neuron j is a hidden unit of the FFN):
   ``gate_up_proj [E, 2·d_ff, h]`` and ``down_proj [E, h, d_ff]`` (Mixtral, Qwen-MoE, OLMoE in
   transformers 5): each expert has its own neurons, indexed ``[E, d_ff]``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,6 +23,7 @@ from torch.nn.utils import parametrize
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import UnsupportedModelError
+
 
 @dataclass(frozen=True)
 class FFNSpec:
@@ -110,7 +112,7 @@ class FFNBlock:
 
     @property
     def kind(self) -> str:
-        """"experts", "fused" or "dense" (see the module docstring)."""
+        """ "experts", "fused" or "dense" (see the module docstring)."""
         return "experts" if self.spec.experts else "fused" if self.spec.fused else "dense"
 
     def _expert_param(self, which: str) -> torch.Tensor:
@@ -226,6 +228,7 @@ class FFNBlock:
         experts kernels compute it (``act(gate) * up``); ``token_index`` says which rows of the
         flattened input they are.
         """
+
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             hidden = args[0] if args else kwargs["hidden_states"]
             top_k_index = args[1] if len(args) > 1 else kwargs["top_k_index"]
@@ -244,6 +247,7 @@ class FFNBlock:
 
 # ----------------------------------------------------------------------------- narrow passes
 
+
 def _linear_weight(module: nn.Module) -> torch.Tensor:
     """The weight as nn.Linear lays it out, [out, in] (GPT-2's Conv1D stores it transposed)."""
     return module.weight.t() if isinstance(module, Conv1D) else module.weight
@@ -259,4 +263,4 @@ def produce_first(module: nn.Module, x: torch.Tensor, rows: Any) -> torch.Tensor
 
 def consume_first(module: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """``module`` (a down projection) applied to the first ``h.shape[-1]`` of its input neurons."""
-    return nn.functional.linear(h, _linear_weight(module)[:, :h.shape[-1]], module.bias)
+    return nn.functional.linear(h, _linear_weight(module)[:, : h.shape[-1]], module.bias)

@@ -7,6 +7,7 @@ count g (whole KV groups) and the widest FFN that then fits, with FLOPs counted 
 decaying profile (a layer type the fine-tune learned it can do without) gives up units first; two
 untrained profiles (equal rates) share the cut.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,11 +16,11 @@ from typing import Optional
 
 from torch import nn
 
-from .adaptive import rate_for_quantile
-from .surgery import layer_widths
 from ..errors import WidthError
+from .adaptive import rate_for_quantile
 from .flops import count_flops
 from .heads import find_heads
+from .surgery import layer_widths
 
 DEFAULT_RATE = rate_for_quantile(1.0, 0.9)  # an untrained profile: its 0.9-quantile is the full width
 
@@ -46,8 +47,9 @@ def _mass(rate: float, kept: int, full: int) -> float:
     return -math.expm1(-rate * kept / full) / -math.expm1(-rate)
 
 
-def pick_for_flops(model: nn.Module, target: float, seq_len: int, ffn_rate: Optional[float] = None,
-                   head_rate: Optional[float] = None) -> FlopPick:
+def pick_for_flops(
+    model: nn.Module, target: float, seq_len: int, ffn_rate: Optional[float] = None, head_rate: Optional[float] = None
+) -> FlopPick:
     """The uniform (FFN width, query heads) of a full-size model whose FLOPs are at most ``target`` of
     its own, keeping the most profile mass. Rates: the mean learned normalised rates (None: untrained).
     WidthError when even one KV group and one neuron per layer cost more than ``target``."""
@@ -91,8 +93,9 @@ def _unit_costs(model: nn.Module, seq_len: int) -> tuple[float, float]:
     return float(neuron), float(unit)
 
 
-def pick_per_layer_for_flops(model: nn.Module, target: float, seq_len: int, ffn_rates: list[float],
-                             head_rates: list[float], chunks: int = 64) -> LayerPick:
+def pick_per_layer_for_flops(
+    model: nn.Module, target: float, seq_len: int, ffn_rates: list[float], head_rates: list[float], chunks: int = 64
+) -> LayerPick:
     """Per-layer (FFN width, query heads) within ``target`` of the full model's FLOPs, from each layer's
     learned rates: greedy removal, from the full model, of whichever piece (1/``chunks`` of a layer's
     FFN, or one of its KV groups) loses the least log profile mass per FLOP saved, until the target is
@@ -115,7 +118,9 @@ def pick_per_layer_for_flops(model: nn.Module, target: float, seq_len: int, ffn_
     def loss(i: int, kind: str) -> float:
         if kind == "ffn":
             w = widths[i]
-            return (math.log(_mass(ffn_rates[i], w, d_ff)) - math.log(_mass(ffn_rates[i], max(1, w - step), d_ff))) / (neuron * (w - max(1, w - step)))
+            return (math.log(_mass(ffn_rates[i], w, d_ff)) - math.log(_mass(ffn_rates[i], max(1, w - step), d_ff))) / (
+                neuron * (w - max(1, w - step))
+            )
         g = kept[i]
         return (math.log(_mass(head_rates[i], g, units)) - math.log(_mass(head_rates[i], g - 1, units))) / unit
 

@@ -16,6 +16,7 @@ The tests check the formula against ``FlopCounterMode`` for every family. A mode
 no formula (e.g. one converted with a hand-written ``FFNSpec``) is counted with ``FlopCounterMode``
 itself, one forward pass per sequence length, and its counts say so (``source="flop-counter"``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .families import FFNBlock, find_ffns
 from ..errors import UnsupportedModelError, WidthError
+from .families import FFNBlock, find_ffns
 from .heads import find_heads, has_head_spec
 
 __all__ = ["FlopCount", "count_flops", "has_formula", "FORMULA_MODEL_TYPES"]
@@ -59,6 +60,7 @@ FORMULA_MODEL_TYPES: tuple[str, ...] = _ENCODERS + _DECODERS
 def has_formula(model_type: Optional[str]) -> bool:
     """Whether FLOPs of this model_type are counted by formula (else by FlopCounterMode)."""
     return model_type in FORMULA_MODEL_TYPES
+
 
 # Head kinds, recognised from the class name (e.g. "BertForSequenceClassification").
 _HEAD_SUFFIXES: tuple[tuple[str, str], ...] = (
@@ -125,8 +127,12 @@ def _head_flops(model: nn.Module, model_type: str, seq_len: int, hidden: int) ->
 
 
 def _non_ffn_key(model: nn.Module, ffn_ids: set[int], seq_len: int) -> tuple:
-    shapes = tuple((n, tuple(p.shape)) for m in model.modules() if id(m) not in ffn_ids
-                   for n, p in m.named_parameters(recurse=False))
+    shapes = tuple(
+        (n, tuple(p.shape))
+        for m in model.modules()
+        if id(m) not in ffn_ids
+        for n, p in m.named_parameters(recurse=False)
+    )
     return type(model).__name__, seq_len, shapes
 
 
@@ -139,18 +145,25 @@ _COUNTED: dict[tuple, tuple[int, list[int]]] = {}
 def _token_hooks(blocks: list[FFNBlock], tokens: list[int]) -> list:
     """Count the token rows each block processes: a shared FFN (ALBERT) once per layer that runs it,
     an experts block once per (token, chosen expert)."""
+
     def dense(i: int):
         def hook(_m, args):
             tokens[i] += args[0].numel() // args[0].shape[-1]
+
         return hook
 
     def experts(i: int):
         def hook(_m, args, kwargs):
             tokens[i] += int((args[1] if len(args) > 1 else kwargs["top_k_index"]).numel())
+
         return hook
 
-    return [b.up.register_forward_pre_hook(experts(i), with_kwargs=True) if b.kind == "experts"
-            else b.up.register_forward_pre_hook(dense(i)) for i, b in enumerate(blocks)]
+    return [
+        b.up.register_forward_pre_hook(experts(i), with_kwargs=True)
+        if b.kind == "experts"
+        else b.up.register_forward_pre_hook(dense(i))
+        for i, b in enumerate(blocks)
+    ]
 
 
 def _measure(model: nn.Module, seq_len: int, blocks: list[FFNBlock]) -> tuple[int, list[int]]:
@@ -210,8 +223,12 @@ def _attention_dims(model: nn.Module, n_layers: int, head_counts: Optional[Seque
     return [(n_heads * head_dim, n_kv * head_dim)] * n_layers
 
 
-def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[int]] = None,
-                head_counts: Optional[Sequence[int]] = None) -> FlopCount:
+def count_flops(
+    model: nn.Module,
+    seq_len: int,
+    ffn_widths: Optional[Sequence[int]] = None,
+    head_counts: Optional[Sequence[int]] = None,
+) -> FlopCount:
     """Matmul FLOPs of one forward pass over one example of ``seq_len`` tokens.
 
     ``ffn_widths`` (one entry per layer) replaces the FFN widths read from the model, e.g. to count a
@@ -241,8 +258,10 @@ def count_flops(model: nn.Module, seq_len: int, ffn_widths: Optional[Sequence[in
     h = int(config.hidden_size)  # DistilBERT and GPT-2 configs map hidden_size to dim / n_embd
     # q and o are h×q_dim, k and v are h×kv_dim (equal for multi-head attention), on every position;
     # scores (QKᵀ) and the weighted sum (AV) are S×S×head_dim per query head each.
-    attention = sum(2 * s * h * (2 * q_dim + 2 * kv_dim) + 2 * 2 * s * s * q_dim
-                    for q_dim, kv_dim in _attention_dims(model, n_layers, head_counts))
+    attention = sum(
+        2 * s * h * (2 * q_dim + 2 * kv_dim) + 2 * 2 * s * s * q_dim
+        for q_dim, kv_dim in _attention_dims(model, n_layers, head_counts)
+    )
     matmuls = 3 if blocks[0].gate is not None else 2  # gate, up, down vs up, down
     ffn = sum(matmuls * 2 * s * h * w for w in widths)
 

@@ -8,6 +8,7 @@ The scores mirror the neuron scorers one level up (higher = keep first):
 * ``magnitude``: ``‖W_qkv[u]‖_F · ‖W_o[:, u]‖_F``, no data;
 * ``random``.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,9 @@ class _ContextNorms:
         return [(s / max(c, 1)).float() for s, c in zip(self.sums, self.counts)]
 
 
-def mean_context_norms(model: nn.Module, blocks: list[HeadBlock], batches: Iterable[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+def mean_context_norms(
+    model: nn.Module, blocks: list[HeadBlock], batches: Iterable[Mapping[str, torch.Tensor]]
+) -> list[torch.Tensor]:
     """``E‖c_u‖`` per unit of every block over the non-padding tokens of ``batches``."""
     stats = _ContextNorms(blocks)
     handles = [b.hook_context(lambda c, i=i: stats.add(i, c)) for i, b in enumerate(blocks)]
@@ -119,8 +122,10 @@ def resolve_heads(heads: Heads, group: int, full: Sequence[int]) -> list[int]:
         if isinstance(c, bool) or not isinstance(c, int) or not 0 < c <= f * group:
             raise WidthError(f"head count {c!r} (layer {i}) is outside 1..{f * group}")
         if c % group:
-            raise WidthError(f"head count {c} (layer {i}) is not a multiple of {group}, the query heads sharing one "
-                             "key/value head; whole groups are kept")
+            raise WidthError(
+                f"head count {c} (layer {i}) is not a multiple of {group}, the query heads sharing one "
+                "key/value head; whole groups are kept"
+            )
         units.append(c // group)
     return units
 

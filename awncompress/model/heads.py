@@ -13,6 +13,7 @@ head, so they are unchanged); outputs are identical. ``HEAD_SPECS`` lists the fa
 attention modules read the head count from their weights' shapes (``view(..., -1, head_dim)``) so a
 cut model runs without edits to its code; GPT-2's ``split_size`` is updated on the module.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,8 +68,10 @@ def head_spec_for(model: nn.Module) -> HeadSpec:
     """The head spec of ``model``'s family; UnsupportedModelError (naming the families) if none."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in HEAD_SPECS:
-        raise UnsupportedModelError(f"attention-head cuts are not supported for model_type {model_type!r}; "
-                                    f"supported: {', '.join(sorted(HEAD_SPECS))}")
+        raise UnsupportedModelError(
+            f"attention-head cuts are not supported for model_type {model_type!r}; "
+            f"supported: {', '.join(sorted(HEAD_SPECS))}"
+        )
     return HEAD_SPECS[model_type]
 
 
@@ -209,7 +212,9 @@ def find_heads(model: nn.Module) -> list[HeadBlock]:
     layers = [n[: -len(suffix)] for n in modules if n.endswith(suffix)]
     blocks = [b for b in (_block_at(modules, layer, spec) for layer in layers) if b is not None]
     if not blocks:
-        raise UnsupportedModelError(f"no attention blocks {spec.attn}.{spec.q} / {spec.o} found in {type(model).__name__}")
+        raise UnsupportedModelError(
+            f"no attention blocks {spec.attn}.{spec.q} / {spec.o} found in {type(model).__name__}"
+        )
     return blocks
 
 

@@ -11,6 +11,7 @@ does something else with its hidden neurons keeps the masked passes.
 Left masked: mixture-of-experts blocks (their kernels take whole parameters), attention-head units,
 and projections whose ``forward`` something else already replaced (accelerate's offload hooks).
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,11 @@ def plan_narrowing(model: nn.Module, units: Sequence[AdaptiveProfile]) -> Narrow
         block = blocks.get(id(unit))
         producers = [m for m in (block.up, block.gate) if m is not None] if block is not None else []
         # Head units have no FFN block; experts' kernels take whole parameters.
-        if (block is None or block.kind == "experts"
-                or any(not is_projection(m) or "forward" in vars(m) or hasattr(m, "_hf_hook") for m in producers)):
+        if (
+            block is None
+            or block.kind == "experts"
+            or any(not is_projection(m) or "forward" in vars(m) or hasattr(m, "_hf_hook") for m in producers)
+        ):
             narrowing.append(None)
             continue
         narrowing.append([(m, block.kind == "fused" and m is block.up) for m in producers])
@@ -58,8 +62,9 @@ def _rows(module: nn.Module, width: int, full: int, fused: bool) -> Any:
 
 
 @contextmanager
-def width_pass(units: Sequence[AdaptiveProfile], plan: Optional[Sequence[int]],
-               narrowing: Optional[Narrowing] = None) -> Iterator[None]:
+def width_pass(
+    units: Sequence[AdaptiveProfile], plan: Optional[Sequence[int]], narrowing: Optional[Narrowing] = None
+) -> Iterator[None]:
     """Within the block, each unit is truncated to its width in ``plan`` (None: full width); units
     that ``narrowing`` covers compute only the neurons they keep (None: every pass masked)."""
     replaced: list[nn.Module] = []
@@ -81,8 +86,9 @@ def width_pass(units: Sequence[AdaptiveProfile], plan: Optional[Sequence[int]],
 
 
 @torch.no_grad()
-def narrowing_agrees(model: nn.Module, units: Sequence[AdaptiveProfile], narrowing: Narrowing,
-                     inputs: Mapping[str, torch.Tensor]) -> bool:
+def narrowing_agrees(
+    model: nn.Module, units: Sequence[AdaptiveProfile], narrowing: Narrowing, inputs: Mapping[str, torch.Tensor]
+) -> bool:
     """Whether narrow passes give the masked passes' logits on ``inputs`` (eval mode, every unit at a
     quarter of its width); a model whose FFN code does not allow them says why in the log."""
     plan = [max(1, unit.width // 4) for unit in units]
@@ -94,8 +100,10 @@ def narrowing_agrees(model: nn.Module, units: Sequence[AdaptiveProfile], narrowi
         with width_pass(units, plan, narrowing):
             narrow = model(**inputs).logits
     except (RuntimeError, ValueError) as err:
-        log.warning("width passes stay masked: this model's FFN code fails when it produces fewer neurons (%s)",
-                    str(err).splitlines()[0] if str(err) else type(err).__name__)
+        log.warning(
+            "width passes stay masked: this model's FFN code fails when it produces fewer neurons (%s)",
+            str(err).splitlines()[0] if str(err) else type(err).__name__,
+        )
         return False
     finally:
         model.train(was_training)

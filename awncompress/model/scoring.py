@@ -4,6 +4,7 @@ Every scorer has the same signature ``(block, mean_abs_activation or None, gener
 (higher = more important). Activation statistics are ``E|h_j|`` over calibration tokens, padding
 excluded, where ``h`` is the input of the down projection.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
@@ -11,8 +12,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from .ffn import FFNBlock
 from ..errors import DataError, UnknownScorerError
+from .ffn import FFNBlock
 
 Scorer = Callable[[FFNBlock, Optional[torch.Tensor], torch.Generator], torch.Tensor]
 
@@ -79,13 +80,16 @@ class _Stats:
         self.counts[i][expert] += rows.shape[0]
 
     def means(self) -> list[torch.Tensor]:
-        return [(s / c.clamp_min(1).unsqueeze(-1) if s.dim() == 2 else s / c.clamp_min(1)).float()
-                for s, c in zip(self.sums, self.counts)]
+        return [
+            (s / c.clamp_min(1).unsqueeze(-1) if s.dim() == 2 else s / c.clamp_min(1)).float()
+            for s, c in zip(self.sums, self.counts)
+        ]
 
 
 @torch.no_grad()
-def run_calibration(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], stats: Any,
-                    handles: Sequence[Any]) -> None:
+def run_calibration(
+    model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], stats: Any, handles: Sequence[Any]
+) -> None:
     """Run ``model`` in eval mode over ``batches`` while the hooks ``handles`` feed ``stats`` (whose
     ``mask`` is set to each batch's flattened non-padding mask first); the hooks are removed after.
     DataError when the batches hold no tokens."""
@@ -109,12 +113,18 @@ def run_calibration(model: nn.Module, batches: Iterable[Mapping[str, torch.Tenso
         raise DataError("calibration batches held no tokens")
 
 
-def mean_abs_activations(model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
+def mean_abs_activations(
+    model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]]
+) -> list[torch.Tensor]:
     """``E|h_j|`` per block over the non-padding tokens of ``batches`` (model run in eval mode);
     for a mixture-of-experts block, per expert over the tokens routed to it."""
     stats = _Stats(blocks)
-    handles = [b.hook_expert_hidden(lambda e, t, h, i=i: stats.expert(i, e, t, h)) if b.kind == "experts"
-               else b.hook_hidden(lambda h, i=i: stats.dense(i, h)) for i, b in enumerate(blocks)]
+    handles = [
+        b.hook_expert_hidden(lambda e, t, h, i=i: stats.expert(i, e, t, h))
+        if b.kind == "experts"
+        else b.hook_hidden(lambda h, i=i: stats.dense(i, h))
+        for i, b in enumerate(blocks)
+    ]
     run_calibration(model, batches, stats, handles)
     return stats.means()
 

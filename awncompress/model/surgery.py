@@ -3,6 +3,7 @@
 Every step here leaves the model's function unchanged except ``truncate_``, which drops the last
 neurons of each FFN on purpose.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,12 +12,11 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
-
 from torch.nn.utils import parametrize
 
+from ..errors import ConversionError, WidthError
 from .adaptive import AdaptiveExperts, AdaptiveFFN, AdaptiveHeads, head_units, rate_for_quantile
 from .families import FFNBlock, SpecLike, attach_spec, find_ffns, set_config_widths, specs_for
-from ..errors import ConversionError, WidthError
 from .head_cuts import order_heads_
 from .heads import find_heads
 from .scoring import check_scorer, order_from_scores, score_neurons
@@ -96,7 +96,11 @@ def _wrap(block: FFNBlock, d_ff: int, config: "AWNConfig") -> None:
         unit = AdaptiveExperts(down, d_ff=d_ff, k=config.k, init_rate=config.init_rate)
         parametrize.register_parametrization(block.up, block.down_attr, unit)
     else:
-        setattr(block.down_parent, block.down_attr, AdaptiveFFN(block.down, d_ff=d_ff, k=config.k, init_rate=config.init_rate))
+        setattr(
+            block.down_parent,
+            block.down_attr,
+            AdaptiveFFN(block.down, d_ff=d_ff, k=config.k, init_rate=config.init_rate),
+        )
 
 
 def convert_(
@@ -132,8 +136,11 @@ def convert_(
     for block, d_ff in zip(blocks, full_widths(blocks)):
         _wrap(block, d_ff, config)
     for head in find_heads(model) if config.heads else []:
-        setattr(head.o_parent, head.o_attr,
-                AdaptiveHeads(head.o, head.units, head.unit_size, k=config.k, init_rate=config.init_rate))
+        setattr(
+            head.o_parent,
+            head.o_attr,
+            AdaptiveHeads(head.o, head.units, head.unit_size, k=config.k, init_rate=config.init_rate),
+        )
     return model
 
 
@@ -167,7 +174,9 @@ def width_from_fraction(fraction: float, d_ff: int, multiple: Optional[int] = No
     return int(max(1, round(width)))
 
 
-def resolve_widths(widths: Widths, d_ff: Union[int, Sequence[int]], n_layers: int, multiple: Optional[int] = None) -> list[int]:
+def resolve_widths(
+    widths: Widths, d_ff: Union[int, Sequence[int]], n_layers: int, multiple: Optional[int] = None
+) -> list[int]:
     """Per-layer integer widths from an int, a fraction of d_ff, or a per-layer list of ints.
 
     ``d_ff``: the full width, or one per layer (FFNs of several kinds). Raises WidthError for a
@@ -188,8 +197,10 @@ def resolve_widths(widths: Widths, d_ff: Union[int, Sequence[int]], n_layers: in
         return [int(w) for w in widths]
     if isinstance(widths, int):
         if len(set(full)) > 1:
-            raise WidthError(f"one width in neurons is ambiguous for FFNs of full widths {sorted(set(full))}; "
-                             "give a fraction or one width per layer")
+            raise WidthError(
+                f"one width in neurons is ambiguous for FFNs of full widths {sorted(set(full))}; "
+                "give a fraction or one width per layer"
+            )
         if not 0 < widths <= full[0]:
             raise WidthError(f"width {widths} is outside 1..{full[0]} (d_ff = {full[0]})")
         return [widths] * n_layers

@@ -1,11 +1,12 @@
 """The report's picture, curve.png: metric vs FLOPs (left) and latency vs width (right), per method;
 with FFN+heads rows, latency vs FLOPs (heads cut FLOPs that no FFN width describes)."""
+
 from __future__ import annotations
 
 import io
 
-from . import record as R
 from ..evaluate.methods import method_style
+from . import record as R
 
 _EXTRA_COLORS = ("C1", "C5", "C6", "C8", "C9")
 
@@ -25,13 +26,27 @@ def _style(method: str, i_extra: int) -> dict:
 
 def _metric_axis(ax, record: dict, scale: float) -> None:
     dense = record["dense"]
-    ax.axhline(dense["value"] * scale, color="black", linestyle=":", linewidth=1.2,
-               label=f"dense ({R.fmt_value(record, dense['value'])})")
+    ax.axhline(
+        dense["value"] * scale,
+        color="black",
+        linestyle=":",
+        linewidth=1.2,
+        label=f"dense ({R.fmt_value(record, dense['value'])})",
+    )
     if dense["value"] is not None:  # the headline's tolerance band
-        lo, hi = ((dense["value"] - R.ABS_TOLERANCE, dense["value"]) if R.higher(record)
-                  else (dense["value"], dense["value"] * (1 + R.REL_TOLERANCE)))
-        ax.axhspan(lo * scale, hi * scale, color="0.5", alpha=0.15, linewidth=0,
-                   label="within 1 point of dense" if R.higher(record) else "within 1 % of dense")
+        lo, hi = (
+            (dense["value"] - R.ABS_TOLERANCE, dense["value"])
+            if R.higher(record)
+            else (dense["value"], dense["value"] * (1 + R.REL_TOLERANCE))
+        )
+        ax.axhspan(
+            lo * scale,
+            hi * scale,
+            color="0.5",
+            alpha=0.15,
+            linewidth=0,
+            label="within 1 point of dense" if R.higher(record) else "within 1 % of dense",
+        )
     ax.plot([1.0], [dense["value"] * scale], marker="*", color="black", markersize=11, linestyle="none")
     ax.set_xlabel("FLOPs per example / dense FLOPs")
     ax.set_ylabel(R.metric_label(record) + (" (lower is better)" if not R.higher(record) else ""))
@@ -49,12 +64,28 @@ def _latency_axis(ax, record: dict, by_flops: bool) -> None:
         ax.set_xticks([100 * w for w in widths] + [100])
         ax.set_xticklabels([R.pct(w) for w in widths] + ["100%"], fontsize=8)
     if dense.get("latency_ms") is not None:
-        ax.axhline(dense["latency_ms"], color="black", linestyle=":", linewidth=1.2, label=f"dense ({dense['latency_ms']:.2f} ms)")
-        ax.plot([1.0 if by_flops else 100], [dense["latency_ms"]], marker="*", color="black", markersize=11, linestyle="none")
+        ax.axhline(
+            dense["latency_ms"],
+            color="black",
+            linestyle=":",
+            linewidth=1.2,
+            label=f"dense ({dense['latency_ms']:.2f} ms)",
+        )
+        ax.plot(
+            [1.0 if by_flops else 100],
+            [dense["latency_ms"]],
+            marker="*",
+            color="black",
+            markersize=11,
+            linestyle="none",
+        )
         lat_cfg = record.get("latency_config") or {}
         device = record.get("device") or {}
-        ax.set_title(f"forward latency, batch {lat_cfg.get('batch_size', '?')} × {lat_cfg.get('seq_len', '?')} "
-                     f"tokens\n{device.get('name', '')}", fontsize=10)
+        ax.set_title(
+            f"forward latency, batch {lat_cfg.get('batch_size', '?')} × {lat_cfg.get('seq_len', '?')} "
+            f"tokens\n{device.get('name', '')}",
+            fontsize=10,
+        )
         ax.legend(fontsize=8, loc="best")
     else:
         ax.text(0.5, 0.5, "latency not measured", ha="center", va="center", transform=ax.transAxes)
@@ -78,18 +109,27 @@ def curve_png(record: dict) -> bytes:
     n_extra = 0
     by_flops = bool(R.flop_methods(record))
     for m in R.methods(record):
-        rows = sorted((r for r in record["rows"] if r["method"] == m), key=lambda r: r.get("flops_ratio") or r["width_fraction"])
+        rows = sorted(
+            (r for r in record["rows"] if r["method"] == m), key=lambda r: r.get("flops_ratio") or r["width_fraction"]
+        )
         theoretical = any(r.get("theoretical") for r in rows)
         style = _style(m, n_extra)
         n_extra += method_style(m) is None
         if theoretical:
             style.setdefault("linestyle", "--")
         name = m + (" (theoretical FLOPs)" if theoretical else "")
-        pts = [(r["flops_ratio"], r["value"] * scale) for r in rows if r.get("flops_ratio") is not None and r["value"] is not None]
+        pts = [
+            (r["flops_ratio"], r["value"] * scale)
+            for r in rows
+            if r.get("flops_ratio") is not None and r["value"] is not None
+        ]
         if pts:
             ax1.plot(*zip(*pts), label=name, **style)
-        lat = [(r["flops_ratio"] if by_flops else r["width_fraction"] * 100, r["latency_ms"]) for r in rows
-               if r.get("latency_ms") is not None and (r.get("flops_ratio") is not None or not by_flops)]
+        lat = [
+            (r["flops_ratio"] if by_flops else r["width_fraction"] * 100, r["latency_ms"])
+            for r in rows
+            if r.get("latency_ms") is not None and (r.get("flops_ratio") is not None or not by_flops)
+        ]
         if lat:
             ax2.plot(*zip(*lat), label=name, **style)
     _metric_axis(ax1, record, scale)

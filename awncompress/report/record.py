@@ -2,6 +2,7 @@
 
 Shared by the report files (report.py) and the curve (plot.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,6 @@ from ..evaluate.metrics import is_percent_metric
 
 ABS_TOLERANCE = 0.01  # one point on a [0, 1] metric, for higher-is-better metrics
 REL_TOLERANCE = 0.01  # one per cent, relative, for lower-is-better metrics (perplexity)
-
 
 
 def metric_name(record: dict) -> str:
@@ -128,5 +128,3 @@ def within(record: dict, value: Optional[float]) -> bool:
     if higher(record):
         return value >= dense - ABS_TOLERANCE - 1e-12
     return value <= dense * (1 + REL_TOLERANCE) + 1e-12
-
-

@@ -2,6 +2,7 @@
 
 Shared by the convert run (pipeline.py) and the re-evaluation of its output (evaluate_run.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,14 +15,14 @@ import transformers
 from safetensors import SafetensorError
 from torch import nn
 
-from ..model.surgery import AWNConfig
+from ..checkpoint.load import check_safe_checkpoint, safetensors_files
+from ..config.recipe import Recipe
 from ..data.tokenized import DataConfig, TaskData, ensure_pad_token
 from ..errors import MetricError, ModelLoadError, NotAnExportError
+from ..evaluate.metrics import is_shipped, load_metric
+from ..model.surgery import AWNConfig
 from ..train.finetune import PriorConfig, examples_seen
 from ..train.settings import TrainConfig, check_batch
-from ..checkpoint.load import check_safe_checkpoint, safetensors_files
-from ..evaluate.metrics import is_shipped, load_metric
-from ..config.recipe import Recipe
 from ..train.teacher import Teacher, distillation_teacher
 
 log = logging.getLogger("awncompress")
@@ -43,8 +44,10 @@ def resolve_model(name: str) -> str:
         raise ModelLoadError(f"unknown builtin model {name!r}; builtins: {', '.join(BUILTIN_MODELS)}")
     path = Path(name).expanduser()
     if path.is_file():
-        raise ModelLoadError(f"{path} is a file; a model is a folder with config.json and safetensors weights "
-                             "(training data goes to --data)")
+        raise ModelLoadError(
+            f"{path} is a file; a model is a folder with config.json and safetensors weights "
+            "(training data goes to --data)"
+        )
     if path.is_dir():
         _check_model_folder(path)
         return str(path)
@@ -55,7 +58,14 @@ def resolve_model(name: str) -> str:
 
 # A tokenizer folder has at least one of these; without them transformers builds an empty tokenizer
 # from the config, and every word would be [UNK].
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def _check_model_folder(path: Path) -> None:
@@ -63,8 +73,10 @@ def _check_model_folder(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} holds no config.json: not a Hugging Face model folder")
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
-        raise ModelLoadError(f"{path} holds no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); save the tokenizer "
-                             "beside the model (tokenizer.save_pretrained)")
+        raise ModelLoadError(
+            f"{path} holds no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); save the tokenizer "
+            "beside the model (tokenizer.save_pretrained)"
+        )
     try:
         safetensors_files(path)  # the index may not name files outside the folder
     except NotAnExportError as exc:
@@ -78,13 +90,19 @@ def _check_weights(model: nn.Module, info: dict, location: str) -> bool:
     body_missing, unexpected = body(info.get("missing_keys")), body(info.get("unexpected_keys"))
     if body_missing or unexpected:
         shown = ", ".join((body_missing or unexpected)[:3])
-        raise ModelLoadError(f"the weights in {location} do not match its config.json: {len(body_missing)} missing and "
-                             f"{len(unexpected)} unexpected ({shown}, ...)")
+        raise ModelLoadError(
+            f"the weights in {location} do not match its config.json: {len(body_missing)} missing and "
+            f"{len(unexpected)} unexpected ({shown}, ...)"
+        )
     return not info.get("missing_keys")
 
 
 def _auto_class(task: str) -> type:
-    return transformers.AutoModelForSequenceClassification if task == "text-classification" else transformers.AutoModelForCausalLM
+    return (
+        transformers.AutoModelForSequenceClassification
+        if task == "text-classification"
+        else transformers.AutoModelForCausalLM
+    )
 
 
 def load_model(name: str, task: str, num_labels: Optional[int] = None) -> tuple[nn.Module, Any, bool]:
@@ -102,12 +120,16 @@ def load_model(name: str, task: str, num_labels: Optional[int] = None) -> tuple[
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if location == name and not Path(name).exists():
-            raise ModelLoadError(f"could not load {name!r} from the Hugging Face Hub (is there a network connection? "
-                                 f"a local folder works offline): {first}") from None
+            raise ModelLoadError(
+                f"could not load {name!r} from the Hugging Face Hub (is there a network connection? "
+                f"a local folder works offline): {first}"
+            ) from None
         if isinstance(exc, SafetensorError) or "deserializ" in first:
             files = sorted(Path(location).glob("*.safetensors"))
             where = files[0] if len(files) == 1 else f"a safetensors file in {location}"
-            raise ModelLoadError(f"{where} is not a readable safetensors file (truncated or corrupt?): {first}") from None
+            raise ModelLoadError(
+                f"{where} is not a readable safetensors file (truncated or corrupt?): {first}"
+            ) from None
         raise ModelLoadError(f"could not load model from {location}: {first}") from None
     head_trained = _check_weights(model, info, location)
     share_pad_token(model, tokenizer)
@@ -131,9 +153,11 @@ def check_settings(recipe: Recipe, trusted_metric: Optional[str] = None) -> None
     """
     metric = recipe.resolved_metric
     if not is_shipped(metric) and metric != trusted_metric:
-        raise MetricError(f"metric {metric!r} is named by the recipe, not on the command line; it is not shipped with "
-                          "awncompress and loading it runs its code (a local script or one from the Hub), so it was not "
-                          f"run: to run it, name it with --metric {metric}")
+        raise MetricError(
+            f"metric {metric!r} is named by the recipe, not on the command line; it is not shipped with "
+            "awncompress and loading it runs its code (a local script or one from the Hub), so it was not "
+            f"run: to run it, name it with --metric {metric}"
+        )
     load_metric(metric)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     check_batch(recipe.train, processes, "train.batch_size")
@@ -149,9 +173,16 @@ def data_config(recipe: Recipe) -> DataConfig:
 def awn_config(recipe: Recipe) -> AWNConfig:
     """The conversion config from a recipe's ``awn`` section."""
     a = recipe.awn
-    return AWNConfig(scorer=a.scorer, k=a.k, init_rate=a.init_rate, rate_prior_mean=a.rate_prior_mean,
-                     rate_prior_std=a.rate_prior_std, weight_prior_std=a.weight_prior_std, seed=recipe.seed,
-                     heads=a.heads)
+    return AWNConfig(
+        scorer=a.scorer,
+        k=a.k,
+        init_rate=a.init_rate,
+        rate_prior_mean=a.rate_prior_mean,
+        rate_prior_std=a.rate_prior_std,
+        weight_prior_std=a.weight_prior_std,
+        seed=recipe.seed,
+        heads=a.heads,
+    )
 
 
 def prior_config(recipe: Recipe) -> PriorConfig:
@@ -162,8 +193,15 @@ def prior_config(recipe: Recipe) -> PriorConfig:
 
 def dense_config(recipe: Recipe) -> TrainConfig:
     """The dense head-training stage: task loss only, the recipe's ``dense`` budget."""
-    return recipe.train.model_copy(update={"steps": recipe.dense.steps, "lr": recipe.dense.lr, "kd_weight": 0.0,
-                                           "batch_size": recipe.dense.batch_size, "mode": "deterministic"})
+    return recipe.train.model_copy(
+        update={
+            "steps": recipe.dense.steps,
+            "lr": recipe.dense.lr,
+            "kd_weight": 0.0,
+            "batch_size": recipe.dense.batch_size,
+            "mode": "deterministic",
+        }
+    )
 
 
 def calibration_batches(data: TaskData, n_batches: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
@@ -177,6 +215,13 @@ def recipe_teacher(original: nn.Module, recipe: Recipe, data: TaskData, quiet: b
     examples they draw, for a classification model whose hidden states are not distilled."""
     if not (recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0):
         return None
-    return distillation_teacher(original, recipe.task, data.train, data.collate, recipe.evaluate.batch_size, quiet,
-                                hidden=recipe.train.kd_hidden_weight > 0,
-                                examples=examples_seen(data.train, recipe.train, recipe.seed))
+    return distillation_teacher(
+        original,
+        recipe.task,
+        data.train,
+        data.collate,
+        recipe.evaluate.batch_size,
+        quiet,
+        hidden=recipe.train.kd_hidden_weight > 0,
+        examples=examples_seen(data.train, recipe.train, recipe.seed),
+    )

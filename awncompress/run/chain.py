@@ -3,6 +3,7 @@ teacher → score, order, wrap → AWN fine-tune → fold → exports → evalua
 report. ``pipeline.run_convert`` checks everything first and runs these; ``dryrun`` runs them once
 on a tiny copy to fail fast and to time them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,23 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from safetensors import SafetensorError
 from torch import nn
 
-from ..model.adaptive import profile_summary, widths_for_budget
-from ..model.families import find_ffns
-from safetensors import SafetensorError
-
-from ..files.atomic import atomic_dir, remove_temps, write_failure
-from ..model.surgery import convert_, fold_, full_widths
-from ..data.tokenized import TaskData, example_lengths
-from .reevaluate import evaluate_conversion
 from ..checkpoint.export import export_nested, export_per_layer, export_uniform
-from ..train.finetune import TrainResult, finetune, latest_checkpoint
-from ..model.flop_targets import pick_for_flops
 from ..checkpoint.layout import CHECKPOINTS_DIR, DENSE_DIR, NESTED_DIR, flops_dir, per_layer_dir, width_dir, width_key
 from ..config.recipe import Recipe
-from .bundle import awn_config, calibration_batches, dense_config, prior_config, recipe_teacher
+from ..data.tokenized import TaskData, example_lengths
+from ..files.atomic import atomic_dir, remove_temps, write_failure
+from ..model.adaptive import profile_summary, widths_for_budget
+from ..model.families import find_ffns
+from ..model.flop_targets import pick_for_flops
+from ..model.surgery import convert_, fold_, full_widths
+from ..train.checkpoints import latest_checkpoint
+from ..train.finetune import TrainResult, finetune
 from ..train.teacher import CachedTeacher, Teacher
+from .bundle import awn_config, calibration_batches, dense_config, prior_config, recipe_teacher
+from .reevaluate import evaluate_conversion
 
 log = logging.getLogger("awncompress")
 
@@ -47,7 +48,9 @@ class ConvertResult:
     costs: dict = field(default_factory=dict)
 
 
-def _teachers(model: nn.Module, recipe: Recipe, data: TaskData, quiet: bool) -> tuple[nn.Module, Optional[Teacher], Optional[float]]:
+def _teachers(
+    model: nn.Module, recipe: Recipe, data: TaskData, quiet: bool
+) -> tuple[nn.Module, Optional[Teacher], Optional[float]]:
     """The frozen dense model, the distillation teacher built from it, and the seconds a logit table took."""
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     began = time.perf_counter()
@@ -56,36 +59,73 @@ def _teachers(model: nn.Module, recipe: Recipe, data: TaskData, quiet: bool) -> 
     return teacher, distil, seconds
 
 
-def run_stages(recipe: Recipe, out: Path, model: nn.Module, tokenizer: Any, head_trained: bool, data: TaskData, *,
-            resume: bool, quiet: bool, evaluate: bool) -> ConvertResult:
+def run_stages(
+    recipe: Recipe,
+    out: Path,
+    model: nn.Module,
+    tokenizer: Any,
+    head_trained: bool,
+    data: TaskData,
+    *,
+    resume: bool,
+    quiet: bool,
+    evaluate: bool,
+) -> ConvertResult:
     """dense stage → teacher → score/order/wrap → AWN fine-tune → fold → exports → evaluation, into ``out``."""
     checkpoints = out / CHECKPOINTS_DIR
     dense_result = None
     if not head_trained:
-        log.info("the task head of %s is untrained: training it densely first (it becomes the KD teacher)", recipe.model)
-        dense_result = finetune(model, data.train, data.collate, dense_config(recipe), num_examples=data.num_train_examples,
-                                seed=recipe.seed, checkpoint_dir=checkpoints / "dense", resume=resume, quiet=quiet,
-                                desc="dense head")
+        log.info(
+            "the task head of %s is untrained: training it densely first (it becomes the KD teacher)", recipe.model
+        )
+        dense_result = finetune(
+            model,
+            data.train,
+            data.collate,
+            dense_config(recipe),
+            num_examples=data.num_train_examples,
+            seed=recipe.seed,
+            checkpoint_dir=checkpoints / "dense",
+            resume=resume,
+            quiet=quiet,
+            desc="dense head",
+        )
         save_dense(model, tokenizer, out / DENSE_DIR)
     teacher, kd_teacher, teacher_seconds = _teachers(model, recipe, data, quiet)
     batches = calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size)
     convert_(model, awn_config(recipe), calibration=batches)
-    awn_result = finetune(model, data.train, data.collate, recipe.train, num_examples=data.num_train_examples,
-                          prior=prior_config(recipe), teacher=kd_teacher, seed=recipe.seed,
-                          checkpoint_dir=checkpoints / "awn", resume=resume, quiet=quiet, desc="awn fine-tune")
+    awn_result = finetune(
+        model,
+        data.train,
+        data.collate,
+        recipe.train,
+        num_examples=data.num_train_examples,
+        prior=prior_config(recipe),
+        teacher=kd_teacher,
+        seed=recipe.seed,
+        checkpoint_dir=checkpoints / "awn",
+        resume=resume,
+        quiet=quiet,
+        desc="awn fine-tune",
+    )
     profile = profile_summary(model)
     fold_(model)
 
-    costs = {"awn_seconds": awn_result.seconds, "dense_seconds": dense_result.seconds if dense_result else None,
-             "teacher_logits_seconds": teacher_seconds}
+    costs = {
+        "awn_seconds": awn_result.seconds,
+        "dense_seconds": dense_result.seconds if dense_result else None,
+        "teacher_logits_seconds": teacher_seconds,
+    }
     began = time.perf_counter()
-    exports = write_exports(model, tokenizer, recipe, out, profile, extra={"train": costs}, overwrite=True,
-                            seq_len=mean_length(data.eval))
+    exports = write_exports(
+        model, tokenizer, recipe, out, profile, extra={"train": costs}, overwrite=True, seq_len=mean_length(data.eval)
+    )
     costs["export_seconds"] = round(time.perf_counter() - began, 3)
     result = ConvertResult(out=out, exports=exports, awn=awn_result, dense=dense_result, profile=profile, costs=costs)
     if evaluate:
-        result.report = evaluate_conversion(out, teacher, data, recipe, exports, costs, batches, quiet=quiet,
-                                            kd_teacher=kd_teacher)
+        result.report = evaluate_conversion(
+            out, teacher, data, recipe, exports, costs, batches, quiet=quiet, kd_teacher=kd_teacher
+        )
     if latest_checkpoint(checkpoints / "awn") is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the exports hold everything now
     remove_temps(out)
@@ -109,37 +149,85 @@ def mean_length(dataset: Any) -> int:
     return max(1, round(sum(lengths) / len(lengths))) if lengths else 128
 
 
-def write_flop_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, profile: dict, seq_len: int,
-                       extra: Optional[dict] = None, overwrite: bool = False) -> dict[str, Path]:
+def write_flop_exports(
+    model: nn.Module,
+    tokenizer: Any,
+    recipe: Recipe,
+    out: Path,
+    profile: dict,
+    seq_len: int,
+    extra: Optional[dict] = None,
+    overwrite: bool = False,
+) -> dict[str, Path]:
     """One flops-<t>/ per FLOP target: the (FFN width, heads) the learned profiles pick for it."""
     rates = [sum(r) / len(r) if r else None for r in (profile.get("normalised_rates"), profile.get("head_rates"))]
     exports = {}
     for target in recipe.flop_targets:
         pick = pick_for_flops(model, target, seq_len, *rates)
         exports[flops_dir(out, target).name] = export_uniform(
-            model, flops_dir(out, target), pick.width, heads=pick.heads, tokenizer=tokenizer, source=recipe.model,
-            method="awn-heads", overwrite=overwrite,
-            extra={**(extra or {}), "flops_target": target, "flops_seq_len": seq_len})
+            model,
+            flops_dir(out, target),
+            pick.width,
+            heads=pick.heads,
+            tokenizer=tokenizer,
+            source=recipe.model,
+            method="awn-heads",
+            overwrite=overwrite,
+            extra={**(extra or {}), "flops_target": target, "flops_seq_len": seq_len},
+        )
     return exports
 
 
-def write_exports(model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, profile: dict,
-                  extra: Optional[dict] = None, overwrite: bool = False, seq_len: int = 128) -> dict[str, Path]:
+def write_exports(
+    model: nn.Module,
+    tokenizer: Any,
+    recipe: Recipe,
+    out: Path,
+    profile: dict,
+    extra: Optional[dict] = None,
+    overwrite: bool = False,
+    seq_len: int = 128,
+) -> dict[str, Path]:
     """nested/, one width-<w>/ per recipe width and, if asked, per-layer-<w>/ at the same FFN FLOPs and
     flops-<t>/ per FLOP target (with heads; picked at ``seq_len`` tokens)."""
     source = recipe.model
-    exports = {NESTED_DIR: export_nested(model, out / NESTED_DIR, widths=recipe.export.widths, profile=profile, tokenizer=tokenizer,
-                                       source=source, overwrite=overwrite, heads=recipe.awn.heads,
-                                       extra={**(extra or {}), **({"flops_seq_len": seq_len} if recipe.awn.heads else {})})}
+    exports = {
+        NESTED_DIR: export_nested(
+            model,
+            out / NESTED_DIR,
+            widths=recipe.export.widths,
+            profile=profile,
+            tokenizer=tokenizer,
+            source=source,
+            overwrite=overwrite,
+            heads=recipe.awn.heads,
+            extra={**(extra or {}), **({"flops_seq_len": seq_len} if recipe.awn.heads else {})},
+        )
+    }
     exports.update(write_flop_exports(model, tokenizer, recipe, out, profile, seq_len, extra, overwrite))
     for w in recipe.export.widths:
-        exports[width_key(w)] = export_uniform(model, width_dir(out, w), float(w), tokenizer=tokenizer, source=source,
-                                           multiple=recipe.export.multiple, overwrite=overwrite, extra=extra)
+        exports[width_key(w)] = export_uniform(
+            model,
+            width_dir(out, w),
+            float(w),
+            tokenizer=tokenizer,
+            source=source,
+            multiple=recipe.export.multiple,
+            overwrite=overwrite,
+            extra=extra,
+        )
     if recipe.export.per_layer:
         full = full_widths(find_ffns(model))
         for w in recipe.export.widths:
             widths = widths_for_budget(profile["normalised_rates"], full, float(w))
-            exports[per_layer_dir(out, w).name] = export_per_layer(model, per_layer_dir(out, w), widths, tokenizer=tokenizer,
-                                                           source=source, method="awn-per-layer", overwrite=overwrite,
-                                                           extra={**(extra or {}), "flop_budget": float(w)})
+            exports[per_layer_dir(out, w).name] = export_per_layer(
+                model,
+                per_layer_dir(out, w),
+                widths,
+                tokenizer=tokenizer,
+                source=source,
+                method="awn-per-layer",
+                overwrite=overwrite,
+                extra={**(extra or {}), "flop_budget": float(w)},
+            )
     return exports

@@ -5,6 +5,7 @@ checks (output folder, metric, batch sizes) → load model and data → derive t
 time each stage, fit ``--budget``) → create the output folder → the stages (``flow``):
 score → order → wrap → fine-tune → fold → export → evaluate → report.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,16 +16,16 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
+from ..config.recipe import Recipe
+from ..data.tokenized import TaskData, load_task_data
+from ..errors import AwnError, ModelLoadError
 from ..model.flop_targets import pick_for_flops
 from ..model.heads import head_spec_for
-from ..data.tokenized import TaskData, load_task_data
-from .derive import derive_defaults, fit_max_length
-from .plan import Plan, dry_run, estimate, fit_budget
-from ..errors import AwnError, ModelLoadError
-from .chain import ConvertResult, mean_length, run_stages
-from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
-from ..config.recipe import Recipe
 from .bundle import check_settings, data_config, load_model, resolve_model
+from .chain import ConvertResult, mean_length, run_stages
+from .derive import derive_defaults, fit_max_length
+from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
+from .plan import Plan, dry_run, estimate, fit_budget
 
 log = logging.getLogger("awncompress")
 
@@ -48,7 +49,9 @@ def _load(recipe: Recipe) -> tuple[Recipe, nn.Module, Any, bool, TaskData]:
     data = load_task_data(data_config(recipe), tokenizer)
     if recipe.task == "text-classification" and model.config.num_labels != data.num_labels:
         if head_trained:
-            raise ModelLoadError(f"{recipe.model} has a head for {model.config.num_labels} labels but the data has {data.num_labels}")
+            raise ModelLoadError(
+                f"{recipe.model} has a head for {model.config.num_labels} labels but the data has {data.num_labels}"
+            )
         model, tokenizer, head_trained = load_model(recipe.model, recipe.task, data.num_labels)
     if data.label_names and recipe.task == "text-classification":
         model.config.id2label = dict(enumerate(data.label_names))
@@ -59,17 +62,29 @@ def _load(recipe: Recipe) -> tuple[Recipe, nn.Module, Any, bool, TaskData]:
 def _fingerprint(recipe: Recipe, data: TaskData, resume: bool) -> Recipe:
     """Record what the run reads (``derived.inputs``); a resumed run must read the same."""
     location = resolve_model(recipe.model) if not recipe.model.startswith("builtin:") else recipe.model
-    found = inputs_fingerprint(location, [data.train[i] for i in range(len(data.train))] +
-                               [data.eval[i] for i in range(len(data.eval))])
+    found = inputs_fingerprint(
+        location, [data.train[i] for i in range(len(data.train))] + [data.eval[i] for i in range(len(data.eval))]
+    )
     recorded = recipe.derived.get("inputs")
     if resume and recorded is not None and recorded != found:
-        raise AwnError("--resume refused: the model or the data changed since the run began (their fingerprint differs); "
-                       "start a new --out")
+        raise AwnError(
+            "--resume refused: the model or the data changed since the run began (their fingerprint differs); "
+            "start a new --out"
+        )
     return recipe.model_copy(update={"derived": {**recipe.derived, "inputs": found}})
 
 
-def _prepare(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, trusted_metric: Optional[str],
-             budget: Optional[float], dry: bool, inputs: Iterable[Path] = ()) -> _Prepared:
+def _prepare(
+    recipe: Recipe,
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    trusted_metric: Optional[str],
+    budget: Optional[float],
+    dry: bool,
+    inputs: Iterable[Path] = (),
+) -> _Prepared:
     """Every check, the model and data, the derived settings and (``dry``) the dry pass and its plan."""
     check_output(out, recipe, resume=resume, overwrite=overwrite, inputs=inputs)
     check_settings(recipe, trusted_metric)
@@ -89,18 +104,35 @@ def _prepare(recipe: Recipe, out: Path, *, resume: bool, overwrite: bool, truste
         measured = dry_run(recipe, model, tokenizer, head_trained, data)
         if budget is not None:
             prepared.recipe = fit_budget(recipe, estimate(recipe, measured, len(data.train), len(data.eval)), budget)
-            if prepared.recipe.data.max_eval_examples != recipe.data.max_eval_examples:  # the budget cut the evaluation set
+            if (
+                prepared.recipe.data.max_eval_examples != recipe.data.max_eval_examples
+            ):  # the budget cut the evaluation set
                 prepared.data = load_task_data(data_config(prepared.recipe), tokenizer)
                 prepared.recipe = _fingerprint(prepared.recipe, prepared.data, resume=False)
         prepared.plan = estimate(prepared.recipe, measured, len(prepared.data.train), len(prepared.data.eval))
     return prepared
 
 
-def plan_convert(recipe: Recipe, out: Path, *, overwrite: bool = False, trusted_metric: Optional[str] = None,
-                 budget: Optional[float] = None, inputs: Iterable[Path] = ()) -> Plan:
+def plan_convert(
+    recipe: Recipe,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    trusted_metric: Optional[str] = None,
+    budget: Optional[float] = None,
+    inputs: Iterable[Path] = (),
+) -> Plan:
     """What `convert` would do and how long each stage should take, from a dry pass; writes nothing."""
-    return _prepare(recipe, Path(out), resume=False, overwrite=overwrite, trusted_metric=trusted_metric, budget=budget,
-                    dry=True, inputs=inputs).plan
+    return _prepare(
+        recipe,
+        Path(out),
+        resume=False,
+        overwrite=overwrite,
+        trusted_metric=trusted_metric,
+        budget=budget,
+        dry=True,
+        inputs=inputs,
+    ).plan
 
 
 def run_convert(
@@ -125,16 +157,34 @@ def run_convert(
     """
     out = Path(out)
     with exclusive(out):
-        prepared = _prepare(recipe, out, resume=resume, overwrite=overwrite, trusted_metric=trusted_metric,
-                            budget=budget if budget is not None else recipe.budget, dry=not resume, inputs=inputs)
+        prepared = _prepare(
+            recipe,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            trusted_metric=trusted_metric,
+            budget=budget if budget is not None else recipe.budget,
+            dry=not resume,
+            inputs=inputs,
+        )
         if prepared.plan is not None:
             log.info("%s", prepared.plan.text())
         begin_output(out, prepared.recipe, resume=resume)
         try:
-            return run_stages(prepared.recipe, out, prepared.model, prepared.tokenizer, prepared.head_trained,
-                              prepared.data, resume=resume, quiet=quiet, evaluate=evaluate)
+            return run_stages(
+                prepared.recipe,
+                out,
+                prepared.model,
+                prepared.tokenizer,
+                prepared.head_trained,
+                prepared.data,
+                resume=resume,
+                quiet=quiet,
+                evaluate=evaluate,
+            )
         except OSError as exc:
             if isinstance(exc, AwnError) or exc.filename is None:
                 raise
-            raise AwnError(f"{exc.filename}: {exc.strerror or exc}; once that is fixed, the run in {out} "
-                           "continues with --resume") from None
+            raise AwnError(
+                f"{exc.filename}: {exc.strerror or exc}; once that is fixed, the run in {out} continues with --resume"
+            ) from None

@@ -23,6 +23,7 @@ kept (and checked against the machine's memory).
 * ``train.grad_accum`` / ``evaluate.batch_size``: the largest that fit the machine's memory;
 * ``data.max_length``: cut to the positions the model can embed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,14 +31,23 @@ import math
 
 from torch import nn
 
-from ..model.families import find_ffns
-from ..model.surgery import full_widths
+from ..config.recipe import Recipe
 from ..data.tokenized import TaskData
 from ..errors import AwnError
-from ..train.settings import TrainConfig, draws_fresh_batches, width_passes
 from ..evaluate.latency import max_positions
-from .memory import GIB, ModelShape, hidden_size, available_bytes, evaluation_bytes, fit_eval_batch, fit_micro_batch, training_bytes
-from ..config.recipe import Recipe
+from ..model.families import find_ffns
+from ..model.surgery import full_widths
+from ..train.settings import TrainConfig, draws_fresh_batches, width_passes
+from .memory import (
+    GIB,
+    ModelShape,
+    available_bytes,
+    evaluation_bytes,
+    fit_eval_batch,
+    fit_micro_batch,
+    hidden_size,
+    training_bytes,
+)
 
 log = logging.getLogger("awncompress")
 
@@ -61,7 +71,11 @@ def fit_max_length(recipe: Recipe, model: nn.Module) -> Recipe:
     if limit is None or recipe.data.max_length <= limit:
         return recipe
     notes = dict(recipe.derived)
-    _note(notes, "data.max_length", f"{limit}: the most positions {recipe.model} can embed ({recipe.data.max_length} was asked)")
+    _note(
+        notes,
+        "data.max_length",
+        f"{limit}: the most positions {recipe.model} can embed ({recipe.data.max_length} was asked)",
+    )
     return recipe.model_copy(update={"data": recipe.data.model_copy(update={"max_length": limit}), "derived": notes})
 
 
@@ -71,13 +85,21 @@ def _steps(recipe: Recipe, n: int, notes: dict[str, str], head_trained: bool) ->
     if _unset(recipe.train, "steps"):
         epoch = math.ceil(n / batch)
         train = min(TRAIN_STEPS[1], max(TRAIN_STEPS[0], epoch))
-        _note(notes, "train.steps", f"{train}: one pass over the {n:,} training examples at batch {batch} "
-                                    f"({TRAIN_STEPS[0]} to {TRAIN_STEPS[1]} steps)")
+        _note(
+            notes,
+            "train.steps",
+            f"{train}: one pass over the {n:,} training examples at batch {batch} "
+            f"({TRAIN_STEPS[0]} to {TRAIN_STEPS[1]} steps)",
+        )
     if _unset(recipe.dense, "steps") and recipe.dense.steps and not head_trained:
         epochs = math.ceil(2 * n / recipe.dense.batch_size)
         dense = min(DENSE_STEPS[1], max(DENSE_STEPS[0], epochs))
-        _note(notes, "dense.steps", f"{dense}: two passes over the training examples to train an untrained head "
-                                    f"({DENSE_STEPS[0]} to {DENSE_STEPS[1]} steps)")
+        _note(
+            notes,
+            "dense.steps",
+            f"{dense}: two passes over the training examples to train an untrained head "
+            f"({DENSE_STEPS[0]} to {DENSE_STEPS[1]} steps)",
+        )
     return train, dense
 
 
@@ -87,8 +109,12 @@ def _lr(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> float:
     if not _unset(recipe.train, "lr") or hidden <= width:
         return lr
     lr = float(f"{reference * width / hidden:.2g}")
-    _note(notes, "train.lr", f"{lr:g}: {reference:g} (measured at hidden size {width}) × {width}/{hidden}, this model's "
-                             "hidden size (a wider model takes larger Adam updates per step)")
+    _note(
+        notes,
+        "train.lr",
+        f"{lr:g}: {reference:g} (measured at hidden size {width}) × {width}/{hidden}, this model's "
+        "hidden size (a wider model takes larger Adam updates per step)",
+    )
     return lr
 
 
@@ -106,7 +132,11 @@ def _extra_widths(recipe: Recipe, notes: dict[str, str]) -> list[float]:
     smallest = min(recipe.export.widths)
     if smallest >= 1.0:
         return []
-    _note(notes, "train.extra_widths", f"[{smallest:g}]: the smallest export width, trained every step (the sandwich rule)")
+    _note(
+        notes,
+        "train.extra_widths",
+        f"[{smallest:g}]: the smallest export width, trained every step (the sandwich rule)",
+    )
     return [smallest]
 
 
@@ -115,12 +145,16 @@ def batch_per_width_note(cfg: TrainConfig, n: int) -> tuple[bool, str]:
     passes = width_passes(cfg)
     drawn = cfg.steps * cfg.batch_size * passes
     if draws_fresh_batches(cfg, n):
-        return True, (f"true: each of the {passes} width passes of a step draws its own batch; "
-                      f"{cfg.steps} steps × {cfg.batch_size} × {passes} = {drawn:,} draws are all fresh among the {n:,} examples")
+        return True, (
+            f"true: each of the {passes} width passes of a step draws its own batch; "
+            f"{cfg.steps} steps × {cfg.batch_size} × {passes} = {drawn:,} draws are all fresh among the {n:,} examples"
+        )
     if passes == 1:
         return False, "false: one width pass per step"
-    return False, (f"false: a batch per width pass ({cfg.steps} steps × {cfg.batch_size} × {passes} = {drawn:,} draws) "
-                   f"would repeat the {n:,} training examples")
+    return False, (
+        f"false: a batch per width pass ({cfg.steps} steps × {cfg.batch_size} × {passes} = {drawn:,} draws) "
+        f"would repeat the {n:,} training examples"
+    )
 
 
 def _batch_per_width(recipe: Recipe, cfg: TrainConfig, n: int, notes: dict[str, str]) -> bool:
@@ -147,23 +181,35 @@ def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[in
     micro = fit_micro_batch(shape, batch, seq, lm, teacher_live)
     if micro is None:
         need = training_bytes(shape, 1, seq, lm, teacher_live) / GIB
-        raise AwnError(f"one training example of {seq} tokens needs about {need:.1f} GiB; {available_bytes() / GIB:.1f} GiB are "
-                       "available: lower data.max_length or use a machine with more memory")
+        raise AwnError(
+            f"one training example of {seq} tokens needs about {need:.1f} GiB; {available_bytes() / GIB:.1f} GiB are "
+            "available: lower data.max_length or use a machine with more memory"
+        )
     if _unset(recipe.train, "grad_accum") and batch // micro != accum:
         accum = batch // micro
-        _note(notes, "train.grad_accum", f"{accum}: micro-batches of {micro} fit the {available_bytes() / GIB:.0f} GiB available "
-                                         f"(a batch of {batch} would need about "
-                                         f"{training_bytes(shape, batch, seq, lm, teacher_live) / GIB:.1f} GiB)")
+        _note(
+            notes,
+            "train.grad_accum",
+            f"{accum}: micro-batches of {micro} fit the {available_bytes() / GIB:.0f} GiB available "
+            f"(a batch of {batch} would need about "
+            f"{training_bytes(shape, batch, seq, lm, teacher_live) / GIB:.1f} GiB)",
+        )
     elif batch // accum > micro:
-        raise AwnError(f"train.batch_size {batch} with train.grad_accum {accum} needs about "
-                       f"{training_bytes(shape, batch // accum, seq, lm, teacher_live) / GIB:.1f} GiB per micro-batch; set "
-                       f"train.grad_accum to {batch // micro} or more")
+        raise AwnError(
+            f"train.batch_size {batch} with train.grad_accum {accum} needs about "
+            f"{training_bytes(shape, batch // accum, seq, lm, teacher_live) / GIB:.1f} GiB per micro-batch; set "
+            f"train.grad_accum to {batch // micro} or more"
+        )
     evaluation = recipe.evaluate.batch_size
     if _unset(recipe.evaluate, "batch_size"):
         fitted = fit_eval_batch(shape, evaluation, seq, lm)
         if fitted != evaluation:
-            _note(notes, "evaluate.batch_size", f"{fitted}: a batch of {evaluation} would need about "
-                                                f"{evaluation_bytes(shape, evaluation, seq, lm) / GIB:.1f} GiB")
+            _note(
+                notes,
+                "evaluate.batch_size",
+                f"{fitted}: a batch of {evaluation} would need about "
+                f"{evaluation_bytes(shape, evaluation, seq, lm) / GIB:.1f} GiB",
+            )
             evaluation = fitted
     return accum, evaluation
 
@@ -176,10 +222,23 @@ def derive_defaults(recipe: Recipe, model: nn.Module, data: TaskData, head_train
     train_steps, dense_steps = _steps(recipe, data.num_train_examples, notes, head_trained)
     extra = _extra_widths(recipe, notes)
     accum, eval_batch = _memory(recipe, model, notes)
-    train: TrainConfig = recipe.train.model_copy(update={
-        "steps": train_steps, "extra_widths": extra, "grad_accum": accum, "lr": _lr(recipe, model, notes),
-        "warmup_steps": _warmup(recipe, train_steps, notes)})
-    train = train.model_copy(update={"batch_per_width": _batch_per_width(recipe, train, data.num_train_examples, notes)})
-    return recipe.model_copy(update={
-        "train": train, "dense": recipe.dense.model_copy(update={"steps": dense_steps}),
-        "evaluate": recipe.evaluate.model_copy(update={"batch_size": eval_batch}), "derived": notes})
+    train: TrainConfig = recipe.train.model_copy(
+        update={
+            "steps": train_steps,
+            "extra_widths": extra,
+            "grad_accum": accum,
+            "lr": _lr(recipe, model, notes),
+            "warmup_steps": _warmup(recipe, train_steps, notes),
+        }
+    )
+    train = train.model_copy(
+        update={"batch_per_width": _batch_per_width(recipe, train, data.num_train_examples, notes)}
+    )
+    return recipe.model_copy(
+        update={
+            "train": train,
+            "dense": recipe.dense.model_copy(update={"steps": dense_steps}),
+            "evaluate": recipe.evaluate.model_copy(update={"batch_size": eval_batch}),
+            "derived": notes,
+        }
+    )

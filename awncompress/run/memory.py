@@ -6,6 +6,7 @@ deliberately rough but errs high: weights, gradients and Adam state, the frozen 
 activations, and for a language model the logits, which span the vocabulary at every position
 (the term that killed a 24 GB machine at the old default of 32 sequences).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-GIB = 1024 ** 3
+GIB = 1024**3
 # Share of the available memory a run may plan to use: the estimate is rough, and the OS, the page
 # cache and Python's allocator need the rest.
 USABLE_SHARE = 0.6
@@ -51,8 +52,13 @@ class ModelShape:
     @classmethod
     def of(cls, model: nn.Module, d_ff: int, layers: int) -> "ModelShape":
         config: Any = model.config
-        return cls(params=sum(p.numel() for p in model.parameters()), hidden=hidden_size(config), layers=layers, d_ff=d_ff,
-                   vocab=int(getattr(config, "vocab_size", 0) or 0))
+        return cls(
+            params=sum(p.numel() for p in model.parameters()),
+            hidden=hidden_size(config),
+            layers=layers,
+            d_ff=d_ff,
+            vocab=int(getattr(config, "vocab_size", 0) or 0),
+        )
 
 
 def training_bytes(shape: ModelShape, micro_batch: int, seq_len: int, lm: bool, teacher_live: bool) -> int:
@@ -74,8 +80,9 @@ def evaluation_bytes(shape: ModelShape, batch: int, seq_len: int, lm: bool) -> i
     return int(shape.params * b + shape.layers * tokens * 4 * shape.hidden * b + logits)
 
 
-def fit_micro_batch(shape: ModelShape, batch: int, seq_len: int, lm: bool, teacher_live: bool,
-                    budget: Optional[int] = None) -> Optional[int]:
+def fit_micro_batch(
+    shape: ModelShape, batch: int, seq_len: int, lm: bool, teacher_live: bool, budget: Optional[int] = None
+) -> Optional[int]:
     """The largest divisor of ``batch`` whose training estimate fits ``budget`` (None: none fits)."""
     budget = int(available_bytes() * USABLE_SHARE) if budget is None else budget
     for micro in sorted((d for d in range(1, batch + 1) if batch % d == 0), reverse=True):

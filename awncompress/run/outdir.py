@@ -5,6 +5,7 @@ recipe.yaml and nothing but what convert writes), never the current directory or
 it, never a folder holding the model or data the run reads. ``--resume`` continues only the run
 recorded in the folder's recipe.yaml. A run that fails on its first write leaves no folder behind.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -16,11 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..files.atomic import atomic_write, check_replaceable, remove_temps
-from ..errors import AwnError, OutputExistsError
 from ..checkpoint.layout import CHECKPOINTS_DIR, RECIPE_FILE, RECIPE_MARK, is_run_output
-from ..config.recipe import Recipe, dump_recipe, load_recipe, set_fields
+from ..config import Recipe, dump_recipe, load_recipe, set_fields
 from ..data.sources import classify_source
+from ..errors import AwnError, OutputExistsError
+from ..files.atomic import atomic_write, check_replaceable, remove_temps
 from ..version import __version__
 
 
@@ -67,8 +68,11 @@ def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool, in
         return
     if out.exists():
         if not overwrite:
-            hint = ("it holds an unfinished run: continue it with --resume, or replace it with --overwrite"
-                    if (out / CHECKPOINTS_DIR).is_dir() else "pass --overwrite to replace it")
+            hint = (
+                "it holds an unfinished run: continue it with --resume, or replace it with --overwrite"
+                if (out / CHECKPOINTS_DIR).is_dir()
+                else "pass --overwrite to replace it"
+            )
             raise OutputExistsError(f"output directory {out} already exists; {hint}")
         check_replaceable(out, is_run_output)
     _check_parent(out)
@@ -87,7 +91,9 @@ def exclusive(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise AwnError(f"another awncompress run is writing {out}; wait for it to finish or choose another --out") from None
+            raise AwnError(
+                f"another awncompress run is writing {out}; wait for it to finish or choose another --out"
+            ) from None
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -126,10 +132,14 @@ def check_resume(out: Path, recipe: Recipe) -> Recipe:
         raise AwnError(f"{out} has {CHECKPOINTS_DIR}/ but no {RECIPE_FILE}: not a run awncompress can resume")
     recorded = load_recipe(recorded_file)
     want, have = _flat(set_fields(recipe)), _flat(recorded.to_dict())
-    differ = [f"{k} ({have.get(k)!r} → {v!r})" for k, v in want.items() if not k.startswith("derived") and have.get(k) != v]
+    differ = [
+        f"{k} ({have.get(k)!r} → {v!r})" for k, v in want.items() if not k.startswith("derived") and have.get(k) != v
+    ]
     if differ:
-        raise AwnError(f"--resume continues the run recorded in {recorded_file}, but these settings differ: "
-                       f"{', '.join(differ)}; resume with the same settings, or start a new --out")
+        raise AwnError(
+            f"--resume continues the run recorded in {recorded_file}, but these settings differ: "
+            f"{', '.join(differ)}; resume with the same settings, or start a new --out"
+        )
     return recorded
 
 
@@ -146,8 +156,10 @@ def begin_output(out: Path, recipe: Recipe, *, resume: bool) -> None:
             made = True
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
-            atomic_write(out / RECIPE_FILE, f"{RECIPE_MARK} {__version__}: the recipe this run ran (--resume compares it)\n"
-                         + dump_recipe(recipe))
+            atomic_write(
+                out / RECIPE_FILE,
+                f"{RECIPE_MARK} {__version__}: the recipe this run ran (--resume compares it)\n" + dump_recipe(recipe),
+            )
         remove_temps(out)
     except BaseException:
         if made:

@@ -7,6 +7,7 @@ temporary folder that is removed afterwards. Anything that is going to fail fail
 the first minute, with one line, before hours are spent; and the seconds each stage took, scaled to
 the real step counts and data sizes, are the plan's estimates.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,15 +24,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config.recipe import Recipe
 from ..data.tokenized import ExampleDataset, TaskData, example_lengths
+from ..errors import AwnError
 from ..evaluate.latency import device_of
 from ..model.scoring import model_inputs
-from ..errors import AwnError
-from .chain import run_stages
-from .memory import GIB, available_bytes
-from ..config.recipe import Recipe
 from ..train.settings import draws_fresh_batches, examples_drawn, width_passes
+from .chain import run_stages
 from .derive import batch_per_width_note, teacher_is_live
+from .memory import GIB, available_bytes
 
 log = logging.getLogger("awncompress")
 
@@ -71,8 +72,12 @@ class Plan:
         lines = [f"plan (from a {self.dry_seconds:.0f} s dry pass of every stage on this machine):"]
         lines += [f"  {stage:<15} {what:<58} ~{_minutes(seconds)}" for stage, what, seconds in self.stages]
         lines.append(f"  {'total':<15} {'':<58} ~{_minutes(self.total_seconds)}")
-        lines.append(f"  peak memory ~{self.peak_bytes / GIB:.1f} GiB of {available_bytes() / GIB:.1f} GiB available; widths "
-                     + ", ".join(f"{w:g}" for w in r.export.widths) + "; methods " + ", ".join(r.evaluate.methods))
+        lines.append(
+            f"  peak memory ~{self.peak_bytes / GIB:.1f} GiB of {available_bytes() / GIB:.1f} GiB available; widths "
+            + ", ".join(f"{w:g}" for w in r.export.widths)
+            + "; methods "
+            + ", ".join(r.evaluate.methods)
+        )
         lines += [f"  derived {key} = {why}" for key, why in r.derived.items() if key != "inputs"]
         return "\n".join(lines)
 
@@ -87,7 +92,7 @@ def _typical(dataset: Any, n: int) -> list[int]:
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     middle = len(order) // 2
     start = max(0, min(len(order) - n, middle - n // 2))
-    return order[start:start + n]
+    return order[start : start + n]
 
 
 def _tiny(recipe: Recipe, data: TaskData) -> tuple[Recipe, TaskData]:
@@ -100,8 +105,9 @@ def _tiny(recipe: Recipe, data: TaskData) -> tuple[Recipe, TaskData]:
     tiny = TaskData(train, evals, data.num_labels, data.label_names, data.collate, len(train))
     # One width is enough to run every method once (each per-width fine-tune costs DRY_STEPS steps).
     updates: dict[str, Any] = {
-        "train": recipe.train.model_copy(update={"steps": DRY_STEPS, "checkpoint_every": 0, "warmup_steps": 0,
-                                                 "max_seconds": None}),
+        "train": recipe.train.model_copy(
+            update={"steps": DRY_STEPS, "checkpoint_every": 0, "warmup_steps": 0, "max_seconds": None}
+        ),
         "dense": recipe.dense.model_copy(update={"steps": DRY_STEPS if recipe.dense.steps else 0}),
         "export": recipe.export.model_copy(update={"widths": [min(recipe.export.widths)]}),
         "evaluate": recipe.evaluate.model_copy(update={"latency_repeats": min(1, recipe.evaluate.latency_repeats)}),
@@ -151,16 +157,26 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
     log.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
     try:
         with tempfile.TemporaryDirectory(prefix="awncompress-dry-") as tmp:
-            result = run_stages(tiny_recipe, Path(tmp) / "out", copy.deepcopy(model), tokenizer, head_trained, tiny_data,
-                                resume=False, quiet=True, evaluate=True)
+            result = run_stages(
+                tiny_recipe,
+                Path(tmp) / "out",
+                copy.deepcopy(model),
+                tokenizer,
+                head_trained,
+                tiny_data,
+                resume=False,
+                quiet=True,
+                evaluate=True,
+            )
     except AwnError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever breaks, say so in one line before hours are spent
         if os.environ.get("AWNCOMPRESS_TRACEBACK"):
             raise
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise AwnError(f"the dry pass (every stage once, on a copy, before the run starts) failed: "
-                       f"{type(exc).__name__}: {text}") from exc
+        raise AwnError(
+            f"the dry pass (every stage once, on a copy, before the run starts) failed: {type(exc).__name__}: {text}"
+        ) from exc
     finally:
         log.setLevel(level)
     seconds = time.perf_counter() - began
@@ -168,14 +184,26 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
     if result.dense is not None:
         step["dense"] = result.dense.step_seconds[-1]
     report = result.report or {}
-    latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (min(1, recipe.evaluate.latency_repeats) + 3)
+    latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (
+        min(1, recipe.evaluate.latency_repeats) + 3
+    )
     plans = width_passes(recipe.train)
     mean = lambda ds: sum(example_lengths(ds)) / max(1, len(ds))  # noqa: E731
     widths = len(recipe.export.widths)
     rows = 1 + len(report.get("rows", [])) * widths  # the dry pass evaluated one width
     export = result.costs.get("export_seconds", 0.0) * (widths + 1) / 2  # it wrote nested + one width
-    return Measured(step, plans, _seconds_per_token(model, data, recipe.evaluate.batch_size), mean(data.train), mean(data.eval),
-                    export, latency * (widths + 1) / 2, rows, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return Measured(
+        step,
+        plans,
+        _seconds_per_token(model, data, recipe.evaluate.batch_size),
+        mean(data.train),
+        mean(data.eval),
+        export,
+        latency * (widths + 1) / 2,
+        rows,
+        seconds,
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    )
 
 
 def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> Plan:
@@ -193,8 +221,13 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
         stages.append(("teacher logits", f"{seen:,} of {n_train:,} examples, once", teacher_example * seen))
     micro = r.train.batch_size // r.train.grad_accum
     sandwich = f", sandwich {', '.join(f'{w:g}' for w in r.train.extra_widths)}" if r.train.extra_widths else ""
-    stages.append(("awn fine-tune", f"{r.train.steps} steps of {r.train.batch_size} ({micro} × {r.train.grad_accum}){sandwich}",
-                   r.train.steps * m.step["awn"]))
+    stages.append(
+        (
+            "awn fine-tune",
+            f"{r.train.steps} steps of {r.train.batch_size} ({micro} × {r.train.grad_accum}){sandwich}",
+            r.train.steps * m.step["awn"],
+        )
+    )
     stages.append(("exports", f"nested + {len(r.export.widths)} widths", m.export))
     finetune = "finetune" in r.evaluate.methods
     finetunes = finetune * len(r.export.widths) * r.train.steps * m.step["awn"] / m.plans
@@ -204,8 +237,17 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
     if finetune:
         what += f" (+ {len(r.export.widths)} per-width fine-tunes)"
     stages.append(("evaluation", what, evaluation))
-    return Plan(r, stages, m.peak_bytes, m.dry_seconds, {**m.step, "finetune": m.step["awn"] / m.plans}, per_example, n_eval,
-                teacher_example, n_train)
+    return Plan(
+        r,
+        stages,
+        m.peak_bytes,
+        m.dry_seconds,
+        {**m.step, "finetune": m.step["awn"] / m.plans},
+        per_example,
+        n_eval,
+        teacher_example,
+        n_train,
+    )
 
 
 def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
@@ -230,7 +272,9 @@ def fit_budget(recipe: Recipe, plan: Plan, minutes: float) -> Recipe:
     on = recipe.model_copy(update={"train": recipe.train.model_copy(update={"batch_per_width": True})})
     refitted = _fit_steps(on, plan, minutes, _live_teacher_seconds(on, plan))
     notes = dict(refitted.derived)
-    notes["train.batch_per_width"] = batch_per_width_note(refitted.train, plan.train_examples)[1] + f" (under --budget {minutes:g} min)"
+    notes["train.batch_per_width"] = (
+        batch_per_width_note(refitted.train, plan.train_examples)[1] + f" (under --budget {minutes:g} min)"
+    )
     return refitted.model_copy(update={"derived": notes})
 
 
@@ -252,33 +296,52 @@ def _fit_steps(recipe: Recipe, plan: Plan, minutes: float, extra_step_seconds: f
     n_eval = plan.eval_examples
     if plan.eval_example_seconds * n_eval > EVAL_SHARE * budget and n_eval > EVAL_FLOOR:
         kept = max(EVAL_FLOOR, math.floor(EVAL_SHARE * budget / plan.eval_example_seconds))
-        notes["data.max_eval_examples"] = f"{kept}: {n_eval:,} evaluation examples cut (seeded sample) to fit --budget {minutes:g} min"
+        notes["data.max_eval_examples"] = (
+            f"{kept}: {n_eval:,} evaluation examples cut (seeded sample) to fit --budget {minutes:g} min"
+        )
         updates["data"] = r.data.model_copy(update={"max_eval_examples": kept})
         fixed_cut = (n_eval - kept) * plan.eval_example_seconds
-    per_step = step.get("awn", 0.0) + extra_step_seconds + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
+    per_step = (
+        step.get("awn", 0.0)
+        + extra_step_seconds
+        + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
+    )
     variable = r.train.steps * per_step + r.dense.steps * step.get("dense", 0.0)
     drawn = examples_drawn(r.train)
-    table = plan.teacher_example_seconds * min(examples_drawn(plan.recipe.train), plan.train_examples)  # the table the plan's total holds
+    table = plan.teacher_example_seconds * min(
+        examples_drawn(plan.recipe.train), plan.train_examples
+    )  # the table the plan's total holds
     fixed = plan.total_seconds - variable - fixed_cut - table
     full_table = plan.teacher_example_seconds * plan.train_examples
     scale = min(1.0, (budget - fixed - full_table) / variable) if variable else 0.0
     if scale * drawn < plan.train_examples:  # scaled down, the fine-tunes draw only part of the training set
         scale = min(1.0, (budget - fixed) / (variable + plan.teacher_example_seconds * drawn)) if variable else 0.0
     if fixed >= budget or scale * r.train.steps < MIN_STEPS:
-        raise AwnError(f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(fixed + MIN_STEPS * (per_step + plan.teacher_example_seconds * drawn / r.train.steps))} even at "
-                       f"{MIN_STEPS} fine-tune steps; raise --budget or lower data.max_eval_examples / the number of widths")
+        least = fixed + MIN_STEPS * (per_step + plan.teacher_example_seconds * drawn / r.train.steps)
+        raise AwnError(
+            f"--budget {minutes:g} min cannot fit: the plan needs ~{_minutes(least)} even at "
+            f"{MIN_STEPS} fine-tune steps; raise --budget or lower data.max_eval_examples / the number of widths"
+        )
     if scale < SHORT_SCALE:
-        log.warning("--budget %g min leaves %.0f %% of the derived fine-tune steps: expect a weak curve "
-                    "(an untrained head when there is a dense stage); --plan without --budget shows the full run", minutes, 100 * scale)
+        log.warning(
+            "--budget %g min leaves %.0f %% of the derived fine-tune steps: expect a weak curve "
+            "(an untrained head when there is a dense stage); --plan without --budget shows the full run",
+            minutes,
+            100 * scale,
+        )
     if scale < 1.0:
         train_steps = max(MIN_STEPS, math.floor(r.train.steps * scale))
         notes["train.steps"] = f"{train_steps}: {r.train.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
         warmup = min(train_steps, math.ceil(r.train.warmup_steps * scale))  # the same share of fewer steps
         if warmup != r.train.warmup_steps:
-            notes["train.warmup_steps"] = f"{warmup}: {r.train.warmup_steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+            notes["train.warmup_steps"] = (
+                f"{warmup}: {r.train.warmup_steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+            )
         updates["train"] = r.train.model_copy(update={"steps": train_steps, "warmup_steps": warmup})
         if "dense" in step:
             dense_steps = max(MIN_STEPS, math.floor(r.dense.steps * scale))
-            notes["dense.steps"] = f"{dense_steps}: {r.dense.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+            notes["dense.steps"] = (
+                f"{dense_steps}: {r.dense.steps} scaled by {scale:.2f} to fit --budget {minutes:g} min"
+            )
             updates["dense"] = r.dense.model_copy(update={"steps": dense_steps})
     return r.model_copy(update={**updates, "derived": notes, "budget": minutes})

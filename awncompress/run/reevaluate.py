@@ -3,6 +3,7 @@
 The dense reference and the no-training baselines are cut from the *trained* dense model: the
 user's fine-tuned model, or ``OUT/dense/`` when awncompress trained the task head itself.
 """
+
 from __future__ import annotations
 
 import time
@@ -11,25 +12,38 @@ from typing import Optional, Sequence
 
 from torch import nn
 
+from ..checkpoint.layout import (
+    DENSE_DIR,
+    NESTED_DIR,
+    RECIPE_FILE,
+    annotate_exports,
+    export_dirs_for,
+    find_exports,
+    find_flop_exports,
+    flops_dir,
+    width_key,
+)
+from ..checkpoint.provenance import read_provenance
+from ..config import Recipe, apply_overrides, load_recipe
+from ..data.sources import classify_source
 from ..data.tokenized import TaskData, load_task_data
 from ..errors import AwnError, DataError, NotAnExportError
-from ..evaluate.matrix import evaluate_methods
 from ..evaluate.latency import LatencyConfig
-from ..checkpoint.layout import (DENSE_DIR, NESTED_DIR, RECIPE_FILE, annotate_exports, export_dirs_for, find_exports, find_flop_exports,
-                     flops_dir, width_key)
-from ..checkpoint.provenance import read_provenance
+from ..evaluate.matrix import evaluate_methods
 from ..evaluate.methods import TrainingKit
 from ..files.paths import contained
-from ..config.recipe import Recipe, apply_overrides, load_recipe
 from ..report.files import write_report
-from ..data.sources import classify_source
-from .bundle import calibration_batches, check_settings, data_config, load_model, recipe_teacher
 from ..train.teacher import Teacher
+from .bundle import calibration_batches, check_settings, data_config, load_model, recipe_teacher
 
 # (report stage, cost kind, key in the convert run's costs): the teacher logits are computed once
 # and shared by the AWN fine-tune and every <scorer>+finetune run.
-_RECORDED_COSTS = (("awn", "finetune_s", "awn_seconds"), ("dense", "finetune_s", "dense_seconds"),
-                   ("teacher-logits", "prepare_s", "teacher_logits_seconds"), ("exports", "write_s", "export_seconds"))
+_RECORDED_COSTS = (
+    ("awn", "finetune_s", "awn_seconds"),
+    ("dense", "finetune_s", "dense_seconds"),
+    ("teacher-logits", "prepare_s", "teacher_logits_seconds"),
+    ("exports", "write_s", "export_seconds"),
+)
 
 
 def latency_config(recipe: Recipe) -> Optional[LatencyConfig]:
@@ -37,7 +51,9 @@ def latency_config(recipe: Recipe) -> Optional[LatencyConfig]:
     e = recipe.evaluate
     if not e.latency_repeats:
         return None
-    return LatencyConfig(batch_size=e.latency_batch_size, seq_len=e.latency_seq_len, repeats=e.latency_repeats, seed=recipe.seed)
+    return LatencyConfig(
+        batch_size=e.latency_batch_size, seq_len=e.latency_seq_len, repeats=e.latency_repeats, seed=recipe.seed
+    )
 
 
 def _method_names(recipe: Recipe, names: Optional[Sequence[str]]) -> list[str]:
@@ -50,37 +66,73 @@ def _method_names(recipe: Recipe, names: Optional[Sequence[str]]) -> list[str]:
     return chosen
 
 
-def _training_kit(original: nn.Module, data: TaskData, recipe: Recipe, quiet: bool, teacher: Optional[Teacher]) -> TrainingKit:
+def _training_kit(
+    original: nn.Module, data: TaskData, recipe: Recipe, quiet: bool, teacher: Optional[Teacher]
+) -> TrainingKit:
     """What ``<scorer>+finetune`` needs: the AWN fine-tune's data, budget and teacher (built here if not given)."""
     if teacher is None:
         teacher = recipe_teacher(original, recipe, data, quiet)
     return TrainingKit(data.train, data.collate, data.num_train_examples, recipe.train, teacher)
 
 
-def evaluate_conversion(out: Path, original: nn.Module, data: TaskData, recipe: Recipe, exports: dict[str, Path],
-                        costs: dict, calibration: list, *, quiet: bool = False,
-                        methods: Optional[Sequence[str]] = None, kd_teacher: Optional[Teacher] = None) -> dict:
+def evaluate_conversion(
+    out: Path,
+    original: nn.Module,
+    data: TaskData,
+    recipe: Recipe,
+    exports: dict[str, Path],
+    costs: dict,
+    calibration: list,
+    *,
+    quiet: bool = False,
+    methods: Optional[Sequence[str]] = None,
+    kd_teacher: Optional[Teacher] = None,
+) -> dict:
     """Evaluate every width × method of a finished run, write the report and annotate the exports.
 
     ``kd_teacher``: the distillation teacher of the AWN fine-tune, reused by ``<scorer>+finetune``.
     """
     widths = [float(w) for w in recipe.export.widths]
     names = _method_names(recipe, methods)
-    training = (_training_kit(original, data, recipe, quiet, kd_teacher)
-                if {"finetune", "finetune-heads"} & set(names) else None)
+    training = (
+        _training_kit(original, data, recipe, quiet, kd_teacher)
+        if {"finetune", "finetune-heads"} & set(names)
+        else None
+    )
     began = time.perf_counter()
     record = evaluate_methods(
-        original, export_dirs_for(widths, exports), data.eval, data.collate, task=recipe.task, metric=recipe.resolved_metric,
-        methods=names, widths=widths, calibration=calibration, latency=latency_config(recipe),
-        batch_size=recipe.evaluate.batch_size, seed=recipe.seed, model_name=recipe.model, data=recipe.data.eval or recipe.data.train,
+        original,
+        export_dirs_for(widths, exports),
+        data.eval,
+        data.collate,
+        task=recipe.task,
+        metric=recipe.resolved_metric,
+        methods=names,
+        widths=widths,
+        calibration=calibration,
+        latency=latency_config(recipe),
+        batch_size=recipe.evaluate.batch_size,
+        seed=recipe.seed,
+        model_name=recipe.model,
+        data=recipe.data.eval or recipe.data.train,
         profile=read_provenance(exports[NESTED_DIR]).get("profile"),
         costs={stage: {kind: costs[key]} for stage, kind, key in _RECORDED_COSTS if costs.get(key) is not None},
-        out=out, scorer=recipe.awn.scorer, multiple=recipe.export.multiple, training=training, quiet=quiet,
-        flop_dirs={t: exports[flops_dir(out, t).name] for t in recipe.flop_targets if flops_dir(out, t).name in exports},
+        out=out,
+        scorer=recipe.awn.scorer,
+        multiple=recipe.export.multiple,
+        training=training,
+        quiet=quiet,
+        flop_dirs={
+            t: exports[flops_dir(out, t).name] for t in recipe.flop_targets if flops_dir(out, t).name in exports
+        },
     )
     record["costs"].setdefault("evaluation", {})["total_s"] = round(time.perf_counter() - began, 3)
     if recipe.budget is not None:  # the steps were scaled to fit it: the curve is a budget's curve
-        record["budget"] = {"minutes": recipe.budget, "train_steps": recipe.train.steps, "dense_steps": recipe.dense.steps}
+        record["budget"] = {
+            "minutes": recipe.budget,
+            "train_steps": recipe.train.steps,
+            "dense_steps": recipe.dense.steps,
+        }
     record["derived"] = dict(recipe.derived)
     write_report(record, out)
     annotate_exports(record)
@@ -101,12 +153,22 @@ def _named_inside(out: Path, spec: Optional[str], what: str, flag: str) -> None:
             return  # a Hub id
         path = Path(source.name)
     if not path.resolve().is_relative_to(out.resolve()):
-        raise AwnError(f"{out / RECIPE_FILE} names {what} {spec}, outside {out}; awncompress reads files a folder names "
-                       f"only inside that folder: pass {flag} {spec} to read it")
+        raise AwnError(
+            f"{out / RECIPE_FILE} names {what} {spec}, outside {out}; awncompress reads files a folder names "
+            f"only inside that folder: pass {flag} {spec} to read it"
+        )
 
 
-def reevaluate(out: Path, *, data: Optional[str] = None, train_data: Optional[str] = None, model: Optional[str] = None,
-               metric: Optional[str] = None, methods: Optional[Sequence[str]] = None, quiet: bool = False) -> dict:
+def reevaluate(
+    out: Path,
+    *,
+    data: Optional[str] = None,
+    train_data: Optional[str] = None,
+    model: Optional[str] = None,
+    metric: Optional[str] = None,
+    methods: Optional[Sequence[str]] = None,
+    quiet: bool = False,
+) -> dict:
     """`awncompress evaluate OUT`: reload the run's recipe, data and exports, evaluate, rewrite the report.
 
     ``data`` / ``train_data`` / ``model`` / ``metric`` are what the user named on the command line:
@@ -117,7 +179,9 @@ def reevaluate(out: Path, *, data: Optional[str] = None, train_data: Optional[st
     nested, widths = find_exports(out) if out.is_dir() else (None, {})
     if not recipe_file.exists() or nested is None:
         raise NotAnExportError(f"{out} is not an awncompress convert output (it needs {RECIPE_FILE} and {NESTED_DIR}/)")
-    recipe = apply_overrides(load_recipe(str(recipe_file)), {"data.eval": data, "data.train": train_data, "evaluate.metric": metric})
+    recipe = apply_overrides(
+        load_recipe(str(recipe_file)), {"data.eval": data, "data.train": train_data, "evaluate.metric": metric}
+    )
     check_settings(recipe, trusted_metric=metric)  # first: running code named by a folder is the worst case
     dense = contained(out, DENSE_DIR, str(out)) if (out / DENSE_DIR).exists() else out / DENSE_DIR
     if model is None and not dense.exists():
@@ -129,11 +193,18 @@ def reevaluate(out: Path, *, data: Optional[str] = None, train_data: Optional[st
     location = model or (str(dense) if dense.exists() else recipe.model)
     original, tokenizer, head_trained = load_model(location, recipe.task)
     if not head_trained:
-        raise AwnError(f"{dense} is missing and {location} has an untrained task head: the dense reference and the baselines "
-                       "would be cut from an untrained model; pass --model with the fine-tuned model")
+        raise AwnError(
+            f"{dense} is missing and {location} has an untrained task head: the dense reference and the baselines "
+            "would be cut from an untrained model; pass --model with the fine-tuned model"
+        )
     task_data = load_task_data(data_config(recipe), tokenizer)
     calibration = calibration_batches(task_data, recipe.awn.calibration_batches, recipe.train.batch_size)
     train = read_provenance(nested).get("train") or {}
-    exports = {NESTED_DIR: nested, **{width_key(w): p for w, p in widths.items()},
-               **{p.name: p for p in find_flop_exports(out).values()}}
-    return evaluate_conversion(out, original, task_data, recipe, exports, train, calibration, quiet=quiet, methods=methods)
+    exports = {
+        NESTED_DIR: nested,
+        **{width_key(w): p for w, p in widths.items()},
+        **{p.name: p for p in find_flop_exports(out).values()},
+    }
+    return evaluate_conversion(
+        out, original, task_data, recipe, exports, train, calibration, quiet=quiet, methods=methods
+    )

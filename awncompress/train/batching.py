@@ -1,4 +1,5 @@
 """Which training examples each optimizer step sees: seeded, resumable, and grouped by length."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -35,7 +36,9 @@ class IndexStream:
         if self.lengths is None:
             return perm
         mega = self.batch_size * self.GROUP_BATCHES
-        grouped = [chunk[torch.sort(self.lengths[chunk], descending=True, stable=True).indices] for chunk in perm.split(mega)]
+        grouped = [
+            chunk[torch.sort(self.lengths[chunk], descending=True, stable=True).indices] for chunk in perm.split(mega)
+        ]
         batches = list(torch.cat(grouped).split(self.batch_size))
         tail = [batches.pop()] if len(batches[-1]) < self.batch_size else []  # last, so batches stay aligned to steps
         order = torch.randperm(len(batches), generator=generator).tolist()

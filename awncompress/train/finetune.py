@@ -5,11 +5,10 @@ Runs through ``accelerate`` (device placement, fp16/bf16, several processes unde
 sampled widths of step ``s`` depend only on ``(seed, s)``, so a run resumed from a checkpoint
 takes exactly the steps an uninterrupted run would have taken.
 """
+
 from __future__ import annotations
 
-import json
 import math
-import re
 import shutil
 import time
 from contextlib import nullcontext
@@ -18,20 +17,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..model.adaptive import adaptive_modules, awn_prior, awn_units
-from ..files.atomic import atomic_dir, write_failure
 from ..data.tokenized import example_lengths
 from ..errors import TrainingError
-from .losses import distillation_loss, hidden_loss, lm_loss
-from .batching import IndexStream
+from ..model.adaptive import adaptive_modules, awn_prior, awn_units
 from ..model.narrow import Narrowing, narrowing_agrees, plan_narrowing, width_pass
+from .batching import IndexStream
+from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from .losses import distillation_loss, hidden_loss, lm_loss
 from .settings import TrainConfig, batches_per_step, check_batch, examples_drawn
 from .teacher import CachedTeacher, Teacher
+
 
 @dataclass
 class PriorConfig:
@@ -60,54 +58,6 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
         return (step + 1) / cfg.warmup_steps
     span = max(1, cfg.steps - cfg.warmup_steps)
     return 1.0 - 0.9 * (step - cfg.warmup_steps) / span
-
-
-def _save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """model / optimizer tensors as safetensors, the rest as JSON: nothing here is ever unpickled."""
-    opt = optimizer.state_dict()
-    tensors = {f"{pid}.{k}": v.detach().contiguous().cpu() if torch.is_tensor(v) else torch.tensor(v)
-               for pid, s in opt["state"].items() for k, v in s.items()}
-    with atomic_dir(folder, overwrite=True) as tmp:
-        try:
-            save_model(model, str(tmp / "model.safetensors"))
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
-        except SafetensorError as exc:
-            raise write_failure(exc, folder) from None
-        (tmp / "optimizer.json").write_text(json.dumps({"param_groups": opt["param_groups"]}))
-        (tmp / "trainer_state.json").write_text(json.dumps(state))
-
-
-def _read_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
-    groups = json.loads((folder / "optimizer.json").read_text())["param_groups"]
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in load_file(str(folder / "optimizer.safetensors")).items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    trainer = json.loads((folder / "trainer_state.json").read_text())
-    if not (isinstance(trainer.get("step"), int) and isinstance(trainer.get("seconds"), (int, float))
-            and isinstance(trainer.get("losses"), list)):
-        raise ValueError("trainer_state.json lacks step, seconds or losses")
-    return trainer
-
-
-def _load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """The model, optimizer and trainer state of a checkpoint; TrainingError when any part is unreadable."""
-    try:
-        return _read_checkpoint(folder, model, optimizer)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrainingError(f"checkpoint {folder} cannot be resumed ({text}); remove it to resume from an earlier one, "
-                            "or start a new --out") from None
-
-
-def latest_checkpoint(folder: Optional[Path]) -> Optional[Path]:
-    """The checkpoint with the highest step in ``folder`` (None if there is none); other names are ignored."""
-    if folder is None or not folder.exists():
-        return None
-    steps = sorted((p for p in folder.glob("step-*") if re.fullmatch(r"step-\d+", p.name)), key=lambda p: int(p.name[5:]))
-    return steps[-1] if steps else None
 
 
 def _width_postfix(model: nn.Module) -> str:
@@ -207,10 +157,13 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
         for i, plan in enumerate(plans):
             if i < blocks:  # every pass its own batch, or the first pass's batch for all of them
                 batch, model_inputs, lm, teacher_logits, teacher_hidden = _micro_batch(
-                    run, (step * blocks + i) * cfg.batch_size + micro * micro_size, micro_size)
+                    run, (step * blocks + i) * cfg.batch_size + micro * micro_size, micro_size
+                )
             last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
-            with nullcontext() if last or world == 1 else accelerator.no_sync(run.model), \
-                    width_pass(run.wrappers, plan, run.narrowing):
+            with (
+                nullcontext() if last or world == 1 else accelerator.no_sync(run.model),
+                width_pass(run.wrappers, plan, run.narrowing),
+            ):
                 with accelerator.autocast():
                     out = run.model(**(model_inputs if lm else batch), output_hidden_states=teacher_hidden is not None)
                 loss = lm_loss(out.logits, batch["labels"]) if lm else out.loss
@@ -219,13 +172,18 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
                     kd = distillation_loss(out.logits, teacher_logits, cfg.kd_temperature, mask)
                     loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
                 if teacher_hidden is not None:
-                    loss = loss + cfg.kd_hidden_weight * hidden_loss(out.hidden_states, teacher_hidden,
-                                                                     batch.get("attention_mask"))
+                    loss = loss + cfg.kd_hidden_weight * hidden_loss(
+                        out.hidden_states, teacher_hidden, batch.get("attention_mask")
+                    )
                 loss = loss / (cfg.grad_accum * len(plans))
                 step_loss += float(loss.detach())
                 if last and run.prior is not None and cfg.prior_weight:
                     p = run.prior
-                    penalty = cfg.prior_weight * awn_prior(run.inner, p.rate_mean, p.rate_std, p.weight_std) / run.num_examples
+                    penalty = (
+                        cfg.prior_weight
+                        * awn_prior(run.inner, p.rate_mean, p.rate_std, p.weight_std)
+                        / run.num_examples
+                    )
                     step_prior = float(penalty.detach())
                     loss = loss + penalty
                 accelerator.backward(loss)
@@ -241,8 +199,12 @@ def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         optimizer = run.optimizer.optimizer if hasattr(run.optimizer, "optimizer") else run.optimizer
-        _save_checkpoint(folder / f"step-{finished}", run.inner, optimizer,
-                         {"step": finished, "seconds": seconds, "losses": losses, "stage": desc})
+        save_checkpoint(
+            folder / f"step-{finished}",
+            run.inner,
+            optimizer,
+            {"step": finished, "seconds": seconds, "losses": losses, "stage": desc},
+        )
         for old in folder.glob("step-*"):
             if old.name != f"step-{finished}":
                 shutil.rmtree(old, ignore_errors=True)
@@ -250,7 +212,9 @@ def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: 
 
 
 def _stream(train_set: Any, cfg: TrainConfig, seed: int) -> IndexStream:
-    return IndexStream(len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size)
+    return IndexStream(
+        len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size
+    )
 
 
 def examples_seen(train_set: Any, cfg: TrainConfig, seed: int) -> list[int]:
@@ -263,8 +227,17 @@ def examples_seen(train_set: Any, cfg: TrainConfig, seed: int) -> list[int]:
     return sorted(stream[p] for p in range(drawn))
 
 
-def _start(model: nn.Module, train_set: Any, collate: Any, cfg: TrainConfig, teacher: Optional[Teacher], prior: Optional[PriorConfig],
-           num_examples: int, seed: int, checkpoint: Optional[Path]) -> tuple[_Run, int, float, list[float]]:
+def _start(
+    model: nn.Module,
+    train_set: Any,
+    collate: Any,
+    cfg: TrainConfig,
+    teacher: Optional[Teacher],
+    prior: Optional[PriorConfig],
+    num_examples: int,
+    seed: int,
+    checkpoint: Optional[Path],
+) -> tuple[_Run, int, float, list[float]]:
     """Accelerator, optimizer and data stream; the step, seconds and losses to resume from."""
     from accelerate import Accelerator
 
@@ -272,19 +245,34 @@ def _start(model: nn.Module, train_set: Any, collate: Any, cfg: TrainConfig, tea
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     check_batch(cfg, accelerator.num_processes)
     if isinstance(teacher, CachedTeacher) and len(teacher) != len(train_set):
-        raise TrainingError(f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}")
+        raise TrainingError(
+            f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}"
+        )
     optimizer = _optimizer(model, cfg)
     start, done_seconds, losses = 0, 0.0, []
     if checkpoint is not None:
-        state = _load_checkpoint(checkpoint, model, optimizer)
+        state = load_checkpoint(checkpoint, model, optimizer)
         start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
     wrappers = awn_units(model)
     prepared, optimizer = accelerator.prepare(model, optimizer)
     if teacher is not None and not isinstance(teacher, CachedTeacher):
         teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
     stream = _stream(train_set, cfg, seed)
-    run = _Run(accelerator, prepared, accelerator.unwrap_model(prepared), optimizer, wrappers, teacher, stream, train_set,
-               collate, cfg, prior, num_examples, seed)
+    run = _Run(
+        accelerator,
+        prepared,
+        accelerator.unwrap_model(prepared),
+        optimizer,
+        wrappers,
+        teacher,
+        stream,
+        train_set,
+        collate,
+        cfg,
+        prior,
+        num_examples,
+        seed,
+    )
     run.narrowing = _narrowing(run)
     return run, start, done_seconds, losses
 
@@ -330,8 +318,16 @@ def finetune(
         resume: continue from the latest checkpoint in ``checkpoint_dir``.
     """
     checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
-    run, start, done_seconds, losses = _start(model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint)
-    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=quiet or not run.accelerator.is_main_process, dynamic_ncols=True)
+    run, start, done_seconds, losses = _start(
+        model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint
+    )
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        desc=desc,
+        disable=quiet or not run.accelerator.is_main_process,
+        dynamic_ncols=True,
+    )
     began = time.perf_counter()
     stopped_early = False
     step_seconds: list[float] = []
@@ -344,16 +340,30 @@ def finetune(
         step_loss, step_prior = _train_step(run, step)
         step_seconds.append(time.perf_counter() - step_began)
         if not math.isfinite(step_loss):
-            raise TrainingError(f"{desc}: the loss is {step_loss} at step {step + 1}: training diverged "
-                                f"(the learning rate {cfg.lr:g} may be too high)")
+            raise TrainingError(
+                f"{desc}: the loss is {step_loss} at step {step + 1}: training diverged "
+                f"(the learning rate {cfg.lr:g} may be too high)"
+            )
         losses.append(round(step_loss, 6))
         bar.update(1)
-        bar.set_postfix_str(f"loss={step_loss:.4f}" + (f" prior/N={step_prior:.3g} width%={_width_postfix(run.inner)}" if run.wrappers else ""))
+        bar.set_postfix_str(
+            f"loss={step_loss:.4f}"
+            + (f" prior/N={step_prior:.3g} width%={_width_postfix(run.inner)}" if run.wrappers else "")
+        )
         finished = step + 1
-        if checkpoint_dir is not None and cfg.checkpoint_every and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps):
+        if (
+            checkpoint_dir is not None
+            and cfg.checkpoint_every
+            and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps)
+        ):
             _checkpoint(run, checkpoint_dir, finished, done_seconds + time.perf_counter() - began, losses, desc)
     bar.close()
     run.model.eval()
     seconds = done_seconds + time.perf_counter() - began
-    return TrainResult(steps=len(losses), seconds=round(seconds, 3), losses=losses, stopped_early=stopped_early,
-                       step_seconds=step_seconds)
+    return TrainResult(
+        steps=len(losses),
+        seconds=round(seconds, 3),
+        losses=losses,
+        stopped_early=stopped_early,
+        step_seconds=step_seconds,
+    )

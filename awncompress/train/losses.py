@@ -5,6 +5,7 @@ checkpointing: only each chunk's inputs (views of the logits) are kept for the b
 the softmax of one chunk at a time is recomputed there, instead of several full
 tokens × vocabulary copies living at once. Small logits (classification) take the direct path.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -18,8 +19,12 @@ CHUNK_VALUES = 1 << 22
 
 
 def _kl_rows(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    return F.kl_div(F.log_softmax(student.float() / temperature, -1), F.log_softmax(teacher.float() / temperature, -1),
-                    log_target=True, reduction="none").sum(-1)
+    return F.kl_div(
+        F.log_softmax(student.float() / temperature, -1),
+        F.log_softmax(teacher.float() / temperature, -1),
+        log_target=True,
+        reduction="none",
+    ).sum(-1)
 
 
 def _chunks(rows: int, vocab: int) -> list[tuple[int, int]]:
@@ -27,7 +32,9 @@ def _chunks(rows: int, vocab: int) -> list[tuple[int, int]]:
     return [(start, min(rows, start + size)) for start in range(0, rows, size)]
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float, mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """KL(teacher ‖ student) on temperature-softened logits, × T², averaged over examples or tokens
     (``mask``: which tokens count)."""
     t = temperature

@@ -1,4 +1,5 @@
 """The settings of one fine-tuning stage: a recipe's ``train`` section (the dense stage reuses it)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Optional
@@ -6,8 +7,20 @@ from typing import Annotated, Optional
 from pydantic import Field
 
 from ..errors import TrainingError
-from ..files.schema import (BatchSize, LearningRate, NonBlank, NonNegative, NonNegativeInt, Positive, Section, StepCount,
-                     Temperature, UnitInterval, Width, one_of)
+from ..files.schema import (
+    BatchSize,
+    LearningRate,
+    NonBlank,
+    NonNegative,
+    NonNegativeInt,
+    Positive,
+    Section,
+    StepCount,
+    Temperature,
+    UnitInterval,
+    Width,
+    one_of,
+)
 
 TRAIN_MODES: tuple[str, ...] = ("stochastic", "deterministic")
 MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
@@ -84,11 +97,15 @@ def draws_fresh_batches(cfg: TrainConfig, n_train: int) -> bool:
     batch per width gained 1.2-2.0 points on MiniLM at 40 steps (mean of 2 seeds) and 8-10 % of
     SmolLM2's perplexity at 30, where the extra batches are fresh; at one full pass over the data
     (MiniLM, 125 steps) it was level or up to 0.5 lower (BENCHMARKS.md, third sweep)."""
-    return cfg.mode == "stochastic" and width_passes(cfg) > 1 and cfg.steps * cfg.batch_size * width_passes(cfg) <= n_train
+    return (
+        cfg.mode == "stochastic" and width_passes(cfg) > 1 and cfg.steps * cfg.batch_size * width_passes(cfg) <= n_train
+    )
 
 
 def check_batch(cfg: TrainConfig, processes: int, what: str = "batch size") -> None:
     """TrainingError unless the batch splits evenly over ``grad_accum`` micro-batches × processes."""
     per_micro, rest = divmod(cfg.batch_size, cfg.grad_accum * processes)
     if rest or per_micro == 0:
-        raise TrainingError(f"{what} {cfg.batch_size} must be a multiple of grad_accum × processes = {cfg.grad_accum * processes}")
+        raise TrainingError(
+            f"{what} {cfg.batch_size} must be a multiple of grad_accum × processes = {cfg.grad_accum * processes}"
+        )

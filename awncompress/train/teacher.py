@@ -12,6 +12,7 @@ walks the same seeded stream for the same number of steps, so a short run (``--b
 pay for a teacher pass over the whole training set (MPNet on Rotten Tomatoes: 8,530 examples, of
 which a 22-step run sees 704).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence, Union
@@ -40,16 +41,25 @@ class CachedTeacher:
         rows = torch.as_tensor(list(indices), dtype=torch.long)
         missing = rows[~self.known[rows]]
         if len(missing):
-            raise TrainingError(f"the cached teacher has no logits for training examples {missing[:5].tolist()}: it was "
-                           f"computed for {int(self.known.sum())} of {len(self)} examples")
+            raise TrainingError(
+                f"the cached teacher has no logits for training examples {missing[:5].tolist()}: it was "
+                f"computed for {int(self.known.sum())} of {len(self)} examples"
+            )
         return self.logits[rows]
 
     def __len__(self) -> int:
         return len(self.logits)
 
     @classmethod
-    def compute(cls, teacher: nn.Module, train_set: Any, collate: Callable[[list], dict[str, torch.Tensor]],
-                batch_size: int = 64, quiet: bool = False, examples: Optional[Sequence[int]] = None) -> "CachedTeacher":
+    def compute(
+        cls,
+        teacher: nn.Module,
+        train_set: Any,
+        collate: Callable[[list], dict[str, torch.Tensor]],
+        batch_size: int = 64,
+        quiet: bool = False,
+        examples: Optional[Sequence[int]] = None,
+    ) -> "CachedTeacher":
         """Run ``teacher`` (eval mode, no gradients) once over ``train_set`` (only its ``examples``,
         when given), on the GPU if there is one.
 
@@ -66,8 +76,10 @@ class CachedTeacher:
         was_training = teacher.training
         teacher.eval()
         with torch.no_grad():
-            for start in tqdm(range(0, len(order), batch_size), desc="teacher logits", disable=quiet, dynamic_ncols=True):
-                batch = collate([train_set[i] for i in order[start:start + batch_size]])
+            for start in tqdm(
+                range(0, len(order), batch_size), desc="teacher logits", disable=quiet, dynamic_ncols=True
+            ):
+                batch = collate([train_set[i] for i in order[start : start + batch_size]])
                 inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
                 logits.append(teacher(**inputs).logits.float().cpu())
         teacher.train(was_training)
@@ -81,9 +93,16 @@ class CachedTeacher:
 Teacher = Union[nn.Module, CachedTeacher]
 
 
-def distillation_teacher(teacher: nn.Module, task: str, train_set: Any, collate: Callable[[list], dict[str, torch.Tensor]],
-                         batch_size: int = 64, quiet: bool = False, hidden: bool = False,
-                         examples: Optional[Sequence[int]] = None) -> Teacher:
+def distillation_teacher(
+    teacher: nn.Module,
+    task: str,
+    train_set: Any,
+    collate: Callable[[list], dict[str, torch.Tensor]],
+    batch_size: int = 64,
+    quiet: bool = False,
+    hidden: bool = False,
+    examples: Optional[Sequence[int]] = None,
+) -> Teacher:
     """A cached teacher for text classification (over ``examples`` only, when given: see
     ``finetune.examples_seen``), the model itself for tasks with per-token logits or when its hidden
     states are distilled too (``hidden``)."""

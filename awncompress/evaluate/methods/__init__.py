@@ -5,6 +5,7 @@ Importing this package registers the built-in methods in the order reports list 
 ``random``), ``wina-dynamic``, ``finetune`` (rows ``<scorer>+finetune``) and, over FLOP targets
 with ``awn.heads``, ``awn-heads``, ``wina-heads`` and ``finetune-heads``.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence, Union
@@ -12,9 +13,18 @@ from typing import Callable, Sequence, Union
 from torch import nn
 
 from ...errors import UnknownMethodError
-from . import awn, awn_per_layer, static, wina_dynamic, finetune, heads  # noqa: F401  (registers them, in this order)
-from .base import (Candidate, EvalContext, Method, TrainingKit, default_method_names, make_method, method_names,
-                   method_style, register_method)
+from . import awn, awn_per_layer, finetune, heads, static, wina_dynamic  # noqa: F401  (registers them, in this order)
+from .base import (
+    Candidate,
+    EvalContext,
+    Method,
+    TrainingKit,
+    default_method_names,
+    make_method,
+    method_names,
+    method_style,
+    register_method,
+)
 from .custom import CallableMethod
 from .wina_dynamic import dynamic_wina
 
@@ -24,7 +34,9 @@ MethodSpec = Union[str, Method, tuple[str, Callable[[float], nn.Module]]]
 def resolve_methods(specs: Sequence[MethodSpec]) -> list[Method]:
     """Method instances from registered names, Method objects and (name, fn) pairs; no name twice."""
     if not specs:
-        raise UnknownMethodError(f"no evaluation method given; choose from {', '.join(method_names())} or pass (name, fn)")
+        raise UnknownMethodError(
+            f"no evaluation method given; choose from {', '.join(method_names())} or pass (name, fn)"
+        )
     methods: list[Method] = []
     for spec in specs:
         if isinstance(spec, str):
@@ -33,8 +45,9 @@ def resolve_methods(specs: Sequence[MethodSpec]) -> list[Method]:
             methods.append(spec)
         elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and callable(spec[1]):
             if spec[0] in method_names():
-                raise UnknownMethodError(f"method name {spec[0]!r} is registered; give the callable another name "
-                                         f"(e.g. '{spec[0]}+finetune')")
+                raise UnknownMethodError(
+                    f"method name {spec[0]!r} is registered; give the callable another name (e.g. '{spec[0]}+finetune')"
+                )
             methods.append(CallableMethod(*spec))
         else:
             raise UnknownMethodError(f"a method must be a name or a (name, fn) pair, got {spec!r}")
@@ -44,5 +57,18 @@ def resolve_methods(specs: Sequence[MethodSpec]) -> list[Method]:
     return methods
 
 
-__all__ = ["Candidate", "CallableMethod", "EvalContext", "Method", "MethodSpec", "TrainingKit", "default_method_names",
-           "dynamic_wina", "make_method", "method_names", "method_style", "register_method", "resolve_methods"]
+__all__ = [
+    "Candidate",
+    "CallableMethod",
+    "EvalContext",
+    "Method",
+    "MethodSpec",
+    "TrainingKit",
+    "default_method_names",
+    "dynamic_wina",
+    "make_method",
+    "method_names",
+    "method_style",
+    "register_method",
+    "resolve_methods",
+]

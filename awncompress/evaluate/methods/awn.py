@@ -1,14 +1,15 @@
 """``awn``: the fine-tuned, folded model, reloaded from its export folder on disk at every width."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Iterator
 
-from ...model.surgery import layer_widths
-from ...errors import NotAnExportError
 from ...checkpoint.layout import match_export, width_key
 from ...checkpoint.load import check_safe_checkpoint, load_pretrained
 from ...checkpoint.provenance import read_provenance
+from ...errors import NotAnExportError
+from ...model.surgery import layer_widths
 from .base import Candidate, EvalContext, Method, register_method
 
 
@@ -21,8 +22,9 @@ class AwnMethod(Method):
         missing = [w for w in ctx.widths if match_export(w, ctx.export_dirs) is None]
         if missing:
             have = ", ".join(width_key(w) for w in sorted(ctx.export_dirs)) or "none"
-            raise NotAnExportError(f"no awn export on disk for width(s) {', '.join(map(width_key, missing))}; "
-                                   f"exported widths: {have}")
+            raise NotAnExportError(
+                f"no awn export on disk for width(s) {', '.join(map(width_key, missing))}; exported widths: {have}"
+            )
         for w in ctx.widths:
             folder = match_export(w, ctx.export_dirs)
             check_safe_checkpoint(folder)

@@ -1,13 +1,14 @@
 """``awn-per-layer``: the per-layer export at the FFN FLOP budget of each width, from disk."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Iterator
 
-from ...model.surgery import layer_widths
-from ...errors import NotAnExportError
 from ...checkpoint.layout import per_layer_dir
 from ...checkpoint.load import load_pretrained
+from ...errors import NotAnExportError
+from ...model.surgery import layer_widths
 from .base import Candidate, EvalContext, Method, register_method
 
 
@@ -21,8 +22,9 @@ class AwnPerLayerMethod(Method):
             raise NotAnExportError("awn-per-layer reads the per-layer-<w>/ folders of a convert output; none was given")
         for w in ctx.widths:
             if not per_layer_dir(ctx.out, w).exists():
-                raise NotAnExportError(f"{per_layer_dir(ctx.out, w)} is missing: convert with --per-layer to write "
-                                       "per-layer exports")
+                raise NotAnExportError(
+                    f"{per_layer_dir(ctx.out, w)} is missing: convert with --per-layer to write per-layer exports"
+                )
 
     @contextmanager
     def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:

@@ -6,6 +6,7 @@ module that subclasses :class:`Method` and calls :func:`register_method` (as pef
 tuners). Adding a baseline is one new module plus its test; recipes accept its name and the
 report draws it without further edits.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -109,7 +110,9 @@ _DEFAULTS: list[str] = []
 _STYLES: dict[str, dict] = {}
 
 
-def register_method(name: str, factory: Callable[[], Method], *, default: bool = False, style: Optional[dict] = None) -> None:
+def register_method(
+    name: str, factory: Callable[[], Method], *, default: bool = False, style: Optional[dict] = None
+) -> None:
     """Make ``name`` a method recipes, the CLI and evaluation accept; ``factory()`` builds a fresh one."""
     if name in _REGISTRY:
         raise UnknownMethodError(f"method {name!r} is registered twice")
@@ -132,8 +135,10 @@ def default_method_names() -> list[str]:
 def make_method(name: str) -> Method:
     """A fresh instance of the method registered as ``name``."""
     if name not in _REGISTRY:
-        raise UnknownMethodError(f"unknown evaluation method {name!r}; registered methods: {', '.join(_REGISTRY)} "
-                                 "(or pass a (name, fn) pair with fn(width_fraction) -> model)")
+        raise UnknownMethodError(
+            f"unknown evaluation method {name!r}; registered methods: {', '.join(_REGISTRY)} "
+            "(or pass a (name, fn) pair with fn(width_fraction) -> model)"
+        )
     return _REGISTRY[name]()
 
 

@@ -1,4 +1,5 @@
 """A method from a plain function ``fn(width_fraction) -> model`` (for the Python API)."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -6,8 +7,8 @@ from typing import Callable, Iterator
 
 from torch import nn
 
-from ...model.surgery import layer_widths
 from ...errors import UnknownMethodError
+from ...model.surgery import layer_widths
 from .base import Candidate, EvalContext, Method
 
 

@@ -1,6 +1,7 @@
 """``finetune`` (rows named ``<scorer>+finetune``): truncate by the recipe's scorer, then fine-tune
 that width alone with the same step budget, batch, learning rate and loss (KD from the same
 teacher) as the AWN fine-tune, so a gap between the two is the method, not the distillation."""
+
 from __future__ import annotations
 
 import copy
@@ -9,8 +10,8 @@ from typing import Iterator, Optional
 
 from torch import nn
 
-from ...model.surgery import layer_widths, order_, truncate_
 from ...errors import UnknownMethodError
+from ...model.surgery import layer_widths, order_, truncate_
 from ...train.finetune import finetune
 from .base import Candidate, EvalContext, Method, register_method
 
@@ -28,10 +29,14 @@ class FinetuneMethod(Method):
 
     def check(self, ctx: EvalContext) -> None:
         if ctx.training is None:
-            raise UnknownMethodError("method 'finetune' needs training data and a training config "
-                                     "(it runs inside `awncompress convert` / `awncompress evaluate`)")
+            raise UnknownMethodError(
+                "method 'finetune' needs training data and a training config "
+                "(it runs inside `awncompress convert` / `awncompress evaluate`)"
+            )
         if ctx.scorer == "none":
-            raise UnknownMethodError("method 'finetune' orders neurons by awn.scorer before cutting; awn.scorer is 'none'")
+            raise UnknownMethodError(
+                "method 'finetune' orders neurons by awn.scorer before cutting; awn.scorer is 'none'"
+            )
 
     def prepare(self, ctx: EvalContext) -> None:
         self.ordered = copy.deepcopy(ctx.original).requires_grad_(True)  # the original stays the frozen teacher
@@ -50,8 +55,17 @@ def train_cut(ctx: EvalContext, model: nn.Module, desc: str) -> None:
     kit = ctx.training
     cfg = kit.config.model_copy(update={"mode": "deterministic", "checkpoint_every": 0})
     teacher = kit.teacher if cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0 else None
-    finetune(model, kit.train_set, kit.collate, cfg, num_examples=kit.num_examples, teacher=teacher, seed=ctx.seed,
-             quiet=ctx.quiet, desc=desc)
+    finetune(
+        model,
+        kit.train_set,
+        kit.collate,
+        cfg,
+        num_examples=kit.num_examples,
+        teacher=teacher,
+        seed=ctx.seed,
+        quiet=ctx.quiet,
+        desc=desc,
+    )
 
 
 register_method("finetune", FinetuneMethod)

@@ -6,6 +6,7 @@
   heads ordered by their WINA scores once (no training), cut to each export's widths and heads;
 * ``finetune-heads`` (rows ``<scorer>-heads+finetune``): that cut, fine-tuned at that pair alone.
 """
+
 from __future__ import annotations
 
 import copy
@@ -14,12 +15,12 @@ from typing import ClassVar, Iterator, Optional
 
 from torch import nn
 
-from ...model.surgery import layer_widths, order_, truncate_
+from ...checkpoint.load import check_safe_checkpoint, load_pretrained
+from ...checkpoint.provenance import read_provenance
 from ...errors import NotAnExportError
 from ...model.head_cuts import order_heads_, truncate_heads_
 from ...model.heads import layer_heads
-from ...checkpoint.load import check_safe_checkpoint, load_pretrained
-from ...checkpoint.provenance import read_provenance
+from ...model.surgery import layer_widths, order_, truncate_
 from .base import Candidate, EvalContext, Method, register_method
 from .finetune import FinetuneMethod, train_cut
 

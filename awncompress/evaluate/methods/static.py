@@ -3,6 +3,7 @@
 The trained dense model's neurons are ordered by the score once, on calibration batches, then cut
 to each width (the awn export's own per-layer widths): no training.
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,12 +12,16 @@ from typing import Iterator, Optional
 
 from torch import nn
 
-from ...model.surgery import order_, truncate_
 from ...model.scoring import NEEDS_ACTIVATIONS, SCORERS
+from ...model.surgery import order_, truncate_
 from .base import Candidate, EvalContext, Method, register_method
 
-STYLES = {"wina": dict(color="C0", marker="s"), "activation": dict(color="C2", marker="^"),
-          "magnitude": dict(color="C4", marker="v"), "random": dict(color="C7", marker="x")}
+STYLES = {
+    "wina": dict(color="C0", marker="s"),
+    "activation": dict(color="C2", marker="^"),
+    "magnitude": dict(color="C4", marker="v"),
+    "random": dict(color="C7", marker="x"),
+}
 
 
 class StaticMethod(Method):

@@ -5,6 +5,7 @@ rest zeroed. FLOPs are counted on the active neurons only, so its rows are ``the
 kernel here skips the masked neurons, and a masked dense model runs at dense speed, so it is not
 timed either.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -13,9 +14,9 @@ from typing import Iterator, Sequence, Union
 import torch
 from torch import nn
 
+from ...errors import UnknownMethodError, WidthError
 from ...model.families import find_ffns
 from ...model.surgery import full_widths, resolve_widths
-from ...errors import UnknownMethodError, WidthError
 from .base import Candidate, EvalContext, Method, register_method
 
 
@@ -25,6 +26,7 @@ def _top_k_hook(k: int, norms: torch.Tensor):
         scores = h.detach().abs() * norms.to(device=h.device, dtype=h.dtype)
         keep = scores.topk(k, dim=-1, sorted=False).indices
         return (torch.zeros_like(h).scatter(-1, keep, h.gather(-1, keep)), *args[1:])
+
     return hook
 
 
@@ -60,8 +62,10 @@ class WinaDynamicMethod(Method):
 
     def check(self, ctx: EvalContext) -> None:
         if any(b.kind == "experts" for b in find_ffns(ctx.original)):
-            raise UnknownMethodError("wina-dynamic has no per-token masks for mixture-of-experts blocks; leave it out of "
-                                     "evaluate.methods for this model")
+            raise UnknownMethodError(
+                "wina-dynamic has no per-token masks for mixture-of-experts blocks; leave it out of "
+                "evaluate.methods for this model"
+            )
 
     @contextmanager
     def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
@@ -69,5 +73,9 @@ class WinaDynamicMethod(Method):
             yield Candidate(ctx.original, ks)
 
 
-register_method("wina-dynamic", WinaDynamicMethod, default=True,
-                style=dict(color="C0", marker="D", linestyle="--", markerfacecolor="white"))
+register_method(
+    "wina-dynamic",
+    WinaDynamicMethod,
+    default=True,
+    style=dict(color="C0", marker="D", linestyle="--", markerfacecolor="white"),
+)

@@ -5,6 +5,7 @@ own implementations of the metrics it reports (one ``evaluate.Metric`` module pe
 loads them by path, so evaluation needs no network. Any other name goes to ``evaluate.load`` as
 usual, which works for users who are online.
 """
+
 from __future__ import annotations
 
 import functools

@@ -3,6 +3,7 @@
 Shipped with awncompress so that evaluation works offline (``evaluate.load("accuracy")`` needs the
 Hugging Face Hub); written from the definition, numpy only.
 """
+
 import datasets
 import evaluate
 import numpy as np
@@ -31,9 +32,7 @@ class Accuracy(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):

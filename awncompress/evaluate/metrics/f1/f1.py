@@ -3,6 +3,7 @@
 Shipped with awncompress so that evaluation works offline; written from the definition with numpy,
 following scikit-learn's conventions (a class with no true and no predicted examples scores 0).
 """
+
 import datasets
 import evaluate
 import numpy as np
@@ -40,9 +41,7 @@ class F1(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions, references, labels=None, pos_label=1, average="binary", sample_weight=None):

@@ -3,6 +3,7 @@
 Shipped with awncompress so that evaluation works offline (GLUE CoLA reports it); written from the
 definition with numpy. A degenerate confusion matrix (one class only predicted or present) gives 0.
 """
+
 import datasets
 import evaluate
 import numpy as np
@@ -30,9 +31,7 @@ class MatthewsCorrelation(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions, references, sample_weight=None):

@@ -5,6 +5,7 @@ Unlike the Hub's "perplexity" (which loads a model by name and runs it), this on
 per-sequence token counts, and the result is exp(total NLL / total tokens), i.e. token-weighted,
 not an average of per-sequence perplexities. That lets awncompress evaluate any in-memory model.
 """
+
 import math
 
 import datasets

@@ -3,6 +3,7 @@
 Shipped with awncompress so that evaluation works offline (GLUE STS-B reports it); written from the
 definition with numpy, without scipy, so no p-value. Constant inputs give NaN, as in scipy.
 """
+
 import datasets
 import evaluate
 import numpy as np

@@ -1,0 +1,20 @@
+"""The `awncompress` command line (typer).
+
+Usage errors exit 2 (typer.BadParameter); problems found while running exit 1 with one line on
+stderr; set AWNCOMPRESS_TRACEBACK=1 to see the full traceback instead. Each command lives in its
+own module and registers itself on :data:`app` when imported, in the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+from . import convert, evaluate, exports, recipes  # noqa: F401  (registers the commands, in this order)
+from .app import app
+from .common import parse_widths
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+__all__ = ["app", "main", "parse_widths"]

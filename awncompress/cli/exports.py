@@ -1,0 +1,176 @@
+"""`awncompress inspect`, `export` and `score`: look into, cut and score checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import AwnError
+from .app import app
+from .common import friendly_errors, parse_widths, quiet_libraries
+
+
+@app.command(no_args_is_help=True)
+def inspect(path: Path = typer.Argument(..., help="An export folder (nested, uniform or per-layer).")) -> None:
+    """Show an export's widths and, for nested exports, the learned per-layer profile.
+
+    Example:
+
+      awncompress inspect awn-demo/nested
+    """
+    with friendly_errors():
+        from ..checkpoint.provenance import read_provenance
+
+        record = read_provenance(path)
+    typer.echo(
+        f"{path}: {record['format']} export of {record.get('source_model')} ({record.get('model_type', '?')}), "
+        f"d_ff {record['d_ff']}"
+    )
+    typer.echo(f"layer widths: {record['layer_widths']}")
+    if record.get("layer_heads"):
+        typer.echo(
+            f"attention heads: {record['layer_heads']} of {record['full_heads']} "
+            f"(loads with {record.get('loads_with', 'awncompress')})"
+            + (f"; FLOP target {record['flops_target']:g}" if record.get("flops_target") else "")
+        )
+    profile = record.get("profile")
+    if profile and profile.get("active_widths"):
+        typer.echo(f"learned profile (k = {profile.get('k', '?')}):")
+        typer.echo("  layer  rate·d_ff  active width")
+        rates = profile.get("normalised_rates") or [float("nan")] * len(profile["active_widths"])
+        for i, (rate, width) in enumerate(zip(rates, profile["active_widths"])):
+            typer.echo(f"  {i:5d}  {rate:9.3f}  {width:6d} ({width / record['d_ff']:.0%})")
+    if record.get("width_table"):
+        typer.echo("width table: " + json.dumps(record["width_table"]))
+
+
+@app.command("export", no_args_is_help=True)
+def export_cmd(
+    nested: Path = typer.Argument(..., help="A nested export folder."),
+    widths: Optional[str] = typer.Option(None, help="Width fractions to materialise, e.g. 0.3,0.6."),
+    learned: bool = typer.Option(False, help="Also write the learned per-layer widths as a per-layer export."),
+    multiple: Optional[int] = typer.Option(None, min=1, help="Round widths to a multiple of this (e.g. 64)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write width-<w>/ (and per-layer/) into."),
+    overwrite: bool = typer.Option(False, help="Replace existing width folders."),
+) -> None:
+    """Materialise uniform (and per-layer) exports from a nested checkpoint.
+
+    Examples:
+
+      awncompress export awn-demo/nested --widths 0.3,0.6 --out more-widths
+
+      awncompress export awn-demo/nested --learned --out learned
+    """
+    parsed = parse_widths(widths) or []
+    if not parsed and not learned:
+        raise typer.BadParameter("give --widths and/or --learned")
+    quiet_libraries(True)
+    with friendly_errors():
+        from ..checkpoint.export import export_per_layer, export_uniform
+        from ..checkpoint.layout import width_dir
+        from ..checkpoint.load import load_pretrained
+        from ..checkpoint.provenance import read_provenance
+
+        record = read_provenance(nested)
+        if record["format"] != "nested":
+            raise AwnError(f"{nested} is a {record['format']} export; `export` needs a nested one")
+        model = load_pretrained(nested)
+        tokenizer = _tokenizer_or_none(nested)
+        written = [
+            export_uniform(
+                model,
+                width_dir(out, w),
+                w,
+                tokenizer=tokenizer,
+                source=record.get("source_model"),
+                multiple=multiple,
+                overwrite=overwrite,
+            )
+            for w in parsed
+        ]
+        if learned:
+            widths_learned = (record.get("profile") or {}).get("active_widths")
+            if not widths_learned:
+                raise AwnError(f"{nested} records no learned per-layer widths")
+            written.append(
+                export_per_layer(
+                    model,
+                    out / "per-layer",
+                    widths_learned,
+                    tokenizer=tokenizer,
+                    source=record.get("source_model"),
+                    overwrite=overwrite,
+                )
+            )
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _tokenizer_or_none(folder: Path):
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError):
+        return None
+
+
+@app.command(no_args_is_help=True)
+def score(
+    model: str = typer.Argument(..., help="A local model folder, a Hub id or builtin:NAME."),
+    data: str = typer.Option(..., help="Calibration data (same forms as convert --data)."),
+    task: str = typer.Option("text-classification", help="text-classification or causal-lm."),
+    scorer: List[str] = typer.Option(["wina"], help="wina, activation, magnitude or random (repeatable)."),
+    text_column: str = typer.Option("text", help="Column with the text."),
+    batches: int = typer.Option(8, min=1, help="Calibration batches."),
+    batch_size: int = typer.Option(32, min=1, help="Calibration batch size."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Write the scores as safetensors (layer.<i>.<scorer>)."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
+) -> None:
+    """Score every FFN neuron of a model and show how concentrated importance is per layer.
+
+    For each layer: the share of the total score held by the top 12.5 / 25 / 50 % of neurons
+    (higher = truncation by this score loses less).
+
+    Examples:
+
+      awncompress score ./my-model --data train.csv
+
+      awncompress score builtin:minilm --data builtin:rotten-tomatoes --scorer wina --scorer magnitude \\
+          --out scores.safetensors
+    """
+    quiet_libraries(True)
+    with friendly_errors():
+        from safetensors.torch import save
+
+        from ..data.tokenized import DataConfig, load_task_data
+        from ..files.atomic import atomic_write, check_file_writable
+        from ..model.families import find_ffns
+        from ..model.scoring import check_scorer, score_neurons
+        from ..run.bundle import calibration_batches, load_model
+
+        for name in scorer:
+            check_scorer(name)
+        if out is not None:
+            check_file_writable(out, overwrite)
+        loaded, tokenizer, _ = load_model(model, task)
+        task_data = load_task_data(DataConfig(task=task, train=data, text_column=text_column), tokenizer)
+        calibration = calibration_batches(task_data, batches, batch_size)
+        blocks = find_ffns(loaded)
+        tensors = {}
+        for name in scorer:
+            scores = score_neurons(loaded, blocks, name, calibration)
+            typer.echo(f"{name}: share of the total score in the top 12.5 / 25 / 50 % of neurons")
+            for i, s in enumerate(scores):
+                ranked = s.clamp_min(0).sort(descending=True).values
+                total = float(ranked.sum()) or 1.0
+                shares = [float(ranked[: max(1, round(f * len(ranked)))].sum()) / total for f in (0.125, 0.25, 0.5)]
+                typer.echo(f"  layer {i:2d}: " + " / ".join(f"{x:.0%}" for x in shares))
+                tensors[f"layer.{i}.{name}"] = s.contiguous()
+        if out is not None:
+            atomic_write(out, save(tensors))
+            typer.echo(f"wrote {out}")
