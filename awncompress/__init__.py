@@ -24,7 +24,8 @@ from .errors import (
 )
 from .model.adaptive import AdaptiveFFN, adaptive_modules, awn_prior, profile_summary, rate_for_quantile
 from .model.families import FFN_SPECS, FFNSpec, find_ffns
-from .model.scoring import SCORERS, score_neurons
+from .model.scorers import SCORERS
+from .model.scoring import score_neurons
 from .model.surgery import AWNConfig, convert_, fold_, layer_widths, order_, resolve_widths, truncate_
 from .version import __version__
 

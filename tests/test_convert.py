@@ -19,7 +19,7 @@ from awncompress import (
     order_,
     truncate_,
 )
-from awncompress.model.scoring import SCORERS
+from awncompress.model.scorers import SCORERS
 
 TOL = 1e-5
 

@@ -150,11 +150,12 @@ def score(
         from ..data.tokenized import DataConfig, load_task_data
         from ..files.atomic import atomic_write, check_file_writable
         from ..model.families import find_ffns
-        from ..model.scoring import check_scorer, score_neurons
+        from ..model.scorers import get_scorer
+        from ..model.scoring import score_neurons
         from ..run.bundle import calibration_batches, load_model
 
         for name in scorer:
-            check_scorer(name)
+            get_scorer(name)
         if out is not None:
             check_file_writable(out, overwrite)
         loaded, tokenizer, _ = load_model(model, task)

@@ -27,7 +27,7 @@ from ..checkpoint.layout import WIDTH_DIR_PREFIX, width_key
 from ..data.tasks import DEFAULT_METRICS, TASKS
 from ..data.tokenized import DataSection
 from ..errors import RecipeError
-from ..evaluate.methods import default_method_names, method_names
+from ..evaluate.methods import default_method_names, make_method, method_names
 from ..files.schema import (
     BatchSize,
     LearningRate,
@@ -44,11 +44,13 @@ from ..files.schema import (
     cross_error,
     one_of,
 )
-from ..model.scoring import SCORERS
+from ..model.scorers import SCORERS, get_scorer
 from ..model.surgery import AWNConfig
 from ..train.settings import TrainConfig
 
 RECIPE_DIR: Path = Path(__file__).resolve().parent / "recipes"
+# The recipe switches methods may require (Method.requires), with the flag that turns each on.
+SWITCH_FLAGS = {"awn.heads": "--heads", "export.per_layer": "--per-layer"}
 
 # The initial neuron orders: every registered scorer, or "none" to keep the pretrained order.
 SCORER_CHOICES = one_of(lambda: (*SCORERS, "none"))
@@ -176,21 +178,28 @@ class Recipe(Section):
             raise cross_error(
                 f"train.warmup_steps ({self.train.warmup_steps}) must not exceed train.steps ({self.train.steps})"
             )
-        if "finetune" in methods and self.awn.scorer == "none":
+        ordering = [m for m in methods if make_method(m).needs_scorer]
+        if ordering and self.awn.scorer == "none":
             raise cross_error(
-                "evaluate.methods lists finetune, which cuts neurons in awn.scorer's order, but awn.scorer is 'none'"
+                f"evaluate.methods lists {', '.join(ordering)}, which cuts neurons in awn.scorer's order, "
+                "but awn.scorer is 'none'"
+            )
+        if self.awn.heads and self.awn.scorer != "none" and not get_scorer(self.awn.scorer).scores_heads:
+            raise cross_error(
+                f"awn.scorer {self.awn.scorer} scores FFN neurons only: choose another scorer for awn.heads"
             )
         if self.export.flops and not self.awn.heads:
             raise cross_error("export.flops sets FLOP targets for FFN+heads exports: set awn.heads to true (--heads)")
-        head_methods = [m for m in methods if m.endswith("-heads")]
-        if head_methods and not self.awn.heads:
-            raise cross_error(f"evaluate.methods lists {', '.join(head_methods)}: set awn.heads to true (--heads)")
-        if "awn-per-layer" in methods and not self.export.per_layer:
-            raise cross_error(
-                "evaluate.methods lists awn-per-layer: set export.per_layer to true (--per-layer) "
-                "to write those exports"
-            )
+        for switch, flag in SWITCH_FLAGS.items():
+            needing = [m for m in methods if make_method(m).requires == switch]
+            if needing and not self.switched_on(switch):
+                raise cross_error(f"evaluate.methods lists {', '.join(needing)}: set {switch} to true ({flag})")
         return self
+
+    def switched_on(self, key: str) -> bool:
+        """Whether the recipe switch ``key`` ("section.field", e.g. "awn.heads") is on."""
+        section, _, name = key.partition(".")
+        return bool(getattr(getattr(self, section), name))
 
     @property
     def flop_targets(self) -> list[float]:

@@ -69,11 +69,11 @@ def neuron_axis(module: nn.Module, role: str) -> int:
     raise UnsupportedModelError(f"FFN projection {type(module).__name__} is neither nn.Linear nor Conv1D")
 
 
-def _norms(weight: torch.Tensor, axis: int) -> torch.Tensor:
-    """L2 norm of each slice of ``weight`` along ``axis`` (one per neuron)."""
+def _norms(weight: torch.Tensor, axis: int, p: int = 2) -> torch.Tensor:
+    """L2 (or, with ``p=1``, L1) norm of each slice of ``weight`` along ``axis`` (one per neuron)."""
     w = weight.detach().float()
     dims = [d for d in range(w.dim()) if d != axis]
-    return w.pow(2).sum(dim=dims).sqrt()
+    return w.abs().sum(dim=dims) if p == 1 else w.pow(2).sum(dim=dims).sqrt()
 
 
 @torch.no_grad()
@@ -158,11 +158,12 @@ class FFNBlock:
             sq = sq + _norms(self.gate.weight, neuron_axis(self.gate, "in")).pow(2)
         return sq.sqrt()
 
-    def out_norms(self) -> torch.Tensor:
-        """Norm of each neuron's column of the down projection: [width] or [E, width]."""
+    def out_norms(self, p: int = 2) -> torch.Tensor:
+        """L2 (or, with ``p=1``, L1) norm of each neuron's column of the down projection: [width] or [E, width]."""
         if self.kind == "experts":
-            return self._expert_param("down").detach().float().pow(2).sum(1).sqrt()  # [E, h, I] → [E, I]
-        return _norms(self.down.weight, neuron_axis(self.down, "out"))
+            w = self._expert_param("down").detach().float()  # [E, h, I] → [E, I]
+            return w.abs().sum(1) if p == 1 else w.pow(2).sum(1).sqrt()
+        return _norms(self.down.weight, neuron_axis(self.down, "out"), p)
 
     @torch.no_grad()
     def select_(self, index: torch.Tensor) -> None:

@@ -1,12 +1,8 @@
 """Score, order and cut attention units (KV groups; heads for multi-head attention) in place.
 
-The scores mirror the neuron scorers one level up (higher = keep first):
-
-* ``wina``: ``E‖c_u‖ · ‖W_o[:, u]‖_F``, the unit's mean context norm over calibration tokens
-  times the norm of its block of the output projection (what the unit can add to the residual);
-* ``activation``: ``E‖c_u‖`` alone;
-* ``magnitude``: ``‖W_qkv[u]‖_F · ‖W_o[:, u]‖_F``, no data;
-* ``random``.
+The scores mirror the neuron scorers one level up (higher = keep first); each scorer's head rule
+is in its module under ``scorers/`` (e.g. ``wina``: E‖c_u‖ · ‖W_o[:, u]‖_F, the unit's mean context
+norm over calibration tokens times the norm of its block of the output projection).
 """
 
 from __future__ import annotations
@@ -19,7 +15,8 @@ from torch import nn
 
 from ..errors import ConversionError, DataError, WidthError
 from .heads import HeadBlock, find_heads, set_config_heads
-from .scoring import NEEDS_ACTIVATIONS, check_scorer, order_from_scores, run_calibration
+from .scorers import get_scorer
+from .scoring import order_from_scores, run_calibration
 
 Heads = Union[int, float, Sequence[int]]
 
@@ -61,21 +58,16 @@ def score_heads(
     batches: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
     seed: int = 0,
 ) -> list[torch.Tensor]:
-    """Importance of every attention unit of every layer (see the module docstring)."""
-    check_scorer(scorer)
+    """Importance of every attention unit of every layer, by the registered ``scorer``'s head rule."""
+    rule = get_scorer(scorer)
     blocks = find_heads(model)
-    if scorer == "random":
-        generator = torch.Generator().manual_seed(seed + 7919)  # not the neurons' stream
-        return [torch.rand(b.units, generator=generator) for b in blocks]
-    if scorer == "magnitude":
-        return [(b.unit_in_norms() * b.unit_out_norms()).cpu() for b in blocks]
-    if batches is None:
-        raise DataError(f"scorer {scorer!r} needs calibration batches")
-    assert scorer in NEEDS_ACTIVATIONS
-    norms = mean_context_norms(model, blocks, batches)
-    if scorer == "activation":
-        return norms
-    return [n * b.unit_out_norms().cpu() for n, b in zip(norms, blocks)]  # statistics live on the CPU
+    norms: list[Optional[torch.Tensor]] = [None] * len(blocks)
+    if rule.needs_calibration:
+        if batches is None:
+            raise DataError(f"scorer {scorer!r} needs calibration batches")
+        norms = mean_context_norms(model, blocks, batches)
+    generator = torch.Generator().manual_seed(seed + 7919)  # not the neurons' stream
+    return [rule.heads(b, n, generator) for b, n in zip(blocks, norms)]
 
 
 def order_heads_(

@@ -1,54 +1,20 @@
-"""Neuron importance scores for one FFN: the initial order of AWN and the no-training baselines.
+"""Gathering what scorers read, and scoring every neuron of a model with one of them.
 
-Every scorer has the same signature ``(block, mean_abs_activation or None, generator) -> scores``
-(higher = more important). Activation statistics are ``E|h_j|`` over calibration tokens, padding
-excluded, where ``h`` is the input of the down projection.
+The scorers themselves (one formula each) are in ``scorers/``. Activation statistics are taken
+over calibration tokens, padding excluded, of ``h``, the input of the down projection: E|h_j| and
+sqrt(E h_j²) (see :class:`~awncompress.model.scorers.ActivationStats`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
-from ..errors import DataError, UnknownScorerError
+from ..errors import DataError
 from .ffn import FFNBlock
-
-Scorer = Callable[[FFNBlock, Optional[torch.Tensor], torch.Generator], torch.Tensor]
-
-
-def _wina(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
-    return act * block.out_norms().to(act.device)  # statistics live on the CPU, a model may be on a GPU
-
-
-def _activation(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
-    return act.clone()
-
-
-def _magnitude(block: FFNBlock, act: Optional[torch.Tensor], _: torch.Generator) -> torch.Tensor:
-    # A neuron's input weights are its up and gate rows together (both halves of a fused projection).
-    return block.in_norms() * block.out_norms()
-
-
-def _random(block: FFNBlock, act: Optional[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-    shape = (block.experts, block.width) if block.kind == "experts" else (block.width,)
-    return torch.rand(shape, generator=generator)
-
-
-SCORERS: dict[str, Scorer] = {
-    "wina": _wina,
-    "activation": _activation,
-    "magnitude": _magnitude,
-    "random": _random,
-}
-NEEDS_ACTIVATIONS = frozenset({"wina", "activation"})
-
-
-def check_scorer(name: str) -> None:
-    """Raise UnknownScorerError unless ``name`` is a registered scorer."""
-    if name not in SCORERS:
-        raise UnknownScorerError(f"unknown scorer {name!r}; choose one of: {', '.join(SCORERS)}")
+from .scorers import ActivationStats, get_scorer
 
 
 def model_inputs(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -62,6 +28,7 @@ class _Stats:
     def __init__(self, blocks: list[FFNBlock]) -> None:
         shape = lambda b: (b.experts, b.width) if b.kind == "experts" else (b.width,)  # noqa: E731
         self.sums = [torch.zeros(shape(b), dtype=torch.float64) for b in blocks]
+        self.squares = [torch.zeros(shape(b), dtype=torch.float64) for b in blocks]
         self.counts = [torch.zeros(shape(b)[:-1] or (1,), dtype=torch.float64) for b in blocks]
         self.mask: Optional[torch.Tensor] = None  # which flattened tokens are not padding
 
@@ -70,6 +37,7 @@ class _Stats:
         if self.mask is not None and len(self.mask) == len(flat):  # (a decoder stack has its own length)
             flat = flat[self.mask]
         self.sums[i] += flat.sum(0)
+        self.squares[i] += flat.pow(2).sum(0)
         self.counts[i] += flat.shape[0]
 
     def expert(self, i: int, expert: int, tokens: torch.Tensor, h: torch.Tensor) -> None:
@@ -77,12 +45,16 @@ class _Stats:
         if self.mask is not None and int(tokens.max()) < len(self.mask):
             rows = rows[self.mask[tokens.cpu()]]
         self.sums[i][expert] += rows.sum(0)
+        self.squares[i][expert] += rows.pow(2).sum(0)
         self.counts[i][expert] += rows.shape[0]
 
-    def means(self) -> list[torch.Tensor]:
+    def means(self) -> list[ActivationStats]:
+        def mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+            return total / count.clamp_min(1).unsqueeze(-1) if total.dim() == 2 else total / count.clamp_min(1)
+
         return [
-            (s / c.clamp_min(1).unsqueeze(-1) if s.dim() == 2 else s / c.clamp_min(1)).float()
-            for s, c in zip(self.sums, self.counts)
+            ActivationStats(mean(s, c).float(), mean(q, c).sqrt().float())
+            for s, q, c in zip(self.sums, self.squares, self.counts)
         ]
 
 
@@ -113,10 +85,10 @@ def run_calibration(
         raise DataError("calibration batches held no tokens")
 
 
-def mean_abs_activations(
+def activation_stats(
     model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]]
-) -> list[torch.Tensor]:
-    """``E|h_j|`` per block over the non-padding tokens of ``batches`` (model run in eval mode);
+) -> list[ActivationStats]:
+    """E|h_j| and sqrt(E h_j²) per block over the non-padding tokens of ``batches`` (model run in eval mode);
     for a mixture-of-experts block, per expert over the tokens routed to it."""
     stats = _Stats(blocks)
     handles = [
@@ -136,18 +108,16 @@ def score_neurons(
     batches: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
     seed: int = 0,
 ) -> list[torch.Tensor]:
-    """Importance score of every neuron of every block (higher = keep first).
-
-    ``wina`` and ``activation`` need calibration ``batches``; ``magnitude`` and ``random`` do not.
-    """
-    check_scorer(scorer)
-    acts: list[Optional[torch.Tensor]] = [None] * len(blocks)
-    if scorer in NEEDS_ACTIVATIONS:
+    """Importance score of every neuron of every block (higher = keep first), by the registered
+    ``scorer``; one that needs calibration (``wina``, ``activation``, ...) needs ``batches``."""
+    rule = get_scorer(scorer)
+    stats: list[Optional[ActivationStats]] = [None] * len(blocks)
+    if rule.needs_calibration:
         if batches is None:
             raise DataError(f"scorer {scorer!r} needs calibration batches")
-        acts = list(mean_abs_activations(model, blocks, batches))
+        stats = list(activation_stats(model, blocks, batches))
     generator = torch.Generator().manual_seed(seed)
-    return [SCORERS[scorer](block, act, generator).cpu() for block, act in zip(blocks, acts)]
+    return [rule.neurons(block, s, generator).cpu() for block, s in zip(blocks, stats)]
 
 
 def order_from_scores(scores: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ from .adaptive import AdaptiveExperts, AdaptiveFFN, AdaptiveHeads, head_units, r
 from .families import FFNBlock, SpecLike, attach_spec, find_ffns, set_config_widths, specs_for
 from .head_cuts import order_heads_
 from .heads import find_heads
-from .scoring import check_scorer, order_from_scores, score_neurons
+from .scorers import get_scorer
+from .scoring import order_from_scores, score_neurons
 
 Width = Union[int, float]
 Widths = Union[int, float, Sequence[int]]
@@ -81,7 +82,7 @@ def order_(
     Returns the permutation applied to each layer (new position i holds old neuron perm[i]; for
     mixture-of-experts blocks one row per expert).
     """
-    check_scorer(scorer)
+    get_scorer(scorer)
     blocks = _blocks(model, spec)
     scores = score_neurons(model, blocks, scorer, batches, seed)
     perms = [order_from_scores(s) for s in scores]
@@ -120,7 +121,7 @@ def convert_(
     """
     config = config or AWNConfig()
     if config.scorer != "none":
-        check_scorer(config.scorer)
+        get_scorer(config.scorer)
     blocks = _blocks(model, specs_for(model, config.spec))
     if any(b.adaptive is not None for b in blocks):
         raise ConversionError("model is already converted (it has AWN blocks); fold_ it first")

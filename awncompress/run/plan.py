@@ -28,6 +28,7 @@ from ..config.recipe import Recipe
 from ..data.tokenized import ExampleDataset, TaskData, example_lengths
 from ..errors import AwnError
 from ..evaluate.latency import device_of
+from ..evaluate.methods import fine_tune_runs
 from ..model.scoring import model_inputs
 from ..train.settings import draws_fresh_batches, examples_drawn, width_passes
 from .chain import run_stages
@@ -229,13 +230,13 @@ def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> P
         )
     )
     stages.append(("exports", f"nested + {len(r.export.widths)} widths", m.export))
-    finetune = "finetune" in r.evaluate.methods
-    finetunes = finetune * len(r.export.widths) * r.train.steps * m.step["awn"] / m.plans
+    runs = fine_tune_runs(r.evaluate.methods, len(r.export.widths), len(r.flop_targets))
+    finetunes = runs * r.train.steps * m.step["awn"] / m.plans
     per_example = m.rows * m.tokens_eval * m.token  # every evaluated row scores each example once
     evaluation = per_example * n_eval + m.latency * (r.evaluate.latency_repeats + 3) + finetunes
     what = f"{len(r.evaluate.methods)} methods × {len(r.export.widths)} widths on {n_eval:,} examples"
-    if finetune:
-        what += f" (+ {len(r.export.widths)} per-width fine-tunes)"
+    if runs:
+        what += f" (+ {runs} per-width fine-tunes)"
     stages.append(("evaluation", what, evaluation))
     return Plan(
         r,
@@ -304,7 +305,7 @@ def _fit_steps(recipe: Recipe, plan: Plan, minutes: float, extra_step_seconds: f
     per_step = (
         step.get("awn", 0.0)
         + extra_step_seconds
-        + step.get("finetune", 0.0) * len(r.export.widths) * ("finetune" in r.evaluate.methods)
+        + step.get("finetune", 0.0) * fine_tune_runs(r.evaluate.methods, len(r.export.widths), len(r.flop_targets))
     )
     variable = r.train.steps * per_step + r.dense.steps * step.get("dense", 0.0)
     drawn = examples_drawn(r.train)

@@ -30,7 +30,7 @@ from ..data.tokenized import TaskData, load_task_data
 from ..errors import AwnError, DataError, NotAnExportError
 from ..evaluate.latency import LatencyConfig
 from ..evaluate.matrix import evaluate_methods
-from ..evaluate.methods import TrainingKit
+from ..evaluate.methods import TrainingKit, auto_methods, make_method, method_names
 from ..files.paths import contained
 from ..report.files import write_report
 from ..train.teacher import Teacher
@@ -57,13 +57,8 @@ def latency_config(recipe: Recipe) -> Optional[LatencyConfig]:
 
 
 def _method_names(recipe: Recipe, names: Optional[Sequence[str]]) -> list[str]:
-    """The recipe's methods (or those asked for); awn-per-layer joins awn when per-layer exports exist."""
-    chosen = list(names or recipe.evaluate.methods)
-    if recipe.export.per_layer and not names and "awn-per-layer" not in chosen:
-        chosen.insert(chosen.index("awn") + 1 if "awn" in chosen else 0, "awn-per-layer")
-    if recipe.awn.heads and not names:  # the FFN+heads points and their static baseline at the same FLOPs
-        chosen += [m for m in ("awn-heads", "wina-heads") if m not in chosen]
-    return chosen
+    """The methods asked for, or the recipe's plus those a switch it turned on adds (``Method.auto``)."""
+    return list(names) if names else auto_methods(list(recipe.evaluate.methods), recipe.switched_on)
 
 
 def _training_kit(
@@ -94,11 +89,8 @@ def evaluate_conversion(
     """
     widths = [float(w) for w in recipe.export.widths]
     names = _method_names(recipe, methods)
-    training = (
-        _training_kit(original, data, recipe, quiet, kd_teacher)
-        if {"finetune", "finetune-heads"} & set(names)
-        else None
-    )
+    trains = any(make_method(n).trains for n in names if n in method_names())
+    training = _training_kit(original, data, recipe, quiet, kd_teacher) if trains else None
     began = time.perf_counter()
     record = evaluate_methods(
         original,

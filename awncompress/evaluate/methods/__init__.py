@@ -13,13 +13,19 @@ from typing import Callable, Sequence, Union
 from torch import nn
 
 from ...errors import UnknownMethodError
-from . import awn, awn_per_layer, finetune, heads, static, wina_dynamic  # noqa: F401  (registers them, in this order)
+
+# isort: off
+from . import awn, awn_per_layer, static, wina_dynamic, finetune, minitron, heads  # noqa: F401  (registers them, in this order)
+
+# isort: on
 from .base import (
     Candidate,
     EvalContext,
     Method,
     TrainingKit,
+    auto_methods,
     default_method_names,
+    fine_tune_runs,
     make_method,
     method_names,
     method_style,
@@ -64,7 +70,9 @@ __all__ = [
     "Method",
     "MethodSpec",
     "TrainingKit",
+    "auto_methods",
     "default_method_names",
+    "fine_tune_runs",
     "dynamic_wina",
     "make_method",
     "method_names",

@@ -16,6 +16,8 @@ class AwnPerLayerMethod(Method):
     """Widths allocated per layer by the learned profiles (``convert --per-layer`` writes them)."""
 
     name = "awn-per-layer"
+    requires = "export.per_layer"
+    auto = True
 
     def check(self, ctx: EvalContext) -> None:
         if ctx.out is None:

@@ -79,6 +79,13 @@ class Method:
     masked dense model; the row is not timed), ``default`` (evaluated when a recipe names no
     methods), ``style`` (matplotlib line style in the report's curve), ``axis`` ("width": its points
     are FFN width fractions; "flops": FLOP targets, handed to ``at_width`` as the fraction).
+
+    What the rest of the package asks a method instead of checking its name: ``trains`` (it
+    fine-tunes, so the evaluation builds a :class:`TrainingKit`; its cost is :meth:`fine_tunes`
+    runs of the AWN fine-tune's steps), ``needs_scorer`` (it cuts in the recipe's ``awn.scorer``
+    order, so that scorer may not be "none"), ``requires`` (a recipe switch, as a dotted key, that
+    must be on for it to have anything to evaluate) and ``auto`` (added to the evaluation when that
+    switch is on and the user named no methods).
     """
 
     name: str = ""
@@ -87,6 +94,14 @@ class Method:
     axis: ClassVar[str] = "width"
     default: ClassVar[bool] = False
     style: ClassVar[dict] = {}
+    trains: ClassVar[bool] = False
+    needs_scorer: ClassVar[bool] = False
+    requires: ClassVar[Optional[str]] = None
+    auto: ClassVar[bool] = False
+
+    def fine_tunes(self, widths: int, flop_targets: int) -> int:
+        """How many fine-tunes of the AWN fine-tune's length evaluating it runs (the plan's cost)."""
+        return 0
 
     def label(self, ctx: EvalContext) -> str:
         """The method's name in the report's rows (e.g. "wina+finetune" for "finetune")."""
@@ -140,6 +155,25 @@ def make_method(name: str) -> Method:
             "(or pass a (name, fn) pair with fn(width_fraction) -> model)"
         )
     return _REGISTRY[name]()
+
+
+def auto_methods(chosen: list[str], switched_on: Callable[[str], bool]) -> list[str]:
+    """``chosen`` plus every ``auto`` method whose ``requires`` switch is on, each placed after the
+    chosen methods registered before it (awn-per-layer right after awn; the head methods last)."""
+    out = list(chosen)
+    for position, name in enumerate(_REGISTRY):
+        method = _REGISTRY[name]()
+        if not method.auto or name in out or not (method.requires and switched_on(method.requires)):
+            continue
+        before = set(list(_REGISTRY)[:position])
+        after = max((i + 1 for i, m in enumerate(out) if m in before), default=0)
+        out.insert(after, name)
+    return out
+
+
+def fine_tune_runs(names: list[str], widths: int, flop_targets: int) -> int:
+    """How many fine-tunes of the AWN fine-tune's length evaluating the methods ``names`` runs."""
+    return sum(make_method(n).fine_tunes(widths, flop_targets) for n in names if n in _REGISTRY)
 
 
 def method_style(label: str) -> Optional[dict]:

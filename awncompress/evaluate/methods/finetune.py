@@ -20,9 +20,18 @@ class FinetuneMethod(Method):
     """One fine-tune per width, each from the ordered dense model."""
 
     name = "finetune"
+    trains = True
+    needs_scorer = True
 
     def __init__(self) -> None:
         self.ordered: Optional[nn.Module] = None
+
+    def fine_tunes(self, widths: int, flop_targets: int) -> int:
+        return widths
+
+    def scorer(self, ctx: EvalContext) -> str:
+        """The order neurons are cut in: the recipe's ``awn.scorer``."""
+        return ctx.scorer
 
     def label(self, ctx: EvalContext) -> str:
         return f"{ctx.scorer}+finetune"
@@ -30,17 +39,17 @@ class FinetuneMethod(Method):
     def check(self, ctx: EvalContext) -> None:
         if ctx.training is None:
             raise UnknownMethodError(
-                "method 'finetune' needs training data and a training config "
+                f"method {self.name!r} needs training data and a training config "
                 "(it runs inside `awncompress convert` / `awncompress evaluate`)"
             )
-        if ctx.scorer == "none":
+        if self.needs_scorer and ctx.scorer == "none":
             raise UnknownMethodError(
                 "method 'finetune' orders neurons by awn.scorer before cutting; awn.scorer is 'none'"
             )
 
     def prepare(self, ctx: EvalContext) -> None:
         self.ordered = copy.deepcopy(ctx.original).requires_grad_(True)  # the original stays the frozen teacher
-        order_(self.ordered, ctx.scorer, ctx.calibration, seed=ctx.seed)
+        order_(self.ordered, self.scorer(ctx), ctx.calibration, seed=ctx.seed)
 
     @contextmanager
     def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:

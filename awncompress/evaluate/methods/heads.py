@@ -30,6 +30,8 @@ class AwnHeadsMethod(Method):
 
     name = "awn-heads"
     axis: ClassVar[str] = "flops"
+    requires = "awn.heads"
+    auto = True
 
     def check(self, ctx: EvalContext) -> None:
         if not ctx.flop_dirs:
@@ -50,6 +52,8 @@ class StaticHeadsMethod(Method):
     """Neurons and heads ordered by one scorer, no training, cut to the awn-heads export's shape."""
 
     axis: ClassVar[str] = "flops"
+    requires = "awn.heads"
+    auto = True
 
     def __init__(self, scorer: str) -> None:
         self.scorer = scorer
@@ -77,6 +81,13 @@ class StaticHeadsMethod(Method):
 class FinetuneHeadsMethod(StaticHeadsMethod):
     """``<scorer>-heads+finetune``: the static cut at each target, then fine-tuned at that shape alone
     with the AWN fine-tune's budget and loss (a per-target fine-tune, the baseline AWN must match)."""
+
+    trains = True
+    needs_scorer = True
+    auto = False
+
+    def fine_tunes(self, widths: int, flop_targets: int) -> int:
+        return flop_targets
 
     def __init__(self) -> None:
         super().__init__("wina")

@@ -1,4 +1,5 @@
-"""Static baselines, one per importance scorer (``wina``, ``activation``, ``magnitude``, ``random``).
+"""Static baselines, one per registered importance scorer (``wina``, ``activation``, ``magnitude``, ``random``,
+``wanda-sp``, ...): a scorer module brings its baseline with it.
 
 The trained dense model's neurons are ordered by the score once, on calibration batches, then cut
 to each width (the awn export's own per-layer widths): no training.
@@ -12,16 +13,9 @@ from typing import Iterator, Optional
 
 from torch import nn
 
-from ...model.scoring import NEEDS_ACTIVATIONS, SCORERS
+from ...model.scorers import SCORERS, get_scorer
 from ...model.surgery import order_, truncate_
 from .base import Candidate, EvalContext, Method, register_method
-
-STYLES = {
-    "wina": dict(color="C0", marker="s"),
-    "activation": dict(color="C2", marker="^"),
-    "magnitude": dict(color="C4", marker="v"),
-    "random": dict(color="C7", marker="x"),
-}
 
 
 class StaticMethod(Method):
@@ -29,7 +23,7 @@ class StaticMethod(Method):
 
     def __init__(self, scorer: str) -> None:
         self.name = scorer
-        self.needs_calibration = scorer in NEEDS_ACTIVATIONS
+        self.needs_calibration = get_scorer(scorer).needs_calibration
         self.ordered: Optional[nn.Module] = None
 
     def prepare(self, ctx: EvalContext) -> None:
@@ -47,5 +41,5 @@ def _factory(scorer: str):
     return lambda: StaticMethod(scorer)
 
 
-for _scorer in SCORERS:
-    register_method(_scorer, _factory(_scorer), default=True, style=STYLES.get(_scorer))
+for _scorer in SCORERS.values():
+    register_method(_scorer.name, _factory(_scorer.name), default=_scorer.default, style=_scorer.style)

@@ -1,0 +1,83 @@
+"""The scorer registry: each scorer is one object, its formula checked against a direct computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_batches, make_model
+
+from awncompress import find_ffns
+from awncompress.config import recipe_from_dict
+from awncompress.errors import RecipeError, UnknownScorerError
+from awncompress.evaluate.methods import default_method_names, make_method, method_names
+from awncompress.model.head_cuts import score_heads
+from awncompress.model.scorers import SCORERS, ActivationStats, Scorer, get_scorer, register_scorer
+from awncompress.model.scoring import score_neurons
+
+
+def _hidden(model, batches) -> list[torch.Tensor]:
+    """Every FFN's hidden activations (input of the down projection) over non-padding tokens."""
+    seen: list[list[torch.Tensor]] = [[] for _ in find_ffns(model)]
+    handles = [b.hook_hidden(lambda h, i=i: seen[i].append(h.detach())) for i, b in enumerate(find_ffns(model))]
+    with torch.no_grad():
+        for batch in batches:
+            model(**batch)
+    for h in handles:
+        h.remove()
+    masks = torch.cat([b["attention_mask"].reshape(-1).bool() for b in batches])
+    return [torch.cat([h.reshape(-1, h.shape[-1]) for h in hs])[masks] for hs in seen]
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_wanda_sp_is_l1_of_down_columns_times_activation_norm(family):
+    model, batches = make_model(family), make_batches()
+    scores = score_neurons(model, find_ffns(model), "wanda-sp", batches)
+    for block, s, h in zip(find_ffns(model), scores, _hidden(model, batches)):
+        down = block.down.weight.detach()  # nn.Linear: [hidden, d_ff]
+        direct = down.abs().sum(0) * h.double().pow(2).sum(0).sqrt().float()  # the paper's ‖X_j‖₂ over N tokens
+        # The package uses sqrt(E h²) = ‖X_j‖₂ / √N: the same order, scaled by one constant per layer.
+        torch.testing.assert_close(s * h.shape[0] ** 0.5, direct, rtol=1e-4, atol=1e-5)
+        assert torch.equal(torch.argsort(s, descending=True), torch.argsort(direct, descending=True))
+
+
+def test_wina_is_mean_abs_activation_times_down_column_norm():
+    model, batches = make_model("bert"), make_batches()
+    scores = score_neurons(model, find_ffns(model), "wina", batches)
+    for block, s, h in zip(find_ffns(model), scores, _hidden(model, batches)):
+        direct = h.abs().mean(0) * block.down.weight.detach().norm(dim=0)
+        torch.testing.assert_close(s, direct, rtol=1e-4, atol=1e-6)
+
+
+def test_a_scorer_brings_its_static_baseline_but_not_always_by_default():
+    assert list(SCORERS)[:4] == ["wina", "activation", "magnitude", "random"]
+    assert {"wanda-sp", *list(SCORERS)} <= set(method_names())
+    assert "wanda-sp" not in default_method_names() and "wina" in default_method_names()
+    assert make_method("wanda-sp").needs_calibration and not make_method("magnitude").needs_calibration
+
+
+def test_a_scorer_without_a_head_rule_is_refused_for_heads():
+    model = make_model("llama")
+    assert not get_scorer("wanda-sp").scores_heads and get_scorer("wina").scores_heads
+    with pytest.raises(UnknownScorerError, match="neurons only"):
+        score_heads(model, "wanda-sp", make_batches())
+    with pytest.raises(RecipeError, match="wanda-sp"):
+        recipe_from_dict({"model": "m", "awn": {"scorer": "wanda-sp", "heads": True}})
+
+
+def test_registering_a_scorer_makes_it_usable_and_twice_is_an_error():
+    class Ones(Scorer):
+        name = "test-ones"
+
+        def neurons(self, block, stats: ActivationStats | None, generator):
+            return torch.ones(block.width)
+
+    register_scorer(Ones())
+    try:
+        model = make_model("bert")
+        assert all(torch.equal(s, torch.ones(64)) for s in score_neurons(model, find_ffns(model), "test-ones"))
+        with pytest.raises(UnknownScorerError, match="twice"):
+            register_scorer(Ones())
+    finally:
+        SCORERS.pop("test-ones")
+    with pytest.raises(UnknownScorerError, match="choose one of: wina, activation"):
+        get_scorer("test-ones")
