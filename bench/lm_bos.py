@@ -13,9 +13,10 @@ import argparse
 import torch
 
 from awncompress.config import apply_overrides, load_recipe
+from awncompress.config.settings import read_settings
 from awncompress.data.tokenized import load_task_data
 from awncompress.evaluate.measure import evaluate_model
-from awncompress.run.bundle import data_config, load_model
+from awncompress.run.bundle import load_model
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     for label in ("with BOS", "without BOS"):
         if label == "without BOS":
             tokenizer.bos_token = None
-        data = load_task_data(data_config(recipe), tokenizer)
+        data = load_task_data(read_settings(recipe).data, tokenizer)
         ppl = evaluate_model(model, data.eval, data.collate, "causal-lm", batch_size=recipe.evaluate.batch_size)
         print(f"{label}: {len(data.eval)} windows of {recipe.data.max_length}, perplexity {ppl:.2f}", flush=True)
 

@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 
 from awncompress.config import RECIPE_DIR, apply_overrides, default_recipe, load_recipe
+from awncompress.config.settings import read_settings
 from awncompress.data.tokenized import load_task_data
 from awncompress.model.surgery import convert_
-from awncompress.run.bundle import awn_config, calibration_batches, data_config, load_model, prior_config
+from awncompress.run.bundle import calibration_batches, load_model
 from awncompress.train.finetune import finetune
 
 
@@ -48,10 +49,10 @@ def main() -> None:
         recipe, {"train.steps": args.steps, "train.kd_weight": 0, "train.checkpoint_every": 0, "train.warmup_steps": 0}
     )
     model, tokenizer, _ = load_model(recipe.model, recipe.task)
-    data = load_task_data(data_config(recipe), tokenizer)
+    data = load_task_data(read_settings(recipe).data, tokenizer)
     convert_(
         model,
-        awn_config(recipe),
+        read_settings(recipe).awn,
         calibration=calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size),
     )
     seconds: dict[bool, list[float]] = {True: [], False: []}
@@ -65,7 +66,7 @@ def main() -> None:
                 data.collate,
                 recipe.train.model_copy(update={"narrow_passes": narrow}),
                 num_examples=data.num_train_examples,
-                prior=prior_config(recipe),
+                prior=read_settings(recipe).prior,
                 quiet=True,
             )
             seconds[narrow] += result.step_seconds[1:]  # the first step warms the allocator

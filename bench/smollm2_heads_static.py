@@ -23,6 +23,7 @@ import transformers as tf
 
 from awncompress.checkpoint.export import export_uniform
 from awncompress.config import load_recipe
+from awncompress.config.settings import read_settings
 from awncompress.data.tokenized import ExampleDataset, load_task_data
 from awncompress.evaluate.measure import evaluate_model
 from awncompress.model.flop_targets import pick_for_flops
@@ -30,7 +31,7 @@ from awncompress.model.flops import count_flops
 from awncompress.model.head_cuts import order_heads_
 from awncompress.model.heads import layer_heads
 from awncompress.model.surgery import layer_widths, order_, truncate_
-from awncompress.run.bundle import calibration_batches, data_config, load_model
+from awncompress.run.bundle import calibration_batches, load_model
 
 TARGETS = (0.5, 0.6, 0.7, 0.8)
 
@@ -55,7 +56,7 @@ def main() -> None:
     torch.set_num_threads(2)
     recipe = load_recipe("smollm2")
     model, tokenizer, _ = load_model(recipe.model, recipe.task)
-    data = load_task_data(data_config(recipe), tokenizer)
+    data = load_task_data(read_settings(recipe).data, tokenizer)
     evals = ExampleDataset([data.eval[i] for i in range(min(args.windows, len(data.eval)))])
     seq_len = recipe.data.max_length
     score = lambda m: evaluate_model(m.eval(), evals, data.collate, "causal-lm", batch_size=8)  # noqa: E731

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from awncompress.config import apply_overrides, load_recipe
+from awncompress.config.settings import read_settings
 from awncompress.data.tokenized import load_task_data
 from awncompress.evaluate.measure import evaluate_model
 from awncompress.model.adaptive import profile_summary
 from awncompress.model.surgery import convert_, fold_, truncate_
-from awncompress.run.bundle import awn_config, calibration_batches, data_config, load_model, prior_config
+from awncompress.run.bundle import calibration_batches, load_model
 from awncompress.train.finetune import finetune
 from awncompress.train.teacher import distillation_teacher
 
@@ -34,9 +35,9 @@ def run(dense: Path, overrides: dict, seed: int) -> dict:
     recipe = apply_overrides(load_recipe("demo"), {"seed": seed, **overrides})
     model, tokenizer, _ = load_model(str(dense), recipe.task)
     # The data split of the builtin is fixed; the seed moves the fine-tune only.
-    data = load_task_data(data_config(recipe), tokenizer)
+    data = load_task_data(read_settings(recipe).data, tokenizer)
     teacher = copy.deepcopy(model).requires_grad_(False)
-    cfg = awn_config(recipe)
+    cfg = read_settings(recipe).awn
     convert_(model, cfg, calibration=calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size))
     began = time.perf_counter()
     kd_teacher = (
@@ -50,7 +51,7 @@ def run(dense: Path, overrides: dict, seed: int) -> dict:
         data.collate,
         recipe.train.model_copy(update={"checkpoint_every": 0}),
         num_examples=data.num_train_examples,
-        prior=prior_config(recipe),
+        prior=read_settings(recipe).prior,
         teacher=kd_teacher,
         seed=seed,
         quiet=True,

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from awncompress.config import apply_overrides, load_recipe
+from awncompress.config.settings import read_settings
 from awncompress.data.tokenized import load_task_data
 from awncompress.evaluate.measure import evaluate_model
 from awncompress.model.adaptive import profile_summary
 from awncompress.model.surgery import convert_, fold_, order_, truncate_
-from awncompress.run.bundle import awn_config, calibration_batches, data_config, load_model, prior_config
+from awncompress.run.bundle import calibration_batches, load_model
 from awncompress.train.finetune import finetune
 from awncompress.train.teacher import distillation_teacher
 
@@ -37,14 +38,14 @@ def _ppl(model, data, recipe) -> float:
 def run(overrides: dict, finetune_widths: list[float], awn: bool = True) -> dict:
     recipe = apply_overrides(load_recipe("smollm2"), overrides)
     model, tokenizer, _ = load_model(recipe.model, recipe.task)
-    data = load_task_data(data_config(recipe), tokenizer)
+    data = load_task_data(read_settings(recipe).data, tokenizer)
     teacher = distillation_teacher(copy.deepcopy(model).requires_grad_(False), recipe.task, data.train, data.collate)
     batches = calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size)
     record: dict = {"overrides": overrides, "dense": _ppl(model, data, recipe)}
     cfg = recipe.train.model_copy(update={"checkpoint_every": 0})
     if awn:
         student = copy.deepcopy(model)
-        convert_(student, awn_config(recipe), calibration=batches)
+        convert_(student, read_settings(recipe).awn, calibration=batches)
         began = time.perf_counter()
         finetune(
             student,
@@ -52,7 +53,7 @@ def run(overrides: dict, finetune_widths: list[float], awn: bool = True) -> dict
             data.collate,
             cfg,
             num_examples=data.num_train_examples,
-            prior=prior_config(recipe),
+            prior=read_settings(recipe).prior,
             teacher=teacher,
             seed=recipe.seed,
             quiet=True,

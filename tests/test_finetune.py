@@ -24,7 +24,7 @@ from awncompress.train.finetune import (
     latest_checkpoint,
 )
 
-PRIOR = PriorConfig(rate_mean=4.6, rate_std=1.0, weight_std=1.0)
+PRIOR = PriorConfig(rate_prior_mean=4.6, rate_prior_std=1.0, weight_prior_std=1.0)
 
 
 def _converted():

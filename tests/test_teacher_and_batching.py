@@ -12,7 +12,7 @@ from awncompress.train.batching import IndexStream
 from awncompress.train.finetune import PriorConfig, TrainConfig, TrainingError, examples_seen, finetune
 from awncompress.train.teacher import CachedTeacher, distillation_teacher
 
-PRIOR = PriorConfig(rate_mean=4.6, rate_std=1.0, weight_std=1.0)
+PRIOR = PriorConfig(rate_prior_mean=4.6, rate_prior_std=1.0, weight_prior_std=1.0)
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:

@@ -1,19 +1,19 @@
 """Typed recipes: one YAML file describes a whole ``awncompress convert`` run.
 
 A recipe has a few top-level fields (``model``, ``task``, ``seed``, ``out``) and one section per
-stage: ``data`` (see :class:`~awncompress.data.DataSection`), ``awn`` (conversion), ``dense``
+stage: ``data`` (see :class:`~awncompress.data.tokenized.DataSection`), ``awn`` (conversion), ``dense``
 (training an untrained task head first; the result is the distillation teacher), ``train`` (the
-brief AWN fine-tune, :class:`~awncompress.finetune.TrainConfig`), ``export`` and ``evaluate``.
+brief AWN fine-tune, :class:`~awncompress.train.settings.TrainConfig`), ``export`` and ``evaluate``.
 Every field has a default, except ``model``.
 
-Recipes are strict (pydantic models, see schema.py): an unknown key at any level, a value of the
+Recipes are strict (pydantic models, see files/schema.py): an unknown key at any level, a value of the
 wrong type or out of range is a :class:`~awncompress.errors.RecipeError` that names the key by its
 dotted path, e.g. ``unknown key 'lr_rate' in train (known: steps, batch_size, ...)`` or
 ``train.steps must be >= 1 (got 0)``.
 
-Shipped recipes live in ``awncompress/recipes/*.yaml`` (package data, so an installed package
+Shipped recipes live in ``awncompress/config/recipes/*.yaml`` (package data, so an installed package
 finds them) and are named by file stem: ``awncompress convert demo``. Data source strings are
-described in :mod:`awncompress.sources`.
+described in :mod:`awncompress.data.sources`.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class ExportSection(Section):
 class EvaluateSection(Section):
     """What to measure on the exported widths.
 
-    ``methods``: registered evaluation methods (``awncompress.methods``): "awn" (the exports)
+    ``methods``: registered evaluation methods (``awncompress.evaluate.methods``): "awn" (the exports)
     beside baselines. ``metric``: a shipped metric name or a metric module path (null: the task's
     default). ``latency_repeats: 0`` skips latency.
     """

@@ -1,6 +1,6 @@
 """Tasks and data sources -> tokenized torch datasets for fine-tuning and evaluation.
 
-Where the rows come from (builtin, local file, Hub dataset) is :mod:`awncompress.sources`; this
+Where the rows come from (builtin, local file, Hub dataset) is :mod:`awncompress.data.sources`; this
 module checks the columns and labels, splits and subsamples (seeded), tokenizes, and pads batches.
 Every problem with the data is raised as one :class:`~awncompress.errors.DataError` line that says
 what to fix.
@@ -26,7 +26,7 @@ from .tasks import check_task
 class DataSection(Section):
     """Where the examples come from and how they are cut (a recipe's ``data`` section).
 
-    ``train`` / ``eval`` are data sources (see :mod:`awncompress.sources`); ``eval: null`` holds
+    ``train`` / ``eval`` are data sources (see :mod:`awncompress.data.sources`); ``eval: null`` holds
     out ``eval_fraction`` of the training source (a builtin's own eval part for builtins).
     ``text_pair_column`` names a second text column for sentence-pair tasks. ``max_length`` is the
     truncation length, for causal-lm the window size. ``max_*_examples`` cap the number of examples

@@ -1,7 +1,7 @@
 """Evaluate every method at every width against the dense model: validate → dense row → methods ×
 widths → latency → the report record.
 
-The methods are the registered ones (awncompress.methods), the measurements are measure.py
+The methods are the registered ones (awncompress.evaluate.methods), the measurements are measure.py
 (metric, FLOPs, sizes) and latency.py (round-robin timing). FLOPs are per example at the
 evaluation data's real (non-padded) token counts. Latency is timed once per distinct model shape
 (rows of the same per-layer widths, e.g. every static baseline at one width, share a timing),
@@ -266,7 +266,7 @@ def evaluate_methods(
         dataset, collate: evaluation items (dicts with input_ids / attention_mask / labels) and the
             function that pads a list of them into a batch.
         task / metric: default: read from the model class / the task's default metric.
-        methods: registered names (``awncompress.methods.method_names()``), Method objects and/or
+        methods: registered names (``awncompress.evaluate.methods.method_names()``), Method objects and/or
             (name, fn) pairs where ``fn(width_fraction) -> model``. Default: the default methods.
         widths: width fractions to evaluate (default: the keys of ``export_dirs``).
         calibration: batches for the wina / activation scores (required when those are asked for).

@@ -1,4 +1,4 @@
-"""Write the evaluation record (see evaluation.py) as report.json, report.csv, report.md and curve.png.
+"""Write the evaluation record (see evaluate/matrix.py) as report.json, report.csv, report.md and curve.png.
 
 Every file is written atomically: to a hidden temp file beside the target, then renamed over it.
 

@@ -1,4 +1,4 @@
-"""Reading a report record (see evaluation.py): its metric, methods, widths and rows, and how values read.
+"""Reading a report record (see evaluate/matrix.py): its metric, methods, widths and rows, and how values read.
 
 Shared by the report files (report.py) and the curve (plot.py).
 """

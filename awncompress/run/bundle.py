@@ -1,12 +1,14 @@
-"""The stages a recipe turns into: the model it names, its configs, its data and calibration batches.
+"""What a run loads once: the model a recipe names (safely), its data as a :class:`Bundle`, calibration
+batches and the distillation teacher; plus the checks that need no model.
 
-Shared by the convert run (pipeline.py) and the re-evaluation of its output (evaluate_run.py).
+Shared by the convert run (convert.py) and the re-evaluation of its output (reevaluate.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,17 +19,28 @@ from torch import nn
 
 from ..checkpoint.load import check_safe_checkpoint, safetensors_files
 from ..config.recipe import Recipe
-from ..data.tokenized import DataConfig, TaskData, ensure_pad_token
+from ..config.settings import StageSettings, read_settings
+from ..data.tokenized import TaskData, ensure_pad_token
 from ..errors import MetricError, ModelLoadError, NotAnExportError
 from ..evaluate.metrics import is_shipped, load_metric
-from ..model.surgery import AWNConfig
-from ..train.finetune import PriorConfig, examples_seen
-from ..train.settings import TrainConfig, check_batch
+from ..train.finetune import examples_seen
+from ..train.settings import check_batch
 from ..train.teacher import Teacher, distillation_teacher
 
 log = logging.getLogger("awncompress")
 
 BUILTIN_MODELS = ("builtin:minilm", "builtin:smollm2", "builtin:mpnet")
+
+
+@dataclass
+class Bundle:
+    """What a run loads once and every stage works on: the model, its tokenizer, whether its task
+    head came trained (False: a dense stage trains it first) and the tokenized data."""
+
+    model: nn.Module
+    tokenizer: Any
+    head_trained: bool
+    data: TaskData
 
 
 def resolve_model(name: str) -> str:
@@ -162,46 +175,7 @@ def check_settings(recipe: Recipe, trusted_metric: Optional[str] = None) -> None
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     check_batch(recipe.train, processes, "train.batch_size")
     if recipe.dense.steps:
-        check_batch(dense_config(recipe), processes, "dense.batch_size")
-
-
-def data_config(recipe: Recipe) -> DataConfig:
-    """The data layer's config: the recipe's data section with its task and seed."""
-    return DataConfig(**recipe.data.model_dump(), task=recipe.task, seed=recipe.seed)
-
-
-def awn_config(recipe: Recipe) -> AWNConfig:
-    """The conversion config from a recipe's ``awn`` section."""
-    a = recipe.awn
-    return AWNConfig(
-        scorer=a.scorer,
-        k=a.k,
-        init_rate=a.init_rate,
-        rate_prior_mean=a.rate_prior_mean,
-        rate_prior_std=a.rate_prior_std,
-        weight_prior_std=a.weight_prior_std,
-        seed=recipe.seed,
-        heads=a.heads,
-    )
-
-
-def prior_config(recipe: Recipe) -> PriorConfig:
-    """The AWN prior terms of a recipe's ``awn`` section."""
-    a = recipe.awn
-    return PriorConfig(a.rate_prior_mean, a.rate_prior_std, a.weight_prior_std)
-
-
-def dense_config(recipe: Recipe) -> TrainConfig:
-    """The dense head-training stage: task loss only, the recipe's ``dense`` budget."""
-    return recipe.train.model_copy(
-        update={
-            "steps": recipe.dense.steps,
-            "lr": recipe.dense.lr,
-            "kd_weight": 0.0,
-            "batch_size": recipe.dense.batch_size,
-            "mode": "deterministic",
-        }
-    )
+        check_batch(read_settings(recipe).dense, processes, "dense.batch_size")
 
 
 def calibration_batches(data: TaskData, n_batches: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
@@ -210,18 +184,19 @@ def calibration_batches(data: TaskData, n_batches: int, batch_size: int) -> list
     return [data.collate([data.train[i] for i in range(s, min(n, s + batch_size))]) for s in range(0, n, batch_size)]
 
 
-def recipe_teacher(original: nn.Module, recipe: Recipe, data: TaskData, quiet: bool = False) -> Optional[Teacher]:
-    """The distillation teacher of the recipe's fine-tunes (None without KD): a logit table over the
+def run_teacher(original: nn.Module, settings: StageSettings, data: TaskData, quiet: bool = False) -> Optional[Teacher]:
+    """The distillation teacher of the run's fine-tunes (None without KD): a logit table over the
     examples they draw, for a classification model whose hidden states are not distilled."""
-    if not (recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0):
+    train = settings.train
+    if not (train.kd_weight > 0 or train.kd_hidden_weight > 0):
         return None
     return distillation_teacher(
         original,
-        recipe.task,
+        settings.task,
         data.train,
         data.collate,
-        recipe.evaluate.batch_size,
+        settings.recipe.evaluate.batch_size,
         quiet,
-        hidden=recipe.train.kd_hidden_weight > 0,
-        examples=examples_seen(data.train, recipe.train, recipe.seed),
+        hidden=train.kd_hidden_weight > 0,
+        examples=examples_seen(data.train, train, settings.seed),
     )

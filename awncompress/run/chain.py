@@ -1,6 +1,6 @@
 """The stages of a convert run, in order, each one call: dense stage (when the head is untrained) →
 teacher → score, order, wrap → AWN fine-tune → fold → exports → evaluation (reloaded from disk) →
-report. ``pipeline.run_convert`` checks everything first and runs these; ``dryrun`` runs them once
+report. ``run.convert.run_convert`` checks everything first and runs these; ``run.plan`` runs them once
 on a tiny copy to fail fast and to time them.
 """
 
@@ -20,6 +20,7 @@ from torch import nn
 from ..checkpoint.export import export_nested, export_per_layer, export_uniform
 from ..checkpoint.layout import CHECKPOINTS_DIR, DENSE_DIR, NESTED_DIR, flops_dir, per_layer_dir, width_dir, width_key
 from ..config.recipe import Recipe
+from ..config.settings import StageSettings
 from ..data.tokenized import TaskData, example_lengths
 from ..files.atomic import atomic_dir, remove_temps, write_failure
 from ..model.adaptive import profile_summary, widths_for_budget
@@ -29,7 +30,7 @@ from ..model.surgery import convert_, fold_, full_widths
 from ..train.checkpoints import latest_checkpoint
 from ..train.finetune import TrainResult, finetune
 from ..train.teacher import CachedTeacher, Teacher
-from .bundle import awn_config, calibration_batches, dense_config, prior_config, recipe_teacher
+from .bundle import Bundle, calibration_batches, run_teacher
 from .reevaluate import evaluate_conversion
 
 log = logging.getLogger("awncompress")
@@ -49,32 +50,24 @@ class ConvertResult:
 
 
 def _teachers(
-    model: nn.Module, recipe: Recipe, data: TaskData, quiet: bool
+    model: nn.Module, settings: StageSettings, data: TaskData, quiet: bool
 ) -> tuple[nn.Module, Optional[Teacher], Optional[float]]:
     """The frozen dense model, the distillation teacher built from it, and the seconds a logit table took."""
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     began = time.perf_counter()
-    distil = recipe_teacher(teacher, recipe, data, quiet)
+    distil = run_teacher(teacher, settings, data, quiet)
     seconds = round(time.perf_counter() - began, 3) if isinstance(distil, CachedTeacher) else None
     return teacher, distil, seconds
 
 
 def run_stages(
-    recipe: Recipe,
-    out: Path,
-    model: nn.Module,
-    tokenizer: Any,
-    head_trained: bool,
-    data: TaskData,
-    *,
-    resume: bool,
-    quiet: bool,
-    evaluate: bool,
+    settings: StageSettings, out: Path, bundle: Bundle, *, resume: bool, quiet: bool, evaluate: bool
 ) -> ConvertResult:
     """dense stage → teacher → score/order/wrap → AWN fine-tune → fold → exports → evaluation, into ``out``."""
+    recipe, model, tokenizer, data = settings.recipe, bundle.model, bundle.tokenizer, bundle.data
     checkpoints = out / CHECKPOINTS_DIR
     dense_result = None
-    if not head_trained:
+    if not bundle.head_trained:
         log.info(
             "the task head of %s is untrained: training it densely first (it becomes the KD teacher)", recipe.model
         )
@@ -82,27 +75,27 @@ def run_stages(
             model,
             data.train,
             data.collate,
-            dense_config(recipe),
+            settings.dense,
             num_examples=data.num_train_examples,
-            seed=recipe.seed,
+            seed=settings.seed,
             checkpoint_dir=checkpoints / "dense",
             resume=resume,
             quiet=quiet,
             desc="dense head",
         )
         save_dense(model, tokenizer, out / DENSE_DIR)
-    teacher, kd_teacher, teacher_seconds = _teachers(model, recipe, data, quiet)
-    batches = calibration_batches(data, recipe.awn.calibration_batches, recipe.train.batch_size)
-    convert_(model, awn_config(recipe), calibration=batches)
+    teacher, kd_teacher, teacher_seconds = _teachers(model, settings, data, quiet)
+    batches = calibration_batches(data, settings.calibration_batches, settings.train.batch_size)
+    convert_(model, settings.awn, calibration=batches)
     awn_result = finetune(
         model,
         data.train,
         data.collate,
-        recipe.train,
+        settings.train,
         num_examples=data.num_train_examples,
-        prior=prior_config(recipe),
+        prior=settings.prior,
         teacher=kd_teacher,
-        seed=recipe.seed,
+        seed=settings.seed,
         checkpoint_dir=checkpoints / "awn",
         resume=resume,
         quiet=quiet,
@@ -124,7 +117,7 @@ def run_stages(
     result = ConvertResult(out=out, exports=exports, awn=awn_result, dense=dense_result, profile=profile, costs=costs)
     if evaluate:
         result.report = evaluate_conversion(
-            out, teacher, data, recipe, exports, costs, batches, quiet=quiet, kd_teacher=kd_teacher
+            out, teacher, data, settings, exports, costs, batches, quiet=quiet, kd_teacher=kd_teacher
         )
     if latest_checkpoint(checkpoints / "awn") is not None:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the exports hold everything now

@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
 import torch
-from torch import nn
 
 from ..config.recipe import Recipe
+from ..config.settings import read_settings
 from ..data.tokenized import TaskData, load_task_data
 from ..errors import AwnError, ModelLoadError
 from ..model.flop_targets import pick_for_flops
 from ..model.heads import head_spec_for
-from .bundle import check_settings, data_config, load_model, resolve_model
+from .bundle import Bundle, check_settings, load_model, resolve_model
 from .chain import ConvertResult, mean_length, run_stages
 from .derive import derive_defaults, fit_max_length
 from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
@@ -32,21 +32,18 @@ log = logging.getLogger("awncompress")
 
 @dataclass
 class _Prepared:
-    recipe: Recipe
-    model: nn.Module
-    tokenizer: Any
-    head_trained: bool
-    data: TaskData
+    recipe: Recipe  # final: every derived value and the budget's cuts are in it
+    bundle: Bundle
     plan: Optional[Plan] = None
 
 
-def _load(recipe: Recipe) -> tuple[Recipe, nn.Module, Any, bool, TaskData]:
-    """Model, tokenizer, whether its head is trained, and the data (``data.max_length`` fitted to the
-    model, so the recipe is returned too); a head of the wrong size is refused."""
+def _load(recipe: Recipe) -> tuple[Recipe, Bundle]:
+    """The model, tokenizer, whether its head is trained, and the data (``data.max_length`` fitted to
+    the model, so the recipe is returned too); a head of the wrong size is refused."""
     torch.manual_seed(recipe.seed)
     model, tokenizer, head_trained = load_model(recipe.model, recipe.task)
     recipe = fit_max_length(recipe, model)
-    data = load_task_data(data_config(recipe), tokenizer)
+    data = load_task_data(read_settings(recipe).data, tokenizer)
     if recipe.task == "text-classification" and model.config.num_labels != data.num_labels:
         if head_trained:
             raise ModelLoadError(
@@ -56,7 +53,7 @@ def _load(recipe: Recipe) -> tuple[Recipe, nn.Module, Any, bool, TaskData]:
     if data.label_names and recipe.task == "text-classification":
         model.config.id2label = dict(enumerate(data.label_names))
         model.config.label2id = {n: i for i, n in enumerate(data.label_names)}
-    return recipe, model, tokenizer, head_trained, data
+    return recipe, Bundle(model, tokenizer, head_trained, data)
 
 
 def _fingerprint(recipe: Recipe, data: TaskData, resume: bool) -> Recipe:
@@ -90,26 +87,27 @@ def _prepare(
     check_settings(recipe, trusted_metric)
     if resume:
         recipe = check_resume(out, recipe)
-    recipe, model, tokenizer, head_trained, data = _load(recipe)
+    recipe, bundle = _load(recipe)
+    model, data = bundle.model, bundle.data
     if recipe.awn.heads:  # a family whose heads cannot be cut, or a target no cut reaches, before any output exists
         head_spec_for(model)
         for target in recipe.flop_targets:
             pick_for_flops(model, target, mean_length(data.eval))  # the length the exports pick at
     recipe = _fingerprint(recipe, data, resume)
     if not resume:
-        recipe = derive_defaults(recipe, model, data, head_trained)
+        recipe = derive_defaults(recipe, model, data, bundle.head_trained)
         check_settings(recipe, trusted_metric)  # derived batch sizes too
-    prepared = _Prepared(recipe, model, tokenizer, head_trained, data)
+    prepared = _Prepared(recipe, bundle)
     if dry:
-        measured = dry_run(recipe, model, tokenizer, head_trained, data)
+        measured = dry_run(recipe, bundle)
         if budget is not None:
             prepared.recipe = fit_budget(recipe, estimate(recipe, measured, len(data.train), len(data.eval)), budget)
             if (
                 prepared.recipe.data.max_eval_examples != recipe.data.max_eval_examples
             ):  # the budget cut the evaluation set
-                prepared.data = load_task_data(data_config(prepared.recipe), tokenizer)
-                prepared.recipe = _fingerprint(prepared.recipe, prepared.data, resume=False)
-        prepared.plan = estimate(prepared.recipe, measured, len(prepared.data.train), len(prepared.data.eval))
+                bundle.data = load_task_data(read_settings(prepared.recipe).data, bundle.tokenizer)
+                prepared.recipe = _fingerprint(prepared.recipe, bundle.data, resume=False)
+        prepared.plan = estimate(prepared.recipe, measured, len(bundle.data.train), len(bundle.data.eval))
     return prepared
 
 
@@ -171,17 +169,8 @@ def run_convert(
             log.info("%s", prepared.plan.text())
         begin_output(out, prepared.recipe, resume=resume)
         try:
-            return run_stages(
-                prepared.recipe,
-                out,
-                prepared.model,
-                prepared.tokenizer,
-                prepared.head_trained,
-                prepared.data,
-                resume=resume,
-                quiet=quiet,
-                evaluate=evaluate,
-            )
+            settings = read_settings(prepared.recipe)  # the recipe read once, as the stages take it
+            return run_stages(settings, out, prepared.bundle, resume=resume, quiet=quiet, evaluate=evaluate)
         except OSError as exc:
             if isinstance(exc, AwnError) or exc.filename is None:
                 raise

@@ -25,12 +25,14 @@ import torch
 from torch import nn
 
 from ..config.recipe import Recipe
+from ..config.settings import read_settings
 from ..data.tokenized import ExampleDataset, TaskData, example_lengths
 from ..errors import AwnError
 from ..evaluate.latency import device_of
 from ..evaluate.methods import fine_tune_runs
 from ..model.scoring import model_inputs
 from ..train.settings import draws_fresh_batches, examples_drawn, width_passes
+from .bundle import Bundle
 from .chain import run_stages
 from .derive import batch_per_width_note, teacher_is_live
 from .memory import GIB, available_bytes
@@ -150,21 +152,20 @@ def _seconds_per_token(model: nn.Module, data: TaskData, batch_size: int) -> flo
     return seconds / max(1, int(inputs["input_ids"].numel()))
 
 
-def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool, data: TaskData) -> Measured:
+def dry_run(recipe: Recipe, bundle: Bundle) -> Measured:
     """Run every stage once on a tiny copy (see the module docstring) and time it."""
+    model, data = bundle.model, bundle.data
     tiny_recipe, tiny_data = _tiny(recipe, data)
     began = time.perf_counter()
     level = log.level
     log.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
     try:
         with tempfile.TemporaryDirectory(prefix="awncompress-dry-") as tmp:
+            tiny = Bundle(copy.deepcopy(model), bundle.tokenizer, bundle.head_trained, tiny_data)
             result = run_stages(
-                tiny_recipe,
+                read_settings(tiny_recipe),
                 Path(tmp) / "out",
-                copy.deepcopy(model),
-                tokenizer,
-                head_trained,
-                tiny_data,
+                tiny,
                 resume=False,
                 quiet=True,
                 evaluate=True,

@@ -25,16 +25,16 @@ from ..checkpoint.layout import (
 )
 from ..checkpoint.provenance import read_provenance
 from ..config import Recipe, apply_overrides, load_recipe
+from ..config.settings import StageSettings, read_settings
 from ..data.sources import classify_source
 from ..data.tokenized import TaskData, load_task_data
 from ..errors import AwnError, DataError, NotAnExportError
-from ..evaluate.latency import LatencyConfig
 from ..evaluate.matrix import evaluate_methods
 from ..evaluate.methods import TrainingKit, auto_methods, make_method, method_names
 from ..files.paths import contained
 from ..report.files import write_report
 from ..train.teacher import Teacher
-from .bundle import calibration_batches, check_settings, data_config, load_model, recipe_teacher
+from .bundle import calibration_batches, check_settings, load_model, run_teacher
 
 # (report stage, cost kind, key in the convert run's costs): the teacher logits are computed once
 # and shared by the AWN fine-tune and every <scorer>+finetune run.
@@ -46,35 +46,25 @@ _RECORDED_COSTS = (
 )
 
 
-def latency_config(recipe: Recipe) -> Optional[LatencyConfig]:
-    """The recipe's latency settings (None when ``evaluate.latency_repeats`` is 0)."""
-    e = recipe.evaluate
-    if not e.latency_repeats:
-        return None
-    return LatencyConfig(
-        batch_size=e.latency_batch_size, seq_len=e.latency_seq_len, repeats=e.latency_repeats, seed=recipe.seed
-    )
-
-
 def _method_names(recipe: Recipe, names: Optional[Sequence[str]]) -> list[str]:
     """The methods asked for, or the recipe's plus those a switch it turned on adds (``Method.auto``)."""
     return list(names) if names else auto_methods(list(recipe.evaluate.methods), recipe.switched_on)
 
 
 def _training_kit(
-    original: nn.Module, data: TaskData, recipe: Recipe, quiet: bool, teacher: Optional[Teacher]
+    original: nn.Module, data: TaskData, settings: StageSettings, quiet: bool, teacher: Optional[Teacher]
 ) -> TrainingKit:
-    """What ``<scorer>+finetune`` needs: the AWN fine-tune's data, budget and teacher (built here if not given)."""
+    """What a method that trains needs: the per-width fine-tune settings, data and teacher (built if not given)."""
     if teacher is None:
-        teacher = recipe_teacher(original, recipe, data, quiet)
-    return TrainingKit(data.train, data.collate, data.num_train_examples, recipe.train, teacher)
+        teacher = run_teacher(original, settings, data, quiet)
+    return TrainingKit(data.train, data.collate, data.num_train_examples, settings.per_width, teacher)
 
 
 def evaluate_conversion(
     out: Path,
     original: nn.Module,
     data: TaskData,
-    recipe: Recipe,
+    settings: StageSettings,
     exports: dict[str, Path],
     costs: dict,
     calibration: list,
@@ -87,10 +77,11 @@ def evaluate_conversion(
 
     ``kd_teacher``: the distillation teacher of the AWN fine-tune, reused by ``<scorer>+finetune``.
     """
+    recipe = settings.recipe
     widths = [float(w) for w in recipe.export.widths]
     names = _method_names(recipe, methods)
     trains = any(make_method(n).trains for n in names if n in method_names())
-    training = _training_kit(original, data, recipe, quiet, kd_teacher) if trains else None
+    training = _training_kit(original, data, settings, quiet, kd_teacher) if trains else None
     began = time.perf_counter()
     record = evaluate_methods(
         original,
@@ -102,7 +93,7 @@ def evaluate_conversion(
         methods=names,
         widths=widths,
         calibration=calibration,
-        latency=latency_config(recipe),
+        latency=settings.latency,
         batch_size=recipe.evaluate.batch_size,
         seed=recipe.seed,
         model_name=recipe.model,
@@ -125,7 +116,7 @@ def evaluate_conversion(
             "train_steps": recipe.train.steps,
             "dense_steps": recipe.dense.steps,
         }
-    record["derived"] = dict(recipe.derived)
+    record["derived"] = dict(settings.derived)
     write_report(record, out)
     annotate_exports(record)
     return record
@@ -189,8 +180,9 @@ def reevaluate(
             f"{dense} is missing and {location} has an untrained task head: the dense reference and the baselines "
             "would be cut from an untrained model; pass --model with the fine-tuned model"
         )
-    task_data = load_task_data(data_config(recipe), tokenizer)
-    calibration = calibration_batches(task_data, recipe.awn.calibration_batches, recipe.train.batch_size)
+    settings = read_settings(recipe)
+    task_data = load_task_data(settings.data, tokenizer)
+    calibration = calibration_batches(task_data, settings.calibration_batches, settings.train.batch_size)
     train = read_provenance(nested).get("train") or {}
     exports = {
         NESTED_DIR: nested,
@@ -198,5 +190,5 @@ def reevaluate(
         **{p.name: p for p in find_flop_exports(out).values()},
     }
     return evaluate_conversion(
-        out, original, task_data, recipe, exports, train, calibration, quiet=quiet, methods=methods
+        out, original, task_data, settings, exports, train, calibration, quiet=quiet, methods=methods
     )

@@ -33,11 +33,11 @@ from .teacher import CachedTeacher, Teacher
 
 @dataclass
 class PriorConfig:
-    """The AWN prior terms (from AWNConfig)."""
+    """The AWN prior terms, named as in AWNConfig and the recipe's ``awn`` section."""
 
-    rate_mean: float
-    rate_std: float
-    weight_std: float
+    rate_prior_mean: float
+    rate_prior_std: float
+    weight_prior_std: float
 
 
 @dataclass
@@ -181,7 +181,7 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
                     p = run.prior
                     penalty = (
                         cfg.prior_weight
-                        * awn_prior(run.inner, p.rate_mean, p.rate_std, p.weight_std)
+                        * awn_prior(run.inner, p.rate_prior_mean, p.rate_prior_std, p.weight_prior_std)
                         / run.num_examples
                     )
                     step_prior = float(penalty.detach())

@@ -26,7 +26,7 @@ class TrainingKit:
     train_set: Any
     collate: Callable
     num_examples: int
-    config: Any  # a TrainConfig
+    config: Any  # a TrainConfig: the per-width fine-tune's (StageSettings.per_width), used as it is
     teacher: Any = None  # a frozen teacher model or its cached logits (None: no distillation)
 
 

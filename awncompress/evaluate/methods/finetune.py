@@ -62,7 +62,7 @@ class FinetuneMethod(Method):
 def train_cut(ctx: EvalContext, model: nn.Module, desc: str) -> None:
     """Fine-tune a cut model alone with the AWN fine-tune's budget, batch, learning rate and loss."""
     kit = ctx.training
-    cfg = kit.config.model_copy(update={"mode": "deterministic", "checkpoint_every": 0})
+    cfg = kit.config
     teacher = kit.teacher if cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0 else None
     finetune(
         model,
