@@ -70,3 +70,12 @@ class ModelLoadError(AwnError, OSError):
 
 class TrainingError(AwnError, RuntimeError):
     """A fine-tune that cannot run as configured (e.g. batch not divisible over processes)."""
+
+
+def first_line(exc: BaseException, empty: str | None = None) -> str:
+    """The first line of an exception's message, for a one-line error (``empty``, or the exception's
+    type name, when it has no message)."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if empty is None else empty

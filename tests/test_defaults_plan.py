@@ -16,7 +16,7 @@ from awncompress.data.tokenized import DataConfig, load_task_data
 from awncompress.errors import AwnError
 from awncompress.run import memory
 from awncompress.run.derive import derive_defaults
-from awncompress.run.plan import Measured, estimate, fit_budget
+from awncompress.run.plan import DryTimings, estimate, fit_budget
 
 runner = CliRunner()
 
@@ -115,7 +115,7 @@ def test_derived_gradient_accumulation_and_the_refusal(tiny, monkeypatch):
         derive_defaults(recipe, make_model("bert"), _data(tiny))
 
 
-def _measured(**kw) -> Measured:
+def _measured(**kw) -> DryTimings:
     base = dict(
         step={"awn": 2.0, "dense": 1.0},
         plans=3,
@@ -128,7 +128,7 @@ def _measured(**kw) -> Measured:
         dry_seconds=10.0,
         peak_bytes=2 * memory.GIB,
     )
-    return Measured(**{**base, **kw})
+    return DryTimings(**{**base, **kw})
 
 
 def test_the_plan_scales_the_dry_pass_to_the_run():

@@ -11,7 +11,7 @@ import transformers
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from ..errors import NotAnExportError, UnsafeCheckpointError, WidthError
+from ..errors import NotAnExportError, UnsafeCheckpointError, WidthError, first_line
 from ..files.paths import check_entries, contained
 from ..model.families import attach_spec, find_ffns, set_config_widths
 from ..model.flop_targets import pick_for_flops, pick_per_layer_for_flops
@@ -41,11 +41,6 @@ def check_safe_checkpoint(path: Union[str, Path]) -> Path:
             "(re-save with safe_serialization)"
         )
     return path
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _model_class(record: dict, config: Any, override: Optional[type]) -> type:
@@ -91,7 +86,7 @@ def safetensors_files(folder: Path) -> list[Path]:
             names = sorted(set(weight_map.values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise NotAnExportError(
-                f"{index} is not a safetensors index (JSON with a weight_map): {_first_line(exc)}"
+                f"{index} is not a safetensors index (JSON with a weight_map): {first_line(exc)}"
             ) from None
         if not all(isinstance(n, str) for n in names):
             raise NotAnExportError(f"{index}: weight_map values must be file names")
@@ -168,7 +163,7 @@ def _read_file(file: Path, target: dict, sliceable: dict[str, str], state: dict,
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         if isinstance(exc, NotAnExportError):
             raise
-        raise NotAnExportError(f"{file} is not a readable safetensors file: {_first_line(exc)}") from None
+        raise NotAnExportError(f"{file} is not a readable safetensors file: {first_line(exc)}") from None
 
 
 @torch.no_grad()
@@ -228,7 +223,7 @@ def _from_transformers(cls: type, config: Any, folder: Path, specs: tuple, width
     try:
         model = cls.from_pretrained(folder, config=config, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise NotAnExportError(f"{folder} could not be loaded: {_first_line(exc)}") from None
+        raise NotAnExportError(f"{folder} could not be loaded: {first_line(exc)}") from None
     attach_spec(model, specs)
     if [b.width for b in find_ffns(model)] != widths:
         truncate_(model, widths)
@@ -241,7 +236,7 @@ def _check_shape(folder: Path, cls: type, config: Any, specs: tuple, full: list[
         with torch.device("meta"):
             probe = cls(config)
     except Exception as exc:  # noqa: BLE001 - a config that cannot even build is not an export
-        raise NotAnExportError(f"{folder}/config.json does not build a {cls.__name__}: {_first_line(exc)}") from None
+        raise NotAnExportError(f"{folder}/config.json does not build a {cls.__name__}: {first_line(exc)}") from None
     attach_spec(probe, specs)
     widths = [b.width for b in find_ffns(probe)]
     if len(widths) != len(full) or any(w > f for w, f in zip(widths, full)):
@@ -298,7 +293,7 @@ def load_pretrained(
             folder
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise NotAnExportError(f"{folder}/config.json cannot be read as a model config: {_first_line(exc)}") from None
+        raise NotAnExportError(f"{folder}/config.json cannot be read as a model config: {first_line(exc)}") from None
     cls = _model_class(record, config, model_class)
     stored = [int(w) for w in record["layer_widths"]]
     _check_config(folder, record, config, specs, stored)

@@ -23,7 +23,7 @@ from typing import NamedTuple, Optional
 
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 from . import corpora
 
 FILE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".parquet")
@@ -99,11 +99,6 @@ def read_source(spec: str, role: str, task: str, text_column: str, label_column:
     return _load_hub(source, spec, role, label_column)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _read_file(path: Path, task: str, text_column: str) -> pd.DataFrame:
     """A local data file as a DataFrame, or a DataError saying what is wrong with it."""
     kinds = ", ".join(FILE_SUFFIXES)
@@ -126,7 +121,7 @@ def _read_file(path: Path, task: str, text_column: str) -> pd.DataFrame:
     try:
         frame = _read_table(path, suffix)
     except Exception as exc:  # pandas/pyarrow raise many types; all mean "cannot read this file"
-        raise DataError(f"could not read {path} as {suffix[1:]}: {_first_line(exc)}") from exc
+        raise DataError(f"could not read {path} as {suffix[1:]}: {first_line(exc)}") from exc
     if len(frame) == 0:
         raise DataError(f"data file {path} has no rows")
     return frame
@@ -169,7 +164,7 @@ def _load_hub(source: DataSource, spec: str, role: str, label_column: str) -> Ta
         raise
     except Exception as exc:
         raise DataError(
-            f"could not load '{spec}' ({type(exc).__name__}: {_first_line(exc)}); it is not a local file, so it "
+            f"could not load '{spec}' ({type(exc).__name__}: {first_line(exc)}); it is not a local file, so it "
             f"was read as a Hugging Face dataset id, which needs the Hugging Face Hub; offline, {_NO_FILE_HINT}"
         ) from exc
     feature = loaded.features.get(label_column)

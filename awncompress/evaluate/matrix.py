@@ -49,7 +49,7 @@ logger = logging.getLogger("awncompress")
 REPORT_SCHEMA_VERSION = 1
 
 
-class _Measure:
+class _Evaluator:
     """The data, metric and dense reference of one evaluation; measures one model into a report entry."""
 
     def __init__(
@@ -128,7 +128,7 @@ def _check_widths(widths: Optional[Sequence[float]], export_dirs: Mapping[float,
     return widths
 
 
-def _run_method(method: Method, ctx: EvalContext, measure: _Measure, dense: dict) -> tuple[list[dict], dict, dict]:
+def _run_method(method: Method, ctx: EvalContext, measure: _Evaluator, dense: dict) -> tuple[list[dict], dict, dict]:
     """Rows of one method at every width, its costs, and {row index: shape} for the timed rows."""
     label = method.label(ctx)
     began = time.perf_counter()
@@ -212,7 +212,7 @@ def _profile(profile: Optional[dict], d_ff: int) -> Optional[dict]:
     }
 
 
-def _dense_entry(original: nn.Module, measure: _Measure, full: tuple) -> tuple[dict, str]:
+def _dense_entry(original: nn.Module, measure: _Evaluator, full: tuple) -> tuple[dict, str]:
     """The dense model's report entry and where its FLOPs came from."""
     original.eval()
     began = time.perf_counter()
@@ -223,7 +223,7 @@ def _dense_entry(original: nn.Module, measure: _Measure, full: tuple) -> tuple[d
     return dense, flops_source
 
 
-def _run_methods(chosen: list[Method], ctx: EvalContext, measure: _Measure, dense: dict) -> tuple:
+def _run_methods(chosen: list[Method], ctx: EvalContext, measure: _Evaluator, dense: dict) -> tuple:
     """Every method's rows, {row index: shape} of the timed rows, and each method's costs."""
     rows: list[dict] = []
     row_shapes: dict[int, tuple] = {}
@@ -299,7 +299,7 @@ def evaluate_methods(
         method.check(ctx)
     ctx.layer_plan = _layer_plan(widths, export_dirs, full_widths(find_ffns(original)))
 
-    measure = _Measure(dataset, collate, task, metric, batch_size, resolve_device(device))
+    measure = _Evaluator(dataset, collate, task, metric, batch_size, resolve_device(device))
     dense, flops_source = _dense_entry(original, measure, full)
     rows, row_shapes, run_costs = _run_methods(chosen, ctx, measure, dense)
     began = time.perf_counter()

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
-from ..errors import OutputExistsError
+from ..errors import OutputExistsError, first_line
 
 # What atomic_dir / atomic_write leave behind if killed: .<name>.tmp-XXXX, .<name>.old-XXXX, .<name>.XXXX.tmp
 TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-[^/]+$|^\..+\.tmp$")
@@ -62,7 +62,7 @@ def check_file_writable(out: Union[str, Path], overwrite: bool) -> Path:
 
 def write_failure(exc: BaseException, where: Path) -> OSError:
     """An OSError naming ``where`` for a failed write (safetensors reports a full disk as its own error)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     code = errno.ENOSPC if "No space left" in text else errno.EIO
     return OSError(code, text, str(where))
 

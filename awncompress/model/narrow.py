@@ -22,6 +22,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from ..errors import first_line
 from .adaptive import AdaptiveProfile
 from .families import find_ffns
 from .ffn import is_projection, produce_first
@@ -102,7 +103,7 @@ def narrowing_agrees(
     except (RuntimeError, ValueError) as err:
         log.warning(
             "width passes stay masked: this model's FFN code fails when it produces fewer neurons (%s)",
-            str(err).splitlines()[0] if str(err) else type(err).__name__,
+            first_line(err),
         )
         return False
     finally:

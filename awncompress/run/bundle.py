@@ -21,7 +21,7 @@ from ..checkpoint.load import check_safe_checkpoint, safetensors_files
 from ..config.recipe import Recipe
 from ..config.settings import StageSettings, read_settings
 from ..data.tokenized import TaskData, ensure_pad_token
-from ..errors import MetricError, ModelLoadError, NotAnExportError
+from ..errors import MetricError, ModelLoadError, NotAnExportError, first_line
 from ..evaluate.metrics import is_shipped, load_metric
 from ..train.finetune import examples_seen
 from ..train.settings import check_batch
@@ -131,7 +131,7 @@ def load_model(name: str, task: str, num_labels: Optional[int] = None) -> tuple[
         tokenizer = transformers.AutoTokenizer.from_pretrained(location, trust_remote_code=False)
         model, info = _auto_class(task).from_pretrained(location, output_loading_info=True, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if location == name and not Path(name).exists():
             raise ModelLoadError(
                 f"could not load {name!r} from the Hugging Face Hub (is there a network connection? "

@@ -27,7 +27,7 @@ from torch import nn
 from ..config.recipe import Recipe
 from ..config.settings import read_settings
 from ..data.tokenized import ExampleDataset, TaskData, example_lengths
-from ..errors import AwnError
+from ..errors import AwnError, first_line
 from ..evaluate.latency import device_of
 from ..evaluate.methods import fine_tune_runs
 from ..model.scoring import model_inputs
@@ -119,7 +119,7 @@ def _tiny(recipe: Recipe, data: TaskData) -> tuple[Recipe, TaskData]:
 
 
 @dataclass
-class Measured:
+class DryTimings:
     """What the dry pass timed: seconds per training step, per forward token, and fixed costs."""
 
     step: dict[str, float]  # "awn", "dense": seconds per optimizer step (warm)
@@ -152,7 +152,7 @@ def _seconds_per_token(model: nn.Module, data: TaskData, batch_size: int) -> flo
     return seconds / max(1, int(inputs["input_ids"].numel()))
 
 
-def dry_run(recipe: Recipe, bundle: Bundle) -> Measured:
+def dry_run(recipe: Recipe, bundle: Bundle) -> DryTimings:
     """Run every stage once on a tiny copy (see the module docstring) and time it."""
     model, data = bundle.model, bundle.data
     tiny_recipe, tiny_data = _tiny(recipe, data)
@@ -175,7 +175,7 @@ def dry_run(recipe: Recipe, bundle: Bundle) -> Measured:
     except Exception as exc:  # noqa: BLE001 - whatever breaks, say so in one line before hours are spent
         if os.environ.get("AWNCOMPRESS_TRACEBACK"):
             raise
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = first_line(exc, empty="")
         raise AwnError(
             f"the dry pass (every stage once, on a copy, before the run starts) failed: {type(exc).__name__}: {text}"
         ) from exc
@@ -194,7 +194,7 @@ def dry_run(recipe: Recipe, bundle: Bundle) -> Measured:
     widths = len(recipe.export.widths)
     rows = 1 + len(report.get("rows", [])) * widths  # the dry pass evaluated one width
     export = result.costs.get("export_seconds", 0.0) * (widths + 1) / 2  # it wrote nested + one width
-    return Measured(
+    return DryTimings(
         step,
         plans,
         _seconds_per_token(model, data, recipe.evaluate.batch_size),
@@ -208,7 +208,7 @@ def dry_run(recipe: Recipe, bundle: Bundle) -> Measured:
     )
 
 
-def estimate(recipe: Recipe, measured: Measured, n_train: int, n_eval: int) -> Plan:
+def estimate(recipe: Recipe, measured: DryTimings, n_train: int, n_eval: int) -> Plan:
     """The plan of ``recipe`` from what the dry pass measured: training steps at their warm time,
     forward passes (teacher logits, evaluation) at their warm time per token, a per-width fine-tune
     step as one AWN pass."""

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from ..errors import TrainingError
+from ..errors import TrainingError, first_line
 from ..files.atomic import atomic_dir, write_failure
 
 
@@ -60,7 +60,7 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
     try:
         return _read(folder, model, optimizer)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise TrainingError(
             f"checkpoint {folder} cannot be resumed ({text}); remove it to resume from an earlier one, "
             "or start a new --out"

@@ -93,7 +93,7 @@ def examples_drawn(cfg: TrainConfig) -> int:
 
 def draws_fresh_batches(cfg: TrainConfig, n_train: int) -> bool:
     """Whether a fine-tune with ``batch_per_width`` on would draw only examples it has not drawn
-    before: ``steps × batch × width_passes`` within the ``n_train`` training examples. Measured: a
+    before: ``steps × batch × width_passes`` within the ``n_train`` training examples. DryTimings: a
     batch per width gained 1.2-2.0 points on MiniLM at 40 steps (mean of 2 seeds) and 8-10 % of
     SmolLM2's perplexity at 30, where the extra batches are fresh; at one full pass over the data
     (MiniLM, 125 steps) it was level or up to 0.5 lower (BENCHMARKS.md, third sweep)."""
