@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conftest import make_batches, make_model
 
 from awncompress import find_ffns
 from awncompress.config import recipe_from_dict
-from awncompress.errors import RecipeError, UnknownScorerError
+from awncompress.errors import DataError, RecipeError, UnknownScorerError
 from awncompress.evaluate.methods import default_method_names, make_method, method_names
 from awncompress.model.head_cuts import score_heads
 from awncompress.model.scorers import SCORERS, ActivationStats, Scorer, get_scorer, register_scorer
@@ -81,3 +83,36 @@ def test_registering_a_scorer_makes_it_usable_and_twice_is_an_error():
         SCORERS.pop("test-ones")
     with pytest.raises(UnknownScorerError, match="choose one of: wina, activation"):
         get_scorer("test-ones")
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_taylor_is_the_first_order_saliency_of_each_neurons_coupled_weights(family):
+    model, batches = make_model(family), make_batches()
+    labelled = [dict(b, labels=_labels(family, b)) for b in batches]
+    before = [p.requires_grad for p in model.parameters()]
+    scores = score_neurons(model, find_ffns(model), "taylor", labelled)
+    # The same sum by hand: the loss gradient over the batches, then |w * g| summed per neuron.
+    reference = copy.deepcopy(model)
+    for batch in labelled:
+        reference(**batch).loss.backward()
+    for block, s in zip(find_ffns(reference), scores):
+        up, down = block.up.weight, block.down.weight
+        direct = (up * up.grad).abs().sum(1) + (down * down.grad).abs().sum(0)
+        if block.gate is not None:
+            direct = direct + (block.gate.weight * block.gate.weight.grad).abs().sum(1)
+        torch.testing.assert_close(s, direct.detach(), rtol=1e-4, atol=1e-7)
+    # Scoring leaves no gradients behind and the model's flags as they were.
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == before and not model.training
+
+
+def test_taylor_needs_labels():
+    model = make_model("bert")
+    with pytest.raises(DataError, match="labelled calibration batches"):
+        score_neurons(model, find_ffns(model), "taylor", make_batches())
+
+
+def _labels(family: str, batch: dict) -> torch.Tensor:
+    if family == "bert":
+        return torch.arange(batch["input_ids"].shape[0]) % 3
+    return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)

@@ -76,6 +76,18 @@ def _norms(weight: torch.Tensor, axis: int, p: int = 2) -> torch.Tensor:
     return w.abs().sum(dim=dims) if p == 1 else w.pow(2).sum(dim=dims).sqrt()
 
 
+def _saliency(weight: torch.Tensor) -> torch.Tensor:
+    """|w · ∂L/∂w| element-wise (zeros where the weight holds no gradient)."""
+    if weight.grad is None:
+        return torch.zeros_like(weight, dtype=torch.float32)
+    return (weight.detach().float() * weight.grad.float()).abs()
+
+
+def _neuron_sums(values: torch.Tensor, axis: int) -> torch.Tensor:
+    """Sum of ``values`` over every axis but the neuron axis."""
+    return values.sum(dim=[d for d in range(values.dim()) if d != axis])
+
+
 @torch.no_grad()
 def _select_linear(module: nn.Module, index: torch.Tensor, role: str) -> None:
     axis = neuron_axis(module, role)
@@ -164,6 +176,19 @@ class FFNBlock:
             w = self._expert_param("down").detach().float()  # [E, h, I] → [E, I]
             return w.abs().sum(1) if p == 1 else w.pow(2).sum(1).sqrt()
         return _norms(self.down.weight, neuron_axis(self.down, "out"), p)
+
+    def first_order_saliency(self) -> torch.Tensor:
+        """Σ |w · ∂L/∂w| over each neuron's weights (its up and gate rows, its down column), from the
+        gradients the weights hold: [width] or [E, width]. A weight without a gradient adds nothing."""
+        if self.kind == "experts":
+            up, down = (_saliency(self._expert_param(which)) for which in ("up", "down"))  # [E, 2I, h], [E, h, I]
+            return up.sum(-1).view(up.shape[0], 2, -1).sum(1) + down.sum(1)
+        total = _neuron_sums(_saliency(self.down.weight), neuron_axis(self.down, "out"))
+        up = _neuron_sums(_saliency(self.up.weight), neuron_axis(self.up, "in"))
+        total = total + (up.view(2, -1).sum(0) if self.kind == "fused" else up)
+        if self.gate is not None:
+            total = total + _neuron_sums(_saliency(self.gate.weight), neuron_axis(self.gate, "in"))
+        return total
 
     @torch.no_grad()
     def select_(self, index: torch.Tensor) -> None:

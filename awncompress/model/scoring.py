@@ -7,7 +7,8 @@ sqrt(E h_j²) (see :class:`~awncompress.model.scorers.ActivationStats`).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -111,13 +112,43 @@ def score_neurons(
     """Importance score of every neuron of every block (higher = keep first), by the registered
     ``scorer``; one that needs calibration (``wina``, ``activation``, ...) needs ``batches``."""
     rule = get_scorer(scorer)
-    stats: list[Optional[ActivationStats]] = [None] * len(blocks)
-    if rule.needs_calibration:
-        if batches is None:
-            raise DataError(f"scorer {scorer!r} needs calibration batches")
-        stats = list(activation_stats(model, blocks, batches))
+    if rule.needs_calibration and batches is None:
+        raise DataError(f"scorer {scorer!r} needs calibration batches")
     generator = torch.Generator().manual_seed(seed)
+    if rule.needs_gradients:
+        with loss_gradients(model, blocks, batches, scorer):
+            return [rule.neurons(block, None, generator).detach().cpu() for block in blocks]
+    stats = list(activation_stats(model, blocks, batches)) if rule.needs_calibration else [None] * len(blocks)
     return [rule.neurons(block, s, generator).cpu() for block, s in zip(blocks, stats)]
+
+
+@contextmanager
+def loss_gradients(
+    model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]], scorer: str = "taylor"
+) -> Iterator[None]:
+    """While open, the FFN weights of ``blocks`` hold the gradient of the task loss summed over
+    ``batches`` (model in eval mode, no other parameter gets one); after, the model's gradients,
+    ``requires_grad`` flags and mode are as before. DataError when a batch has no labels."""
+    params = list(model.parameters())
+    flags, grads, was_training = [p.requires_grad for p in params], [p.grad for p in params], model.training
+    ffn = {id(w) for block in blocks for w in block.parameters()}
+    device = next(model.parameters()).device
+    try:
+        for p in params:
+            p.requires_grad_(id(p) in ffn)
+            p.grad = None
+        model.eval()
+        for batch in batches:
+            if "labels" not in batch:
+                raise DataError(f"scorer {scorer!r} needs labelled calibration batches (it takes the loss's gradient)")
+            inputs = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            model(**inputs).loss.backward()
+        yield
+    finally:
+        for p, flag, grad in zip(params, flags, grads):
+            p.requires_grad_(flag)
+            p.grad = grad
+        model.train(was_training)
 
 
 def order_from_scores(scores: torch.Tensor) -> torch.Tensor:

@@ -33,12 +33,15 @@ class Scorer:
     """One importance score (see the module docstring).
 
     Class attributes: ``name`` (what recipes and the CLI call it), ``needs_calibration`` (scores read
-    activation statistics, so calibration batches are required), ``default`` (its static baseline is
-    evaluated when a recipe names no methods), ``style`` (matplotlib style of that baseline's curve).
+    statistics of calibration batches, so those are required), ``needs_gradients`` (scores read the
+    gradients of the task loss on the calibration batches, which the FFN weights hold while
+    :meth:`neurons` runs; ``stats`` is then None), ``default`` (its static baseline is evaluated when a
+    recipe names no methods), ``style`` (matplotlib style of that baseline's curve).
     """
 
     name: ClassVar[str] = ""
     needs_calibration: ClassVar[bool] = False
+    needs_gradients: ClassVar[bool] = False
     default: ClassVar[bool] = False
     style: ClassVar[dict] = {}
 
