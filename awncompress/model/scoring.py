@@ -30,23 +30,26 @@ class _Stats:
         shape = lambda b: (b.experts, b.width) if b.kind == "experts" else (b.width,)  # noqa: E731
         self.sums = [torch.zeros(shape(b), dtype=torch.float64) for b in blocks]
         self.squares = [torch.zeros(shape(b), dtype=torch.float64) for b in blocks]
+        self.signed = [torch.zeros(shape(b), dtype=torch.float64) for b in blocks]
         self.counts = [torch.zeros(shape(b)[:-1] or (1,), dtype=torch.float64) for b in blocks]
         self.mask: Optional[torch.Tensor] = None  # which flattened tokens are not padding
 
     def dense(self, i: int, h: torch.Tensor) -> None:
-        flat = h.detach().abs().reshape(-1, h.shape[-1]).double().cpu()
+        flat = h.detach().reshape(-1, h.shape[-1]).double().cpu()
         if self.mask is not None and len(self.mask) == len(flat):  # (a decoder stack has its own length)
             flat = flat[self.mask]
-        self.sums[i] += flat.sum(0)
+        self.sums[i] += flat.abs().sum(0)
         self.squares[i] += flat.pow(2).sum(0)
+        self.signed[i] += flat.sum(0)
         self.counts[i] += flat.shape[0]
 
     def expert(self, i: int, expert: int, tokens: torch.Tensor, h: torch.Tensor) -> None:
-        rows = h.detach().abs().double().cpu()
+        rows = h.detach().double().cpu()
         if self.mask is not None and int(tokens.max()) < len(self.mask):
             rows = rows[self.mask[tokens.cpu()]]
-        self.sums[i][expert] += rows.sum(0)
+        self.sums[i][expert] += rows.abs().sum(0)
         self.squares[i][expert] += rows.pow(2).sum(0)
+        self.signed[i][expert] += rows.sum(0)
         self.counts[i][expert] += rows.shape[0]
 
     def means(self) -> list[ActivationStats]:
@@ -54,8 +57,8 @@ class _Stats:
             return total / count.clamp_min(1).unsqueeze(-1) if total.dim() == 2 else total / count.clamp_min(1)
 
         return [
-            ActivationStats(mean(s, c).float(), mean(q, c).sqrt().float())
-            for s, q, c in zip(self.sums, self.squares, self.counts)
+            ActivationStats(mean(s, c).float(), mean(q, c).sqrt().float(), mean(m, c).float())
+            for s, q, m, c in zip(self.sums, self.squares, self.signed, self.counts)
         ]
 
 

@@ -22,11 +22,17 @@ from ..heads import HeadBlock
 @dataclass(frozen=True)
 class ActivationStats:
     """Statistics of one FFN's hidden activations ``h`` (the input of the down projection) over the
-    non-padding calibration tokens: ``mean_abs`` = E|h_j|, ``rms`` = sqrt(E h_j²); [width], or
-    [experts, width] for a mixture-of-experts block (over the tokens routed to each expert)."""
+    non-padding calibration tokens: ``mean_abs`` = E|h_j|, ``rms`` = sqrt(E h_j²), ``mean`` = E h_j;
+    [width], or [experts, width] for a mixture-of-experts block (over the tokens routed to each expert)."""
 
     mean_abs: torch.Tensor
     rms: torch.Tensor
+    mean: torch.Tensor
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """Var h_j = E h_j² − (E h_j)² (over the same tokens; never below 0)."""
+        return (self.rms.double().pow(2) - self.mean.double().pow(2)).clamp_min(0).float()
 
 
 class Scorer:

@@ -1,0 +1,84 @@
+"""FLAP on the FFN: fluctuation order, standardised global threshold, bias compensation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import collate, make_batches, make_model, toy_data
+from test_scorers import _hidden
+
+from awncompress import find_ffns
+from awncompress.evaluate.matrix import evaluate_methods
+from awncompress.evaluate.methods import EvalContext, make_method
+from awncompress.evaluate.methods.flap import adaptive_widths, standardise
+from awncompress.model.scoring import score_neurons
+
+
+def _down_outputs(model, batches) -> torch.Tensor:
+    """Layer 0's down-projection outputs over the non-padding tokens (its input is the same in any cut)."""
+    seen = []
+    handle = find_ffns(model)[0].down.register_forward_hook(lambda _m, _a, out: seen.append(out.detach()))
+    with torch.no_grad():
+        for batch in batches:
+            model(**batch)
+    handle.remove()
+    masks = torch.cat([b["attention_mask"].reshape(-1).bool() for b in batches])
+    return torch.cat([o.reshape(-1, o.shape[-1]) for o in seen])[masks]
+
+
+def test_fluctuation_is_variance_times_squared_column_norm():
+    model, batches = make_model("bert"), make_batches()
+    scores = score_neurons(model, find_ffns(model), "fluctuation", batches)
+    for block, s, h in zip(find_ffns(model), scores, _hidden(model, batches)):
+        direct = h.double().var(0, unbiased=False).float() * block.down.weight.detach().norm(dim=0).pow(2)
+        torch.testing.assert_close(s, direct, rtol=1e-3, atol=1e-6)
+
+
+def test_adaptive_widths_keep_the_highest_standardised_scores_overall():
+    z = [torch.tensor([3.0, 1.0, -1.0, -3.0]), torch.tensor([0.5, 0.4, 0.3, -9.0])]
+    assert adaptive_widths(z, 5) == [2, 3]  # 3.0 and 0.5 by the floor, then 1.0, 0.4, 0.3
+    assert adaptive_widths(z, 2) == [1, 1]  # every layer keeps one
+    assert torch.allclose(standardise(torch.tensor([1.0, 2.0, 3.0])), torch.tensor([-1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_flap_cuts_to_the_same_total_and_keeps_the_mean_output(family):
+    model, batches = make_model(family), make_batches()
+    full = [b.width for b in find_ffns(model)]
+    plan = {0.5: [w // 2 for w in full]}
+    method = make_method("flap")
+    ctx = EvalContext(model, [0.5], plan, batches)
+    method.prepare(ctx)
+    with method.at_width(ctx, 0.5) as cand:
+        assert sum(cand.widths) == sum(plan[0.5]) and [b.width for b in find_ffns(cand.model)] == cand.widths
+        assert cand.widths[0] < full[0]
+        # Bias compensation: layer 0's mean down output over the calibration tokens is the dense model's.
+        torch.testing.assert_close(
+            _down_outputs(cand.model, batches).mean(0), _down_outputs(model, batches).mean(0), rtol=1e-4, atol=1e-5
+        )
+        assert not torch.allclose(_down_outputs(cand.model, batches), _down_outputs(model, batches))
+
+
+def test_flap_is_a_row_of_the_report():
+    model, data = make_model("bert"), toy_data()
+    record = evaluate_methods(
+        model,
+        None,
+        data,
+        collate,
+        "text-classification",
+        "accuracy",
+        ["flap"],
+        [0.5],
+        make_batches(),
+        None,
+        batch_size=16,
+    )
+    row = record["rows"][0]
+    assert (
+        row["method"] == "flap"
+        and sum(
+            row["intermediate_size"] if isinstance(row["intermediate_size"], list) else [row["intermediate_size"]] * 2
+        )
+        == 64
+    )
