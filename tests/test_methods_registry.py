@@ -10,7 +10,7 @@ import torch
 from conftest import collate, logits, make_batches, make_model, toy_data
 
 from awncompress.config import recipe_from_dict
-from awncompress.errors import RecipeError
+from awncompress.errors import RecipeError, UnknownMethodError
 from awncompress.evaluate.matrix import evaluate_methods
 from awncompress.evaluate.measure import evaluate_model
 from awncompress.evaluate.methods import TrainingKit, auto_methods, fine_tune_runs, make_method
@@ -78,3 +78,51 @@ def test_minitron_is_the_activation_cut_fine_tuned_with_the_shared_budget():
         evaluate_model(expected, data, collate, "text-classification", "accuracy", 16)
     )
     assert not torch.equal(logits(expected, make_batches()[0]), logits(model, make_batches()[0]))
+
+
+def test_a_peer_and_its_fine_tuned_twin():
+    model, data = make_model("bert"), toy_data()
+    cfg = TrainConfig(steps=3, batch_size=8, lr=1e-3, kd_weight=0.5, mode="deterministic", checkpoint_every=0)
+    kit = TrainingKit(data, collate, len(data), cfg, copy.deepcopy(model).requires_grad_(False))
+    assert fine_tune_runs(["flap+finetune", "taylor+finetune", "flap"], 4, 0) == 8
+    record = evaluate_methods(
+        model,
+        None,
+        data,
+        collate,
+        "text-classification",
+        "accuracy",
+        ["flap", "flap+finetune"],
+        [0.5],
+        make_batches(),
+        None,
+        batch_size=16,
+        training=kit,
+        quiet=True,
+    )
+    flap, tuned = record["rows"]
+    assert (flap["method"], tuned["method"]) == ("flap", "flap+finetune")
+    assert tuned["intermediate_size"] == flap["intermediate_size"]  # the same adaptive widths, then trained
+    assert record["per_example_correct"]["flap@0.5"] != record["per_example_correct"]["flap+finetune@0.5"] or (
+        tuned["value"] != flap["value"]
+    )
+
+
+def test_two_methods_may_not_write_rows_of_one_name():
+    model, data = make_model("bert"), toy_data()
+    kit = TrainingKit(data, collate, len(data), TrainConfig(steps=1, batch_size=8, checkpoint_every=0), None)
+    with pytest.raises(UnknownMethodError, match="same name"):
+        evaluate_methods(
+            model,
+            None,
+            data,
+            collate,
+            "text-classification",
+            "accuracy",
+            ["finetune", "taylor+finetune"],
+            [0.5],
+            make_batches(),
+            None,
+            scorer="taylor",
+            training=kit,
+        )

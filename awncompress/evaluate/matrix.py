@@ -26,7 +26,7 @@ from torch import nn
 from ..checkpoint.layout import export_format, match_export
 from ..checkpoint.provenance import read_provenance
 from ..data.tasks import default_metric, task_from_model
-from ..errors import DataError, WidthError
+from ..errors import DataError, UnknownMethodError, WidthError
 from ..model.families import find_ffns
 from ..model.head_cuts import truncate_heads_
 from ..model.surgery import full_widths, layer_widths, resolve_widths, truncate_
@@ -297,6 +297,9 @@ def evaluate_methods(
     ctx = EvalContext(original, widths, {}, calibration, export_dirs=export_dirs, flop_dirs=flop_dirs, **context)
     for method in chosen:
         method.check(ctx)
+    labels = [m.label(ctx) for m in chosen]
+    if len(set(labels)) != len(labels):
+        raise UnknownMethodError(f"two methods would write rows of the same name: {labels}")
     ctx.layer_plan = _layer_plan(widths, export_dirs, full_widths(find_ffns(original)))
 
     measure = _Evaluator(dataset, collate, task, metric, batch_size, resolve_device(device))

@@ -11,9 +11,10 @@ from typing import Iterator, Optional
 from torch import nn
 
 from ...errors import UnknownMethodError
+from ...model.scorers import SCORERS
 from ...model.surgery import layer_widths, order_, truncate_
 from ...train.finetune import finetune
-from .base import Candidate, EvalContext, Method, register_method
+from .base import Candidate, EvalContext, Method, make_method, register_method
 
 
 class FinetuneMethod(Method):
@@ -77,4 +78,37 @@ def train_cut(ctx: EvalContext, model: nn.Module, desc: str) -> None:
     )
 
 
+class FinetunedMethod(Method):
+    """``<base>+finetune``: a no-training method's cut at each width (a peer's order, or FLAP's widths
+    and bias), then the same per-width fine-tune as ``finetune``."""
+
+    trains = True
+
+    def __init__(self, base: Method) -> None:
+        self.base = base
+        self.name = f"{base.name}+finetune"
+        self.needs_calibration = base.needs_calibration
+
+    def fine_tunes(self, widths: int, flop_targets: int) -> int:
+        return widths
+
+    def check(self, ctx: EvalContext) -> None:
+        if ctx.training is None:
+            raise UnknownMethodError(f"method {self.name!r} needs training data and a training config")
+        self.base.check(ctx)
+
+    def prepare(self, ctx: EvalContext) -> None:
+        self.base.prepare(ctx)
+
+    @contextmanager
+    def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
+        with self.base.at_width(ctx, fraction) as cand:
+            model = cand.model.requires_grad_(True)  # a copy: the original stays the frozen teacher
+            train_cut(ctx, model, f"{self.name} {fraction:g}")
+            yield Candidate(model, layer_widths(model))
+
+
 register_method("finetune", FinetuneMethod)
+# Each peer that is not a default baseline gets its fine-tuned twin (a default scorer's is `finetune`).
+for _base in [s.name for s in SCORERS.values() if not s.default] + ["flap"]:
+    register_method(f"{_base}+finetune", lambda b=_base: FinetunedMethod(make_method(b)))
