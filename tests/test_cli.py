@@ -272,6 +272,10 @@ def test_causal_lm_end_to_end(tmp_path):
     assert not (out / "dense").exists()  # an LM head comes trained: the model is its own teacher
     assert all(r["value"] > 1 for r in record["rows"])
     assert tf.AutoConfig.from_pretrained(out / "width-0.5").intermediate_size == 32
+    # The report says what the perplexity was over: the text, the window length and how many windows.
+    assert record["perplexity"]["text"] == str(text) and record["perplexity"]["window_tokens"] == 16
+    assert record["perplexity"]["windows"] >= 1
+    assert f"windows of 16 tokens of {text}" in (out / "report.md").read_text()
 
 
 def test_kill_during_export_leaves_no_half_folder_and_resume_finishes_identically(tiny, tmp_path, monkeypatch):

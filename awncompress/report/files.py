@@ -202,6 +202,12 @@ class _Latency(FileRecord):
     warmup: NonNegativeInt
 
 
+class _Perplexity(FileRecord):
+    text: NonBlank
+    window_tokens: PositiveInt
+    windows: NonNegativeInt
+
+
 class _Record(FileRecord):
     metric: _Metric
     dense: _Dense
@@ -212,6 +218,7 @@ class _Record(FileRecord):
     versions: Optional[dict[str, str]] = None
     costs: Optional[dict[str, dict[str, Number]]] = None
     derived: Optional[dict[str, str]] = None
+    perplexity: Optional[_Perplexity] = None
 
 
 def load_report(out_dir: Union[str, Path]) -> dict:

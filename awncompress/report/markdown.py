@@ -70,6 +70,14 @@ def _md_head(record: dict, head: dict) -> list[str]:
                 f"{b['minutes']:g} min: fine-tunes scaled to {b['train_steps']} steps (dense stage {b['dense_steps']})",
             ]
         )
+    if record.get("perplexity"):
+        p = record["perplexity"]
+        facts.append(
+            [
+                "perplexity over",
+                f"{p['windows']:,} non-overlapping windows of {p['window_tokens']} tokens of {p['text']}",
+            ]
+        )
     facts += [[f"derived {key}", why] for key, why in (record.get("derived") or {}).items() if key != "inputs"]
     return lines + _md_table(["", ""], facts)
 

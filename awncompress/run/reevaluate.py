@@ -117,6 +117,12 @@ def evaluate_conversion(
             "dense_steps": recipe.dense.steps,
         }
     record["derived"] = dict(settings.derived)
+    if recipe.task == "causal-lm":  # a perplexity means little without the text and the window it was over
+        record["perplexity"] = {
+            "text": recipe.data.eval or recipe.data.train,
+            "window_tokens": recipe.data.max_length,
+            "windows": len(data.eval),
+        }
     write_report(record, out)
     annotate_exports(record)
     return record
