@@ -116,3 +116,39 @@ def _labels(family: str, batch: dict) -> torch.Tensor:
     if family == "bert":
         return torch.arange(batch["input_ids"].shape[0]) % 3
     return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+
+
+def test_taylor_and_fluctuation_head_rules_against_direct_sums():
+    from awncompress.model.heads import find_heads
+
+    model, batches = make_model("llama"), make_batches()
+    labelled = [dict(b, labels=_labels("llama", b)) for b in batches]
+    taylor = score_heads(model, "taylor", labelled)
+    reference = copy.deepcopy(model)
+    for batch in labelled:
+        reference(**batch).loss.backward()
+    for block, s in zip(find_heads(reference), taylor):
+        size = block.head_dim  # one KV head per unit; the unit's query heads are its `group` query heads
+        qs, ks = block.unit_size, size
+
+        def rows(m, width):
+            return (m.weight * m.weight.grad).abs().sum(1).view(block.units, width).sum(1)
+
+        cols = (block.o.weight * block.o.weight.grad).abs().sum(0).view(block.units, qs).sum(1)
+        direct = rows(block.q, qs) + rows(block.k, ks) + rows(block.v, ks) + cols
+        torch.testing.assert_close(s, direct.detach(), rtol=1e-4, atol=1e-7)
+    # fluctuation: Σ over a unit's context channels of Var(c) · ‖W_o[:, ch]‖²
+    contexts = []
+    handles = [b.hook_context(lambda c: contexts.append(c.detach())) for b in find_heads(model)]
+    with torch.no_grad():
+        for batch in batches:
+            model(**batch)
+    for h in handles:
+        h.remove()
+    mask = torch.cat([b["attention_mask"].reshape(-1).bool() for b in batches])
+    blocks = find_heads(model)
+    fluct = score_heads(model, "fluctuation", batches)
+    for i, (block, s) in enumerate(zip(blocks, fluct)):
+        ctx = torch.cat([c.reshape(-1, c.shape[-1]) for c in contexts[i :: len(blocks)]])[mask]
+        direct = ctx.double().var(0, unbiased=False).float() * block.o.weight.detach().norm(dim=0).pow(2)
+        torch.testing.assert_close(s, direct.view(block.units, -1).sum(1), rtol=1e-3, atol=1e-6)

@@ -15,18 +15,21 @@ from torch import nn
 
 from ..errors import ConversionError, DataError, WidthError
 from .heads import HeadBlock, find_heads, set_config_heads
-from .scorers import get_scorer
-from .scoring import order_from_scores, run_calibration
+from .scorers import UnitStats, get_scorer
+from .scoring import loss_gradients, order_from_scores, run_calibration
 
 Heads = Union[int, float, Sequence[int]]
 
 
-class _ContextNorms:
-    """Running sums of each unit's context norm per block, over non-padding tokens."""
+class _ContextStats:
+    """Running sums of each unit's context norm, and of each context channel and its square, per
+    block, over non-padding tokens."""
 
     def __init__(self, blocks: list[HeadBlock]) -> None:
         self.blocks = blocks
         self.sums = [torch.zeros(b.units, dtype=torch.float64) for b in blocks]
+        self.channels = [torch.zeros(b.units, b.unit_size, dtype=torch.float64) for b in blocks]
+        self.squares = [torch.zeros(b.units, b.unit_size, dtype=torch.float64) for b in blocks]
         self.counts = [0] * len(blocks)
         self.mask: Optional[torch.Tensor] = None
 
@@ -36,20 +39,28 @@ class _ContextNorms:
         if self.mask is not None and len(self.mask) == len(flat):
             flat = flat[self.mask]
         self.sums[i] += flat.norm(dim=-1).sum(0)
+        self.channels[i] += flat.sum(0)
+        self.squares[i] += flat.pow(2).sum(0)
         self.counts[i] += flat.shape[0]
 
-    def means(self) -> list[torch.Tensor]:
-        return [(s / max(c, 1)).float() for s, c in zip(self.sums, self.counts)]
+    def stats(self) -> list[UnitStats]:
+        out = []
+        for s, m, q, c in zip(self.sums, self.channels, self.squares, self.counts):
+            n = max(c, 1)
+            variance = (q / n - (m / n).pow(2)).clamp_min(0)
+            out.append(UnitStats((s / n).float(), variance.float()))
+        return out
 
 
-def mean_context_norms(
+def context_stats(
     model: nn.Module, blocks: list[HeadBlock], batches: Iterable[Mapping[str, torch.Tensor]]
-) -> list[torch.Tensor]:
-    """``E‖c_u‖`` per unit of every block over the non-padding tokens of ``batches``."""
-    stats = _ContextNorms(blocks)
+) -> list[UnitStats]:
+    """``E‖c_u‖`` per unit and the variance of every context channel, for every block, over the
+    non-padding tokens of ``batches``."""
+    stats = _ContextStats(blocks)
     handles = [b.hook_context(lambda c, i=i: stats.add(i, c)) for i, b in enumerate(blocks)]
     run_calibration(model, batches, stats, handles)
-    return stats.means()
+    return stats.stats()
 
 
 def score_heads(
@@ -61,13 +72,17 @@ def score_heads(
     """Importance of every attention unit of every layer, by the registered ``scorer``'s head rule."""
     rule = get_scorer(scorer)
     blocks = find_heads(model)
-    norms: list[Optional[torch.Tensor]] = [None] * len(blocks)
-    if rule.needs_calibration:
-        if batches is None:
-            raise DataError(f"scorer {scorer!r} needs calibration batches")
-        norms = mean_context_norms(model, blocks, batches)
+    if not rule.scores_heads:
+        rule.heads(blocks[0], None, torch.Generator())  # raises: this scorer has no head rule
+    if rule.needs_calibration and batches is None:
+        raise DataError(f"scorer {scorer!r} needs calibration batches")
     generator = torch.Generator().manual_seed(seed + 7919)  # not the neurons' stream
-    return [rule.heads(b, n, generator) for b, n in zip(blocks, norms)]
+    if rule.needs_gradients:
+        weights = [m.weight for b in blocks for m in b.projections()]
+        with loss_gradients(model, weights, batches, scorer):
+            return [rule.heads(b, None, generator).detach().cpu() for b in blocks]
+    stats = context_stats(model, blocks, batches) if rule.needs_calibration else [None] * len(blocks)
+    return [rule.heads(b, s, generator) for b, s in zip(blocks, stats)]
 
 
 def order_heads_(

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from .ffn import _norms, _select_linear, is_projection, neuron_axis
+from .ffn import _neuron_sums, _norms, _saliency, _select_linear, is_projection, neuron_axis
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,21 @@ class HeadBlock:
         """Frobenius norm of each unit's block of output-projection columns: [units]."""
         cols = _norms(self.o.weight, neuron_axis(self.o, "out"))
         return cols.pow(2).view(self.units, self.unit_size).sum(1).sqrt()
+
+    def channel_out_norms(self) -> torch.Tensor:
+        """Norm of each output-projection column (one per context channel): [q_dim]."""
+        return _norms(self.o.weight, neuron_axis(self.o, "out"))
+
+    def unit_saliency(self) -> torch.Tensor:
+        """Σ |w · ∂L/∂w| over each unit's q, k and v rows and its output-projection columns, from the
+        gradients the weights hold: [units]."""
+        out = _neuron_sums(_saliency(self.o.weight), neuron_axis(self.o, "out"))
+        if self.spec.fused_qkv:
+            rows = _neuron_sums(_saliency(self.q.weight), neuron_axis(self.q, "in"))
+            q, k, v = rows.split([self.q_dim, self.kv_dim, self.kv_dim])
+        else:
+            q, k, v = (_neuron_sums(_saliency(m.weight), neuron_axis(m, "in")) for m in (self.q, self.k, self.v))
+        return sum(x.view(self.units, -1).sum(1) for x in (out, q, k, v))
 
     def unit_in_norms(self) -> torch.Tensor:
         """Frobenius norm of each unit's q, k and v rows together: [units]."""

@@ -119,7 +119,7 @@ def score_neurons(
         raise DataError(f"scorer {scorer!r} needs calibration batches")
     generator = torch.Generator().manual_seed(seed)
     if rule.needs_gradients:
-        with loss_gradients(model, blocks, batches, scorer):
+        with loss_gradients(model, [w for block in blocks for w in block.parameters()], batches, scorer):
             return [rule.neurons(block, None, generator).detach().cpu() for block in blocks]
     stats = list(activation_stats(model, blocks, batches)) if rule.needs_calibration else [None] * len(blocks)
     return [rule.neurons(block, s, generator).cpu() for block, s in zip(blocks, stats)]
@@ -127,14 +127,14 @@ def score_neurons(
 
 @contextmanager
 def loss_gradients(
-    model: nn.Module, blocks: list[FFNBlock], batches: Iterable[Mapping[str, torch.Tensor]], scorer: str = "taylor"
+    model: nn.Module, weights: list[torch.Tensor], batches: Iterable[Mapping[str, torch.Tensor]], scorer: str = "taylor"
 ) -> Iterator[None]:
-    """While open, the FFN weights of ``blocks`` hold the gradient of the task loss summed over
-    ``batches`` (model in eval mode, no other parameter gets one); after, the model's gradients,
-    ``requires_grad`` flags and mode are as before. DataError when a batch has no labels."""
+    """While open, ``weights`` hold the gradient of the task loss summed over ``batches`` (model in
+    eval mode, no other parameter gets one); after, the model's gradients, ``requires_grad`` flags
+    and mode are as before. DataError when a batch has no labels."""
     params = list(model.parameters())
     flags, grads, was_training = [p.requires_grad for p in params], [p.grad for p in params], model.training
-    ffn = {id(w) for block in blocks for w in block.parameters()}
+    ffn = {id(w) for w in weights}
     device = next(model.parameters()).device
     try:
         for p in params:

@@ -20,6 +20,7 @@ from ...checkpoint.provenance import read_provenance
 from ...errors import NotAnExportError
 from ...model.head_cuts import order_heads_, truncate_heads_
 from ...model.heads import layer_heads
+from ...model.scorers import SCORERS
 from ...model.surgery import layer_widths, order_, truncate_
 from .base import Candidate, EvalContext, Method, register_method
 from .finetune import FinetuneMethod, train_cut
@@ -115,3 +116,14 @@ class FinetuneHeadsMethod(StaticHeadsMethod):
 register_method("awn-heads", AwnHeadsMethod, style=dict(color="C1", marker="D", linewidth=2.6, zorder=7))
 register_method("wina-heads", lambda: StaticHeadsMethod("wina"), style=dict(color="C9", marker="P"))
 register_method("finetune-heads", FinetuneHeadsMethod)
+
+
+class PeerHeadsMethod(StaticHeadsMethod):
+    """A peer's own order of neurons and heads (LLM-Pruner's taylor, FLAP's fluctuation) at the
+    awn-heads exports' (FFN width, heads) pairs; evaluated when asked for, not added by awn.heads."""
+
+    auto = False
+
+
+for _scorer in [s for s in SCORERS.values() if s.scores_heads and not s.default]:
+    register_method(f"{_scorer.name}-heads", lambda n=_scorer.name: PeerHeadsMethod(n), style=_scorer.style)

@@ -9,6 +9,6 @@ baselines: ``wina``, ``activation``, ``magnitude``, ``random``, then ``wanda-sp`
 from . import wina, activation, magnitude, random, wanda_sp, taylor, fluctuation  # noqa: F401  (registers them, in this order)
 
 # isort: on
-from .base import SCORERS, ActivationStats, Scorer, get_scorer, register_scorer
+from .base import SCORERS, ActivationStats, Scorer, UnitStats, get_scorer, register_scorer
 
-__all__ = ["SCORERS", "ActivationStats", "Scorer", "get_scorer", "register_scorer"]
+__all__ = ["SCORERS", "ActivationStats", "Scorer", "UnitStats", "get_scorer", "register_scorer"]

@@ -17,8 +17,8 @@ class Activation(Scorer):
     def neurons(self, block, stats, generator) -> torch.Tensor:
         return stats.mean_abs.clone()
 
-    def heads(self, block, context_norms, generator) -> torch.Tensor:
-        return context_norms
+    def heads(self, block, stats, generator) -> torch.Tensor:
+        return stats.mean_norm
 
 
 register_scorer(Activation())

@@ -35,6 +35,16 @@ class ActivationStats:
         return (self.rms.double().pow(2) - self.mean.double().pow(2)).clamp_min(0).float()
 
 
+@dataclass(frozen=True)
+class UnitStats:
+    """Statistics of one attention layer's context ``c`` (the output projection's input) over the
+    non-padding calibration tokens: ``mean_norm`` = E‖c_u‖ per unit [units], ``channel_variance`` =
+    Var c_ch per input channel of the output projection [units, unit_size]."""
+
+    mean_norm: torch.Tensor
+    channel_variance: torch.Tensor
+
+
 class Scorer:
     """One importance score (see the module docstring).
 
@@ -55,11 +65,10 @@ class Scorer:
         """Scores of every neuron of ``block``: [width] or [experts, width]."""
         raise NotImplementedError
 
-    def heads(
-        self, block: HeadBlock, context_norms: Optional[torch.Tensor], generator: torch.Generator
-    ) -> torch.Tensor:
-        """Scores of every attention unit of ``block`` ([units]); ``context_norms`` = E‖c_u‖ per unit
-        when the scorer needs calibration. A scorer without a head rule leaves this unimplemented."""
+    def heads(self, block: HeadBlock, stats: Optional[UnitStats], generator: torch.Generator) -> torch.Tensor:
+        """Scores of every attention unit of ``block`` ([units]); ``stats`` when the scorer needs
+        calibration (None for one that reads gradients, which the attention weights then hold). A scorer
+        without a head rule leaves this unimplemented."""
         raise UnknownScorerError(f"scorer {self.name!r} scores FFN neurons only, not attention heads")
 
     @property

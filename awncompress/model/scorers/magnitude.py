@@ -16,7 +16,7 @@ class Magnitude(Scorer):
     def neurons(self, block, stats, generator) -> torch.Tensor:
         return block.in_norms() * block.out_norms()
 
-    def heads(self, block, context_norms, generator) -> torch.Tensor:
+    def heads(self, block, stats, generator) -> torch.Tensor:
         return (block.unit_in_norms() * block.unit_out_norms()).cpu()
 
 

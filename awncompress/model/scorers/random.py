@@ -16,7 +16,7 @@ class Random(Scorer):
         shape = (block.experts, block.width) if block.kind == "experts" else (block.width,)
         return torch.rand(shape, generator=generator)
 
-    def heads(self, block, context_norms, generator) -> torch.Tensor:
+    def heads(self, block, stats, generator) -> torch.Tensor:
         return torch.rand(block.units, generator=generator)
 
 

@@ -4,7 +4,9 @@ loss change from removing FFN neuron j is estimated as Σ_k |w_k · ∂L/∂w_k|
 group that neuron couples (its up and gate rows and its down-projection column), with the gradient
 of the task loss summed over the calibration batches. Biases are left out of the sum.
 
-Neurons only (LLM-Pruner's head groups are not scored here); not a default baseline.
+One level up, an attention unit (a KV group) couples its q, k and v rows and its block of
+output-projection columns, and its score is the same sum over those weights (LLM-Pruner's head
+groups). Not a default baseline.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ class Taylor(Scorer):
 
     def neurons(self, block, stats, generator) -> torch.Tensor:
         return block.first_order_saliency()
+
+    def heads(self, block, stats, generator) -> torch.Tensor:
+        return block.unit_saliency()
 
 
 register_scorer(Taylor())

@@ -22,8 +22,8 @@ class Wina(Scorer):
     def neurons(self, block, stats, generator) -> torch.Tensor:
         return stats.mean_abs * block.out_norms().to(stats.mean_abs.device)  # statistics live on the CPU
 
-    def heads(self, block, context_norms, generator) -> torch.Tensor:
-        return context_norms * block.unit_out_norms().cpu()
+    def heads(self, block, stats, generator) -> torch.Tensor:
+        return stats.mean_norm * block.unit_out_norms().cpu()
 
 
 register_scorer(Wina())
