@@ -9,6 +9,8 @@
 * The sweep loop, :func:`sweep`: one JSON line per config and seed, appended to a JSONL file.
 * :func:`convert_run`: one convert run through the package (``run_convert``: checks, derived
   settings, dry pass, the stage chain, evaluation and report) into a kept or a temporary folder.
+* :func:`append_jsonl` (print and append one JSON line) and :func:`method_values` (a method's metric
+  per width, from a report).
 """
 
 from __future__ import annotations
