@@ -13,10 +13,10 @@ analytic (awncompress.model.flops) at the same sequence length.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
+from harness import make_parser, parse
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from awncompress import find_ffns, load_pretrained
@@ -94,14 +94,13 @@ def _breakdown(model, inputs) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("nested", type=Path)
     parser.add_argument("--widths", type=float, nargs="+", default=[0.125, 0.25, 0.375, 0.5, 0.75, 1.0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=100)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(parser)
     torch.manual_seed(0)
     dense = load_pretrained(args.nested)
     d_ff = max(b.width for b in find_ffns(dense))

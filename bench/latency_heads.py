@@ -12,11 +12,11 @@ run alone.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
+from harness import make_parser, parse
 
 from awncompress import load_pretrained
 from awncompress.checkpoint.provenance import PROVENANCE_FILE
@@ -40,7 +40,7 @@ def load_reference(folder: Path, task: str) -> torch.nn.Module:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument(
@@ -48,8 +48,7 @@ def main() -> None:
         type=Path,
         help="the dense model, where OUT has neither nested/ nor dense/ (a later seed started from seed 0's)",
     )
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(parser)
     report = json.loads((args.out / "report.json").read_text())
     ratios = {
         Path(r["export"]).name: r["flops_ratio"]

@@ -8,9 +8,7 @@ builds them with the tokenizer's BOS token unset.
 
 from __future__ import annotations
 
-import argparse
-
-import torch
+from harness import make_parser, parse
 
 from awncompress.config import apply_overrides, load_recipe
 from awncompress.config.settings import read_settings
@@ -20,11 +18,10 @@ from awncompress.run.bundle import load_model
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--recipe", default="smollm2")
     parser.add_argument("--model", default=None, help="another causal LM folder (same data section)")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(parser)
     recipe = load_recipe(args.recipe)
     if args.model:
         recipe = apply_overrides(recipe, {"model": args.model})

@@ -16,7 +16,7 @@ from ``--dense``. Summarise with
 
 from __future__ import annotations
 
-from seeds import run_seeds, seed_args
+from harness import add_run_args, make_parser, parse, run_seeds
 
 from awncompress.config import apply_overrides, load_recipe
 
@@ -25,7 +25,7 @@ WIDTHS = "0.125,0.25,0.5"
 
 
 def main() -> None:
-    args, sets = seed_args(__doc__, [0, 1, 2], dense=True)
+    args = parse(add_run_args(make_parser(__doc__), [0, 1, 2], dense=True))
     base = load_recipe("demo")
 
     def recipe_for(seed: int, first: bool):
@@ -35,7 +35,7 @@ def main() -> None:
             "export.flops": TARGETS,
             "export.widths": WIDTHS,
             "evaluate.methods": "awn,wina,finetune-heads",
-            **sets,
+            **args.overrides,
         }
         if args.dense is not None or not first:
             overrides["model"] = str(args.dense or args.out / f"seed-{args.seeds[0]}" / "dense")

@@ -12,11 +12,7 @@ bench/summarise.py turns them into BENCHMARKS.md tables.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import torch
-from seeds import run_seeds
+from harness import add_run_args, make_parser, parse, run_seeds
 
 from awncompress.config import apply_overrides, load_recipe
 
@@ -25,18 +21,18 @@ WIDTHS = "0.125,0.25,0.375,0.5,0.75"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", dest="sets", action="append", default=[], help="recipe override KEY=VALUE")
+    parser = add_run_args(make_parser(__doc__), [0, 1, 2])
     parser.add_argument("--latency-repeats", type=int, default=50)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(parser)
     base = load_recipe("demo")
-    sets = dict(kv.split("=", 1) for kv in args.sets)
 
     def recipe_for(seed: int, first: bool):
-        overrides = {"seed": seed, "export.widths": WIDTHS, "evaluate.latency_repeats": args.latency_repeats, **sets}
+        overrides = {
+            "seed": seed,
+            "export.widths": WIDTHS,
+            "evaluate.latency_repeats": args.latency_repeats,
+            **args.overrides,
+        }
         if first:
             overrides.update({"evaluate.methods": ALL_METHODS, "export.per_layer": "true"})
         else:

@@ -15,13 +15,11 @@ by different amounts.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import statistics
 from pathlib import Path
 
-import torch
+from harness import append_jsonl, make_parser, parse
 
 from awncompress.config import RECIPE_DIR, apply_overrides, default_recipe, load_recipe
 from awncompress.config.settings import read_settings
@@ -32,13 +30,12 @@ from awncompress.train.finetune import finetune
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(parser)
     if (RECIPE_DIR / f"{args.model}.yaml").is_file():
         recipe = load_recipe(args.model)
     else:
@@ -97,10 +94,7 @@ def main() -> None:
     record["drift_tensor"] = drift_tensor
     record["median_relative_weight_drift"] = float(f"{statistics.median(drifts.values()):.3g}")
     record["max_loss_drift"] = float(f"{max(abs(a - b) for a, b in zip(narrow_losses, masked_losses)):.3g}")
-    print(json.dumps(record), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_jsonl(args.out, record)
 
 
 if __name__ == "__main__":

@@ -5,23 +5,21 @@ python bench/nested_pick_time.py OUT/nested [--widths 0.125 0.25 0.5] [--repeats
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
 
-import torch
+from harness import make_parser, parse
 
 from awncompress import load_pretrained
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("nested", type=Path)
     parser.add_argument("--widths", type=float, nargs="+", default=[0.125, 0.25, 0.5, 1.0])
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(parser)
     load_pretrained(args.nested, width=0.5)  # warm the imports and the page cache
     for w in args.widths:
         times = []

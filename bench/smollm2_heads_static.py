@@ -12,7 +12,6 @@ path and the trade-off an order alone gives on a GQA model, not what a fine-tune
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 import transformers as tf
+from harness import make_parser, parse
 
 from awncompress.checkpoint.export import export_uniform
 from awncompress.config import load_recipe
@@ -49,11 +49,10 @@ def _ffn_only_width(model: torch.nn.Module, target: float, seq_len: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--windows", type=int, default=40, help="evaluation windows scored")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(parser)
     recipe = load_recipe("smollm2")
     model, tokenizer, _ = load_model(recipe.model, recipe.task)
     data = load_task_data(read_settings(recipe).data, tokenizer)

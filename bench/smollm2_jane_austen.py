@@ -11,7 +11,7 @@ BOS first) and the Persuasion evaluation split are fixed by the recipe. Summaris
 
 from __future__ import annotations
 
-from seeds import run_seeds, seed_args
+from harness import add_run_args, make_parser, parse, run_seeds
 
 from awncompress.config import apply_overrides, load_recipe
 
@@ -20,7 +20,7 @@ ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
 
 
 def main() -> None:
-    args, sets = seed_args(__doc__, [0, 1])
+    args = parse(add_run_args(make_parser(__doc__), [0, 1]))
 
     def recipe_for(seed: int, first: bool):
         return apply_overrides(
@@ -29,7 +29,7 @@ def main() -> None:
                 "seed": seed,
                 "export.widths": WIDTHS,
                 "evaluate.methods": ALL_METHODS if first else "awn,finetune",
-                **sets,
+                **args.overrides,
             },
         ), None
 

@@ -1,7 +1,7 @@
 """Benchmark 4: defaults on model/data pairs they were not tuned on (issue 12).
 
     python bench/unseen_pairs.py --pair mpnet-rt --budget 90 --out bench/results/unseen
-    python bench/unseen_pairs.py --pair minilm-20ng --budget 60 --out bench/results/unseen
+    python bench/unseen_pairs.py --pair minilm-20ng --budget 60 --out bench/results/unseen [--seeds 0 1]
 
 No recipe: the run gets awncompress's defaults for any model, and only the data, the widths, a
 --budget and the evaluated methods (to add the per-width fine-tune baseline) are given:
@@ -12,16 +12,13 @@ No recipe: the run gets awncompress's defaults for any model, and only the data,
 Seed 0 runs the whole pipeline (dense stage, awn, every static baseline, wina-dynamic and
 wina+finetune). Seed 1 repeats awn and wina+finetune from seed 0's trained dense model (the same
 teacher), at the step count and on the evaluation examples seed 0's budget gave. Each seed writes OUT/<pair>/seed-N;
-summarise with ``python bench/summarise.py OUT/<pair>``.
+summarise with ``python bench/summarise.py OUT/<pair>``. ``--set KEY=VALUE`` (repeatable) overrides
+every seed's recipe (seed 1 still takes seed 0's steps and evaluation examples).
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import torch
-from seeds import run_seeds
+from harness import add_run_args, make_parser, parse, run_seeds
 
 from awncompress.config import apply_overrides, default_recipe, load_recipe
 
@@ -34,18 +31,15 @@ ALL_METHODS = "awn,wina,activation,magnitude,random,wina-dynamic,finetune"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--pair", choices=sorted(PAIRS), required=True)
     parser.add_argument("--budget", type=float, required=True, help="minutes for seed 0's whole run")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    args = parse(add_run_args(parser, [0, 1], out_help="the folder each pair's seeds go to (OUT/<pair>/seed-N)"))
     model, data = PAIRS[args.pair]
     root = args.out / args.pair
 
     def recipe_for(seed: int, first: bool):
-        overrides = {"data.train": data, "export.widths": WIDTHS, "seed": seed}
+        overrides = {"data.train": data, "export.widths": WIDTHS, "seed": seed, **args.overrides}
         if first:
             return apply_overrides(default_recipe(model), {**overrides, "evaluate.methods": ALL_METHODS}), args.budget
         ran = load_recipe(root / f"seed-{args.seeds[0]}" / "recipe.yaml")
