@@ -6,7 +6,8 @@ import copy
 
 import pytest
 import torch
-from conftest import logits, make_batches, make_model
+from conftest import logits, make_batches
+from zoo import make_model
 
 from awncompress import (
     AdaptiveFFN,

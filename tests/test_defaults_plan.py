@@ -7,8 +7,9 @@ import json
 import pytest
 import transformers as tf
 import yaml
-from conftest import make_model, save_tiny_bert, word_tokenizer, write_reviews
+from conftest import save_tiny_bert, word_tokenizer, write_reviews
 from typer.testing import CliRunner
+from zoo import make_model
 
 from awncompress.cli import app
 from awncompress.config import Recipe, apply_overrides, load_recipe

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import collate, free_port, make_batches, make_model, toy_data
+from conftest import collate, free_port, make_batches, toy_data
 from safetensors.torch import load_file
+from zoo import make_model
 
 from awncompress import AWNConfig, adaptive_modules, convert_
 from awncompress.train.finetune import (

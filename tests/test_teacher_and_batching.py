@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import collate, make_batches, make_model, toy_data
+from conftest import collate, make_batches, toy_data
+from zoo import make_model
 
 from awncompress import AWNConfig, convert_
 from awncompress.train.batching import IndexStream
