@@ -6,7 +6,8 @@ from accelerate import PartialState
 from safetensors.torch import save_file
 
 sys.path.insert(0, sys.argv[2])
-from conftest import collate, make_batches, make_model, toy_data  # noqa: E402
+from conftest import collate, make_batches, toy_data  # noqa: E402
+from zoo import make_model  # noqa: E402
 
 from awncompress import AWNConfig, convert_  # noqa: E402
 from awncompress.train.finetune import PriorConfig, TrainConfig, finetune  # noqa: E402

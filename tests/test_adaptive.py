@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-from conftest import make_batches, make_model
+from conftest import make_batches
 from torch import nn
+from zoo import make_model
 
 from awncompress import AWNConfig, adaptive_modules, awn_prior, convert_, rate_for_quantile
 from awncompress.model.adaptive import AdaptiveFFN

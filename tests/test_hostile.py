@@ -9,8 +9,9 @@ import shutil
 
 import pytest
 import yaml
-from conftest import make_model, save_tiny_bert, save_tiny_llama, synthetic_record, write_nested, write_reviews
+from conftest import save_tiny_bert, save_tiny_llama, synthetic_record, write_nested, write_reviews
 from typer.testing import CliRunner
+from zoo import make_model
 
 from awncompress import NotAnExportError, export_uniform, load_pretrained, read_provenance
 from awncompress.cli import app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_model
+from zoo import make_model
 
 from awncompress.train import losses
 

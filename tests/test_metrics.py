@@ -101,7 +101,9 @@ def test_compute_metric_returns_the_headline() -> None:
     assert compute_metric("F1", [1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
     assert compute_metric("f1", [0, 0, 1, 2], [0, 1, 1, 2], average="macro") == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
     assert compute_metric("perplexity", [2.0, 4.0], [2, 4]) == pytest.approx(math.e)
-    assert isinstance(compute_metric("matthews_correlation", [1, 0], [1, 0]), float)
+    perfect = compute_metric("matthews_correlation", [1, 0, 1, 0], [1, 0, 1, 0])
+    assert perfect == 1.0 and type(perfect) is float  # a plain float for the report, not a numpy scalar
+    assert compute_metric("matthews_correlation", [1, 1, 0, 0], [1, 0, 0, 0]) == pytest.approx(2 / math.sqrt(12))
     with pytest.raises(MetricError, match="single number"):
         compute_metric("f1", [0, 1, 2], [0, 1, 2], average=None)
 

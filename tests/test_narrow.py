@@ -8,9 +8,9 @@ import copy
 
 import pytest
 import torch
-from conftest import collate, make_batches, make_model, toy_data
+from conftest import collate, make_batches, toy_data
 from torch.utils.flop_counter import FlopCounterMode
-from zoo import TINY, build, inputs
+from zoo import TINY, build, inputs, make_model
 
 from awncompress import AWNConfig, adaptive_modules, convert_
 from awncompress.model.adaptive import awn_units

@@ -7,7 +7,8 @@ import csv
 import json
 
 import pytest
-from conftest import collate, make_batches, make_dataset, make_model, synthetic_record
+from conftest import collate, make_batches, make_dataset, synthetic_record
+from zoo import make_model
 
 from awncompress import AWNConfig, convert_, export_nested, export_uniform, fold_, profile_summary
 from awncompress.checkpoint.layout import find_exports

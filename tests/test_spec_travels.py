@@ -6,8 +6,9 @@ import copy
 
 import pytest
 import torch
-from conftest import ToyForSequenceClassification, logits, make_batches, make_toy
+from conftest import logits, make_batches
 from torch.utils.flop_counter import FlopCounterMode
+from zoo import ToyForSequenceClassification, make_toy
 
 from awncompress import (
     AWNConfig,

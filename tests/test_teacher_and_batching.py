@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import collate, make_batches, make_model, toy_data
+from conftest import collate, make_batches, toy_data
+from zoo import make_model
 
 from awncompress import AWNConfig, convert_
 from awncompress.train.batching import IndexStream
@@ -141,9 +142,12 @@ def test_cached_teacher_of_another_training_set_is_refused():
 def test_language_model_teachers_stay_models():
     teacher = make_model("gpt2")
     assert distillation_teacher(teacher, "causal-lm", toy_data(8), collate, quiet=True) is teacher
-    assert isinstance(
-        distillation_teacher(make_model("bert"), "text-classification", toy_data(8), collate, quiet=True), CachedTeacher
-    )
+    classifier, data = make_model("bert"), toy_data(8)
+    cached = distillation_teacher(classifier, "text-classification", data, collate, quiet=True)
+    assert isinstance(cached, CachedTeacher) and len(cached) == 8  # a classifier becomes its logit table
+    with torch.no_grad():
+        direct = classifier(**{k: v for k, v in collate([data[5]]).items() if k != "labels"}).logits
+    torch.testing.assert_close(cached([5]), direct, atol=1e-5, rtol=1e-5)
 
 
 def test_batch_per_width_gives_each_width_pass_its_own_batch_and_the_table_covers_them():
