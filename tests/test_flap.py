@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import collate, make_batches, make_model, toy_data
+from conftest import collate, make_batches, toy_data
 from test_scorers import _hidden
+from zoo import make_model
 
 from awncompress import find_ffns
 from awncompress.evaluate.matrix import evaluate_methods

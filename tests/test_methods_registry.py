@@ -7,7 +7,8 @@ import copy
 
 import pytest
 import torch
-from conftest import collate, logits, make_batches, make_model, toy_data
+from conftest import collate, logits, make_batches, toy_data
+from zoo import make_model
 
 from awncompress.config import recipe_from_dict
 from awncompress.errors import RecipeError, UnknownMethodError

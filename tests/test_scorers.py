@@ -6,7 +6,8 @@ import copy
 
 import pytest
 import torch
-from conftest import make_batches, make_model
+from conftest import make_batches
+from zoo import make_model
 
 from awncompress import find_ffns
 from awncompress.config import recipe_from_dict

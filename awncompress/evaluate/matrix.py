@@ -212,6 +212,15 @@ def _profile(profile: Optional[dict], d_ff: int) -> Optional[dict]:
     }
 
 
+def _check_methods(chosen: list[Method], ctx: EvalContext) -> None:
+    """Each method's own check, and no two rows of one name."""
+    for method in chosen:
+        method.check(ctx)
+    labels = [m.label(ctx) for m in chosen]
+    if len(set(labels)) != len(labels):
+        raise UnknownMethodError(f"two methods would write rows of the same name: {labels}")
+
+
 def _dense_entry(original: nn.Module, measure: _Evaluator, full: tuple) -> tuple[dict, str]:
     """The dense model's report entry and where its FLOPs came from."""
     original.eval()
@@ -295,11 +304,7 @@ def evaluate_methods(
     flop_dirs = {float(k): Path(p) for k, p in (context.pop("flop_dirs", None) or {}).items()}
     calibration = None if calibration is None else list(calibration)
     ctx = EvalContext(original, widths, {}, calibration, export_dirs=export_dirs, flop_dirs=flop_dirs, **context)
-    for method in chosen:
-        method.check(ctx)
-    labels = [m.label(ctx) for m in chosen]
-    if len(set(labels)) != len(labels):
-        raise UnknownMethodError(f"two methods would write rows of the same name: {labels}")
+    _check_methods(chosen, ctx)
     ctx.layer_plan = _layer_plan(widths, export_dirs, full_widths(find_ffns(original)))
 
     measure = _Evaluator(dataset, collate, task, metric, batch_size, resolve_device(device))
