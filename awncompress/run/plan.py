@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import resource
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..config.recipe import Recipe
 from ..data.tokenized import ExampleDataset, TaskData, example_lengths
 from ..errors import AwnError
 from ..evaluate.latency import device_of
+from ..files.lock import run_temp_dir
 from ..model.scoring import model_inputs
 from ..train.settings import draws_fresh_batches, examples_drawn, width_passes
 from .chain import run_stages
@@ -156,7 +156,7 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
     level = log.level
     log.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
     try:
-        with tempfile.TemporaryDirectory(prefix="awncompress-dry-") as tmp:
+        with run_temp_dir("dry") as tmp:
             result = run_stages(
                 tiny_recipe,
                 Path(tmp) / "out",
@@ -181,7 +181,7 @@ def dry_run(recipe: Recipe, model: nn.Module, tokenizer: Any, head_trained: bool
         log.setLevel(level)
     seconds = time.perf_counter() - began
     step = {"awn": result.awn.step_seconds[-1]}  # the last step: the first ones pay for warm-up
-    if result.dense is not None:
+    if result.dense is not None and result.dense.step_seconds:
         step["dense"] = result.dense.step_seconds[-1]
     report = result.report or {}
     latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (
