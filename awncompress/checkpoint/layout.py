@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from ..errors import NotAnExportError
-from ..files.manifest import has_manifest
+from ..files.manifest import has_manifest, only_kept
 from ..files.paths import contained
 from .export import update_provenance
 from .provenance import PROVENANCE_FILE, read_provenance
@@ -45,6 +45,8 @@ _RUN_ENTRY = re.compile(
 def is_run_output(folder: Path) -> bool:
     """Whether ``folder`` is a convert output: the recipe.yaml a run recorded, and a record of the
     files awncompress wrote there (``--overwrite`` removes only those, see files/manifest.py)."""
+    if only_kept(folder):
+        return True  # an output --overwrite emptied of awncompress's files before a run that then failed
     recipe = folder / RECIPE_FILE
     if recipe.is_symlink() or not recipe.is_file() or not has_manifest(folder):
         return False

@@ -27,8 +27,9 @@ def _from_text(value: str, tp: Any, key: str) -> Any:
             try:
                 parsed = parse_yaml(text, key, RecipeError, max_depth=4)
             except RecipeError:
+                shown = text if len(text) <= 60 else text[:60] + "..."
                 raise RecipeError(
-                    f"{key}: {text!r} is not a valid list (write it as [0.25, 0.5] or 0.25,0.5)"
+                    f"{key}: {shown!r} is not a valid list (write it as [0.25, 0.5] or 0.25,0.5)"
                 ) from None
             return parsed if isinstance(parsed, list) else value
         return [_from_text(part.strip(), get_args(tp)[0], key) for part in text.split(",")] if text else []

@@ -52,7 +52,9 @@ def check_path(out: Path, what: str = "output") -> None:
     except OSError as exc:
         raise OutputExistsError(f"{out}: {exc.strerror or exc}") from None
     if out.is_symlink():
-        raise OutputExistsError(f"{out} is a symbolic link; give the {what} itself, not a link to it")
+        raise OutputExistsError(
+            f"{out} is a symbolic link; awncompress does not write through links (give the {what} itself)"
+        )
     kind = entry_kind(out)
     if kind is not None and kind != "a directory":
         raise OutputExistsError(f"{out} is {kind}; refusing to replace it")

@@ -96,7 +96,7 @@ def _acquire(path: Path, target: Union[str, Path]) -> int:
         except BlockingIOError:
             os.close(fd)
             raise AwnError(
-                f"another awncompress command is writing {target}; wait for it to finish or choose another output"
+                f"another awncompress run is writing {target}; wait for it to finish or choose another output"
             ) from None
         try:  # the file we locked must still be the one at the path (a finishing run removes it)
             same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 from ..errors import OutputExistsError
 
@@ -25,17 +25,20 @@ MARK = "awncompress"
 log = logging.getLogger("awncompress")
 
 
-def _read(folder: Path) -> list[str]:
+def _read(folder: Path) -> Optional[list[str]]:
+    """The names ``folder``'s record lists; None when it has no readable record (missing, a link, garbled)."""
     file = folder / MANIFEST
     if not file.is_file() or file.is_symlink():
-        return []
+        return None
     try:
         with open(file, encoding="utf-8") as fh:
             data = json.loads(fh.read(16 << 20))
     except (OSError, ValueError, RecursionError):
-        return []
+        return None
     files = data.get("files") if isinstance(data, dict) and data.get("written_by") == MARK else None
-    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return files
 
 
 def _write(folder: Path, names: Iterable[str]) -> None:
@@ -51,8 +54,8 @@ def _write(folder: Path, names: Iterable[str]) -> None:
 
 
 def has_manifest(folder: Path) -> bool:
-    """Whether ``folder`` (a real folder, not a link) holds a record of what awncompress wrote."""
-    return folder.is_dir() and not folder.is_symlink() and (folder / MANIFEST).is_file()
+    """Whether ``folder`` (a real folder, not a link) holds a readable record of what awncompress wrote."""
+    return folder.is_dir() and not folder.is_symlink() and _read(folder) is not None
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -72,7 +75,7 @@ def write_manifest(folder: Path) -> None:
 
 def record_written(folder: Path, *names: str) -> None:
     """Add ``names`` (relative to ``folder``) to the folder's record."""
-    _write(folder, [*_read(folder), *names])
+    _write(folder, [*(_read(folder) or []), *names])
 
 
 def owned_files(folder: Path) -> set[Path]:
@@ -81,7 +84,7 @@ def owned_files(folder: Path) -> set[Path]:
     for root, dirs, files in os.walk(folder, followlinks=False):
         if MANIFEST in files:
             base = Path(root)
-            owned |= {base / name for name in _read(base) if ".." not in Path(name).parts}
+            owned |= {base / name for name in _read(base) or [] if ".." not in Path(name).parts}
             owned.add(base / MANIFEST)
     return owned
 
@@ -122,13 +125,12 @@ def remove_written(folder: Union[str, Path], *, say: bool = True) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir() or folder.is_symlink():
         return []
-    kept = unrecorded(folder)
+    owned, entries = owned_files(folder), _entries(folder)
+    kept = sorted(p for p in entries if p not in owned)
     recorded = [Path(root) for root, _, files in os.walk(folder, followlinks=False) if MANIFEST in files]
-    for path in owned_files(folder):
-        if path.is_symlink() or path.is_file():
+    for path in entries:  # only entries found without following links: a record cannot point elsewhere
+        if path in owned:
             path.unlink(missing_ok=True)
-        elif path.is_dir() and not [p for p in kept if p.is_relative_to(path)]:
-            shutil.rmtree(path, ignore_errors=True)
     for root, _, _ in sorted(os.walk(folder, followlinks=False), key=lambda w: len(Path(w[0]).parts), reverse=True):
         try:
             os.rmdir(root)  # only an empty folder goes

@@ -47,7 +47,7 @@ def entry_kind(path: Union[str, Path]) -> Optional[str]:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        return exc.strerror or type(exc).__name__
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
     return None if stat.S_ISREG(mode) else _kind(mode)
 
 
@@ -174,4 +174,4 @@ def check_folder_files(folder: Path, what: str, error: Callable[[str], Exception
             raise error(f"{what} {folder}: {entry.name} is {kind}, not a regular file; refusing to read it")
     for name in MODEL_JSON:
         if (Path(folder) / name).is_file():
-            load_json(Path(folder) / name, name, error, limit=16 << 20)
+            load_json(Path(folder) / name, what, error, limit=16 << 20)

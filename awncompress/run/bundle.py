@@ -20,7 +20,7 @@ from ..config.recipe import Recipe
 from ..data.tokenized import DataConfig, TaskData, ensure_pad_token
 from ..errors import MetricError, ModelLoadError, NotAnExportError
 from ..evaluate.metrics import is_shipped, load_metric
-from ..files.readers import check_folder_files
+from ..files.readers import check_folder_files, entry_kind
 from ..model.surgery import AWNConfig
 from ..train.finetune import PriorConfig, examples_seen
 from ..train.settings import TrainConfig, check_batch
@@ -44,6 +44,9 @@ def resolve_model(name: str) -> str:
             return str(assets.mpnet_path())
         raise ModelLoadError(f"unknown builtin model {name!r}; builtins: {', '.join(BUILTIN_MODELS)}")
     path = Path(name).expanduser()
+    kind = entry_kind(path)
+    if kind is not None and kind != "a directory":
+        raise ModelLoadError(f"{path} is {kind}; a model is a folder with config.json and safetensors weights")
     if path.is_file():
         raise ModelLoadError(
             f"{path} is a file; a model is a folder with config.json and safetensors weights "

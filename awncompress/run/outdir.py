@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..checkpoint.layout import CHECKPOINTS_DIR, RECIPE_FILE, RECIPE_MARK, is_run_output
+from ..checkpoint.layout import CHECKPOINTS_DIR, RECIPE_FILE, RECIPE_MARK, REPORT_FILES, is_run_output
 from ..config import Recipe, dump_recipe, load_recipe, set_fields
 from ..data.sources import classify_source
 from ..errors import AwnError, OutputExistsError
-from ..files.atomic import atomic_write, check_path, check_replaceable, remove_temps
+from ..files.atomic import atomic_write, check_file_writable, check_path, check_replaceable, remove_temps
 from ..files.lock import run_lock
 from ..files.manifest import remove_written
 from ..files.paths import contained
@@ -63,6 +63,9 @@ def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool, in
     for path in _local_inputs(recipe, inputs):
         if path.resolve() == target or path.resolve().is_relative_to(target):
             raise OutputExistsError(f"refusing to write into {out}: it holds {path}, which this run reads")
+    for name in (RECIPE_FILE, *REPORT_FILES):  # written at the start or the end: refused now, not then
+        if out.is_dir() and os.path.lexists(out / name):
+            check_file_writable(out / name, overwrite=True)
     if resume:
         if not (out / CHECKPOINTS_DIR).is_dir():
             raise AwnError(f"nothing to resume in {out}: it has no {CHECKPOINTS_DIR}/ folder")
