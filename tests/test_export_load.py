@@ -169,8 +169,8 @@ def test_existing_output_needs_overwrite(tmp_path):
     with pytest.raises(OutputExistsError, match="overwrite"):
         export_uniform(model, out, 16)
     assert (out / "marker").exists()
-    export_uniform(model, out, 16, overwrite=True)
-    assert not (out / "marker").exists() and json.loads((out / "awncompress.json").read_text())["width"] == 16
+    export_uniform(model, out, 16, overwrite=True)  # replaces what awncompress wrote, keeps the user's file
+    assert (out / "marker").read_text() == "old" and json.loads((out / "awncompress.json").read_text())["width"] == 16
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no temp or trash dirs left
 
 

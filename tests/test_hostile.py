@@ -15,6 +15,7 @@ from zoo import make_model
 
 from awncompress import NotAnExportError, export_uniform, load_pretrained, read_provenance
 from awncompress.cli import app
+from awncompress.files.manifest import MANIFEST
 from awncompress.report.files import load_report
 
 runner = CliRunner()
@@ -173,7 +174,7 @@ def test_a_killed_runs_temp_folders_are_cleaned_on_resume(tiny, tmp_path, monkey
     (out / ".nested.tmp-abc123").mkdir()  # what a SIGKILL during an export leaves
     (out / ".nested.tmp-abc123" / "model.safetensors").write_text("half")
     assert _convert(tiny, out, "--resume").exit_code == 0
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != MANIFEST]
 
 
 # --------------------------------------------------------------------------- 6. corrupt safetensors
@@ -586,3 +587,257 @@ def test_score_overwrites_its_own_file(tiny, tmp_path):
     assert runner.invoke(app, args).exit_code == 0
     assert "--overwrite" in _one_line(runner.invoke(app, args))
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+# --------------------------------------------------------------------------- issue 29: trust, second pass
+
+
+def _score_args(tiny, out, *extra):
+    return ["score", str(tiny["model"]), "--data", str(tiny["data"]), "--batches", "1", "--batch-size", "8"] + (
+        ["--out", str(out), *extra] if out is not None else []
+    )
+
+
+def test_29_1_score_never_replaces_its_inputs_or_what_it_did_not_write(tiny, tmp_path):
+    copy = {"model": tmp_path / "model", "data": tmp_path / "reviews.csv"}  # a regression must not spoil the fixture
+    shutil.copytree(tiny["model"], copy["model"])
+    shutil.copy(tiny["data"], copy["data"])
+    tiny = copy
+    weights = tiny["model"] / "model.safetensors"
+    before = weights.read_bytes()
+    for target in (weights, tiny["model"] / "config.json", tiny["data"]):
+        line = _one_line(runner.invoke(app, _score_args(tiny, target, "--overwrite")))
+        assert "reads" in line, line
+    mine = tmp_path / "mine.safetensors"
+    shutil.copy(weights, mine)  # a safetensors file awncompress did not write
+    assert "not a file awncompress wrote" in _one_line(runner.invoke(app, _score_args(tiny, mine, "--overwrite")))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert "FIFO" in _one_line(runner.invoke(app, _score_args(tiny, fifo, "--overwrite")))
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(mine)
+    assert "symbolic link" in _one_line(runner.invoke(app, _score_args(tiny, link, "--overwrite")))
+    assert weights.read_bytes() == before and mine.read_bytes() == before and fifo.is_fifo()
+
+
+def test_29_2_the_run_lock_cannot_be_planted_and_is_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from awncompress.errors import AwnError
+    from awncompress.files.lock import lock_path, run_lock
+
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    lock = lock_path(out)
+    lock.symlink_to(victim)  # a link at the lock's name is not followed
+    with pytest.raises(AwnError, match="symbolic link"):
+        with run_lock(out):
+            pass
+    assert not victim.exists()
+    lock.unlink()
+    with run_lock(out):
+        assert lock.is_file() and not lock.is_symlink()
+        with pytest.raises(AwnError, match="another awncompress"):
+            with run_lock(out):
+                pass
+    assert not lock.exists()  # removed when the run ends
+    info = lock.parent.lstat()
+    assert info.st_uid == os.geteuid() and info.st_mode & 0o077 == 0
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    planted = shared / f"awncompress-{os.geteuid()}"
+    for plant in (lambda: planted.symlink_to(victim), lambda: planted.write_text("x")):
+        plant()
+        with pytest.raises(AwnError, match="lock folder"):
+            with run_lock(out):
+                pass
+        planted.unlink()
+    assert not victim.exists()
+
+
+def test_29_3_overwrite_keeps_user_files_inside_an_outputs_subfolders(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _kill_after_dense(tiny, out, monkeypatch)
+    step = next((out / "checkpoints" / "dense").glob("step-*"))
+    mine = [out / "dense" / "important.db", step / "my_notes.txt"]
+    for path in mine:
+        path.write_text("mine")
+    result = _convert(tiny, out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "kept 2 file(s)" in result.output and "important.db" in result.output
+    assert all(path.read_text() == "mine" for path in mine)
+    assert (out / "width-0.5" / "awncompress.json").exists() and not (step / "model.safetensors").exists()
+    mine += [out / "notes.txt", out / "width-0.5" / "important.db"]
+    for path in mine[2:]:
+        path.write_text("mine")
+    result = _convert(tiny, out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert "kept 4 file(s)" in result.output and all(path.read_text() == "mine" for path in mine)
+
+
+def test_29_3_a_record_never_names_files_outside_its_folder(tmp_path):
+    from awncompress.files.manifest import remove_written
+
+    victim, outside, folder = tmp_path / "victim.txt", tmp_path / "outside", tmp_path / "out"
+    victim.write_text("v")
+    outside.mkdir()
+    (outside / "f").write_text("v")
+    folder.mkdir()
+    (folder / "link").symlink_to(outside)
+    names = [str(victim), "../victim.txt", "link/f", "link"]
+    (folder / MANIFEST).write_text(json.dumps({"written_by": "awncompress", "files": names}))
+    remove_written(folder)
+    assert victim.read_text() == "v" and (outside / "f").read_text() == "v" and not (folder / "link").exists()
+
+
+def test_29_4_export_never_replaces_its_own_source(tmp_path):
+    source = write_nested(tmp_path / "v" / "n30" / "width-0.5")
+    card = (source / "awncompress.json").read_text()
+    args = ["export", str(source), "--widths", "0.5", "--out", str(tmp_path / "v" / "n30"), "--overwrite"]
+    assert "reads" in _one_line(runner.invoke(app, args))
+    assert (source / "awncompress.json").read_text() == card and read_provenance(source)["format"] == "nested"
+    inside = ["export", str(source), "--widths", "0.25", "--out", str(source)]
+    assert "reads" in _one_line(runner.invoke(app, inside))
+
+
+def test_29_5_a_fifo_in_an_export_is_refused_not_waited_on(tmp_path):
+    import subprocess
+    import sys
+
+    folder = write_nested(tmp_path / "nested")
+    (folder / "model.safetensors").unlink()
+    os.mkfifo(folder / "model.safetensors")
+    code = f"from awncompress import load_pretrained\nload_pretrained({str(folder)!r})"
+    # In a child process: a reader blocked on a FIFO holds the interpreter, and no signal frees it.
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "NotAnExportError" in child.stderr and "FIFO" in child.stderr
+    line = _one_line(runner.invoke(app, ["export", str(folder), "--widths", "0.5", "--out", str(tmp_path / "x")]))
+    assert "FIFO" in line and not (tmp_path / "x").exists()
+
+
+def test_29_6_resume_checks_the_checkpoint_against_the_recipe(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    _kill_after_dense(tiny, out, monkeypatch)
+    step = next((out / "checkpoints" / "dense").glob("step-*"))
+    state_file = step / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "step": 99999}))
+    assert "99999" in _one_line(_convert(tiny, out, "--resume"))
+    state_file.write_text(json.dumps(state))
+    optimizer = (step / "optimizer.safetensors").read_bytes()
+    from safetensors.torch import save_file
+
+    save_file({}, str(step / "optimizer.safetensors"))
+    assert "optimizer state" in _one_line(_convert(tiny, out, "--resume"))
+    (step / "optimizer.safetensors").write_bytes(optimizer)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(str(step), elsewhere)
+    step.symlink_to(elsewhere)
+    assert "outside" in _one_line(_convert(tiny, out, "--resume"))
+    assert not (out / "width-0.5").exists()
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_29_7_deeply_nested_yaml_and_json_are_one_line(tiny, tmp_path):
+    recipe = tmp_path / "deep.yaml"
+    recipe.write_text(f"model: {tiny['model']}\ndata: {_deep(5000)}\n")
+    assert "deeper" in _one_line(runner.invoke(app, ["convert", str(recipe), "--out", str(tmp_path / "o")]))
+    (tmp_path / "report.json").write_text(_deep(100000))
+    assert "deeper" in _one_line(runner.invoke(app, ["report", str(tmp_path)]))
+    folder = write_nested(tmp_path / "nested")
+    (folder / "awncompress.json").write_text('{"format": ' + _deep(100000) + "}")
+    assert "deeper" in _one_line(runner.invoke(app, ["inspect", str(folder)]))
+    (folder / "awncompress.json").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copytree(write_nested(tmp_path / "n2"), out / "nested")
+    (out / "recipe.yaml").write_text("model: m\nderived: " + _deep(5000) + "\n")
+    assert "deeper" in _one_line(runner.invoke(app, ["evaluate", str(out)]))
+
+
+def test_29_8_a_seed_beyond_64_bits_is_one_line(tiny, tmp_path):
+    line = _one_line(_convert(tiny, tmp_path / "o", "--seed", str(2**64)))
+    assert "seed" in line and not (tmp_path / "o").exists()
+
+
+def test_29_9_huge_labels_are_refused_without_building_a_range(tiny, tmp_path):
+    import pandas as pd
+
+    data = tmp_path / "huge.csv"
+    pd.DataFrame({"text": ["good film", "bad film"] * 10, "label": [0, 10**12] * 10}).to_csv(data, index=False)
+    line = _one_line(
+        runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(data), "--out", str(tmp_path / "o"), *FAST])
+    )
+    assert "0..n-1" in line and "1000000000000" in line
+
+
+def test_29_10_an_untrained_head_with_no_dense_stage_is_one_line(tiny, tmp_path):
+    line = _one_line(_convert(tiny, tmp_path / "o", "--set", "dense.steps=0"))
+    assert "untrained" in line and "dense.steps" in line and not (tmp_path / "o").exists()
+
+
+def test_29_11_a_symlink_loop_in_the_output_path_is_one_line(tiny, tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    line = _one_line(_convert(tiny, loop / "out"))
+    assert "symbolic links" in line and "loop" in line
+
+
+def test_29_12_the_dry_pass_temp_folder_is_per_run_and_a_killed_ones_is_removed(tiny, tmp_path):
+    from awncompress.files.lock import lock_folder
+
+    stale = lock_folder() / "dry-99999999-killed"
+    (stale / "out").mkdir(parents=True)
+    (stale / "out" / "model.safetensors").write_text("a copy of the model")
+    result = runner.invoke(
+        app, ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--out", str(tmp_path / "o"), "--plan"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and not list(lock_folder().glob("dry-*")) and not (tmp_path / "o").exists()
+
+
+def test_29_weak_messages_are_mended(tiny, tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from awncompress.files.lock import run_lock
+    from awncompress.report.files import write_report
+
+    broken = tmp_path / "nan-model"
+    shutil.copytree(tiny["model"], broken)
+    tensors = load_file(str(broken / "model.safetensors"))
+    name = next(k for k in tensors if k.endswith("weight"))
+    tensors[name][0] = float("nan")
+    save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    line = _one_line(runner.invoke(app, ["convert", str(broken), "--data", str(tiny["data"]), *FAST]))
+    assert "NaN" in line and "learning rate" not in line
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(tiny["model"], mismatched)
+    config = json.loads((mismatched / "config.json").read_text())
+    (mismatched / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    line = _one_line(runner.invoke(app, ["convert", str(mismatched), "--data", str(tiny["data"]), *FAST]))
+    assert "[64]" in line and "[48]" in line and "above report" not in line
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    assert "FIFO" in _one_line(runner.invoke(app, ["convert", str(tiny["model"]), "--data", str(fifo), *FAST]))
+    record = synthetic_record()
+    record["rows"][0]["method"] = "<img src=x>|awn"
+    write_report(record, tmp_path / "r")
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "\\<img src=x\\>\\|awn" in markdown and "<img" not in markdown.replace("\\<img", "")
+    folder = write_nested(tmp_path / "nested")
+    with run_lock(tmp_path / "x"):
+        args = ["export", str(folder), "--widths", "0.5", "--out", str(tmp_path / "x")]
+        assert "another awncompress" in _one_line(runner.invoke(app, args))
+    with run_lock(tmp_path / "r"):
+        assert "another awncompress" in _one_line(runner.invoke(app, ["evaluate", str(tmp_path / "r")]))
+    import awncompress.run.plan as plan
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plan, "run_stages", interrupted)
+    line = _one_line(_convert(tiny, tmp_path / "o"), code=130)
+    assert "--resume" not in line and "not touched" in line and not (tmp_path / "o").exists()

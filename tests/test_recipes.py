@@ -200,7 +200,7 @@ def test_numbers_are_normalised() -> None:
         ({"export": {"widths": [0]}}, r"export\.widths\[0\] must be in \(0, 1\]"),
         ({"export": {"widths": []}}, r"export\.widths must not be empty"),
         ({"export": {"widths": [0.5, 0.5]}}, r"export\.widths lists a width twice"),
-        ({"export": {"multiple": 0}}, r"export\.multiple must be >= 1"),
+        ({"export": {"multiple": 0}}, r"export\.multiple must be in \[1, 1048576\]"),
         ({"evaluate": {"methods": ["awn", "telepathy"]}}, r"evaluate\.methods\[1\] must be one of: awn"),
         ({"evaluate": {"methods": []}}, r"evaluate\.methods must not be empty"),
         ({"model": ""}, r"model must be a non-empty string"),

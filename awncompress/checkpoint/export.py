@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import NotAnExportError, UnsupportedModelError
 from ..files.atomic import atomic_dir, atomic_write, check_writable, write_failure
+from ..files.manifest import only_kept
 from ..model.families import attach_spec, find_ffns, specs_for
 from ..model.head_cuts import Heads, truncate_heads_
 from ..model.heads import find_heads, layer_heads, set_config_heads
@@ -27,7 +28,10 @@ from .provenance import read_provenance, write_provenance
 
 
 def is_export(folder: Path) -> bool:
-    """Whether ``folder`` is an awncompress export with a valid record (so ``overwrite`` may replace it)."""
+    """Whether ``folder`` is an awncompress export with a valid record, or one that ``--overwrite``
+    emptied of awncompress's files (so ``overwrite`` may replace what awncompress wrote in it)."""
+    if only_kept(folder):
+        return True
     try:
         read_provenance(folder)
     except NotAnExportError:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from ..errors import NotAnExportError
-from ..files.atomic import TEMP_NAME
+from ..files.manifest import has_manifest, only_kept
 from ..files.paths import contained
 from .export import update_provenance
 from .provenance import PROVENANCE_FILE, read_provenance
@@ -37,29 +37,21 @@ _WIDTH_DIR = re.compile(rf"^{re.escape(WIDTH_DIR_PREFIX)}(\d+(?:\.\d+)?(?:e-?\d+
 REPORT_FILES = ("report.json", "report.csv", "report.md", "curve.png")
 # The first line of the recipe.yaml a run records: how --overwrite knows the folder is a run's.
 RECIPE_MARK = "# Recorded by awncompress"
-_STEP = re.compile(r"^step-\d+$")
 _RUN_ENTRY = re.compile(
     rf"^({re.escape(WIDTH_DIR_PREFIX)}|{re.escape(PER_LAYER_DIR_PREFIX)}|{re.escape(FLOPS_DIR_PREFIX)})[0-9.e-]+$"
 )
 
 
 def is_run_output(folder: Path) -> bool:
-    """Whether ``folder`` is a convert output: a recipe.yaml and nothing but what convert writes.
-
-    Only such a folder is ever deleted by ``--overwrite``: a folder with anything else in it (the
-    user's files, a model, data) is not awncompress's to delete.
-    """
+    """Whether ``folder`` is a convert output: the recipe.yaml a run recorded, and a record of the
+    files awncompress wrote there (``--overwrite`` removes only those, see files/manifest.py)."""
+    if only_kept(folder):
+        return True  # an output --overwrite emptied of awncompress's files before a run that then failed
     recipe = folder / RECIPE_FILE
-    if not recipe.is_file() or not recipe.read_text(errors="replace").startswith(RECIPE_MARK):
-        return False  # a recipe someone wrote, not the one a run recorded
-    known = {RECIPE_FILE, DENSE_DIR, NESTED_DIR, CHECKPOINTS_DIR, *REPORT_FILES}
-    if not all(p.name in known or _RUN_ENTRY.match(p.name) or TEMP_NAME.match(p.name) for p in folder.iterdir()):
+    if recipe.is_symlink() or not recipe.is_file() or not has_manifest(folder):
         return False
-    checkpoints = folder / CHECKPOINTS_DIR
-    return not checkpoints.exists() or all(
-        stage.name in ("dense", "awn") and all(_STEP.match(c.name) or TEMP_NAME.match(c.name) for c in stage.iterdir())
-        for stage in checkpoints.iterdir()
-    )
+    with open(recipe, "rb") as fh:
+        return fh.read(len(RECIPE_MARK)).decode(errors="replace") == RECIPE_MARK  # not a recipe someone wrote
 
 
 def width_key(fraction: float) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -13,6 +12,7 @@ from torch import nn
 
 from ..errors import NotAnExportError, UnsafeCheckpointError, WidthError, first_line
 from ..files.paths import check_entries, contained
+from ..files.readers import check_folder_files, check_regular, load_json
 from ..model.families import attach_spec, find_ffns, set_config_widths
 from ..model.flop_targets import pick_for_flops, pick_per_layer_for_flops
 from ..model.head_cuts import Heads, full_units, resolve_heads, truncate_heads_
@@ -82,22 +82,24 @@ def safetensors_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = load_json(index, "index", NotAnExportError)["weight_map"]
             names = sorted(set(weight_map.values()))
+        except NotAnExportError as exc:
+            raise NotAnExportError(f"{index} is not a safetensors index (JSON with a weight_map): {exc}") from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise NotAnExportError(
                 f"{index} is not a safetensors index (JSON with a weight_map): {first_line(exc)}"
             ) from None
         if not all(isinstance(n, str) for n in names):
             raise NotAnExportError(f"{index}: weight_map values must be file names")
-        files = [contained(folder, n, str(index)) for n in names]
+        files = [check_regular(contained(folder, n, str(index)), "weight file", NotAnExportError) for n in names]
         if not all(f.suffix == ".safetensors" for f in files):
             raise NotAnExportError(f"{index} names files that are not .safetensors")
         return files
     single = folder / "model.safetensors"
     if not single.exists():
         raise NotAnExportError(f"{folder} has no model.safetensors")
-    return [contained(folder, single.name, str(folder))]
+    return [check_regular(contained(folder, single.name, str(folder)), "weight file", NotAnExportError)]
 
 
 def _ffn_param_roles(model: nn.Module) -> dict[str, str]:
@@ -277,6 +279,7 @@ def load_pretrained(
     folder = check_safe_checkpoint(path)
     record = read_provenance(folder)
     check_entries(folder, str(folder))
+    check_folder_files(folder, "export", NotAnExportError)
     fmt = record["format"]
     if (width is not None or heads is not None or flops is not None) and fmt != "nested":
         raise WidthError(

@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..errors import NotAnExportError
 from ..files.atomic import atomic_write
+from ..files.readers import parse_json, read_text
 from ..files.schema import FileRecord, NonBlank, Number, PositiveInt, Width, cross_error
 from ..model.families import FFNSpec
 
@@ -120,14 +121,14 @@ def read_provenance(path: Union[str, Path]) -> dict[str, Any]:
     if not path.is_dir():
         raise NotAnExportError(f"{path} is not a directory")
     file = path / PROVENANCE_FILE
-    if not file.is_file():
+    if not file.exists() and not file.is_symlink():
         raise NotAnExportError(
             f"{path} is not an awncompress export (no {PROVENANCE_FILE}); load vanilla folders with transformers"
         )
     try:
-        record = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise NotAnExportError(f"{file} is not valid JSON: {exc}") from None
+        record = parse_json(read_text(file, PROVENANCE_FILE, error=NotAnExportError), str(file), NotAnExportError)
+    except OSError as exc:
+        raise NotAnExportError(f"{file} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(record, dict):
         raise NotAnExportError(f"{file} holds {type(record).__name__}, not a JSON object")
     try:

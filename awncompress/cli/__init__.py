@@ -7,13 +7,22 @@ own module and registers itself on :data:`app` when imported, in the order ``--h
 
 from __future__ import annotations
 
+import signal
+
 from . import convert, evaluate, exports, recipes  # noqa: F401  (registers the commands, in this order)
 from .app import app
 from .common import parse_widths
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same clean stop as Ctrl-C: temp folders and the run lock are removed
+
+
 def main() -> None:
-    """Console entry point."""
+    """Console entry point; SIGTERM and SIGHUP stop a command as Ctrl-C does."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
     app()
 
 

@@ -24,8 +24,10 @@ def friendly_errors() -> Iterator[None]:
             raise
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted (a convert run continues with --resume)", err=True)
+    except KeyboardInterrupt as exc:
+        typer.echo(
+            f"interrupted: {exc}" if str(exc) else "interrupted (a convert run continues with --resume)", err=True
+        )
         raise typer.Exit(130) from None
     except OSError as exc:  # a path that cannot be read or written: say which, and why
         if os.environ.get("AWNCOMPRESS_TRACEBACK"):

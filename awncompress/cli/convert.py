@@ -80,6 +80,7 @@ def convert(
     budget: Optional[float] = typer.Option(
         None,
         min=0.1,
+        max=1e6,
         help="Minutes the whole run should take: fine-tune steps are scaled to fit what a dry pass measured.",
     ),
     plan: bool = typer.Option(

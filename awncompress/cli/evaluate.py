@@ -47,17 +47,19 @@ def evaluate(
     """
     quiet_libraries(quiet)
     with friendly_errors():
+        from ..files.lock import run_lock
         from ..run.reevaluate import reevaluate
 
-        reevaluate(
-            out,
-            data=data,
-            train_data=train_data,
-            model=model,
-            metric=metric,
-            methods=methods.split(",") if methods else None,
-            quiet=quiet,
-        )
+        with run_lock(out):
+            reevaluate(
+                out,
+                data=data,
+                train_data=train_data,
+                model=model,
+                metric=metric,
+                methods=methods.split(",") if methods else None,
+                quiet=quiet,
+            )
     if not quiet:
         typer.echo(f"report: {out / 'report.md'}")
 
@@ -71,7 +73,9 @@ def report(out: Path = typer.Argument(..., help="A folder holding report.json.")
       awncompress report awn-demo
     """
     with friendly_errors():
+        from ..files.lock import run_lock
         from ..report.files import render_report
 
-        render_report(out)
+        with run_lock(out if out.is_dir() else out.parent):
+            render_report(out)
     typer.echo(f"report: {out / 'report.md'}")

@@ -52,7 +52,9 @@ def export_cmd(
     nested: Path = typer.Argument(..., help="A nested export folder."),
     widths: Optional[str] = typer.Option(None, help="Width fractions to materialise, e.g. 0.3,0.6."),
     learned: bool = typer.Option(False, help="Also write the learned per-layer widths as a per-layer export."),
-    multiple: Optional[int] = typer.Option(None, min=1, help="Round widths to a multiple of this (e.g. 64)."),
+    multiple: Optional[int] = typer.Option(
+        None, min=1, max=1 << 20, help="Round widths to a multiple of this (e.g. 64)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write width-<w>/ (and per-layer/) into."),
     overwrite: bool = typer.Option(False, help="Replace existing width folders."),
 ) -> None:
@@ -69,43 +71,46 @@ def export_cmd(
         raise typer.BadParameter("give --widths and/or --learned")
     quiet_libraries(True)
     with friendly_errors():
-        from ..checkpoint.export import export_per_layer, export_uniform
-        from ..checkpoint.layout import width_dir
-        from ..checkpoint.load import load_pretrained
-        from ..checkpoint.provenance import read_provenance
+        from ..files.lock import run_lock
 
-        record = read_provenance(nested)
-        if record["format"] != "nested":
-            raise AwnError(f"{nested} is a {record['format']} export; `export` needs a nested one")
-        model = load_pretrained(nested)
-        tokenizer = _tokenizer_or_none(nested)
-        written = [
-            export_uniform(
-                model,
-                width_dir(out, w),
-                w,
-                tokenizer=tokenizer,
-                source=record.get("source_model"),
-                multiple=multiple,
-                overwrite=overwrite,
-            )
-            for w in parsed
-        ]
-        if learned:
-            widths_learned = (record.get("profile") or {}).get("active_widths")
-            if not widths_learned:
-                raise AwnError(f"{nested} records no learned per-layer widths")
-            written.append(
-                export_per_layer(
-                    model,
-                    out / "per-layer",
-                    widths_learned,
-                    tokenizer=tokenizer,
-                    source=record.get("source_model"),
-                    overwrite=overwrite,
-                )
-            )
+        with run_lock(out):
+            written = _export(nested, parsed, learned, multiple, out, overwrite)
     typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _export(nested: Path, widths: list, learned: bool, multiple: Optional[int], out: Path, overwrite: bool) -> list:
+    """The exports `awncompress export` writes; none of them may replace or lie inside ``nested``."""
+    from ..checkpoint.export import export_per_layer, export_uniform
+    from ..checkpoint.layout import width_dir
+    from ..checkpoint.load import load_pretrained
+    from ..checkpoint.provenance import read_provenance
+    from ..files.paths import check_apart
+
+    record = read_provenance(nested)
+    if record["format"] != "nested":
+        raise AwnError(f"{nested} is a {record['format']} export; `export` needs a nested one")
+    widths_learned = (record.get("profile") or {}).get("active_widths")
+    if learned and not widths_learned:
+        raise AwnError(f"{nested} records no learned per-layer widths")
+    targets = [width_dir(out, w) for w in widths] + ([out / "per-layer"] if learned else [])
+    for target in targets:
+        check_apart(target, [nested], "the export")
+    model = load_pretrained(nested)
+    tokenizer = _tokenizer_or_none(nested)
+    source = record.get("source_model")
+    written = [
+        export_uniform(
+            model, width_dir(out, w), w, tokenizer=tokenizer, source=source, multiple=multiple, overwrite=overwrite
+        )
+        for w in widths
+    ]
+    if learned:
+        written.append(
+            export_per_layer(
+                model, out / "per-layer", widths_learned, tokenizer=tokenizer, source=source, overwrite=overwrite
+            )
+        )
+    return written
 
 
 def _tokenizer_or_none(folder: Path):
@@ -124,8 +129,8 @@ def score(
     task: str = typer.Option("text-classification", help="text-classification or causal-lm."),
     scorer: List[str] = typer.Option(["wina"], help="wina, activation, magnitude or random (repeatable)."),
     text_column: str = typer.Option("text", help="Column with the text."),
-    batches: int = typer.Option(8, min=1, help="Calibration batches."),
-    batch_size: int = typer.Option(32, min=1, help="Calibration batch size."),
+    batches: int = typer.Option(8, min=1, max=100000, help="Calibration batches."),
+    batch_size: int = typer.Option(32, min=1, max=65536, help="Calibration batch size."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Write the scores as safetensors (layer.<i>.<scorer>)."
     ),
@@ -145,33 +150,86 @@ def score(
     """
     quiet_libraries(True)
     with friendly_errors():
-        from safetensors.torch import save
+        from ..files.lock import run_lock
 
-        from ..data.tokenized import DataConfig, load_task_data
-        from ..files.atomic import atomic_write, check_file_writable
-        from ..model.families import find_ffns
-        from ..model.scorers import get_scorer
-        from ..model.scoring import score_neurons
-        from ..run.bundle import calibration_batches, load_model
+        if out is None:
+            _score(model, data, task, scorer, text_column, batches, batch_size, None)
+            return
+        _check_score_out(out, overwrite, model, data)
+        with run_lock(out):
+            _check_score_out(out, overwrite, model, data)  # again, now that no other command writes it
+            _score(model, data, task, scorer, text_column, batches, batch_size, out)
+        typer.echo(f"wrote {out}")
 
-        for name in scorer:
-            get_scorer(name)
-        if out is not None:
-            check_file_writable(out, overwrite)
-        loaded, tokenizer, _ = load_model(model, task)
-        task_data = load_task_data(DataConfig(task=task, train=data, text_column=text_column), tokenizer)
-        calibration = calibration_batches(task_data, batches, batch_size)
-        blocks = find_ffns(loaded)
-        tensors = {}
-        for name in scorer:
-            scores = score_neurons(loaded, blocks, name, calibration)
-            typer.echo(f"{name}: share of the total score in the top 12.5 / 25 / 50 % of neurons")
-            for i, s in enumerate(scores):
-                ranked = s.clamp_min(0).sort(descending=True).values
-                total = float(ranked.sum()) or 1.0
-                shares = [float(ranked[: max(1, round(f * len(ranked)))].sum()) / total for f in (0.125, 0.25, 0.5)]
-                typer.echo(f"  layer {i:2d}: " + " / ".join(f"{x:.0%}" for x in shares))
-                tensors[f"layer.{i}.{name}"] = s.contiguous()
-        if out is not None:
-            atomic_write(out, save(tensors))
-            typer.echo(f"wrote {out}")
+
+SCORES_MARK = {"written_by": "awncompress score"}
+
+
+def _is_scores_file(path: Path) -> bool:
+    """Whether ``path`` is a scores file `awncompress score` wrote (its safetensors header says so)."""
+    from ..files.readers import read_bytes
+
+    try:
+        head = read_bytes(path, "scores file", limit=1 << 30)[: 1 << 20]
+        size = int.from_bytes(head[:8], "little")
+        meta = json.loads(head[8 : 8 + size]).get("__metadata__") or {}
+    except (AwnError, OSError, ValueError, AttributeError):
+        return False
+    return meta.get("written_by") == SCORES_MARK["written_by"]
+
+
+def _check_score_out(out: Path, overwrite: bool, model: str, data: str) -> None:
+    """--out may be written: not an input of this command, not a link/FIFO/device/folder, and an
+    existing file only with --overwrite when `awncompress score` wrote it."""
+    from ..data.sources import classify_source
+    from ..errors import DataError
+    from ..files.atomic import check_file_writable
+    from ..files.paths import check_apart
+
+    inputs = [Path(model).expanduser()] if Path(model).expanduser().exists() else []
+    try:
+        source = classify_source(data)
+        inputs += [Path(source.name)] if source.kind == "file" else []
+    except DataError:
+        pass
+    check_apart(out, inputs, "the scores")
+    check_file_writable(out, overwrite, _is_scores_file)
+
+
+def _score(
+    model: str,
+    data: str,
+    task: str,
+    scorer: List[str],
+    text_column: str,
+    batches: int,
+    batch_size: int,
+    out: Optional[Path],
+) -> None:
+    from safetensors.torch import save
+
+    from ..data.tokenized import DataConfig, load_task_data
+    from ..files.atomic import atomic_write
+    from ..model.families import find_ffns
+    from ..model.scorers import get_scorer
+    from ..model.scoring import score_neurons
+    from ..run.bundle import calibration_batches, load_model
+
+    for name in scorer:
+        get_scorer(name)
+    loaded, tokenizer, _ = load_model(model, task)
+    task_data = load_task_data(DataConfig(task=task, train=data, text_column=text_column), tokenizer)
+    calibration = calibration_batches(task_data, batches, batch_size)
+    blocks = find_ffns(loaded)
+    tensors = {}
+    for name in scorer:
+        scores = score_neurons(loaded, blocks, name, calibration)
+        typer.echo(f"{name}: share of the total score in the top 12.5 / 25 / 50 % of neurons")
+        for i, s in enumerate(scores):
+            ranked = s.clamp_min(0).sort(descending=True).values
+            total = float(ranked.sum()) or 1.0
+            shares = [float(ranked[: max(1, round(f * len(ranked)))].sum()) / total for f in (0.125, 0.25, 0.5)]
+            typer.echo(f"  layer {i:2d}: " + " / ".join(f"{x:.0%}" for x in shares))
+            tensors[f"layer.{i}.{name}"] = s.contiguous()
+    if out is not None:
+        atomic_write(out, save(tensors, metadata=SCORES_MARK))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Union, get_args, get_origin
 
-import yaml
-
 from ..errors import RecipeError
+from ..files.readers import parse_yaml
 from ..files.schema import Section
 from .recipe import SECTIONS, Recipe, recipe_from_dict
 
@@ -26,16 +25,17 @@ def _from_text(value: str, tp: Any, key: str) -> Any:
         text = value.strip()
         if text.startswith("["):
             try:
-                parsed = yaml.safe_load(text)
-            except yaml.YAMLError:
+                parsed = parse_yaml(text, key, RecipeError, max_depth=4)
+            except RecipeError:
+                shown = text if len(text) <= 60 else text[:60] + "..."
                 raise RecipeError(
-                    f"{key}: {text!r} is not a valid list (write it as [0.25, 0.5] or 0.25,0.5)"
+                    f"{key}: {shown!r} is not a valid list (write it as [0.25, 0.5] or 0.25,0.5)"
                 ) from None
             return parsed if isinstance(parsed, list) else value
         return [_from_text(part.strip(), get_args(tp)[0], key) for part in text.split(",")] if text else []
     try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
+        parsed = parse_yaml(value, key, RecipeError, max_depth=4)
+    except RecipeError:
         return value
     return parsed if isinstance(parsed, (bool, int, float)) else value
 

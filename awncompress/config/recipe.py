@@ -31,13 +31,15 @@ from ..evaluate.methods import default_method_names, make_method, method_names
 from ..files.schema import (
     BatchSize,
     LearningRate,
+    Minutes,
+    Multiple,
     NonBlank,
     NonNegativeInt,
     OpenFraction,
-    Positive,
-    PositiveInt,
     RateScale,
+    Scale,
     Section,
+    Seed,
     StepCountOrNone,
     Tokens,
     Width,
@@ -69,8 +71,8 @@ class AwnSection(Section):
     k: OpenFraction = AWNConfig.k
     init_rate: Optional[RateScale] = AWNConfig.init_rate
     rate_prior_mean: RateScale = AWNConfig.rate_prior_mean
-    rate_prior_std: Positive = AWNConfig.rate_prior_std
-    weight_prior_std: Positive = AWNConfig.weight_prior_std
+    rate_prior_std: Scale = AWNConfig.rate_prior_std
+    weight_prior_std: Scale = AWNConfig.weight_prior_std
     calibration_batches: BatchSize = 8
     heads: bool = AWNConfig.heads
 
@@ -101,7 +103,7 @@ class ExportSection(Section):
 
     section = "export"
     widths: list[Width] = Field(default_factory=lambda: [0.125, 0.25, 0.375, 0.5, 0.75], min_length=1)
-    multiple: Optional[PositiveInt] = None
+    multiple: Optional[Multiple] = None
     per_layer: bool = False
     flops: list[Width] = Field(default_factory=list)
 
@@ -145,9 +147,9 @@ class Recipe(Section):
 
     model: NonBlank
     task: Annotated[NonBlank, one_of(lambda: TASKS)] = "text-classification"
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
     out: Optional[NonBlank] = None
-    budget: Optional[Positive] = None
+    budget: Optional[Minutes] = None
     data: DataSection = Field(default_factory=DataSection)
     awn: AwnSection = Field(default_factory=AwnSection)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -9,7 +9,10 @@ from typing import Union
 import yaml
 
 from ..errors import RecipeError
+from ..files.readers import parse_yaml, read_text
 from .recipe import RECIPE_DIR, Recipe, recipe_from_dict
+
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes
 
 
 def list_recipes() -> list[str]:
@@ -30,8 +33,8 @@ def is_recipe(name_or_path: str) -> bool:
     p = Path(name_or_path)
     if p.is_dir():
         return False
-    if _is_yaml_path(name_or_path) and p.is_file():
-        return True
+    if _is_yaml_path(name_or_path) and p.exists():
+        return True  # a FIFO or device under a .yaml name is refused when it is read
     return str(name_or_path) in list_recipes()
 
 
@@ -39,7 +42,7 @@ def load_recipe(name_or_path: Union[str, os.PathLike]) -> Recipe:
     """Load a shipped recipe by name (``"demo"``) or a recipe file by path, and validate it."""
     text_arg = os.fspath(name_or_path)
     p = Path(text_arg)
-    if p.is_file():
+    if p.exists() and not p.is_dir():
         path = p
     elif _is_yaml_path(text_arg) or os.sep in text_arg or "/" in text_arg:
         raise RecipeError(f"recipe file {text_arg!r} does not exist")
@@ -49,11 +52,9 @@ def load_recipe(name_or_path: Union[str, os.PathLike]) -> Recipe:
         available = ", ".join(list_recipes()) or "(none shipped)"
         raise RecipeError(f"unknown recipe {text_arg!r}; available: {available} (or give a path to a .yaml file)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecipeError(f"{path}: cannot read: {e}") from None
+        data = parse_yaml(read_text(path, "recipe", MAX_RECIPE_BYTES, RecipeError), str(path), RecipeError)
+    except OSError as e:
+        raise RecipeError(f"{path}: cannot read: {e.strerror or e}") from None
     if data is None:
         raise RecipeError(f"{path}: the recipe is empty")
     try:

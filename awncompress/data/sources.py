@@ -24,6 +24,7 @@ from typing import NamedTuple, Optional
 import pandas as pd
 
 from ..errors import DataError, first_line
+from ..files.readers import check_regular
 from . import corpora
 
 FILE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".parquet")
@@ -102,10 +103,11 @@ def read_source(spec: str, role: str, task: str, text_column: str, label_column:
 def _read_file(path: Path, task: str, text_column: str) -> pd.DataFrame:
     """A local data file as a DataFrame, or a DataError saying what is wrong with it."""
     kinds = ", ".join(FILE_SUFFIXES)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise DataError(f"data file not found: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a directory; pass a data file ({kinds})")
+    check_regular(path, "data file", DataError)  # a FIFO or /dev/zero would hang or never end
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
         raise DataError(f"{path}: unknown data file extension '{suffix}'; use one of {kinds}")

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..files.schema import NonBlank, OpenFraction, PositiveInt, Section, Tokens
+from ..files.schema import ExampleCount, NonBlank, OpenFraction, Section, Tokens
 from .sources import Table, builtin_base, read_source, seeded_split
 from .tasks import check_task
 
@@ -40,8 +40,8 @@ class DataSection(Section):
     text_pair_column: Optional[NonBlank] = None
     label_column: NonBlank = "label"
     max_length: Tokens = 128
-    max_train_examples: Optional[PositiveInt] = None
-    max_eval_examples: Optional[PositiveInt] = None
+    max_train_examples: Optional[ExampleCount] = None
+    max_eval_examples: Optional[ExampleCount] = None
     eval_fraction: OpenFraction = 0.2
 
 
@@ -248,8 +248,8 @@ def _encode_labels(
     if all(_label_kind(series) == "int" for series, _ in parts):
         encoded = [[int(v) for v in series] for series, _ in parts]
         found = sorted({v for ids in encoded for v in ids})
-        n = found[-1] + 1
-        if found[0] < 0 or found != list(range(n)):
+        n = len(found)
+        if found[0] != 0 or found[-1] != n - 1:  # sorted distinct ints are 0..n-1 exactly then (no range built)
             shown = ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
             raise DataError(
                 f"integer labels in column '{label_column}' must be 0..n-1 with every class present; found {shown}"

@@ -18,13 +18,18 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
 from ..errors import OutputExistsError, first_line
+from .manifest import check_owned, merge_into, record_written, say_kept, unrecorded, write_manifest
+from .readers import entry_kind
 
-# What atomic_dir / atomic_write leave behind if killed: .<name>.tmp-XXXX, .<name>.old-XXXX, .<name>.XXXX.tmp
-TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-[^/]+$|^\..+\.tmp$")
+# What atomic_dir / atomic_write leave behind if killed: .<name>.tmp-XXXXXXXX, .<name>.old-XXXXXXXX,
+# .<name>.XXXXXXXX.tmp (mkdtemp / mkstemp add random letters, digits or underscores)
+TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]+$|^\..+\.[A-Za-z0-9_]+\.tmp$")
 
 
 def check_replaceable(out: Path, owned: Optional[Callable[[Path], bool]] = None) -> None:
-    """Raise OutputExistsError unless the existing folder ``out`` may be deleted and written anew."""
+    """Raise OutputExistsError unless the existing folder ``out`` may be written anew: not the
+    current directory or a folder holding it, and (``owned`` given: a user-facing replacement) a
+    folder ``owned`` accepts that records what awncompress wrote in it (only that is removed)."""
     here, target = Path.cwd().resolve(), out.resolve()
     if here == target or here.is_relative_to(target):
         raise OutputExistsError(f"refusing to replace {out}: it is the current directory or holds it")
@@ -33,12 +38,33 @@ def check_replaceable(out: Path, owned: Optional[Callable[[Path], bool]] = None)
             f"refusing to replace {out}: it is not a folder awncompress wrote; awncompress replaces only "
             "its own outputs (remove it yourself, or choose another output folder)"
         )
+    if owned is not None:
+        check_owned(out)
+
+
+def check_path(out: Path, what: str = "output") -> None:
+    """OutputExistsError when ``out`` cannot be an output path at all: a link loop in it, a link
+    as the output itself, or an entry that is not a regular file or folder (a FIFO, a device)."""
+    try:
+        os.stat(out)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OutputExistsError(f"{out}: {exc.strerror or exc}") from None
+    if out.is_symlink():
+        raise OutputExistsError(
+            f"{out} is a symbolic link; awncompress does not write through links (give the {what} itself)"
+        )
+    kind = entry_kind(out)
+    if kind is not None and kind != "a directory":
+        raise OutputExistsError(f"{out} is {kind}; refusing to replace it")
 
 
 def check_writable(out: Union[str, Path], overwrite: bool, owned: Optional[Callable[[Path], bool]] = None) -> Path:
     """``out`` as a Path if a folder may be written there: it does not exist, or ``overwrite`` and it
     may be replaced (see :func:`check_replaceable`); else OutputExistsError."""
     out = Path(out)
+    check_path(out, "folder")
     if out.is_file():
         raise OutputExistsError(f"{out} is a file; the output must be a folder")
     if out.exists():
@@ -50,13 +76,20 @@ def check_writable(out: Union[str, Path], overwrite: bool, owned: Optional[Calla
     return out
 
 
-def check_file_writable(out: Union[str, Path], overwrite: bool) -> Path:
-    """``out`` as a Path if a file may be written there (a folder is never replaced by a file)."""
+def check_file_writable(out: Union[str, Path], overwrite: bool, owned: Optional[Callable[[Path], bool]] = None) -> Path:
+    """``out`` as a Path if a file may be written there: never over a folder, a link, a FIFO or a
+    device; an existing file only with ``overwrite`` and (``owned`` given) when awncompress wrote it."""
     out = Path(out)
-    if out.is_dir():
+    if out.is_dir() and not out.is_symlink():
         raise OutputExistsError(f"{out} is a folder; the output is a file")
+    check_path(out, "file")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists() and owned is not None and not owned(out):
+        raise OutputExistsError(
+            f"refusing to replace {out}: it is not a file awncompress wrote "
+            "(remove it yourself, or choose another --out)"
+        )
     return out
 
 
@@ -81,8 +114,9 @@ def _shareable(path: Path, mode: int) -> None:
     os.chmod(path, mode & ~umask)
 
 
-def atomic_write(path: Union[str, Path], data: Union[str, bytes]) -> None:
-    """Write a file via a temp file beside it and a rename: readers never see half of it."""
+def atomic_write(path: Union[str, Path], data: Union[str, bytes], record: bool = False) -> None:
+    """Write a file via a temp file beside it and a rename: readers never see half of it.
+    ``record``: add it to its folder's record of what awncompress wrote (see manifest.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -94,20 +128,28 @@ def atomic_write(path: Union[str, Path], data: Union[str, bytes]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if record:
+        record_written(path.parent, path.name)
 
 
 @contextmanager
 def atomic_dir(
     out: Union[str, Path], overwrite: bool = False, owned: Optional[Callable[[Path], bool]] = None
 ) -> Iterator[Path]:
-    """Yield a temp dir; on success it replaces ``out``, on error it is removed."""
+    """Yield a temp dir; on success it replaces ``out``, on error it is removed.
+
+    The new folder records the files in it (see manifest.py). Replacing a folder that holds files
+    awncompress did not write keeps them (one line says so): only its own files are replaced."""
     out = check_writable(out, overwrite, owned)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
         _shareable(tmp, 0o777)
-        if out.exists():
+        write_manifest(tmp)
+        if out.exists() and unrecorded(out):
+            say_kept(out, merge_into(tmp, out))
+        elif out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, trash / out.name)
             os.replace(tmp, out)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
-from ..errors import NotAnExportError
+from ..errors import NotAnExportError, OutputExistsError
 
 
 def _hub_blob(folder: Path, target: Path) -> bool:
@@ -38,3 +39,17 @@ def check_entries(folder: Path, what: str) -> None:
     """Every entry of ``folder`` stays inside it (no link leads elsewhere)."""
     for entry in folder.iterdir():
         contained(folder, entry.name, what)
+
+
+def check_apart(target: Path, inputs: Iterable[Path], what: str = "output", inside_ok: bool = False) -> None:
+    """OutputExistsError when writing ``target`` would replace or change what a command reads: it is
+    one of ``inputs``, holds one, or (unless ``inside_ok``) lies inside one of them."""
+    here = Path(os.path.realpath(target))
+    for path in inputs:
+        read = Path(os.path.realpath(path))
+        if here == read or (here.is_relative_to(read) and not inside_ok) or read.is_relative_to(here):
+            raise OutputExistsError(
+                f"refusing to write {what} {target}: "
+                + ("it is" if here == read else "it lies inside" if here.is_relative_to(read) else "it holds")
+                + f" {path}, which this command reads"
+            )

@@ -80,6 +80,13 @@ Tokens = Annotated[int, _rule("in [1, 1048576]", lambda v: 1 <= v <= 1 << 20)]
 LearningRate = Annotated[Number, _rule("in (0, 1]", lambda v: 0 < v <= 1)]
 RateScale = Annotated[Number, _rule("in (0, 1000]", lambda v: 0 < v <= 1000)]
 Temperature = Annotated[Number, _rule("in [0.01, 100]", lambda v: 0.01 <= v <= 100)]
+Seed = Annotated[int, _rule("in [0, 4294967295]", lambda v: 0 <= v < 1 << 32)]  # numpy's and torch's range
+ExampleCount = Annotated[int, _rule("in [1, 1000000000000]", lambda v: 1 <= v <= 10**12)]
+Multiple = Annotated[int, _rule("in [1, 1048576]", lambda v: 1 <= v <= 1 << 20)]
+Minutes = Annotated[Number, _rule("in (0, 1000000]", lambda v: 0 < v <= 1e6)]
+Seconds = Annotated[Number, _rule("in (0, 1000000000]", lambda v: 0 < v <= 1e9)]
+Scale = Annotated[Number, _rule("in [1e-06, 1000000]", lambda v: 1e-6 <= v <= 1e6)]
+Weight = Annotated[Number, _rule("in [0, 1000000]", lambda v: 0 <= v <= 1e6)]
 
 
 class Section(BaseModel):

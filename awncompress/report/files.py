@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -20,7 +21,8 @@ from pydantic import Field
 
 from ..checkpoint.layout import REPORT_FILES
 from ..errors import NotAnExportError
-from ..files.atomic import atomic_write
+from ..files.atomic import atomic_write, check_file_writable
+from ..files.readers import load_json
 from ..files.schema import FileRecord, NonBlank, NonNegativeInt, Number, PositiveInt, Width
 from . import record as R
 from .markdown import markdown_text
@@ -138,6 +140,23 @@ def _csv_text(record: dict) -> str:
     return buf.getvalue()
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!])")
+
+
+def _md_escape(name: str) -> str:
+    """A name read from report.json as literal Markdown text: no table breaks, links, HTML or emphasis."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(name).split()))
+
+
+def _escaped_markdown(record: dict) -> str:
+    """report.md with every method name escaped (report.json may come from anyone)."""
+    escaped = dict(record)
+    escaped["rows"] = [{**row, "method": _md_escape(row["method"])} for row in record["rows"]]
+    if record.get("costs"):
+        escaped["costs"] = {_md_escape(k): v for k, v in record["costs"].items()}
+    return markdown_text(escaped, headline(escaped))
+
+
 def write_report(record: dict, out_dir: Union[str, Path]) -> list[Path]:
     """Write report.json / report.csv / report.md / curve.png into ``out_dir``; returns their paths.
 
@@ -151,13 +170,15 @@ def write_report(record: dict, out_dir: Union[str, Path]) -> list[Path]:
     contents = {
         "report.json": _json_text(record),
         "report.csv": _csv_text(record),
-        "report.md": markdown_text(record, head),
+        "report.md": _escaped_markdown(record),
         "curve.png": curve_png(record),
     }
     paths = []
+    for name in REPORT_FILES:  # a link, FIFO or folder under a report's name is never replaced
+        check_file_writable(out_dir / name, overwrite=True)
     for name in REPORT_FILES:
         path = out_dir / name
-        atomic_write(path, contents[name])
+        atomic_write(path, contents[name], record=True)
         paths.append(path)
     return paths
 
@@ -229,9 +250,9 @@ def load_report(out_dir: Union[str, Path]) -> dict:
     if not path.exists():
         raise NotAnExportError(f"no report.json in {path.parent}; run `awncompress evaluate` first")
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise NotAnExportError(f"{path} is not an awncompress report: {exc}") from None
+        record = load_json(path, "report", NotAnExportError)
+    except OSError as exc:
+        raise NotAnExportError(f"{path} is not an awncompress report: {exc.strerror or exc}") from None
     if not isinstance(record, dict):
         raise NotAnExportError(f"{path} is not an awncompress report: it holds {type(record).__name__}, not an object")
     try:

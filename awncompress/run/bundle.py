@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import torch
 import transformers
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from ..checkpoint.load import check_safe_checkpoint, safetensors_files
@@ -23,6 +23,7 @@ from ..config.settings import StageSettings, read_settings
 from ..data.tokenized import TaskData, ensure_pad_token
 from ..errors import MetricError, ModelLoadError, NotAnExportError, first_line
 from ..evaluate.metrics import is_shipped, load_metric
+from ..files.readers import check_folder_files, entry_kind
 from ..train.finetune import examples_seen
 from ..train.settings import check_batch
 from ..train.teacher import Teacher, distillation_teacher
@@ -56,6 +57,9 @@ def resolve_model(name: str) -> str:
             return str(assets.mpnet_path())
         raise ModelLoadError(f"unknown builtin model {name!r}; builtins: {', '.join(BUILTIN_MODELS)}")
     path = Path(name).expanduser()
+    kind = entry_kind(path)
+    if kind is not None and kind != "a directory":
+        raise ModelLoadError(f"{path} is {kind}; a model is a folder with config.json and safetensors weights")
     if path.is_file():
         raise ModelLoadError(
             f"{path} is a file; a model is a folder with config.json and safetensors weights "
@@ -83,6 +87,7 @@ _TOKENIZER_FILES = (
 
 def _check_model_folder(path: Path) -> None:
     check_safe_checkpoint(path)
+    check_folder_files(path, "model folder", ModelLoadError)
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} holds no config.json: not a Hugging Face model folder")
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
@@ -143,10 +148,46 @@ def load_model(name: str, task: str, num_labels: Optional[int] = None) -> tuple[
             raise ModelLoadError(
                 f"{where} is not a readable safetensors file (truncated or corrupt?): {first}"
             ) from None
+        if "mismatched" in first or "above report" in first:
+            first = _mismatch(location, task, kwargs) or first
         raise ModelLoadError(f"could not load model from {location}: {first}") from None
     head_trained = _check_weights(model, info, location)
+    _check_finite(model, location)
     share_pad_token(model, tokenizer)
     return model.eval(), tokenizer, head_trained
+
+
+def _mismatch(location: str, task: str, kwargs: dict) -> Optional[str]:
+    """The first weight whose shape config.json does not give (transformers points at a report it
+    logs, which a quiet run does not show), as one sentence; None when none is found."""
+    try:
+        config = transformers.AutoConfig.from_pretrained(
+            location, **{k: v for k, v in kwargs.items() if k == "num_labels"}
+        )
+        with torch.device("meta"):
+            model = _auto_class(task).from_config(config)
+        want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        prefix = getattr(model, "base_model_prefix", "")
+        for file in safetensors_files(Path(location)):
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    have = tuple(f.get_slice(key).get_shape())
+                    expected = want.get(key, want.get(f"{prefix}.{key}"))
+                    if expected is not None and expected != have:
+                        return (
+                            f"the weights do not match its config.json: {key} has shape {list(have)} in "
+                            f"{file.name}, config.json gives {list(expected)}"
+                        )
+    except Exception:  # noqa: BLE001 - only a better message is at stake
+        return None
+    return None
+
+
+def _check_finite(model: nn.Module, location: str) -> None:
+    """NaN or inf weights would make every loss NaN, and the fine-tune blame the learning rate."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelLoadError(f"the weights in {location} hold NaN or inf values ({name}); the model is broken")
 
 
 def share_pad_token(model: nn.Module, tokenizer: Any) -> None:

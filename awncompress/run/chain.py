@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from ..config.recipe import Recipe
 from ..config.settings import StageSettings
 from ..data.tokenized import TaskData, example_lengths
 from ..files.atomic import atomic_dir, remove_temps, write_failure
+from ..files.manifest import remove_written
 from ..model.adaptive import profile_summary, widths_for_budget
 from ..model.families import find_ffns
 from ..model.flop_targets import pick_for_flops
@@ -120,7 +120,7 @@ def run_stages(
             out, teacher, data, settings, exports, costs, batches, quiet=quiet, kd_teacher=kd_teacher
         )
     if latest_checkpoint(checkpoints / "awn") is not None:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # the exports hold everything now
+        remove_written(checkpoints)  # the exports hold everything now (files awncompress did not write stay)
     remove_temps(out)
     return result
 

@@ -97,6 +97,11 @@ def _prepare(
     if not resume:
         recipe = derive_defaults(recipe, model, data, bundle.head_trained)
         check_settings(recipe, trusted_metric)  # derived batch sizes too
+    if not bundle.head_trained and recipe.dense.steps == 0:
+        raise AwnError(
+            f"the task head of {recipe.model} is untrained and dense.steps is 0, which skips the stage that trains "
+            "it: the teacher and every width would guess; leave dense.steps unset (or give a fine-tuned model)"
+        )
     prepared = _Prepared(recipe, bundle)
     if dry:
         measured = dry_run(recipe, bundle)
@@ -155,16 +160,19 @@ def run_convert(
     """
     out = Path(out)
     with exclusive(out):
-        prepared = _prepare(
-            recipe,
-            out,
-            resume=resume,
-            overwrite=overwrite,
-            trusted_metric=trusted_metric,
-            budget=budget if budget is not None else recipe.budget,
-            dry=not resume,
-            inputs=inputs,
-        )
+        try:
+            prepared = _prepare(
+                recipe,
+                out,
+                resume=resume,
+                overwrite=overwrite,
+                trusted_metric=trusted_metric,
+                budget=budget if budget is not None else recipe.budget,
+                dry=not resume,
+                inputs=inputs,
+            )
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"before the run began; {out} was not touched") from None
         if prepared.plan is not None:
             log.info("%s", prepared.plan.text())
         begin_output(out, prepared.recipe, resume=resume)

@@ -1,27 +1,29 @@
 """The output folder of a convert run: whether it may be written, replaced or resumed, and creating it.
 
-Trust rules, in one place: ``--overwrite`` deletes only a folder that is a convert output (a
-recipe.yaml and nothing but what convert writes), never the current directory or a folder holding
-it, never a folder holding the model or data the run reads. ``--resume`` continues only the run
-recorded in the folder's recipe.yaml. A run that fails on its first write leaves no folder behind.
+Trust rules, in one place: ``--overwrite`` replaces only a convert output (the recipe.yaml a run
+recorded, and a record of the files it wrote), removes only the files that record lists (others are
+kept, with one line saying so), never the current directory or a folder holding it, never a folder
+holding the model or data the run reads. ``--resume`` continues only the run recorded in the
+folder's recipe.yaml. A run that fails on its first write leaves no folder behind.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..checkpoint.layout import CHECKPOINTS_DIR, RECIPE_FILE, RECIPE_MARK, is_run_output
+from ..checkpoint.layout import CHECKPOINTS_DIR, RECIPE_FILE, RECIPE_MARK, REPORT_FILES, is_run_output
 from ..config import Recipe, dump_recipe, load_recipe, set_fields
 from ..data.sources import classify_source
 from ..errors import AwnError, OutputExistsError
-from ..files.atomic import atomic_write, check_replaceable, remove_temps
+from ..files.atomic import atomic_write, check_file_writable, check_path, check_replaceable, remove_temps
+from ..files.lock import run_lock
+from ..files.manifest import remove_written
+from ..files.paths import contained
 from ..version import __version__
 
 
@@ -54,17 +56,22 @@ def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool, in
 
     ``inputs``: more files the run reads (a recipe file), which ``out`` may not hold either.
     """
-    if out.is_symlink():
-        raise OutputExistsError(f"{out} is a symbolic link; give the folder itself as --out")
+    check_path(out, "folder")
     if out.is_file():
         raise OutputExistsError(f"{out} is a file; the output must be a folder")
     target = out.resolve()
     for path in _local_inputs(recipe, inputs):
         if path.resolve() == target or path.resolve().is_relative_to(target):
             raise OutputExistsError(f"refusing to write into {out}: it holds {path}, which this run reads")
+    for name in (RECIPE_FILE, *REPORT_FILES):  # written at the start or the end: refused now, not then
+        if out.is_dir() and os.path.lexists(out / name):
+            check_file_writable(out / name, overwrite=True)
     if resume:
         if not (out / CHECKPOINTS_DIR).is_dir():
             raise AwnError(f"nothing to resume in {out}: it has no {CHECKPOINTS_DIR}/ folder")
+        for stage in ("", "dense", "awn"):  # a checkpoint is read only inside OUT
+            if os.path.lexists(out / CHECKPOINTS_DIR / stage):
+                contained(out, os.path.join(CHECKPOINTS_DIR, stage), f"{out} (--resume)")
         return
     if out.exists():
         if not overwrite:
@@ -80,23 +87,10 @@ def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool, in
 
 @contextmanager
 def exclusive(out: Path) -> Iterator[None]:
-    """Hold a lock on ``out`` while a run writes it: a second run on the same folder is refused at
-    once instead of being mixed into it. The lock file lives in the system temp folder, keyed by
-    the folder's resolved path, so nothing is written near the user's files."""
-    folder = Path(tempfile.gettempdir()) / "awncompress-locks"
-    folder.mkdir(exist_ok=True)
-    lock = folder / (hashlib.sha1(str(out.resolve()).encode()).hexdigest() + ".lock")
-    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AwnError(
-                f"another awncompress run is writing {out}; wait for it to finish or choose another --out"
-            ) from None
+    """Hold the run lock on ``out`` while a run writes it (see files/lock.py): a second command on
+    the same folder is refused at once instead of being mixed into it."""
+    with run_lock(out):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def inputs_fingerprint(location: str, examples: Iterable[dict]) -> str:
@@ -152,16 +146,18 @@ def begin_output(out: Path, recipe: Recipe, *, resume: bool) -> None:
     made = not out.exists()
     try:
         if not resume and out.exists():
-            shutil.rmtree(out)  # check_output made sure it is a convert output
-            made = True
+            remove_written(out)  # check_output made sure it is a convert output; others' files are kept
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
             atomic_write(
                 out / RECIPE_FILE,
                 f"{RECIPE_MARK} {__version__}: the recipe this run ran (--resume compares it)\n" + dump_recipe(recipe),
+                record=True,
             )
         remove_temps(out)
     except BaseException:
         if made:
             shutil.rmtree(out, ignore_errors=True)
+        else:
+            remove_written(out, say=False)
         raise

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import resource
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..data.tokenized import ExampleDataset, TaskData, example_lengths
 from ..errors import AwnError, first_line
 from ..evaluate.latency import device_of
 from ..evaluate.methods import fine_tune_runs
+from ..files.lock import run_temp_dir
 from ..model.scoring import model_inputs
 from ..train.settings import draws_fresh_batches, examples_drawn, width_passes
 from .bundle import Bundle
@@ -160,7 +160,7 @@ def dry_run(recipe: Recipe, bundle: Bundle) -> DryTimings:
     level = log.level
     log.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
     try:
-        with tempfile.TemporaryDirectory(prefix="awncompress-dry-") as tmp:
+        with run_temp_dir("dry") as tmp:
             tiny = Bundle(copy.deepcopy(model), bundle.tokenizer, bundle.head_trained, tiny_data)
             result = run_stages(
                 read_settings(tiny_recipe),
@@ -183,7 +183,7 @@ def dry_run(recipe: Recipe, bundle: Bundle) -> DryTimings:
         log.setLevel(level)
     seconds = time.perf_counter() - began
     step = {"awn": result.awn.step_seconds[-1]}  # the last step: the first ones pay for warm-up
-    if result.dense is not None:
+    if result.dense is not None and result.dense.step_seconds:
         step["dense"] = result.dense.step_seconds[-1]
     report = result.report or {}
     latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from torch import nn
 
@@ -16,6 +16,7 @@ from ..checkpoint.layout import (
     DENSE_DIR,
     NESTED_DIR,
     RECIPE_FILE,
+    REPORT_FILES,
     annotate_exports,
     export_dirs_for,
     find_exports,
@@ -23,7 +24,7 @@ from ..checkpoint.layout import (
     flops_dir,
     width_key,
 )
-from ..checkpoint.provenance import read_provenance
+from ..checkpoint.provenance import PROVENANCE_FILE, read_provenance
 from ..config import Recipe, apply_overrides, load_recipe
 from ..config.settings import StageSettings, read_settings
 from ..data.sources import classify_source
@@ -31,7 +32,7 @@ from ..data.tokenized import TaskData, load_task_data
 from ..errors import AwnError, DataError, NotAnExportError
 from ..evaluate.matrix import evaluate_methods
 from ..evaluate.methods import TrainingKit, auto_methods, make_method, method_names
-from ..files.paths import contained
+from ..files.paths import check_apart, contained
 from ..report.files import write_report
 from ..train.teacher import Teacher
 from .bundle import calibration_batches, check_settings, load_model, run_teacher
@@ -148,6 +149,18 @@ def _named_inside(out: Path, spec: Optional[str], what: str, flag: str) -> None:
         )
 
 
+def _check_written_apart(out: Path, specs: Sequence[Optional[str]], export_dirs: Iterable[Path]) -> None:
+    """What `evaluate` rewrites (the report files, the exports' records and cards) is none of its inputs."""
+    inputs = []
+    for spec in specs:
+        if spec and not spec.startswith("builtin:") and Path(spec).expanduser().exists():
+            inputs.append(Path(spec).expanduser())
+    written = [out / name for name in REPORT_FILES]
+    written += [p / name for p in export_dirs for name in (PROVENANCE_FILE, "README.md")]
+    for target in written:
+        check_apart(target, inputs, "the report file", inside_ok=True)
+
+
 def reevaluate(
     out: Path,
     *,
@@ -179,6 +192,7 @@ def reevaluate(
         _named_inside(out, recipe.data.train, "the training data", "--train-data")
     if data is None:
         _named_inside(out, recipe.data.eval, "the eval data", "--data")
+    _check_written_apart(out, [model, recipe.data.train, recipe.data.eval], widths.values())
     location = model or (str(dense) if dense.exists() else recipe.model)
     original, tokenizer, head_trained = load_model(location, recipe.task)
     if not head_trained:

@@ -17,6 +17,10 @@ from torch import nn
 
 from ..errors import TrainingError, first_line
 from ..files.atomic import atomic_dir, write_failure
+from ..files.paths import contained
+from ..files.readers import check_regular, load_json
+
+_NAMES = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "trainer_state.json")
 
 
 def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -37,28 +41,54 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
         (tmp / "trainer_state.json").write_text(json.dumps(state))
 
 
-def _read(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
-    groups = json.loads((folder / "optimizer.json").read_text())["param_groups"]
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in load_file(str(folder / "optimizer.safetensors")).items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    trainer = json.loads((folder / "trainer_state.json").read_text())
+def _files(folder: Path) -> dict[str, Path]:
+    """The checkpoint's files, each a regular file inside its stage folder (no link leads out of it)."""
+    stage = folder.parent
+    contained(stage, folder.name, str(stage))
+    return {name: check_regular(contained(folder, name, str(folder)), "checkpoint file", ValueError) for name in _NAMES}
+
+
+def _check_state(trainer: Any, folder: Path, optimizer_state: dict, max_step: Optional[int]) -> dict:
+    """The trainer state must be the one this folder's name says, within the recipe's steps, with the
+    optimizer state a step leaves behind."""
     if not (
-        isinstance(trainer.get("step"), int)
+        isinstance(trainer, dict)
+        and isinstance(trainer.get("step"), int)
         and isinstance(trainer.get("seconds"), (int, float))
         and isinstance(trainer.get("losses"), list)
     ):
         raise ValueError("trainer_state.json lacks step, seconds or losses")
+    step = trainer["step"]
+    if folder.name != f"step-{step}":
+        raise ValueError(f"trainer_state.json says step {step}, the folder {folder.name}")
+    if max_step is not None and not 0 < step <= max_step:
+        raise ValueError(f"its step {step} is not within the recipe's {max_step} steps")
+    if not optimizer_state:
+        raise ValueError("optimizer.safetensors holds no optimizer state")
     return trainer
 
 
-def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """The model, optimizer and trainer state of a checkpoint; TrainingError when any part is unreadable."""
+def _read(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, max_step: Optional[int]) -> dict:
+    files = _files(folder)
+    trainer = load_json(files["trainer_state.json"], "trainer_state.json", ValueError)
+    groups = load_json(files["optimizer.json"], "optimizer.json", ValueError)["param_groups"]
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in load_file(str(files["optimizer.safetensors"])).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    _check_state(trainer, folder, state, max_step)
+    load_model(model, str(files["model.safetensors"]), device=str(next(model.parameters()).device))
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return trainer
+
+
+def load_checkpoint(
+    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, max_step: Optional[int] = None
+) -> dict:
+    """The model, optimizer and trainer state of a checkpoint; TrainingError when any part is unreadable,
+    a link leads out of its stage folder, or (``max_step``: the recipe's steps) its step does not fit."""
     try:
-        return _read(folder, model, optimizer)
+        return _read(folder, model, optimizer, max_step)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         text = first_line(exc)
         raise TrainingError(

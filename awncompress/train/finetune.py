@@ -9,7 +9,6 @@ takes exactly the steps an uninterrupted run would have taken.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..data.tokenized import example_lengths
 from ..errors import TrainingError
+from ..files.manifest import remove_written
 from ..model.adaptive import adaptive_modules, awn_prior, awn_units
 from ..model.narrow import Narrowing, narrowing_agrees, plan_narrowing, width_pass
 from .batching import IndexStream
@@ -207,7 +207,7 @@ def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: 
         )
         for old in folder.glob("step-*"):
             if old.name != f"step-{finished}":
-                shutil.rmtree(old, ignore_errors=True)
+                remove_written(old)
     accelerator.wait_for_everyone()
 
 
@@ -251,7 +251,7 @@ def _start(
     optimizer = _optimizer(model, cfg)
     start, done_seconds, losses = 0, 0.0, []
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model, optimizer)
+        state = load_checkpoint(checkpoint, model, optimizer, max_step=cfg.steps)
         start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
     wrappers = awn_units(model)
     prepared, optimizer = accelerator.prepare(model, optimizer)

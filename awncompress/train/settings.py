@@ -11,13 +11,13 @@ from ..files.schema import (
     BatchSize,
     LearningRate,
     NonBlank,
-    NonNegative,
-    NonNegativeInt,
-    Positive,
+    Seconds,
     Section,
     StepCount,
+    StepCountOrNone,
     Temperature,
     UnitInterval,
+    Weight,
     Width,
     one_of,
 )
@@ -53,9 +53,9 @@ class TrainConfig(Section):
     steps: StepCount = 125
     batch_size: BatchSize = 32
     lr: LearningRate = 3e-4  # a brief fine-tune wants a high rate: best of 5e-5..3e-4 on MiniLM and SmolLM2
-    rate_lr: NonNegative = 0.05
-    weight_decay: NonNegative = 0.0
-    warmup_steps: NonNegativeInt = 0
+    rate_lr: Weight = 0.05
+    weight_decay: Weight = 0.0
+    warmup_steps: StepCountOrNone = 0
     mode: Annotated[NonBlank, one_of(lambda: TRAIN_MODES)] = "stochastic"
     full_width_pass: bool = True
     extra_widths: list[Width] = Field(default_factory=list)
@@ -63,13 +63,13 @@ class TrainConfig(Section):
     batch_per_width: bool = False
     narrow_passes: bool = True
     kd_weight: UnitInterval = 0.5
-    kd_hidden_weight: NonNegative = 0.0
+    kd_hidden_weight: Weight = 0.0
     kd_temperature: Temperature = 2.0
-    prior_weight: NonNegative = 1.0
+    prior_weight: Weight = 1.0
     grad_accum: BatchSize = 1
     mixed_precision: Annotated[NonBlank, one_of(lambda: MIXED_PRECISION)] = "no"
-    max_seconds: Optional[Positive] = None
-    checkpoint_every: NonNegativeInt = 50
+    max_seconds: Optional[Seconds] = None
+    checkpoint_every: StepCountOrNone = 50
     group_by_length: bool = True
 
 
