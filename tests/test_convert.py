@@ -38,8 +38,10 @@ def test_convert_preserves_outputs(family):
 def test_order_is_a_permutation_that_preserves_outputs(scorer):
     model = make_model("llama")
     batches = make_batches()
+    # A scorer that takes the loss's gradient (taylor) needs labels: next-token ids, padding ignored.
+    labelled = [dict(b, labels=b["input_ids"].masked_fill(b["attention_mask"] == 0, -100)) for b in batches]
     before = logits(model, batches[0])
-    perms = order_(model, scorer, batches)
+    perms = order_(model, scorer, labelled)
     assert all(sorted(p.tolist()) == list(range(64)) for p in perms)
     assert any(p.tolist() != list(range(64)) for p in perms)
     assert (logits(model, batches[0]) - before).abs().max() < TOL
