@@ -80,10 +80,11 @@ def export_cmd(
 
 def _export(nested: Path, widths: list, learned: bool, multiple: Optional[int], out: Path, overwrite: bool) -> list:
     """The exports `awncompress export` writes; none of them may replace or lie inside ``nested``."""
-    from ..checkpoint.export import export_per_layer, export_uniform
+    from ..checkpoint.export import export_per_layer, export_uniform, is_export
     from ..checkpoint.layout import width_dir
     from ..checkpoint.load import load_pretrained
     from ..checkpoint.provenance import read_provenance
+    from ..files.atomic import check_writable
     from ..files.paths import check_apart
 
     record = read_provenance(nested)
@@ -93,8 +94,9 @@ def _export(nested: Path, widths: list, learned: bool, multiple: Optional[int], 
     if learned and not widths_learned:
         raise AwnError(f"{nested} records no learned per-layer widths")
     targets = [width_dir(out, w) for w in widths] + ([out / "per-layer"] if learned else [])
-    for target in targets:
+    for target in targets:  # every target checked before the first is written
         check_apart(target, [nested], "the export")
+        check_writable(target, overwrite, is_export)
     model = load_pretrained(nested)
     tokenizer = _tokenizer_or_none(nested)
     source = record.get("source_model")

@@ -53,7 +53,8 @@ def check_path(out: Path, what: str = "output") -> None:
         raise OutputExistsError(f"{out}: {exc.strerror or exc}") from None
     if out.is_symlink():
         raise OutputExistsError(
-            f"{out} is a symbolic link; awncompress does not write through links (give the {what} itself)"
+            f"{out} is a symbolic link; awncompress does not write through links (remove the link, or give the "
+            f"{what} it points to)"
         )
     kind = entry_kind(out)
     if kind is not None and kind != "a directory":

@@ -128,12 +128,14 @@ def remove_written(folder: Union[str, Path], *, say: bool = True) -> list[Path]:
     owned, entries = owned_files(folder), _entries(folder)
     kept = sorted(p for p in entries if p not in owned)
     recorded = [Path(root) for root, _, files in os.walk(folder, followlinks=False) if MANIFEST in files]
+    emptied = {folder}
     for path in entries:  # only entries found without following links: a record cannot point elsewhere
         if path in owned:
             path.unlink(missing_ok=True)
-    for root, _, _ in sorted(os.walk(folder, followlinks=False), key=lambda w: len(Path(w[0]).parts), reverse=True):
+            emptied.update(p for p in path.parents if p.is_relative_to(folder))
+    for root in sorted(emptied, key=lambda p: len(p.parts), reverse=True):
         try:
-            os.rmdir(root)  # only an empty folder goes
+            os.rmdir(root)  # a folder awncompress's files were in goes once empty (an empty one of yours stays)
         except OSError:
             pass
     for root in recorded:

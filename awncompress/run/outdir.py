@@ -16,7 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..checkpoint.layout import CHECKPOINTS_DIR, RECIPE_FILE, RECIPE_MARK, REPORT_FILES, is_run_output
+from ..checkpoint.layout import (
+    CHECKPOINTS_DIR,
+    DENSE_DIR,
+    FLOPS_DIR_PREFIX,
+    NESTED_DIR,
+    PER_LAYER_DIR_PREFIX,
+    RECIPE_FILE,
+    RECIPE_MARK,
+    REPORT_FILES,
+    WIDTH_DIR_PREFIX,
+    is_run_output,
+)
 from ..config import Recipe, dump_recipe, load_recipe, set_fields
 from ..data.sources import classify_source
 from ..errors import AwnError, OutputExistsError
@@ -25,6 +36,8 @@ from ..files.lock import run_lock
 from ..files.manifest import remove_written
 from ..files.paths import contained
 from ..version import __version__
+
+_RUN_PREFIXES = (WIDTH_DIR_PREFIX, PER_LAYER_DIR_PREFIX, FLOPS_DIR_PREFIX)
 
 
 def _local_inputs(recipe: Recipe, named: Iterable[Path]) -> Iterator[Path]:
@@ -51,6 +64,19 @@ def _check_parent(out: Path) -> None:
         raise OutputExistsError(f"cannot create {out}: {ancestor}: Permission denied")
 
 
+def _check_entries(out: Path) -> None:
+    """A link, FIFO or device where the run will write (a report file, dense/, nested/, width-*/ ...) is
+    refused now, before the run, not when the stage that writes it is reached."""
+    if not out.is_dir() or out.is_symlink():
+        return
+    for entry in out.iterdir():
+        name = entry.name
+        if name in (RECIPE_FILE, *REPORT_FILES):
+            check_file_writable(entry, overwrite=True)
+        elif name in (DENSE_DIR, NESTED_DIR, CHECKPOINTS_DIR) or name.startswith(_RUN_PREFIXES):
+            check_path(entry, "folder")
+
+
 def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
     """Raise an AwnError now, before any work, if the run may not write (or resume in) ``out``.
 
@@ -63,9 +89,7 @@ def check_output(out: Path, recipe: Recipe, *, resume: bool, overwrite: bool, in
     for path in _local_inputs(recipe, inputs):
         if path.resolve() == target or path.resolve().is_relative_to(target):
             raise OutputExistsError(f"refusing to write into {out}: it holds {path}, which this run reads")
-    for name in (RECIPE_FILE, *REPORT_FILES):  # written at the start or the end: refused now, not then
-        if out.is_dir() and os.path.lexists(out / name):
-            check_file_writable(out / name, overwrite=True)
+    _check_entries(out)
     if resume:
         if not (out / CHECKPOINTS_DIR).is_dir():
             raise AwnError(f"nothing to resume in {out}: it has no {CHECKPOINTS_DIR}/ folder")

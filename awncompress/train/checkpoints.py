@@ -91,6 +91,7 @@ def load_checkpoint(
         return _read(folder, model, optimizer, max_step)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         text = first_line(exc)
+        text = text.replace(f"checkpoint file {folder}/", "").replace(f"{folder}/", "").replace(str(folder), "it")
         raise TrainingError(
             f"checkpoint {folder} cannot be resumed ({text}); remove it to resume from an earlier one, "
             "or start a new --out"
