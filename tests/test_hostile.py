@@ -786,9 +786,13 @@ def test_29_11_a_symlink_loop_in_the_output_path_is_one_line(tiny, tmp_path):
     assert "symbolic links" in line and "loop" in line
 
 
-def test_29_12_the_dry_pass_temp_folder_is_per_run_and_a_killed_ones_is_removed(tiny, tmp_path):
+def test_29_12_the_dry_pass_temp_folder_is_per_run_and_a_killed_ones_is_removed(tiny, tmp_path, monkeypatch):
+    import tempfile
+
     from awncompress.files.lock import lock_folder
 
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # no other run's folders in sight
     stale = lock_folder() / "dry-99999999-killed"
     (stale / "out").mkdir(parents=True)
     (stale / "out" / "model.safetensors").write_text("a copy of the model")

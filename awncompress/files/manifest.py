@@ -47,6 +47,9 @@ def _write(folder: Path, names: Iterable[str]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # readable like the files it lists (mkstemp makes it owner-only)
         os.replace(tmp, folder / MANIFEST)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -70,8 +70,8 @@ def _check_state(trainer: Any, folder: Path, optimizer_state: dict, max_step: Op
 
 def _read(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, max_step: Optional[int]) -> dict:
     files = _files(folder)
-    trainer = load_json(files["trainer_state.json"], "trainer_state.json", ValueError)
-    groups = load_json(files["optimizer.json"], "optimizer.json", ValueError)["param_groups"]
+    trainer = load_json(files["trainer_state.json"], "checkpoint file", ValueError)
+    groups = load_json(files["optimizer.json"], "checkpoint file", ValueError)["param_groups"]
     state: dict[int, dict[str, Any]] = {}
     for key, value in load_file(str(files["optimizer.safetensors"])).items():
         pid, name = key.split(".", 1)
