@@ -72,8 +72,8 @@ def score_heads(
     """Importance of every attention unit of every layer, by the registered ``scorer``'s head rule."""
     rule = get_scorer(scorer)
     blocks = find_heads(model)
-    if not rule.scores_heads:
-        rule.heads(blocks[0], None, torch.Generator())  # raises: this scorer has no head rule
+    if not rule.scores_heads:  # before any calibration pass
+        raise rule.no_head_rule()
     if rule.needs_calibration and batches is None:
         raise DataError(f"scorer {scorer!r} needs calibration batches")
     generator = torch.Generator().manual_seed(seed + 7919)  # not the neurons' stream

@@ -134,11 +134,11 @@ def loss_gradients(
     and mode are as before. DataError when a batch has no labels."""
     params = list(model.parameters())
     flags, grads, was_training = [p.requires_grad for p in params], [p.grad for p in params], model.training
-    ffn = {id(w) for w in weights}
+    wanted = {id(w) for w in weights}
     device = next(model.parameters()).device
     try:
         for p in params:
-            p.requires_grad_(id(p) in ffn)
+            p.requires_grad_(id(p) in wanted)
             p.grad = None
         model.eval()
         for batch in batches:

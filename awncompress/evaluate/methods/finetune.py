@@ -38,11 +38,7 @@ class FinetuneMethod(Method):
         return f"{ctx.scorer}+finetune"
 
     def check(self, ctx: EvalContext) -> None:
-        if ctx.training is None:
-            raise UnknownMethodError(
-                f"method {self.name!r} needs training data and a training config "
-                "(it runs inside `awncompress convert` / `awncompress evaluate`)"
-            )
+        require_training(self.name, ctx)
         if self.needs_scorer and ctx.scorer == "none":
             raise UnknownMethodError(
                 "method 'finetune' orders neurons by awn.scorer before cutting; awn.scorer is 'none'"
@@ -58,6 +54,15 @@ class FinetuneMethod(Method):
         truncate_(model, float(fraction), multiple=ctx.multiple)
         train_cut(ctx, model, f"{self.label(ctx)} {fraction:g}")
         yield Candidate(model, layer_widths(model))
+
+
+def require_training(name: str, ctx: EvalContext) -> None:
+    """UnknownMethodError unless the evaluation carries what a method that fine-tunes needs."""
+    if ctx.training is None:
+        raise UnknownMethodError(
+            f"method {name!r} needs training data and a training config "
+            "(it runs inside `awncompress convert` / `awncompress evaluate`)"
+        )
 
 
 def train_cut(ctx: EvalContext, model: nn.Module, desc: str) -> None:
@@ -93,8 +98,7 @@ class FinetunedMethod(Method):
         return widths
 
     def check(self, ctx: EvalContext) -> None:
-        if ctx.training is None:
-            raise UnknownMethodError(f"method {self.name!r} needs training data and a training config")
+        require_training(self.name, ctx)
         self.base.check(ctx)
 
     def prepare(self, ctx: EvalContext) -> None:

@@ -1,12 +1,12 @@
 """``flap``: FLAP (An et al., "Fluctuation-based Adaptive Structured Pruning for Large Language
 Models", AAAI'24) on the FFN, no training:
 
-1. each channel's fluctuation, Var(h_j) · ‖W_down[:, j]‖₂² over the calibration tokens (eq. 6,
-   the ``fluctuation`` scorer), orders the channels of its layer;
-2. the scores are standardised per layer, (F − mean F) / std F (eq. 7), so one global threshold
+1. each channel's fluctuation, Var(h_j) · ‖W_down[:, j]‖₂² over the calibration tokens (the
+   ``fluctuation`` scorer), orders the channels of its layer;
+2. the scores are standardised per layer, (F − mean F) / std F, so one global threshold
    compares layers, and the channels above it are kept: adaptive per-layer widths at the same total
    neuron count as the other methods' cut at that width (every layer keeps at least one);
-3. bias compensation (eq. 8): the removed channels' mean contribution, W_down[:, removed] · E h_removed,
+3. bias compensation: the removed channels' mean contribution, W_down[:, removed] · E h_removed,
    is added to the down projection's bias (a bias is added where the family has none), so the
    layer's mean output over the calibration tokens is unchanged.
 
@@ -26,7 +26,8 @@ from torch import nn
 from ...errors import UnsupportedModelError
 from ...model.families import find_ffns
 from ...model.ffn import FFNBlock, neuron_axis
-from ...model.scoring import activation_stats
+from ...model.scorers import get_scorer
+from ...model.scoring import activation_stats, order_from_scores
 from ...model.surgery import truncate_
 from .base import Candidate, EvalContext, Method, register_method
 
@@ -47,7 +48,7 @@ def adaptive_widths(standardised: list[torch.Tensor], total: int) -> list[int]:
     return [f + int((chosen == i).sum()) for i, f in enumerate(floor)]
 
 
-def compensate_(block: FFNBlock, keep: int, mean: torch.Tensor) -> torch.Tensor:
+def compensation(block: FFNBlock, keep: int, mean: torch.Tensor) -> torch.Tensor:
     """The bias change that replaces channels ``keep:`` by their mean input: W_down[:, keep:] · E h[keep:]."""
     down = block.down.weight.detach().float()
     axis = neuron_axis(block.down, "out")
@@ -81,9 +82,10 @@ class FlapMethod(Method):
     def prepare(self, ctx: EvalContext) -> None:
         self.ordered = copy.deepcopy(ctx.original)
         blocks = find_ffns(self.ordered)
+        rule = get_scorer("fluctuation")
         for block, stats in zip(blocks, activation_stats(self.ordered, blocks, ctx.calibration)):
-            fluctuation = stats.variance * block.out_norms().pow(2)
-            order = torch.argsort(fluctuation, descending=True, stable=True)
+            fluctuation = rule.neurons(block, stats, torch.Generator())
+            order = order_from_scores(fluctuation)
             block.select_(order)
             self.standardised.append(standardise(fluctuation[order]))
             self.means.append(stats.mean[order])
@@ -92,7 +94,7 @@ class FlapMethod(Method):
     def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
         model = copy.deepcopy(self.ordered)
         widths = adaptive_widths(self.standardised, sum(ctx.layer_plan[fraction]))
-        deltas = [compensate_(b, w, m) for b, w, m in zip(find_ffns(model), widths, self.means)]
+        deltas = [compensation(b, w, m) for b, w, m in zip(find_ffns(model), widths, self.means)]
         truncate_(model, widths)
         for block, delta in zip(find_ffns(model), deltas):
             add_bias_(block.down, delta)

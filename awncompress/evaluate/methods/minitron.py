@@ -4,7 +4,7 @@ data, cut every layer to the same width, then recover with logit distillation fr
 model.
 
 Here the ranking is the ``activation`` scorer, E|h_j| over the non-padding calibration tokens of the
-down projection's input. Minitron's own statistic (its eq. 2) aggregates the first projection's
+down projection's input. Minitron's own statistic aggregates the first projection's
 output per neuron, L2 over the batch and mean over the sequence; for a ranking of one layer's
 neurons both measure how much a neuron fires on the calibration data, and the package has one
 scorer for that rather than two. The recovery is the per-width fine-tune every ``+finetune`` row

@@ -69,7 +69,11 @@ class Scorer:
         """Scores of every attention unit of ``block`` ([units]); ``stats`` when the scorer needs
         calibration (None for one that reads gradients, which the attention weights then hold). A scorer
         without a head rule leaves this unimplemented."""
-        raise UnknownScorerError(f"scorer {self.name!r} scores FFN neurons only, not attention heads")
+        raise self.no_head_rule()
+
+    def no_head_rule(self) -> UnknownScorerError:
+        """The error for asking this scorer, which has no head rule, to score attention units."""
+        return UnknownScorerError(f"scorer {self.name!r} scores FFN neurons only, not attention heads")
 
     @property
     def scores_heads(self) -> bool:

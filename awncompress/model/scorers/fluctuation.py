@@ -1,4 +1,4 @@
-"""``fluctuation``: FLAP's fluctuation metric (An et al., AAAI'24, eq. 6) for FFN channel j,
+"""``fluctuation``: FLAP's fluctuation metric (An et al., AAAI'24) for FFN channel j,
 Var(h_j) · ‖W_down[:, j]‖₂², the sample variance of the channel's input over the calibration tokens
 times the squared norm of its down-projection column: how much the output moves when the channel
 is replaced by its mean (which FLAP's bias compensation adds back).

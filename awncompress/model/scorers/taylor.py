@@ -1,5 +1,5 @@
 """``taylor``: LLM-Pruner's first-order Taylor importance of a coupled group (Ma et al., NeurIPS'23,
-eq. 3-5 with the element-wise first-order term and sum aggregation, its default for LLaMA): the
+its group importance with the element-wise first-order term and sum aggregation, its default for LLaMA): the
 loss change from removing FFN neuron j is estimated as Σ_k |w_k · ∂L/∂w_k| over the weights of the
 group that neuron couples (its up and gate rows and its down-projection column), with the gradient
 of the task loss summed over the calibration batches. Biases are left out of the sum.

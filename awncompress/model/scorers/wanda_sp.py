@@ -1,4 +1,4 @@
-"""``wanda-sp``: structured Wanda (as defined in the FLAP paper, An et al., AAAI'24, eq. 4), the score of
+"""``wanda-sp``: structured Wanda (as defined as a baseline in the FLAP paper, An et al., AAAI'24), the score of
 FFN channel j is Σ_i |W_down[i, j]| · ‖X_j‖₂, where X_j is channel j's activation over the N calibration
 tokens: the L1 norm of its down-projection column times the L2 norm of its input.
 
