@@ -7,11 +7,12 @@ import copy
 import pytest
 import torch
 from conftest import make_batches
-from zoo import make_model
+from test_families import SHRINKABLE
+from zoo import build, inputs, make_model
 
 from awncompress import find_ffns
 from awncompress.config import recipe_from_dict
-from awncompress.errors import DataError, RecipeError, UnknownScorerError
+from awncompress.errors import DataError, RecipeError, UnknownScorerError, UnsupportedModelError
 from awncompress.evaluate.methods import default_method_names, make_method, method_names
 from awncompress.model.head_cuts import score_heads
 from awncompress.model.scorers import SCORERS, ActivationStats, Scorer, get_scorer, register_scorer
@@ -153,3 +154,29 @@ def test_taylor_and_fluctuation_head_rules_against_direct_sums():
         ctx = torch.cat([c.reshape(-1, c.shape[-1]) for c in contexts[i :: len(blocks)]])[mask]
         direct = ctx.double().var(0, unbiased=False).float() * block.o.weight.detach().norm(dim=0).pow(2)
         torch.testing.assert_close(s, direct.view(block.units, -1).sum(1), rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_type", SHRINKABLE)
+def test_peer_scorers_cover_every_family(model_type):
+    """wanda-sp and fluctuation score every FFN of every family in the table, one finite score a neuron;
+    the Taylor saliency of FFN neurons and attention units has one entry per neuron / unit."""
+    from awncompress.model.heads import find_heads
+
+    model, batch = build(model_type), inputs(model_type)
+    blocks = find_ffns(model)
+    shape = [(b.experts, b.width) if b.kind == "experts" else (b.width,) for b in blocks]
+    for scorer in ("wanda-sp", "fluctuation"):
+        scores = score_neurons(model, blocks, scorer, [batch])
+        assert [tuple(s.shape) for s in scores] == shape and all(torch.isfinite(s).all() for s in scores)
+    for block in blocks:
+        for weight in block.parameters():
+            weight.grad = torch.randn_like(weight)
+    assert [tuple(b.first_order_saliency().shape) for b in blocks] == shape
+    try:
+        units = find_heads(model)
+    except UnsupportedModelError:  # a family whose heads awncompress does not cut
+        return
+    for unit in units:
+        for module in unit.projections():
+            module.weight.grad = torch.randn_like(module.weight)
+        assert tuple(unit.unit_saliency().shape) == (unit.units,)
