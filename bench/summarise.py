@@ -1,6 +1,10 @@
 """Turn benchmark reports into markdown tables for BENCHMARKS.md.
 
     python bench/summarise.py bench/results/minilm            # seed-*/report.json of one benchmark
+    python bench/summarise.py bench/results/peers-minilm bench/results/peers-minilm/torch-pruning
+
+Further folders add their methods' rows (and per-example results) to the first one's seeds: a peer
+evaluated apart on the same runs (``bench/torch_pruning_peer.py``) is paired like the others.
 
 Per method and width: the metric (mean ± sample sd over the seeds that ran it), FLOPs ratio and
 measured latency ratio; the cost of each method for the whole curve; and, for accuracy, whether a
@@ -17,11 +21,28 @@ import sys
 from pathlib import Path
 
 
-def _reports(folder: Path) -> dict[int, dict]:
+def _reports(folder: Path, *extra: Path) -> dict[int, dict]:
     found = {int(p.parent.name.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("seed-*/report.json")}
     if not found:
         sys.exit(f"no seed-*/report.json under {folder}")
+    for more in extra:
+        for seed, report in _reports(more).items():
+            if seed in found:
+                _merge(found[seed], report)
     return dict(sorted(found.items()))
+
+
+def _merge(into: dict, other: dict) -> None:
+    """Add ``other``'s method rows, per-example results and costs to ``into`` (same run, same examples)."""
+    if into["num_eval_examples"] != other["num_eval_examples"] or into["dense"]["value"] != other["dense"]["value"]:
+        sys.exit("the reports to merge were not evaluated on the same dense model and examples")
+    known = {r["method"] for r in into["rows"]}
+    into["rows"] += [r for r in other["rows"] if r["method"] not in known]
+    bits = into.setdefault("per_example_correct", {})
+    for key, value in (other.get("per_example_correct") or {}).items():
+        bits.setdefault(key, value)
+    for method, cost in other["costs"].items():
+        into["costs"].setdefault(method, cost)
 
 
 def _cell(values: list[float], percent: bool) -> str:
@@ -31,8 +52,8 @@ def _cell(values: list[float], percent: bool) -> str:
     return f"{statistics.mean(values) * scale:.2f} ± {statistics.stdev(values) * scale:.2f}"
 
 
-def summarise(folder: Path) -> str:
-    reports = _reports(folder)
+def summarise(folder: Path, *extra: Path) -> str:
+    reports = _reports(folder, *extra)
     first = reports[min(reports)]
     percent = first["metric"]["higher_is_better"] and first["metric"]["name"] != "spearmanr"
     n = first["num_eval_examples"]
@@ -192,6 +213,9 @@ def _significance(reports: dict[int, dict], values: dict, methods: list[str], wi
         verdict = "significant" if abs(gap) > 2 * se else "within noise"
         out.append(f"- {w:g}: awn − {name} = {gap:+.2f} points (2 SE = {2 * se:.2f}): {verdict}")
     out += ["", _gap_table(reports, widths)]
+    peers = [m for m in methods if m not in ("awn", "awn-per-layer", "wina-dynamic")]
+    if set(peers) - {b for a, b in CLAIMS if a == "awn"}:  # methods the claims table leaves out
+        out += ["", _peer_table(reports, widths, peers)]
     return "\n".join(out)
 
 
@@ -239,5 +263,28 @@ def _gap_table(reports: dict[int, dict], widths: list[float]) -> str:
     return "\n".join(lines)
 
 
+def _peer_table(reports: dict[int, dict], widths: list[float], peers: list[str]) -> str:
+    """awn − each other method at every width (points, ± 2 SE, * beyond 2 SE): one column per method."""
+    lines = [
+        "awn − each method, paired (points ± 2 SE, pooled over the seeds that ran both; * beyond 2 SE):",
+        "",
+        "| width | " + " | ".join(peers) + " |",
+        "|---|" + "---|" * len(peers),
+    ]
+    for w in widths:
+        cells = []
+        for m in peers:
+            paired = _paired(reports, f"awn@{w:g}", f"{m}@{w:g}")
+            cells.append(
+                "—"
+                if paired is None
+                else f"{paired[0]:+.2f} ± {2 * paired[1]:.2f}" + ("*" if abs(paired[0]) > 2 * paired[1] else "")
+            )
+        lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(summarise(Path(sys.argv[1])))
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    print(summarise(*(Path(a) for a in sys.argv[1:])))

@@ -1,0 +1,59 @@
+"""bench/summarise.py: a peer evaluated apart (torch-pruning) joins the run's seeds and is paired with awn."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import summarise  # noqa: E402
+
+
+def _report(methods: dict[str, str], dense: float = 0.8) -> dict:
+    """A report with one row per method at width 0.5 and its per-example correctness bits."""
+    rows = [
+        {"method": m, "width_fraction": 0.5, "value": bits.count("1") / len(bits), "flops_ratio": 0.7}
+        for m, bits in methods.items()
+    ]
+    return {
+        "model": "m",
+        "task": "text-classification",
+        "num_eval_examples": 8,
+        "device": {"name": "cpu", "threads": 2},
+        "metric": {"name": "accuracy", "higher_is_better": True},
+        "dense": {"value": dense},
+        "rows": rows,
+        "costs": {m: {"evaluate_s": 1.0} for m in methods},
+        "per_example_correct": {f"{m}@0.5": bits for m, bits in methods.items()},
+    }
+
+
+def _write(folder: Path, seed: int, report: dict) -> None:
+    (folder / f"seed-{seed}").mkdir(parents=True)
+    (folder / f"seed-{seed}" / "report.json").write_text(json.dumps(report))
+
+
+def test_a_peer_from_another_folder_is_paired_with_awn(tmp_path):
+    run, extra = tmp_path / "run", tmp_path / "tp"
+    _write(run, 0, _report({"awn": "11111110", "wina": "11110000", "taylor": "11100000"}))
+    _write(extra, 0, _report({"torch-pruning": "11000000"}))
+    text = summarise.summarise(run, extra)
+    assert "| torch-pruning | 25.00 |" in text
+    table = text.split("awn − each method")[1]
+    header = next(line for line in table.splitlines() if line.startswith("| width"))
+    assert header.split("|")[2:-1] == [" wina ", " taylor ", " torch-pruning "]
+    row = next(line for line in table.splitlines() if line.startswith("| 0.5"))
+    assert row.split("|")[4].strip().startswith("+62.50")  # 7/8 − 2/8, paired
+
+
+def test_reports_of_another_run_are_refused(tmp_path):
+    run, extra = tmp_path / "run", tmp_path / "tp"
+    _write(run, 0, _report({"awn": "11111110", "wina": "11110000"}))
+    _write(extra, 0, _report({"torch-pruning": "11000000"}, dense=0.7))
+    with pytest.raises(SystemExit, match="same dense model"):
+        summarise.summarise(run, extra)
