@@ -23,9 +23,12 @@ Summarise with ``python bench/summarise.py OUT``; torch-pruning's rows come from
 
 from __future__ import annotations
 
+import argparse
+import functools
+
 from harness import add_run_args, make_parser, parse, run_seeds
 
-from awncompress.config import apply_overrides, load_recipe
+from awncompress.config import Recipe, apply_overrides, load_recipe
 
 WIDTHS = "0.125,0.25,0.375,0.5,0.75"
 FFN_METHODS = (
@@ -37,24 +40,28 @@ HEAD_WIDTHS = "0.125,0.25,0.5"
 HEAD_METHODS = "awn,wina,awn-heads,wina-heads,taylor-heads,fluctuation-heads,finetune-heads"
 
 
+def parser() -> argparse.ArgumentParser:
+    out = add_run_args(make_parser(__doc__), [0, 1, 2], dense=True)
+    out.add_argument("--flops", action="store_true", help="heads and FFN at FLOP targets 0.25, 0.3, 0.4")
+    return out
+
+
+def recipe_for(args: argparse.Namespace, seed: int, first: bool) -> tuple[Recipe, None]:
+    """The demo recipe for one seed: every seed from ``--dense`` (or from the first seed's dense model)."""
+    overrides = {"seed": seed, "evaluate.latency_repeats": 20}
+    if args.flops:
+        overrides.update({"awn.heads": "true", "export.flops": TARGETS, "export.widths": HEAD_WIDTHS})
+        overrides["evaluate.methods"] = HEAD_METHODS
+    else:
+        overrides.update({"export.widths": WIDTHS, "evaluate.methods": FFN_METHODS})
+    if args.dense is not None or not first:
+        overrides["model"] = str(args.dense or args.out / f"seed-{args.seeds[0]}" / "dense")
+    return apply_overrides(load_recipe("demo"), {**overrides, **args.overrides}), None
+
+
 def main() -> None:
-    parser = add_run_args(make_parser(__doc__), [0, 1, 2], dense=True)
-    parser.add_argument("--flops", action="store_true", help="heads and FFN at FLOP targets 0.25, 0.3, 0.4")
-    args = parse(parser)
-    base = load_recipe("demo")
-
-    def recipe_for(seed: int, first: bool):
-        overrides = {"seed": seed, "evaluate.latency_repeats": 20}
-        if args.flops:
-            overrides.update({"awn.heads": "true", "export.flops": TARGETS, "export.widths": HEAD_WIDTHS})
-            overrides["evaluate.methods"] = HEAD_METHODS
-        else:
-            overrides.update({"export.widths": WIDTHS, "evaluate.methods": FFN_METHODS})
-        if args.dense is not None or not first:
-            overrides["model"] = str(args.dense or args.out / f"seed-{args.seeds[0]}" / "dense")
-        return apply_overrides(base, {**overrides, **args.overrides}), None
-
-    run_seeds(args.out, args.seeds, recipe_for, label="peers ")
+    args = parse(parser())
+    run_seeds(args.out, args.seeds, functools.partial(recipe_for, args), label="peers ")
 
 
 if __name__ == "__main__":
