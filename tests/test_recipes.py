@@ -24,7 +24,7 @@ from awncompress.data.sources import DataSource, classify_source
 from awncompress.errors import AwnError, RecipeError
 from awncompress.train.settings import TrainConfig
 
-SHIPPED = ["bert-base", "demo", "smollm2"]
+SHIPPED = ["bert-base", "demo", "gemma3", "smollm2"]
 
 
 def _write(tmp_path: Path, data: dict, name: str = "r.yaml") -> Path:
@@ -76,6 +76,11 @@ def test_shipped_recipe_contents() -> None:
     smol = load_recipe("smollm2")
     assert (smol.model, smol.task, smol.data.train) == ("builtin:smollm2", "causal-lm", "builtin:jane-austen")
     assert smol.data.max_length == 64 and smol.resolved_metric == "perplexity"
+
+    # Gemma 3 is run exactly as SmolLM2 is, so the two benchmarks differ only in the model.
+    gemma = load_recipe("gemma3")
+    assert (gemma.model, gemma.out) == ("builtin:gemma3", "out/gemma3")
+    assert gemma.model_copy(update={"model": smol.model, "out": smol.out}) == smol
 
 
 def test_defaults_and_default_recipe() -> None:
@@ -294,7 +299,7 @@ def test_overrides_are_checked() -> None:
 
 
 def test_missing_recipe_lists_available() -> None:
-    with pytest.raises(RecipeError, match=r"unknown recipe 'bert-large'; available: bert-base, demo, smollm2"):
+    with pytest.raises(RecipeError, match=r"unknown recipe 'bert-large'; available: bert-base, demo, gemma3, smollm2"):
         load_recipe("bert-large")
     with pytest.raises(RecipeError, match="does not exist"):
         load_recipe("nowhere/recipe.yaml")

@@ -138,7 +138,7 @@ SECTIONS: dict[str, type[Section]] = {
 class Recipe(Section):
     """A whole ``awncompress convert`` run. Constructing one validates (and normalises) every field.
 
-    ``model``: a local folder, a Hub id, or a builtin asset ("builtin:minilm", "builtin:smollm2").
+    ``model``: a local folder, a Hub id, or a builtin asset ("builtin:minilm", "builtin:smollm2", "builtin:gemma3").
     ``task``: "text-classification" or "causal-lm". ``out``: default output folder (null: the CLI
     decides). ``budget``: minutes the whole run should take (its fine-tunes' steps are scaled to fit
     what a dry pass measured; null: no limit). A setting a recipe leaves out is derived from the model, the data and

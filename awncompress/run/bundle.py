@@ -30,7 +30,8 @@ from ..train.teacher import Teacher, distillation_teacher
 
 log = logging.getLogger("awncompress")
 
-BUILTIN_MODELS = ("builtin:minilm", "builtin:smollm2", "builtin:mpnet")
+BUILTIN_MODELS = ("builtin:minilm", "builtin:smollm2", "builtin:gemma3", "builtin:mpnet")
+_BUILTIN_ALIASES = {"builtin:gemma3-270m": "builtin:gemma3"}
 
 
 @dataclass
@@ -49,10 +50,13 @@ def resolve_model(name: str) -> str:
     if name.startswith("builtin:"):
         from ..data import assets  # fetching assets pulls in pip and apt plumbing: only for builtins
 
+        name = _BUILTIN_ALIASES.get(name, name)
         if name == "builtin:minilm":
             return str(assets.minilm_path())
         if name == "builtin:smollm2":
             return str(assets.smollm2_path())
+        if name == "builtin:gemma3":
+            return str(assets.gemma3_path())
         if name == "builtin:mpnet":
             return str(assets.mpnet_path())
         raise ModelLoadError(f"unknown builtin model {name!r}; builtins: {', '.join(BUILTIN_MODELS)}")
