@@ -7,7 +7,7 @@
 #
 # For a machine without PyPI (a lent GPU with no network), before the first call:
 #   AWNCOMPRESS_CACHE must hold smollm2-135m-instruct/ and janeaustenr/, e.g. built with
-#   python -c "from awncompress.assets import smollm2_from_gguf; ..." from a copied GGUF file.
+#   python -c "from awncompress.data.assets import model_from_gguf; ..." from a copied GGUF file.
 # COPY_TO (optional) gets report.json, report.md and curve.png of the seed, prefixed seed<N>-.
 set -euo pipefail
 runs=$1 seed=$2 copy_to=${3:-}

@@ -324,10 +324,6 @@ def model_from_gguf(gguf_file: Path, final: Path, extra_files: Mapping[str, byte
             (out / extra).write_bytes(content)
 
 
-# The name bench/smollm2_gpu.sh and BENCHMARKS.md use; it was SmolLM2's before Gemma 3 shared it.
-smollm2_from_gguf = model_from_gguf
-
-
 def apt_download(package: str, dest: Path) -> Path:
     """``apt-get download`` a Debian package into ``dest`` (updating the lists once if needed)."""
     hint = f"the Jane Austen demo needs access to a Debian package mirror (apt-get download {package})"
