@@ -1,0 +1,160 @@
+"""GGUF exports through the real command: llama.cpp's own converter (the tree in AWNCOMPRESS_LLAMA_CPP,
+which .ci/run extracts from llama-cpp-python's sdist), quantized and run in llama-cpp-python."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zoo
+from typer.testing import CliRunner
+
+from awncompress import load_pretrained
+from awncompress.checkpoint.export import export_nested
+from awncompress.cli import app
+from awncompress.errors import NotAnExportError
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tree() -> Path:
+    found = os.environ.get("AWNCOMPRESS_LLAMA_CPP")
+    if not found:
+        pytest.skip("set AWNCOMPRESS_LLAMA_CPP to a llama.cpp source tree (.ci/run does)")
+    return Path(found)
+
+
+def _nested(tmp_path, **overrides):
+    model, tokenizer = zoo.llama_with_tokenizer(**overrides)
+    return export_nested(model, tmp_path / "nested", widths=[0.5], tokenizer=tokenizer)
+
+
+def _export(nested, out, *args):
+    return runner.invoke(app, ["export", str(nested), "--out", str(out), "--format", "gguf", *args])
+
+
+def _llama_cpp_logits(path: Path, ids: list[int]) -> np.ndarray:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=64,
+        logits_all=True,
+        n_threads=2,
+        type_k=llama_cpp.GGML_TYPE_F32,
+        type_v=llama_cpp.GGML_TYPE_F32,
+        verbose=False,
+    )
+    try:
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)])
+    finally:
+        llm.close()
+
+
+@pytest.mark.parametrize("quant, rel", [("f32", 1e-4), ("f16", 2e-2)])
+def test_gguf_runs_in_llama_cpp_like_the_transformers_export(quant, rel, tree, tmp_path):
+    nested = _nested(tmp_path)
+    out = tmp_path / "served"
+    result = _export(nested, out, "--widths", "0.5", "--quant", quant, "--llama-cpp", str(tree))
+    assert result.exit_code == 0, result.output
+    folder = out / f"width-0.5-gguf-{quant}"
+    assert sorted(p.name for p in out.iterdir()) == [folder.name]  # no temp or scratch folder left
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "README.md",
+        "awncompress.json",
+        f"model-{quant}.gguf",
+    ]
+    record = json.loads((folder / "awncompress.json").read_text())
+    assert record["format"] == "gguf" and record["loads_with"] == "llama.cpp" and record["layer_widths"] == [32, 32]
+    assert record["gguf"]["quant"] == quant and record["gguf"]["fallbacks"] == []
+    assert record["check"]["runtime"].startswith("llama-cpp-python")
+    # Our own comparison, on ids of our own, against the width cut from the nested checkpoint in PyTorch.
+    ids = [1, 120, 200, 7, 280, 33, 150, 290, 64, 5]
+    got = _llama_cpp_logits(folder / f"model-{quant}.gguf", ids)
+    with torch.no_grad():
+        want = load_pretrained(nested, width=0.5)(input_ids=torch.tensor([ids])).logits[0].numpy()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= rel * max(1.0, np.abs(want).max())
+    assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.9
+    with pytest.raises(NotAnExportError, match="GGUF export for llama.cpp"):
+        load_pretrained(folder)
+
+
+def test_k_quant_fallback_is_one_warning_and_multiple_256_avoids_it(tree, tmp_path):
+    # hidden 256 so every projection can take a k-quant; the FFN is 512 wide.
+    nested = _nested(tmp_path, hidden_size=256, intermediate_size=512, widen=False)
+    out = tmp_path / "served"
+    result = _export(nested, out, "--widths", "0.375", "--quant", "q4_k_m", "--llama-cpp", str(tree))
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "width-0.375-gguf-q4_k_m" / "awncompress.json").read_text())
+    assert record["layer_widths"] == [192, 192]
+    fallbacks = record["gguf"]["fallbacks"]
+    assert [f["tensor"] for f in fallbacks] == ["ffn_down"] and fallbacks[0]["rows"] == 192
+    assert set(fallbacks[0]["type"].split("/")) <= {"Q5_0", "Q5_1", "Q8_0", "IQ4_NL"} and fallbacks[0]["layers"] == 2
+    warned = [line for line in result.output.splitlines() if "k-quants need rows" in line]
+    assert len(warned) == 1 and "ffn_down (rows of 192, 2 tensors)" in warned[0] and "--multiple 256" in warned[0]
+    assert "Q4_K" in record["gguf"]["tensor_types"]
+    result = _export(
+        nested, out, "--widths", "0.375", "--quant", "q4_k_m", "--multiple", "256", "--overwrite", "--llama-cpp", tree
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "width-0.375-gguf-q4_k_m" / "awncompress.json").read_text())
+    assert record["layer_widths"] == [256, 256] and record["gguf"]["fallbacks"] == []
+    assert "k-quants need rows" not in result.output
+    ppl = record["check"]["perplexity"]
+    assert 0.8 <= ppl[1] / ppl[0] <= 1.25 and record["check"]["top1_agreement"] > 0.3
+
+
+def test_gguf_mismatch_is_an_error_and_leaves_nothing(tree, tmp_path, monkeypatch):
+    from awncompress.serve import gguf
+
+    monkeypatch.setitem(gguf.BOUNDS, "f16", (-1.0, None))
+    nested = _nested(tmp_path)
+    out = tmp_path / "served"
+    result = _export(nested, out, "--widths", "0.5", "--llama-cpp", str(tree))
+    assert result.exit_code == 1 and "does not match the transformers export in llama.cpp" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["nested"]
+
+
+def test_gguf_for_an_encoder_classifier_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.delenv("AWNCOMPRESS_LLAMA_CPP", raising=False)
+    nested = export_nested(zoo.make_model("bert"), tmp_path / "nested", widths=[0.5])
+    out = tmp_path / "served"
+    result = _export(nested, out, "--widths", "0.5")
+    assert result.exit_code == 1 and "GGUF is for causal language models" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_without_a_llama_cpp_tree_the_line_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("AWNCOMPRESS_LLAMA_CPP", raising=False)
+    nested = _nested(tmp_path)
+    out = tmp_path / "served"
+    result = _export(nested, out, "--widths", "0.5")
+    assert result.exit_code == 1 and not out.exists()
+    assert "pip download llama-cpp-python==0.3.36 --no-deps --no-binary :all:" in result.output
+    fake = tmp_path / "not-llama"
+    fake.mkdir()
+    result = _export(nested, out, "--widths", "0.5", "--llama-cpp", str(fake))
+    assert result.exit_code == 1 and "is not a llama.cpp source tree" in result.output and not out.exists()
+
+
+def test_an_architecture_the_converter_lacks_is_refused_without_running_it(tmp_path):
+    tree = tmp_path / "llama.cpp"
+    (tree / "conversion").mkdir(parents=True)
+    (tree / "gguf-py" / "gguf").mkdir(parents=True)
+    (tree / "gguf-py" / "gguf" / "__init__.py").write_text("")
+    (tree / "convert_hf_to_gguf.py").write_text("raise SystemExit('must never run')\n")
+    (tree / "conversion" / "__init__.py").write_text("")
+    (tree / "conversion" / "other.py").write_text('@ModelBase.register("GPT2LMHeadModel")\nclass M: ...\n')
+    nested = _nested(tmp_path)
+    out = tmp_path / "served"
+    result = _export(nested, out, "--widths", "0.5", "--llama-cpp", str(tree))
+    assert result.exit_code == 1 and "has no architecture for LlamaForCausalLM" in result.output
+    assert not out.exists()
