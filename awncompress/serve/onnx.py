@@ -79,16 +79,19 @@ def _dynamic_shapes(model: nn.Module, names: list[str]) -> dict:
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    """The exporter logs warnings (torchvision missing, dynamic-shape renames) and prints its steps."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """The exporter logs warnings (torchvision missing, dynamic-shape renames) and its optimizer's steps
+    ("Replaced initializer ..."), and prints its own steps: none of it is the user's business."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnx_ir", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def write_onnx(model: nn.Module, folder: Path) -> dict[str, Any]:
