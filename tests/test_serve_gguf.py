@@ -158,3 +158,52 @@ def test_an_architecture_the_converter_lacks_is_refused_without_running_it(tmp_p
     result = _export(nested, out, "--widths", "0.5", "--llama-cpp", str(tree))
     assert result.exit_code == 1 and "has no architecture for LlamaForCausalLM" in result.output
     assert not out.exists()
+
+
+def _nested_with_profile(tmp_path, active_widths):
+    model, tokenizer = zoo.llama_with_tokenizer(intermediate_size=512, widen=False)
+    profile = {"k": 0.9, "normalised_rates": [1.0, 2.0], "active_widths": active_widths}
+    return export_nested(model, tmp_path / "nested", widths=[0.5], tokenizer=tokenizer, profile=profile)
+
+
+def test_per_layer_widths_run_in_llama_cpp_as_deci(tree, tmp_path):
+    import gguf
+
+    nested = _nested_with_profile(tmp_path, [200, 480])
+    out = tmp_path / "served"
+    result = _export(nested, out, "--learned", "--llama-cpp", str(tree))
+    assert result.exit_code == 1 and "layer 0's width 200 cannot be said: give --multiple 256" in result.output
+    assert not out.exists()
+    result = _export(nested, out, "--learned", "--multiple", "256", "--llama-cpp", str(tree))
+    assert result.exit_code == 0, result.output
+    folder = out / "per-layer-gguf-f16"
+    record = json.loads((folder / "awncompress.json").read_text())
+    assert record["layer_widths"] == [256, 512] and record["loads_with"] == "llama.cpp"
+    assert (
+        record["deci"]["architecture"] == "DeciLMForCausalLM" and "trust_remote_code" in record["deci"]["transformers"]
+    )
+    reader = gguf.GGUFReader(str(folder / "model-f16.gguf"))
+    assert reader.fields["general.architecture"].contents() == "deci"
+    downs = {t.name: [int(x) for x in t.shape] for t in reader.tensors if t.name.endswith("ffn_down.weight")}
+    assert downs == {"blk.0.ffn_down.weight": [256, 32], "blk.1.ffn_down.weight": [512, 32]}
+    # llama.cpp's logits against the per-layer model awncompress builds from the nested checkpoint.
+    ids = [1, 120, 200, 7, 280, 33, 150, 290, 64, 5]
+    got = _llama_cpp_logits(folder / "model-f16.gguf", ids)
+    with torch.no_grad():
+        want = load_pretrained(nested, width=[256, 512])(input_ids=torch.tensor([ids])).logits[0].numpy()
+    assert np.abs(got - want).max() <= 2e-2 * max(1.0, np.abs(want).max())
+
+
+def test_per_layer_gguf_refuses_what_deci_cannot_say(tmp_path):
+    from awncompress.serve.deci import check_deci, deci_width, ffn_mult
+
+    nested = export_nested(zoo.build("qwen2", head="lm"), tmp_path / "nested", widths=[0.5])
+    with pytest.raises(Exception, match="qwen2 blocks do not map"):
+        check_deci(load_pretrained(nested).config, [256, 256])
+    config = zoo.build("llama", head="lm", hidden_size=64, num_attention_heads=4, num_key_value_heads=2).config
+    with pytest.raises(Exception, match="query heads"):
+        check_deci(config, [256, 512], heads=[2, 4])
+    # The converter's own formula, for a few hidden sizes: every multiple of 256 comes back exactly.
+    for hidden in (32, 576, 4096):
+        assert [deci_width(ffn_mult(w, hidden), hidden) for w in (256, 768, 1536, 14336)] == [256, 768, 1536, 14336]
+    assert deci_width(ffn_mult(200, 576), 576) == 256  # what llama.cpp would silently make of width 200

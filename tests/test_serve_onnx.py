@@ -78,7 +78,7 @@ def test_onnx_mismatch_is_an_error_and_leaves_nothing(tmp_path, monkeypatch):
     [
         (["--format", "tflite"], "unknown export format 'tflite'"),
         (["--format", "onnx", "--quant", "q8_0"], "--quant applies to --format gguf only"),
-        (["--format", "onnx", "--learned"], "--learned (per-layer widths) is written as --format hf only"),
+        (["--format", "gguf", "--quant", "q3_k"], "unknown GGUF quantization 'q3_k'"),
     ],
 )
 def test_bad_onnx_requests_are_one_line_before_anything_is_written(args, message, tmp_path):
@@ -108,3 +108,22 @@ def test_missing_onnx_dependency_names_the_install(tmp_path, monkeypatch):
     result = runner.invoke(app, ["export", str(nested), "--widths", "0.5", "--format", "onnx", "--out", str(out)])
     assert result.exit_code == 1 and "pip install 'awncompress[serve]'" in result.output
     assert "onnxscript" in result.output and not out.exists()
+
+
+def test_per_layer_widths_export_to_onnx(tmp_path):
+    import onnxruntime as ort
+
+    model, tokenizer = zoo.llama_with_tokenizer(intermediate_size=512, widen=False)
+    profile = {"k": 0.9, "normalised_rates": [1.0, 2.0], "active_widths": [200, 480]}
+    nested = export_nested(model, tmp_path / "nested", widths=[0.5], tokenizer=tokenizer, profile=profile)
+    out = tmp_path / "served"
+    result = runner.invoke(app, ["export", str(nested), "--learned", "--format", "onnx", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "per-layer-onnx" / "awncompress.json").read_text())
+    assert record["layer_widths"] == [200, 480] and record["format"] == "onnx"
+    ids = torch.tensor([[1, 120, 200, 7, 280, 33]])
+    session = ort.InferenceSession(str(out / "per-layer-onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": np.ones_like(ids.numpy())})[0]
+    with torch.no_grad():
+        want = load_pretrained(nested, width=[200, 480])(input_ids=ids).logits.numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)

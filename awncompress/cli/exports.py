@@ -123,18 +123,20 @@ def _export(
         raise AwnError(f"{nested} is a {record['format']} export; `export` needs a nested one")
     check_applies(fmt, record.get("model_type"), record.get("architecture"))
     require_for(fmt)
-    if learned and fmt != "hf":
-        raise AwnError(f"--learned (per-layer widths) is written as --format hf only, not {fmt}")
     widths_learned = (record.get("profile") or {}).get("active_widths")
     if learned and not widths_learned:
         raise AwnError(f"{nested} records no learned per-layer widths")
-    targets = [served_dir(out, width_key(w), fmt, quant) for w in widths] + ([out / "per-layer"] if learned else [])
+    per_layer = served_dir(out, "", fmt, quant, prefix="per-layer") if learned else None
+    targets = [served_dir(out, width_key(w), fmt, quant) for w in widths] + ([per_layer] if learned else [])
     for target in targets:  # every target checked before the first is written
         check_apart(target, [nested], "the export")
         check_writable(target, overwrite, is_export)
     tokenizer = _tokenizer_or_none(nested)
     if fmt != "hf":
-        return _export_served(nested, record, widths, multiple, out, overwrite, fmt, quant, llama_cpp, tokenizer)
+        learned_to = (per_layer, rounded(widths_learned, multiple, record["d_ff"])) if learned else None
+        return _export_served(
+            nested, record, widths, learned_to, multiple, out, overwrite, fmt, quant, llama_cpp, tokenizer
+        )
     model = load_pretrained(nested)
     source = record.get("source_model")
     written = [
@@ -152,10 +154,16 @@ def _export(
     return written
 
 
+def rounded(widths: list, multiple: Optional[int], d_ff: int) -> list:
+    """Learned per-layer widths rounded to ``multiple`` (never below one multiple, never above d_ff)."""
+    return [int(min(d_ff, max(multiple, multiple * round(w / multiple)))) if multiple else int(w) for w in widths]
+
+
 def _export_served(
     nested: Path,
     record: dict,
     widths: list,
+    learned_to: Optional[tuple],
     multiple: Optional[int],
     out: Path,
     overwrite: bool,
@@ -164,18 +172,30 @@ def _export_served(
     llama_cpp: Optional[Path],
     tokenizer,
 ) -> list:
-    """ONNX or GGUF exports, one per width, each checked in its engine before it is renamed into place."""
+    """ONNX or GGUF exports, one per width (and ``learned_to``: (folder, per-layer widths)), each checked
+    in its engine before it is renamed into place."""
+    import transformers
+
     from ..checkpoint.load import load_pretrained
+    from ..serve.deci import DECI_ARCHITECTURE, check_deci
     from ..serve.export import export_served
 
     if fmt == "gguf":
         from ..serve.llama_cpp import check_tree_for
 
-        llama_cpp = check_tree_for(llama_cpp, record.get("architecture"), tokenizer is not None)
+        if widths:
+            llama_cpp = check_tree_for(llama_cpp, record.get("architecture"), tokenizer is not None)
+        if learned_to:  # a per-layer GGUF is llama.cpp's DECI architecture: its limits, before anything is loaded
+            check_deci(transformers.AutoConfig.from_pretrained(nested), learned_to[1])
+            llama_cpp = check_tree_for(llama_cpp, DECI_ARCHITECTURE, tokenizer is not None)
     model = load_pretrained(nested)
     source = record.get("source_model")
     kwargs = dict(quant=quant, tokenizer=tokenizer, source=source, multiple=multiple, overwrite=overwrite)
-    return [export_served(model, out, w, fmt, llama_cpp=llama_cpp, **kwargs) for w in tqdm_widths(widths, fmt)]
+    written = [export_served(model, out, w, fmt, llama_cpp=llama_cpp, **kwargs) for w in tqdm_widths(widths, fmt)]
+    if learned_to:
+        folder, per_layer = learned_to
+        written.append(export_served(model, out, per_layer, fmt, llama_cpp=llama_cpp, folder=folder, **kwargs))
+    return written
 
 
 def tqdm_widths(widths: list, fmt: str):

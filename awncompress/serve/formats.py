@@ -79,10 +79,13 @@ def check_applies(fmt: str, model_type: Optional[str], architecture: Optional[st
         )
 
 
-def served_dir(out: Union[str, Path], width_key: str, fmt: str, quant: Optional[str] = None) -> Path:
-    """``OUT/width-0.5-onnx`` or ``OUT/width-0.5-gguf-q4_k_m`` (the hf export stays ``OUT/width-0.5``)."""
+def served_dir(
+    out: Union[str, Path], width_key: str, fmt: str, quant: Optional[str] = None, prefix: str = "width-"
+) -> Path:
+    """``OUT/width-0.5-onnx`` or ``OUT/width-0.5-gguf-q4_k_m`` (the hf export stays ``OUT/width-0.5``);
+    ``prefix="per-layer"``, no width: ``OUT/per-layer-gguf-q4_k_m`` (the hf one is ``OUT/per-layer``)."""
     suffix = "" if fmt == "hf" else f"-{fmt}" + (f"-{quant}" if quant else "")
-    return Path(out) / f"width-{width_key}{suffix}"
+    return Path(out) / f"{prefix}{width_key}{suffix}"
 
 
 def require_for(fmt: str) -> None:

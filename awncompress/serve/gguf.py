@@ -18,7 +18,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -43,18 +43,28 @@ PROMPT_TOKENS = 48
 QUANTIZED = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K")
 
 
-def write_gguf(reference: nn.Module, hf: Path, final: Path, scratch: Path, quant: str, tree: Path) -> tuple[str, dict]:
-    """Convert the hf export ``hf`` into ``final/model-<quant>.gguf``, check it against ``reference``
-    (the same export loaded in transformers); returns the file name and the record entries."""
+def write_gguf(
+    reference: nn.Module,
+    hf: Path,
+    final: Path,
+    scratch: Path,
+    quant: str,
+    tree: Path,
+    convert_from: Optional[Path] = None,
+) -> tuple[str, dict]:
+    """Convert the hf export ``hf`` (or ``convert_from``, the same weights under another config) into
+    ``final/model-<quant>.gguf``, check it against ``reference`` (the export loaded in transformers);
+    returns the file name and the record entries."""
+    convert_from = convert_from or hf
     name = f"model-{quant}.gguf"
     threads = max(1, min(8, os.cpu_count() or 1))
     if quant in QUANT_FTYPES_K:
         base = scratch / "model-f16.gguf"
-        run_converter(tree, hf, base, CONVERTER_TYPES[quant])
+        run_converter(tree, convert_from, base, CONVERTER_TYPES[quant])
         quantize(base, final / name, quant, threads)
         base.unlink()
     else:
-        run_converter(tree, hf, final / name, CONVERTER_TYPES[quant])
+        run_converter(tree, convert_from, final / name, CONVERTER_TYPES[quant])
     types = tensor_types(final / name)
     fallbacks = kquant_fallbacks(types) if quant in QUANT_FTYPES_K else []
     if fallbacks:
