@@ -207,3 +207,14 @@ def test_per_layer_gguf_refuses_what_deci_cannot_say(tmp_path):
     for hidden in (32, 576, 4096):
         assert [deci_width(ffn_mult(w, hidden), hidden) for w in (256, 768, 1536, 14336)] == [256, 768, 1536, 14336]
     assert deci_width(ffn_mult(200, 576), 576) == 256  # what llama.cpp would silently make of width 200
+
+
+def test_a_tokenizer_the_deci_converter_cannot_read_is_refused_first():
+    from conftest import word_tokenizer
+
+    from awncompress.serve.deci import check_deci_tokenizer
+
+    check_deci_tokenizer(zoo.llama_tokenizer(), 291)  # byte-fallback BPE, as Llama 2's: read by the converter
+    check_deci_tokenizer(None, 128256)  # Llama 3's vocabulary size: read as Llama 3's
+    with pytest.raises(Exception, match="llama.cpp's DeciLM converter reads only"):
+        check_deci_tokenizer(word_tokenizer(), 19)

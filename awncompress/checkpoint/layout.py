@@ -8,6 +8,7 @@ OUT/
   width-<w>/         one uniform export per width fraction
   per-layer-<w>/     per-layer widths at the FFN FLOPs of width-<w> (with --per-layer)
   flops-<t>/         FFN width and attention heads cut to a fraction t of the dense FLOPs (with --heads)
+  width-<w>-onnx/, width-<w>-gguf-<quant>/   each width for onnxruntime / llama.cpp (export.formats)
   checkpoints/       fine-tune checkpoints while a run is unfinished (removed at the end)
   report.json/.csv/.md, curve.png
 ```

@@ -177,7 +177,7 @@ def _export_served(
     import transformers
 
     from ..checkpoint.load import load_pretrained
-    from ..serve.deci import DECI_ARCHITECTURE, check_deci
+    from ..serve.deci import DECI_ARCHITECTURE, check_deci, check_deci_tokenizer
     from ..serve.export import export_served
 
     if fmt == "gguf":
@@ -186,7 +186,9 @@ def _export_served(
         if widths:
             llama_cpp = check_tree_for(llama_cpp, record.get("architecture"), tokenizer is not None)
         if learned_to:  # a per-layer GGUF is llama.cpp's DECI architecture: its limits, before anything is loaded
-            check_deci(transformers.AutoConfig.from_pretrained(nested), learned_to[1])
+            config = transformers.AutoConfig.from_pretrained(nested)
+            check_deci(config, learned_to[1])
+            check_deci_tokenizer(tokenizer, int(config.vocab_size))
             llama_cpp = check_tree_for(llama_cpp, DECI_ARCHITECTURE, tokenizer is not None)
     model = load_pretrained(nested)
     source = record.get("source_model")

@@ -24,6 +24,7 @@ from ..files.atomic import atomic_write
 DECI_ARCHITECTURE = "DeciLMForCausalLM"
 DECI_MODEL_TYPE = "nemotron-nas"
 ROW = 256  # llama.cpp rounds each DeciLM FFN width up to a multiple of this
+LLAMA3_VOCAB = 128256  # conversion/deci.py reads a tokenizer of this size as Llama 3's (gpt2-style BPE)
 # Families whose decoder blocks are DeciLM blocks: RMSNorm, rotary attention without q/k/v biases or
 # q/k norms, head size hidden / heads, gated SiLU MLP without biases.
 DECI_FAMILIES = {"llama"}
@@ -67,6 +68,23 @@ def check_deci(config: Any, widths: Sequence[int], heads: Optional[Sequence[int]
         )
     if any(deci_width(ffn_mult(w, hidden), hidden) != w for w in widths):  # float rounding, never expected
         raise UnsupportedModelError(f"ffn_mult cannot express the widths {list(widths)} exactly")
+
+
+def check_deci_tokenizer(tokenizer: Any, vocab_size: int) -> None:
+    """llama.cpp's DeciLM converter reads Llama-3's tokenizer (a vocabulary of 128,256) or a Llama-2-style
+    byte-fallback BPE ``tokenizer.json``; anything else fails inside it, so it is refused here first."""
+    if vocab_size == LLAMA3_VOCAB:
+        return
+    try:
+        model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    except (AttributeError, ValueError, KeyError, TypeError):
+        model = {}
+    if model.get("type") != "BPE" or not model.get("byte_fallback"):
+        raise UnsupportedModelError(
+            "llama.cpp's DeciLM converter reads only Llama-3's tokenizer (vocabulary 128,256) or a byte-fallback "
+            f"BPE like Llama 2's; this model's ({model.get('type', 'no tokenizer.json')}, vocabulary {vocab_size}) "
+            "is neither, so its per-layer widths cannot be written as GGUF"
+        )
 
 
 def deci_config(config: dict, widths: Sequence[int]) -> dict:

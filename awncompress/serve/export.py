@@ -20,7 +20,7 @@ from ..checkpoint.provenance import read_provenance
 from ..files.atomic import atomic_dir, check_writable
 from ..model.surgery import Width
 from .common import copy_side_files, finish, scratch_beside, served_record
-from .deci import DECI_ARCHITECTURE, check_deci, ffn_mult, write_deci_folder
+from .deci import DECI_ARCHITECTURE, check_deci, check_deci_tokenizer, ffn_mult, write_deci_folder
 from .formats import check_applies, require_for, served_dir
 
 log = logging.getLogger("awncompress")
@@ -54,6 +54,7 @@ def export_served(
     require_for(fmt)
     if per_layer and fmt == "gguf":
         check_deci(model.config, [int(w) for w in width])
+        check_deci_tokenizer(tokenizer, int(model.config.vocab_size))
     if per_layer and folder is None:
         raise ValueError("a per-layer served export needs folder=")
     target = folder or served_dir(out, width_key(width) if isinstance(width, float) else str(width), fmt, quant)
