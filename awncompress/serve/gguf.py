@@ -40,6 +40,7 @@ BOUNDS = {
     "q4_k_m": (None, 1.25),
 }
 PROMPT_TOKENS = 48
+QUANT_FTYPES_K = ("q4_k_m",)  # quantized by llama.cpp's quantizer from the converter's f16 file
 QUANTIZED = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K")
 
 
@@ -79,9 +80,6 @@ def write_gguf(
         },
         "check": check,
     }
-
-
-QUANT_FTYPES_K = ("q4_k_m",)
 
 
 def tensor_types(path: Path) -> dict[str, tuple[str, int]]:
