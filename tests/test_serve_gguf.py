@@ -111,6 +111,22 @@ def test_k_quant_fallback_is_one_warning_and_multiple_256_avoids_it(tree, tmp_pa
     assert 0.8 <= ppl[1] / ppl[0] <= 1.25 and record["check"]["top1_agreement"] > 0.3
 
 
+def test_mistral_converts_and_a_sliding_window_llama_cpp_ignores_is_caught(tree, tmp_path):
+    # llama.cpp's converter writes Mistral as its llama architecture, which has no sliding window.
+    model, tokenizer = zoo.llama_with_tokenizer(family="mistral", sliding_window=None)
+    nested = export_nested(model, tmp_path / "nested", widths=[0.5], tokenizer=tokenizer)
+    result = _export(nested, tmp_path / "served", "--widths", "0.5", "--llama-cpp", str(tree))
+    assert result.exit_code == 0, result.output
+    # A 16-token window, shorter than the 48-token check prompt: the file computes something else, and
+    # the check says so instead of writing it.
+    model, tokenizer = zoo.llama_with_tokenizer(family="mistral", sliding_window=16)
+    nested = export_nested(model, tmp_path / "nested-window", widths=[0.5], tokenizer=tokenizer)
+    out = tmp_path / "served-window"
+    result = _export(nested, out, "--widths", "0.5", "--llama-cpp", str(tree))
+    assert result.exit_code == 1 and "does not match the transformers export in llama.cpp" in result.output
+    assert not out.exists()
+
+
 def test_gguf_mismatch_is_an_error_and_leaves_nothing(tree, tmp_path, monkeypatch):
     from awncompress.serve import gguf
 

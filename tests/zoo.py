@@ -386,8 +386,8 @@ def llama_tokenizer():
     return tf.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
-def llama_with_tokenizer(seed: int = 0, **overrides):
-    """A tiny Llama causal LM whose vocabulary is :func:`llama_tokenizer`'s, and that tokenizer."""
+def llama_with_tokenizer(seed: int = 0, family: str = "llama", **overrides):
+    """A tiny Llama (or ``family``) causal LM whose vocabulary is :func:`llama_tokenizer`'s, and that tokenizer."""
     tokenizer = llama_tokenizer()
-    model = build("llama", seed, head="lm", vocab_size=len(tokenizer), **overrides)
+    model = build(family, seed, head="lm", vocab_size=len(tokenizer), **overrides)
     return model, tokenizer
