@@ -12,7 +12,7 @@ MAX_FUNCTION_LINES = 60  # body lines, the docstring not counted
 # The subpackages in data-flow order: each may import only those before it (and the top-level errors/version).
 # config composes every stage's settings section, so it sits above the stages it reads the recipe into.
 # The command line sits on top of everything.
-LAYERS = ["files", "model", "data", "train", "checkpoint", "evaluate", "report", "config", "run", "cli"]
+LAYERS = ["files", "model", "data", "train", "checkpoint", "serve", "evaluate", "report", "config", "run", "cli"]
 BASE = {"awncompress.errors", "awncompress.version"}
 TOP_MODULES = {"__init__.py", "__main__.py", "errors.py", "version.py"}
 

@@ -360,3 +360,34 @@ def make_toy(seed: int = 0) -> ToyForSequenceClassification:
             if p.dim() == 2 and "embed" not in name:
                 p.normal_(0, 0.3)
     return model.eval()
+
+
+# --- a tiny Llama-style tokenizer (llama.cpp's converter embeds the tokenizer in every GGUF) -------
+
+
+def llama_tokenizer():
+    """A real but tiny SentencePiece-style BPE tokenizer (byte fallback, ``▁`` for spaces), as Llama 2's
+    ``tokenizer.json`` is built: 3 specials, 256 byte tokens, the letters and a few merges (291 tokens).
+    llama.cpp's converter reads this kind without a pre-tokenizer hash, so no download is needed."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
+    for ch in "▁abcdefghijklmnopqrstuvwxyz":
+        vocab[ch] = len(vocab)
+    merges = [("▁", "t"), ("h", "e"), ("▁t", "he"), ("i", "n"), ("a", "n")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    return tf.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def llama_with_tokenizer(seed: int = 0, family: str = "llama", **overrides):
+    """A tiny Llama (or ``family``) causal LM whose vocabulary is :func:`llama_tokenizer`'s, and that tokenizer."""
+    tokenizer = llama_tokenizer()
+    model = build(family, seed, head="lm", vocab_size=len(tokenizer), **overrides)
+    return model, tokenizer

@@ -8,6 +8,7 @@ OUT/
   width-<w>/         one uniform export per width fraction
   per-layer-<w>/     per-layer widths at the FFN FLOPs of width-<w> (with --per-layer)
   flops-<t>/         FFN width and attention heads cut to a fraction t of the dense FLOPs (with --heads)
+  width-<w>-onnx/, width-<w>-gguf-<quant>/   each width for onnxruntime / llama.cpp (export.formats)
   checkpoints/       fine-tune checkpoints while a run is unfinished (removed at the end)
   report.json/.csv/.md, curve.png
 ```
@@ -24,7 +25,7 @@ from ..errors import NotAnExportError
 from ..files.manifest import has_manifest, only_kept
 from ..files.paths import contained
 from .export import update_provenance
-from .provenance import PROVENANCE_FILE, read_provenance
+from .provenance import PROVENANCE_FILE, read_provenance, refuse_served
 
 RECIPE_FILE = "recipe.yaml"
 DENSE_DIR = "dense"
@@ -114,6 +115,7 @@ def find_exports(out_dir: Union[str, Path]) -> tuple[Optional[Path], dict[float,
         raise NotAnExportError(f"{out_dir} is not a directory")
     if (out_dir / PROVENANCE_FILE).exists():
         record = read_provenance(out_dir)
+        refuse_served(out_dir, record)
         if record["format"] == "nested":
             return out_dir, {}
         return None, {float(record["width_fraction"]): out_dir}

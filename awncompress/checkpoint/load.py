@@ -18,7 +18,7 @@ from ..model.flop_targets import pick_for_flops, pick_per_layer_for_flops
 from ..model.head_cuts import Heads, full_units, resolve_heads, truncate_heads_
 from ..model.heads import find_heads, has_head_spec
 from ..model.surgery import Widths, resolve_widths, truncate_
-from .provenance import full_widths_of, read_provenance, recorded_specs
+from .provenance import full_widths_of, read_provenance, recorded_specs, refuse_served
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -278,6 +278,7 @@ def load_pretrained(
     """
     folder = check_safe_checkpoint(path)
     record = read_provenance(folder)
+    refuse_served(folder, record)
     check_entries(folder, str(folder))
     check_folder_files(folder, "export", NotAnExportError)
     fmt = record["format"]

@@ -25,6 +25,8 @@ from ..model.families import FFNSpec
 PROVENANCE_FILE = "awncompress.json"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+# Exports for a serving engine (awncompress/serve/): no safetensors, so transformers cannot load them.
+SERVED_FORMATS = {"onnx": "onnxruntime", "gguf": "llama.cpp"}
 
 
 class _SpecRecord(FileRecord):
@@ -56,7 +58,7 @@ class _ProfileRecord(FileRecord):
 class Provenance(FileRecord):
     """The keys of ``awncompress.json`` that loading relies on (other keys are kept as they are)."""
 
-    format: Literal["uniform", "per-layer", "nested"]
+    format: Literal["uniform", "per-layer", "nested", "onnx", "gguf"]
     architecture: NonBlank
     model_type: Optional[str] = None
     ffn_spec: Union[_SpecRecord, list[_SpecRecord]]
@@ -136,6 +138,15 @@ def read_provenance(path: Union[str, Path]) -> dict[str, Any]:
     except NotAnExportError as exc:
         raise NotAnExportError(f"{file}: {exc}") from None
     return record
+
+
+def refuse_served(folder: Path, record: dict) -> None:
+    """NotAnExportError for an ONNX or GGUF export where a transformers export is needed."""
+    if record["format"] in SERVED_FORMATS:
+        raise NotAnExportError(
+            f"{folder} is a {record['format'].upper()} export for {SERVED_FORMATS[record['format']]} "
+            f"({record.get('file', 'see awncompress.json')}); transformers and load_pretrained read the hf exports"
+        )
 
 
 def write_provenance(folder: Path, record: dict) -> None:

@@ -26,6 +26,12 @@ def _base_recipe(model_or_recipe: str, named: bool, task: Optional[str], has_dat
     return default_recipe(model_or_recipe, task or "text-classification")
 
 
+def _formats(text: Optional[str]) -> Optional[list[str]]:
+    from ..serve.formats import parse_formats
+
+    return None if text is None else parse_formats(text)
+
+
 @app.command(no_args_is_help=True)
 def convert(
     model_or_recipe: str = typer.Argument(
@@ -88,6 +94,17 @@ def convert(
         "--plan",
         help="Print the stages, steps, batch, memory and estimated time per stage (from a dry pass), write nothing.",
     ),
+    formats: Optional[str] = typer.Option(
+        None,
+        help="Export formats besides hf (always written): onnx (onnxruntime) and/or gguf (llama.cpp), e.g. hf,gguf.",
+    ),
+    quant: Optional[str] = typer.Option(None, help="GGUF quantization: f16 (default), f32, q8_0 or q4_k_m."),
+    llama_cpp: Optional[Path] = typer.Option(
+        None,
+        "--llama-cpp",
+        envvar="AWNCOMPRESS_LLAMA_CPP",
+        help="For gguf: the llama.cpp source tree whose converter runs (see `awncompress export --help`).",
+    ),
     resume: bool = typer.Option(False, help="Continue a killed run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the evaluation and report."),
@@ -110,6 +127,8 @@ def convert(
       awncompress convert ./my-model --data train.csv --budget 20
 
       awncompress convert demo --flops 0.25,0.3              # FFN+heads cuts (turns --heads on)
+
+      awncompress convert demo --formats hf,onnx             # also width-<w>-onnx/, checked in onnxruntime
     """
     from ..config import apply_overrides, is_recipe
 
@@ -139,6 +158,8 @@ def convert(
             "train.mode": mode,
             "seed": seed,
             "evaluate.metric": metric,
+            "export.formats": _formats(formats),
+            "export.quant": quant,
             **sets,
         }
         recipe = apply_overrides(recipe, overrides)
@@ -149,24 +170,11 @@ def convert(
 
         trusted = sets.get("evaluate.metric", metric)  # named on this command line: the user asked for its code
         inputs = [Path(model_or_recipe)] if named and Path(model_or_recipe).is_file() else []
+        common = dict(overwrite=overwrite, trusted_metric=trusted, budget=budget, inputs=inputs, llama_cpp=llama_cpp)
         if plan:
-            typer.echo(
-                plan_convert(
-                    recipe, target, overwrite=overwrite, trusted_metric=trusted, budget=budget, inputs=inputs
-                ).text()
-            )
+            typer.echo(plan_convert(recipe, target, **common).text())
             return
-        result = run_convert(
-            recipe,
-            target,
-            resume=resume,
-            overwrite=overwrite,
-            quiet=quiet,
-            evaluate=not no_eval,
-            trusted_metric=trusted,
-            budget=budget,
-            inputs=inputs,
-        )
+        result = run_convert(recipe, target, resume=resume, quiet=quiet, evaluate=not no_eval, **common)
     if not quiet:
         typer.echo(f"wrote {result.out}: " + ", ".join(p.name for p in result.exports.values()))
         if result.report is not None:

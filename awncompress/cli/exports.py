@@ -56,15 +56,32 @@ def export_cmd(
         None, min=1, max=1 << 20, help="Round widths to a multiple of this (e.g. 64)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write width-<w>/ (and per-layer/) into."),
+    fmt: str = typer.Option(
+        "hf", "--format", "-f", help="hf (transformers folder), onnx (onnxruntime) or gguf (llama.cpp)."
+    ),
+    quant: Optional[str] = typer.Option(None, help="GGUF only: f16 (default), f32, q8_0 or q4_k_m."),
+    llama_cpp: Optional[Path] = typer.Option(
+        None,
+        "--llama-cpp",
+        envvar="AWNCOMPRESS_LLAMA_CPP",
+        help="GGUF only: a llama.cpp source tree (convert_hf_to_gguf.py, conversion/, gguf-py/) whose converter runs.",
+    ),
     overwrite: bool = typer.Option(False, help="Replace existing width folders."),
 ) -> None:
-    """Materialise uniform (and per-layer) exports from a nested checkpoint.
+    """Materialise uniform (and per-layer) exports from a nested checkpoint, for transformers, onnxruntime
+    or llama.cpp. ONNX and GGUF files are run in their engine and compared with the transformers export
+    before they are written.
 
     Examples:
 
       awncompress export awn-demo/nested --widths 0.3,0.6 --out more-widths
 
       awncompress export awn-demo/nested --learned --out learned
+
+      awncompress export awn-demo/nested --widths 0.5 --format onnx --out served     # served/width-0.5-onnx/
+
+      awncompress export smol/nested --widths 0.5 --format gguf --quant q4_k_m --multiple 256 \\
+          --llama-cpp llama_cpp_python-0.3.36/vendor/llama.cpp --out served          # served/width-0.5-gguf-q4_k_m/
     """
     parsed = parse_widths(widths) or []
     if not parsed and not learned:
@@ -72,33 +89,55 @@ def export_cmd(
     quiet_libraries(True)
     with friendly_errors():
         from ..files.lock import run_lock
+        from ..serve.formats import check_quant, parse_formats
 
+        (fmt,) = parse_formats([fmt])
+        quant = check_quant(quant, fmt)
         with run_lock(out):
-            written = _export(nested, parsed, learned, multiple, out, overwrite)
+            written = _export(nested, parsed, learned, multiple, out, overwrite, fmt, quant, llama_cpp)
     typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
-def _export(nested: Path, widths: list, learned: bool, multiple: Optional[int], out: Path, overwrite: bool) -> list:
+def _export(
+    nested: Path,
+    widths: list,
+    learned: bool,
+    multiple: Optional[int],
+    out: Path,
+    overwrite: bool,
+    fmt: str = "hf",
+    quant: Optional[str] = None,
+    llama_cpp: Optional[Path] = None,
+) -> list:
     """The exports `awncompress export` writes; none of them may replace or lie inside ``nested``."""
     from ..checkpoint.export import export_per_layer, export_uniform, is_export
-    from ..checkpoint.layout import width_dir
+    from ..checkpoint.layout import width_dir, width_key
     from ..checkpoint.load import load_pretrained
     from ..checkpoint.provenance import read_provenance
     from ..files.atomic import check_writable
     from ..files.paths import check_apart
+    from ..serve.formats import check_applies, require_for, served_dir
 
     record = read_provenance(nested)
     if record["format"] != "nested":
         raise AwnError(f"{nested} is a {record['format']} export; `export` needs a nested one")
+    check_applies(fmt, record.get("model_type"), record.get("architecture"))
+    require_for(fmt)
     widths_learned = (record.get("profile") or {}).get("active_widths")
     if learned and not widths_learned:
         raise AwnError(f"{nested} records no learned per-layer widths")
-    targets = [width_dir(out, w) for w in widths] + ([out / "per-layer"] if learned else [])
+    per_layer = served_dir(out, "", fmt, quant, prefix="per-layer") if learned else None
+    targets = [served_dir(out, width_key(w), fmt, quant) for w in widths] + ([per_layer] if learned else [])
     for target in targets:  # every target checked before the first is written
         check_apart(target, [nested], "the export")
         check_writable(target, overwrite, is_export)
-    model = load_pretrained(nested)
     tokenizer = _tokenizer_or_none(nested)
+    if fmt != "hf":
+        learned_to = (per_layer, rounded(widths_learned, multiple, record["d_ff"])) if learned else None
+        return _export_served(
+            nested, record, widths, learned_to, multiple, out, overwrite, fmt, quant, llama_cpp, tokenizer
+        )
+    model = load_pretrained(nested)
     source = record.get("source_model")
     written = [
         export_uniform(
@@ -113,6 +152,58 @@ def _export(nested: Path, widths: list, learned: bool, multiple: Optional[int], 
             )
         )
     return written
+
+
+def rounded(widths: list, multiple: Optional[int], d_ff: int) -> list:
+    """Learned per-layer widths rounded to ``multiple`` (never below one multiple, never above d_ff)."""
+    return [int(min(d_ff, max(multiple, multiple * round(w / multiple)))) if multiple else int(w) for w in widths]
+
+
+def _export_served(
+    nested: Path,
+    record: dict,
+    widths: list,
+    learned_to: Optional[tuple],
+    multiple: Optional[int],
+    out: Path,
+    overwrite: bool,
+    fmt: str,
+    quant: Optional[str],
+    llama_cpp: Optional[Path],
+    tokenizer,
+) -> list:
+    """ONNX or GGUF exports, one per width (and ``learned_to``: (folder, per-layer widths)), each checked
+    in its engine before it is renamed into place."""
+    import transformers
+
+    from ..checkpoint.load import load_pretrained
+    from ..serve.deci import DECI_ARCHITECTURE, check_deci, check_deci_tokenizer
+    from ..serve.export import export_served
+
+    if fmt == "gguf":
+        from ..serve.llama_cpp import check_tree_for
+
+        if widths:
+            llama_cpp = check_tree_for(llama_cpp, record.get("architecture"), tokenizer is not None)
+        if learned_to:  # a per-layer GGUF is llama.cpp's DECI architecture: its limits, before anything is loaded
+            config = transformers.AutoConfig.from_pretrained(nested)
+            check_deci(config, learned_to[1])
+            check_deci_tokenizer(tokenizer, int(config.vocab_size))
+            llama_cpp = check_tree_for(llama_cpp, DECI_ARCHITECTURE, tokenizer is not None)
+    model = load_pretrained(nested)
+    source = record.get("source_model")
+    kwargs = dict(quant=quant, tokenizer=tokenizer, source=source, multiple=multiple, overwrite=overwrite)
+    written = [export_served(model, out, w, fmt, llama_cpp=llama_cpp, **kwargs) for w in tqdm_widths(widths, fmt)]
+    if learned_to:
+        folder, per_layer = learned_to
+        written.append(export_served(model, out, per_layer, fmt, llama_cpp=llama_cpp, folder=folder, **kwargs))
+    return written
+
+
+def tqdm_widths(widths: list, fmt: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(widths, desc=f"{fmt} exports (export, run, compare)", unit="width", disable=None)
 
 
 def _tokenizer_or_none(folder: Path):

@@ -19,7 +19,7 @@ described in :mod:`awncompress.data.sources`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -98,7 +98,9 @@ class ExportSection(Section):
     per-layer widths allocated by the learned profiles at the same FFN FLOPs (``per-layer-<w>/``).
     ``flops``: with ``awn.heads``, fractions of the dense model's FLOPs; each gets a uniform export
     of the (FFN width, heads) pair the learned profiles pick for it (``flops-<t>/``); empty:
-    ``DEFAULT_FLOP_TARGETS``.
+    ``DEFAULT_FLOP_TARGETS``. ``formats``: ``hf`` (always written: the run evaluates it), ``onnx``
+    (``width-<w>-onnx/``) and ``gguf`` (``width-<w>-gguf-<quant>/``, quantized as ``quant``), each
+    checked in its engine before it is written (see awncompress/serve/).
     """
 
     section = "export"
@@ -106,6 +108,13 @@ class ExportSection(Section):
     multiple: Optional[Multiple] = None
     per_layer: bool = False
     flops: list[Width] = Field(default_factory=list)
+    formats: list[Literal["hf", "onnx", "gguf"]] = Field(default_factory=lambda: ["hf"], min_length=1, max_length=3)
+    quant: Literal["f32", "f16", "q8_0", "q4_k_m"] = "f16"
+
+    @field_validator("formats")
+    @classmethod
+    def _hf_first(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(["hf", *value]))  # the run evaluates the transformers exports
 
 
 class EvaluateSection(Section):

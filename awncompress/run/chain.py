@@ -27,6 +27,7 @@ from ..model.adaptive import profile_summary, widths_for_budget
 from ..model.families import find_ffns
 from ..model.flop_targets import pick_for_flops
 from ..model.surgery import convert_, fold_, full_widths
+from ..serve.export import export_served
 from ..train.checkpoints import latest_checkpoint
 from ..train.finetune import TrainResult, finetune
 from ..train.teacher import CachedTeacher, Teacher
@@ -61,7 +62,14 @@ def _teachers(
 
 
 def run_stages(
-    settings: StageSettings, out: Path, bundle: Bundle, *, resume: bool, quiet: bool, evaluate: bool
+    settings: StageSettings,
+    out: Path,
+    bundle: Bundle,
+    *,
+    resume: bool,
+    quiet: bool,
+    evaluate: bool,
+    llama_cpp: Optional[Path] = None,
 ) -> ConvertResult:
     """dense stage → teacher → score/order/wrap → AWN fine-tune → fold → exports → evaluation, into ``out``."""
     recipe, model, tokenizer, data = settings.recipe, bundle.model, bundle.tokenizer, bundle.data
@@ -113,6 +121,7 @@ def run_stages(
     exports = write_exports(
         model, tokenizer, recipe, out, profile, extra={"train": costs}, overwrite=True, seq_len=mean_length(data.eval)
     )
+    exports.update(write_served(model, tokenizer, recipe, out, llama_cpp))
     costs["export_seconds"] = round(time.perf_counter() - began, 3)
     result = ConvertResult(out=out, exports=exports, awn=awn_result, dense=dense_result, profile=profile, costs=costs)
     if evaluate:
@@ -169,6 +178,32 @@ def write_flop_exports(
             extra={**(extra or {}), "flops_target": target, "flops_seq_len": seq_len},
         )
     return exports
+
+
+def write_served(
+    model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, llama_cpp: Optional[Path]
+) -> dict[str, Path]:
+    """``export.formats`` besides hf: one ONNX / GGUF folder per width, each checked in its engine first."""
+    written = {}
+    for fmt in recipe.export.formats:
+        if fmt == "hf":
+            continue
+        quant = recipe.export.quant if fmt == "gguf" else None
+        for w in recipe.export.widths:
+            folder = export_served(
+                model,
+                out,
+                float(w),
+                fmt,
+                quant=quant,
+                tokenizer=tokenizer,
+                source=recipe.model,
+                multiple=recipe.export.multiple,
+                overwrite=True,
+                llama_cpp=llama_cpp,
+            )
+            written[folder.name] = folder
+    return written
 
 
 def write_exports(

@@ -21,6 +21,8 @@ from ..data.tokenized import TaskData, load_task_data
 from ..errors import AwnError, ModelLoadError
 from ..model.flop_targets import pick_for_flops
 from ..model.heads import head_spec_for
+from ..serve.formats import check_applies, require_for
+from ..serve.llama_cpp import check_tree_for
 from .bundle import Bundle, check_settings, load_model, resolve_model
 from .chain import ConvertResult, mean_length, run_stages
 from .derive import derive_defaults, fit_max_length
@@ -35,6 +37,7 @@ class _Prepared:
     recipe: Recipe  # final: every derived value and the budget's cuts are in it
     bundle: Bundle
     plan: Optional[Plan] = None
+    llama_cpp: Optional[Path] = None  # the llama.cpp tree GGUF exports convert with (checked)
 
 
 def _load(recipe: Recipe) -> tuple[Recipe, Bundle]:
@@ -71,6 +74,18 @@ def _fingerprint(recipe: Recipe, data: TaskData, resume: bool) -> Recipe:
     return recipe.model_copy(update={"derived": {**recipe.derived, "inputs": found}})
 
 
+def check_served(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path]) -> Optional[Path]:
+    """Each of ``export.formats`` applies to this model and its dependencies are there, before the run
+    starts; the checked llama.cpp tree when GGUF is asked for."""
+    arch = type(bundle.model).__name__
+    for fmt in recipe.export.formats:
+        check_applies(fmt, bundle.model.config.model_type, arch)
+        require_for(fmt)
+    if "gguf" not in recipe.export.formats:
+        return None
+    return check_tree_for(llama_cpp, arch, bundle.tokenizer is not None)
+
+
 def _prepare(
     recipe: Recipe,
     out: Path,
@@ -81,6 +96,7 @@ def _prepare(
     budget: Optional[float],
     dry: bool,
     inputs: Iterable[Path] = (),
+    llama_cpp: Optional[Path] = None,
 ) -> _Prepared:
     """Every check, the model and data, the derived settings and (``dry``) the dry pass and its plan."""
     check_output(out, recipe, resume=resume, overwrite=overwrite, inputs=inputs)
@@ -89,6 +105,7 @@ def _prepare(
         recipe = check_resume(out, recipe)
     recipe, bundle = _load(recipe)
     model, data = bundle.model, bundle.data
+    llama_cpp = check_served(recipe, bundle, llama_cpp)
     if recipe.awn.heads:  # a family whose heads cannot be cut, or a target no cut reaches, before any output exists
         head_spec_for(model)
         for target in recipe.flop_targets:
@@ -102,9 +119,9 @@ def _prepare(
             f"the task head of {recipe.model} is untrained and dense.steps is 0, which skips the stage that trains "
             "it: the teacher and every width would guess; leave dense.steps unset (or give a fine-tuned model)"
         )
-    prepared = _Prepared(recipe, bundle)
+    prepared = _Prepared(recipe, bundle, llama_cpp=llama_cpp)
     if dry:
-        measured = dry_run(recipe, bundle)
+        measured = dry_run(recipe, bundle, llama_cpp)
         if budget is not None:
             prepared.recipe = fit_budget(recipe, estimate(recipe, measured, len(data.train), len(data.eval)), budget)
             if (
@@ -124,6 +141,7 @@ def plan_convert(
     trusted_metric: Optional[str] = None,
     budget: Optional[float] = None,
     inputs: Iterable[Path] = (),
+    llama_cpp: Optional[Path] = None,
 ) -> Plan:
     """What `convert` would do and how long each stage should take, from a dry pass; writes nothing."""
     return _prepare(
@@ -135,6 +153,7 @@ def plan_convert(
         budget=budget,
         dry=True,
         inputs=inputs,
+        llama_cpp=llama_cpp,
     ).plan
 
 
@@ -149,14 +168,17 @@ def run_convert(
     trusted_metric: Optional[str] = None,
     budget: Optional[float] = None,
     inputs: Iterable[Path] = (),
+    llama_cpp: Optional[Path] = None,
 ) -> ConvertResult:
     """Run a whole conversion as the recipe says; see the module docstring for the stages.
 
     Everything that can be checked is checked, and every stage runs once on a tiny copy, before
     the output folder is made. ``trusted_metric``: a metric the user named on the command line;
     ``budget``: minutes the run should take (fine-tune steps are scaled to fit); ``inputs``: more
-    files the run reads (its recipe file), never replaced. A resumed run continues the recorded one
-    as it was (no dry pass, no new budget). A second run on the same ``out`` is refused while one runs.
+    files the run reads (its recipe file), never replaced; ``llama_cpp``: the llama.cpp source tree
+    whose converter writes ``export.formats: [gguf]`` (named by the user, never taken from a recipe). A
+    resumed run continues the recorded one as it was (no dry pass, no new budget). A second run on the
+    same ``out`` is refused while one runs.
     """
     out = Path(out)
     with exclusive(out):
@@ -170,6 +192,7 @@ def run_convert(
                 budget=budget if budget is not None else recipe.budget,
                 dry=not resume,
                 inputs=inputs,
+                llama_cpp=llama_cpp,
             )
         except KeyboardInterrupt:
             raise KeyboardInterrupt(f"before the run began; {out} was not touched") from None
@@ -178,7 +201,15 @@ def run_convert(
         begin_output(out, prepared.recipe, resume=resume)
         try:
             settings = read_settings(prepared.recipe)  # the recipe read once, as the stages take it
-            return run_stages(settings, out, prepared.bundle, resume=resume, quiet=quiet, evaluate=evaluate)
+            return run_stages(
+                settings,
+                out,
+                prepared.bundle,
+                resume=resume,
+                quiet=quiet,
+                evaluate=evaluate,
+                llama_cpp=prepared.llama_cpp,
+            )
         except OSError as exc:
             if isinstance(exc, AwnError) or exc.filename is None:
                 raise

@@ -18,7 +18,7 @@ import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -152,7 +152,7 @@ def _seconds_per_token(model: nn.Module, data: TaskData, batch_size: int) -> flo
     return seconds / max(1, int(inputs["input_ids"].numel()))
 
 
-def dry_run(recipe: Recipe, bundle: Bundle) -> DryTimings:
+def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) -> DryTimings:
     """Run every stage once on a tiny copy (see the module docstring) and time it."""
     model, data = bundle.model, bundle.data
     tiny_recipe, tiny_data = _tiny(recipe, data)
@@ -169,6 +169,7 @@ def dry_run(recipe: Recipe, bundle: Bundle) -> DryTimings:
                 resume=False,
                 quiet=True,
                 evaluate=True,
+                llama_cpp=llama_cpp,
             )
     except AwnError:
         raise

@@ -1,0 +1,156 @@
+"""llama.cpp: the source tree whose converter writes GGUF, and llama-cpp-python, which quantizes and runs it.
+
+The converter (``convert_hf_to_gguf.py`` with its ``conversion/`` package and ``gguf-py``) is in no
+wheel; it ships in the ``llama-cpp-python`` source distribution, whose llama.cpp is the one the
+installed llama-cpp-python runs, so the file is written and checked by the same llama.cpp. awncompress
+runs that converter only from a tree the user names (``--llama-cpp DIR`` or ``AWNCOMPRESS_LLAMA_CPP``),
+never one it merely finds; which architectures the tree converts is read from its source without
+running it, before anything is written.
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import AwnError, UnsupportedModelError, first_line
+from .formats import require
+
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+GET_TREE = (
+    f"pip download {LLAMA_CPP_PYTHON} --no-deps --no-binary :all: -d /tmp/llama && "
+    "tar -xzf /tmp/llama/llama_cpp_python-0.3.36.tar.gz -C /tmp/llama, then pass "
+    "--llama-cpp /tmp/llama/llama_cpp_python-0.3.36/vendor/llama.cpp (or set AWNCOMPRESS_LLAMA_CPP)"
+)
+INSTALL_RUNTIME = f"pip install {LLAMA_CPP_PYTHON} (it builds llama.cpp from source, several minutes)"
+CONVERTER = "convert_hf_to_gguf.py"
+QUANT_FTYPES = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+
+
+class LlamaCppError(AwnError, RuntimeError):
+    """llama.cpp's converter, quantizer or runtime failed, or no usable llama.cpp tree was named."""
+
+
+def check_tree(tree: Optional[Path]) -> Path:
+    """The named llama.cpp tree, resolved, if it holds the converter; else one line saying how to get one."""
+    if tree is None or str(tree) == "":
+        raise LlamaCppError(f"GGUF export runs llama.cpp's own converter; name its source tree: {GET_TREE}")
+    tree = Path(tree).expanduser().resolve()
+    missing = [p for p in (CONVERTER, "conversion/__init__.py", "gguf-py/gguf/__init__.py") if not (tree / p).is_file()]
+    if missing:
+        raise LlamaCppError(f"{tree} is not a llama.cpp source tree (no {missing[0]}): {GET_TREE}")
+    return tree
+
+
+@functools.lru_cache(maxsize=8)
+def convertible(tree: Path) -> frozenset[str]:
+    """The Hugging Face architectures the tree's converter registers (``@ModelBase.register("...")``),
+    read from its source with ``ast``, not by running it."""
+    names: set[str] = set()
+    for path in sorted((tree / "conversion").glob("*.py")):
+        try:
+            parsed = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(parsed):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "register":
+                names |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+    return frozenset(names)
+
+
+def check_tree_for(tree: Optional[Path], architecture: Optional[str], has_tokenizer: bool) -> Path:
+    """Everything a GGUF export needs, checked before anything is written: the tree, an architecture its
+    converter knows, the model's tokenizer (GGUF embeds it) and llama-cpp-python to run the check."""
+    tree = check_tree(tree)
+    if architecture not in convertible(tree):
+        raise UnsupportedModelError(f"llama.cpp's converter in {tree} has no architecture for {architecture}")
+    if not has_tokenizer:
+        raise UnsupportedModelError("GGUF files embed the tokenizer, and this export has none")
+    require("llama_cpp", "The GGUF check (the file is run in llama.cpp)", INSTALL_RUNTIME)
+    require("gguf", "Reading the GGUF's tensor types")
+    return tree
+
+
+def check_ready(tree: Optional[Path], model: Any, tokenizer: Any) -> Path:
+    return check_tree_for(tree, type(model).__name__, tokenizer is not None)
+
+
+def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str) -> None:
+    """``python convert_hf_to_gguf.py HF --outfile F --outtype T`` in a subprocess (the tree's own
+    gguf-py is the one it imports); a failure is one line with the converter's last error line."""
+    hf, outfile = Path(hf).resolve(), Path(outfile).resolve()  # the converter runs in another directory
+    cmd = [sys.executable, str(tree / CONVERTER), str(hf), "--outfile", str(outfile), "--outtype", outtype]
+    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
+    done = subprocess.run(cmd, cwd=str(outfile.parent), env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not outfile.is_file():
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        last = next(
+            (line for line in reversed(lines) if "Error" in line or "error" in line), lines[-1] if lines else ""
+        )
+        raise LlamaCppError(f"llama.cpp's converter failed on {hf.name}: {last.strip()[:300]}")
+
+
+@functools.lru_cache(maxsize=1)
+def _silence() -> Any:
+    """Route llama.cpp's log to nowhere (its loader and quantizer print hundreds of lines)."""
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _drop(level, text, user_data):  # noqa: ARG001
+        return None
+
+    llama_cpp.llama_log_set(_drop, ctypes.c_void_p(0))
+    return _drop  # kept alive by the cache
+
+
+def quantize(src: Path, dst: Path, quant: str, threads: int) -> None:
+    """``llama_model_quantize`` through llama-cpp-python's C binding (no separate binary)."""
+    import llama_cpp
+
+    _silence()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_FTYPES[quant])
+    params.nthread = threads
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if rc != 0 or not dst.is_file():
+        raise LlamaCppError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc})")
+
+
+def run_logits(path: Path, ids: list[int], threads: int) -> np.ndarray:
+    """The logits llama.cpp gives at every position of ``ids`` (shape [len(ids), vocab], float32)."""
+    import llama_cpp
+
+    _silence()
+    try:
+        llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=max(32, len(ids) + 1),
+            n_batch=max(32, len(ids)),
+            logits_all=True,
+            n_threads=threads,
+            n_gpu_layers=0,
+            type_k=llama_cpp.GGML_TYPE_F32,  # the KV cache in f32 (llama.cpp's default is f16), so the check
+            type_v=llama_cpp.GGML_TYPE_F32,  # measures the file, not the cache's rounding
+            verbose=False,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise LlamaCppError(f"llama.cpp cannot load {path.name}: {first_line(exc)}") from None
+    try:
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)], dtype=np.float32)
+    finally:
+        llm.close()
+
+
+def runtime_version() -> str:
+    import llama_cpp
+
+    return f"llama-cpp-python {llama_cpp.__version__}"
