@@ -154,14 +154,7 @@ def _flops_section(reports: dict[int, dict], percent: bool) -> list[str]:
             "|---|" + "---|" * len(HEAD_CLAIMS),
         ]
         for t in targets:
-            cells = []
-            for a, b in HEAD_CLAIMS:
-                paired = _paired(reports, f"{a}@{t:g}", f"{b}@{t:g}")
-                cells.append(
-                    "—"
-                    if paired is None
-                    else f"{paired[0]:+.2f} ± {2 * paired[1]:.2f}" + ("*" if abs(paired[0]) > 2 * paired[1] else "")
-                )
+            cells = [_gap_cell(reports, f"{a}@{t:g}", f"{b}@{t:g}") for a, b in HEAD_CLAIMS]
             lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
     return lines
 
@@ -185,6 +178,15 @@ def _paired(reports: dict[int, dict], a: str, b: str) -> tuple[float, float] | N
         statistics.variance(gaps) / len(gaps) if len(gaps) > 1 else 0.0
     )
     return statistics.mean(gaps), math.sqrt(var)
+
+
+def _gap_cell(reports: dict[int, dict], a: str, b: str) -> str:
+    """One table cell: the paired gap a − b in points ± 2 SE, * beyond 2 SE, — where no seed ran both."""
+    paired = _paired(reports, a, b)
+    if paired is None:
+        return "—"
+    gap, se = paired
+    return f"{gap:+.2f} ± {2 * se:.2f}" + ("*" if abs(gap) > 2 * se else "")
 
 
 def _significance(reports: dict[int, dict], values: dict, methods: list[str], widths: list[float], n: int) -> str:
@@ -251,14 +253,7 @@ def _gap_table(reports: dict[int, dict], widths: list[float]) -> str:
         "|---|" + "---|" * len(CLAIMS),
     ]
     for w in widths:
-        cells = []
-        for a, b in CLAIMS:
-            paired = _paired(reports, f"{a}@{w:g}", f"{b}@{w:g}")
-            if paired is None:
-                cells.append("—")
-                continue
-            gap, se = paired
-            cells.append(f"{gap:+.2f} ± {2 * se:.2f}" + ("*" if abs(gap) > 2 * se else ""))
+        cells = [_gap_cell(reports, f"{a}@{w:g}", f"{b}@{w:g}") for a, b in CLAIMS]
         lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -272,14 +267,7 @@ def _peer_table(reports: dict[int, dict], widths: list[float], peers: list[str])
         "|---|" + "---|" * len(peers),
     ]
     for w in widths:
-        cells = []
-        for m in peers:
-            paired = _paired(reports, f"awn@{w:g}", f"{m}@{w:g}")
-            cells.append(
-                "—"
-                if paired is None
-                else f"{paired[0]:+.2f} ± {2 * paired[1]:.2f}" + ("*" if abs(paired[0]) > 2 * paired[1] else "")
-            )
+        cells = [_gap_cell(reports, f"awn@{w:g}", f"{m}@{w:g}") for m in peers]
         lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

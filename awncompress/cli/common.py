@@ -78,3 +78,14 @@ def parse_sets(pairs: List[str]) -> dict[str, str]:
 
 def default_out(model: str) -> Path:
     return Path("awn-" + re.sub(r"[^A-Za-z0-9._-]+", "-", model.replace("builtin:", "")).strip("-"))
+
+
+def quant_option(help: str = "GGUF quantization: f16 (default), f32, q8_0 or q4_k_m.") -> Optional[str]:
+    """``--quant``, shared by `convert` and `export`."""
+    return typer.Option(None, help=help)
+
+
+def llama_cpp_option(help: str) -> Optional[Path]:
+    """``--llama-cpp DIR`` (or AWNCOMPRESS_LLAMA_CPP): the llama.cpp tree whose converter runs; the user
+    names it, never a recipe, because its code runs."""
+    return typer.Option(None, "--llama-cpp", envvar="AWNCOMPRESS_LLAMA_CPP", help=help)

@@ -9,7 +9,16 @@ import typer
 
 from ..errors import AwnError
 from .app import app
-from .common import default_out, friendly_errors, heads_for, parse_sets, parse_widths, quiet_libraries
+from .common import (
+    default_out,
+    friendly_errors,
+    heads_for,
+    llama_cpp_option,
+    parse_sets,
+    parse_widths,
+    quant_option,
+    quiet_libraries,
+)
 
 
 def _base_recipe(model_or_recipe: str, named: bool, task: Optional[str], has_data: bool):
@@ -98,12 +107,9 @@ def convert(
         None,
         help="Export formats besides hf (always written): onnx (onnxruntime) and/or gguf (llama.cpp), e.g. hf,gguf.",
     ),
-    quant: Optional[str] = typer.Option(None, help="GGUF quantization: f16 (default), f32, q8_0 or q4_k_m."),
-    llama_cpp: Optional[Path] = typer.Option(
-        None,
-        "--llama-cpp",
-        envvar="AWNCOMPRESS_LLAMA_CPP",
-        help="For gguf: the llama.cpp source tree whose converter runs (see `awncompress export --help`).",
+    quant: Optional[str] = quant_option(),
+    llama_cpp: Optional[Path] = llama_cpp_option(
+        "For gguf: the llama.cpp source tree whose converter runs (see `awncompress export --help`)."
     ),
     resume: bool = typer.Option(False, help="Continue a killed run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import AwnError
 from .app import app
-from .common import friendly_errors, parse_widths, quiet_libraries
+from .common import friendly_errors, llama_cpp_option, parse_widths, quant_option, quiet_libraries
 
 
 @app.command(no_args_is_help=True)
@@ -59,12 +59,9 @@ def export_cmd(
     fmt: str = typer.Option(
         "hf", "--format", "-f", help="hf (transformers folder), onnx (onnxruntime) or gguf (llama.cpp)."
     ),
-    quant: Optional[str] = typer.Option(None, help="GGUF only: f16 (default), f32, q8_0 or q4_k_m."),
-    llama_cpp: Optional[Path] = typer.Option(
-        None,
-        "--llama-cpp",
-        envvar="AWNCOMPRESS_LLAMA_CPP",
-        help="GGUF only: a llama.cpp source tree (convert_hf_to_gguf.py, conversion/, gguf-py/) whose converter runs.",
+    quant: Optional[str] = quant_option("GGUF only: f16 (default), f32, q8_0 or q4_k_m."),
+    llama_cpp: Optional[Path] = llama_cpp_option(
+        "GGUF only: a llama.cpp source tree (convert_hf_to_gguf.py, conversion/, gguf-py/) whose converter runs."
     ),
     overwrite: bool = typer.Option(False, help="Replace existing width folders."),
 ) -> None:
@@ -80,8 +77,9 @@ def export_cmd(
 
       awncompress export awn-demo/nested --widths 0.5 --format onnx --out served     # served/width-0.5-onnx/
 
-      awncompress export smol/nested --widths 0.5 --format gguf --quant q4_k_m --multiple 256 \\
-          --llama-cpp llama_cpp_python-0.3.36/vendor/llama.cpp --out served          # served/width-0.5-gguf-q4_k_m/
+      export AWNCOMPRESS_LLAMA_CPP=llama_cpp_python-0.3.36/vendor/llama.cpp   # see README, "Serve it"
+
+      awncompress export smol/nested --widths 0.5 --format gguf --quant q4_k_m --multiple 256 --out served
     """
     parsed = parse_widths(widths) or []
     if not parsed and not learned:
