@@ -1,9 +1,11 @@
 """torch-pruning as an external peer (issue 28): its dependency-graph pruner and its own Taylor
 importance cut the FFN channels of a finished run's dense model, then the same per-width fine-tune.
 
-    python bench/torch_pruning_peer.py --run RUN/seed-0 --out bench/results/peers-minilm/torch-pruning/seed-0
+    python bench/torch_pruning_peer.py --run RUN/seed-0 --out bench/results/peers-minilm/torch-pruning/seed-0 \
+        [--model out/demo/dense]
 
-RUN/seed-N is a finished ``awncompress convert`` output (``bench/peers_minilm.py`` writes them). The
+RUN/seed-N is a finished ``awncompress convert`` output (``bench/peers_minilm.py`` writes them; name
+its ``--dense`` model with ``--model``: a run's folder may not point outside itself). The
 run is copied to a temporary folder and evaluated again there (``awncompress evaluate``'s code path:
 the run's recipe, data split, calibration batches, teacher and per-width fine-tune settings) with two
 more methods, registered here only, so torch-pruning stays a benchmark's dependency, not the package's:
@@ -92,6 +94,9 @@ def main() -> None:
     parser = make_parser(__doc__)
     parser.add_argument("--run", type=Path, required=True, help="a finished convert output (RUN/seed-N)")
     parser.add_argument("--out", type=Path, required=True, help="where the report files go")
+    parser.add_argument(
+        "--model", help="the trained dense model the run started from, where it is outside RUN (its --dense)"
+    )
     parser.add_argument("--static-only", action="store_true", help="only the static cut (no per-width fine-tunes)")
     args = parse(parser)
     register()
@@ -99,7 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="awn-tp-") as tmp:
         copy_run = Path(tmp) / "run"
         shutil.copytree(args.run, copy_run)
-        reevaluate(copy_run, methods=methods)
+        reevaluate(copy_run, model=args.model, methods=methods)
         args.out.mkdir(parents=True, exist_ok=True)
         for name in REPORT_FILES:
             if (copy_run / name).is_file():
