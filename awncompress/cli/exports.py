@@ -154,7 +154,9 @@ def _export(
 
 def rounded(widths: list, multiple: Optional[int], d_ff: int) -> list:
     """Learned per-layer widths rounded to ``multiple`` (never below one multiple, never above d_ff)."""
-    return [int(min(d_ff, max(multiple, multiple * round(w / multiple)))) if multiple else int(w) for w in widths]
+    from ..model.surgery import round_width
+
+    return [round_width(w, d_ff, multiple) if multiple else int(w) for w in widths]
 
 
 def _export_served(

@@ -167,9 +167,14 @@ def fold_(model: nn.Module) -> nn.Module:
 
 def width_from_fraction(fraction: float, d_ff: int, multiple: Optional[int] = None) -> int:
     """Neurons kept for a fraction of d_ff, rounded to ``multiple`` (never below one multiple)."""
-    width = fraction * d_ff
     if multiple and multiple > d_ff:
         raise WidthError(f"rounding to a multiple of {multiple} is more than the FFN width {d_ff}")
+    return round_width(fraction * d_ff, d_ff, multiple)
+
+
+def round_width(width: float, d_ff: int, multiple: Optional[int] = None) -> int:
+    """``width`` neurons rounded to ``multiple`` (never below one multiple, never above d_ff), or to
+    the nearest whole neuron (at least one) without one."""
     if multiple:
         return int(min(d_ff, max(multiple, multiple * round(width / multiple))))
     return int(max(1, round(width)))

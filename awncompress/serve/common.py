@@ -12,20 +12,17 @@ export created it), so nothing half-written is left.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
-from ..checkpoint.export import is_export
 from ..checkpoint.provenance import PROVENANCE_FILE, SERVED_FORMATS, write_provenance
 from ..files.manifest import MANIFEST
 from ..version import __version__
 
-log = logging.getLogger("awncompress")
 # What an hf export holds besides the config and tokenizer: not copied into an ONNX folder.
 NOT_COPIED = {"model.safetensors", "model.safetensors.index.json", PROVENANCE_FILE, "README.md", MANIFEST}
 PROMPT = (
@@ -120,13 +117,3 @@ def finish(final: Path, record: dict) -> None:
     """Write the record and the model card into the (temp) folder being built."""
     write_provenance(final, record)
     (final / "README.md").write_text(served_card(record))
-
-
-def owned(folder: Path) -> bool:
-    return is_export(folder)
-
-
-def quiet_env(extra: Optional[dict] = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
-    env.update(extra or {})
-    return env

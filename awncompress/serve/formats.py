@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 from ..errors import AwnError, UnsupportedModelError
 
@@ -93,8 +93,3 @@ def require_for(fmt: str) -> None:
     if fmt == "onnx":
         for module in ("onnx", "onnxscript", "onnxruntime"):
             require(module, "ONNX export")
-
-
-def check_all(formats: Iterable[str], model_type: Optional[str], architecture: Optional[str]) -> None:
-    for fmt in formats:
-        check_applies(fmt, model_type, architecture)

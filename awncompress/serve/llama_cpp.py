@@ -79,10 +79,6 @@ def check_tree_for(tree: Optional[Path], architecture: Optional[str], has_tokeni
     return tree
 
 
-def check_ready(tree: Optional[Path], model: Any, tokenizer: Any) -> Path:
-    return check_tree_for(tree, type(model).__name__, tokenizer is not None)
-
-
 def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str) -> None:
     """``python convert_hf_to_gguf.py HF --outfile F --outtype T`` in a subprocess (the tree's own
     gguf-py is the one it imports); a failure is one line with the converter's last error line."""
