@@ -9,13 +9,14 @@ of its passes.
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Hashable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -97,14 +98,37 @@ def _inputs(model: nn.Module, cfg: LatencyConfig, device: torch.device) -> dict[
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def _timed_pass(model: nn.Module, inputs: Mapping[str, torch.Tensor], cuda: bool) -> float:
+def _timed_pass(model: nn.Module, inputs: Mapping[str, torch.Tensor], cuda: bool) -> None:
     if cuda:
         torch.cuda.synchronize()
-    start = time.perf_counter()
     model(**inputs)
     if cuda:
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1000
+
+
+def round_robin(passes: Mapping[Hashable, Callable[[], Any]], warmup: int, repeats: int) -> dict[Hashable, list[float]]:
+    """Each callable's timed runs in milliseconds, sorted: ``warmup`` untimed runs each, then ``repeats``
+    rounds that run every callable once, the round's order rotating (see the module docstring)."""
+    keys = list(passes)
+    for k in keys:
+        for _ in range(warmup):
+            passes[k]()
+    times: dict[Hashable, list[float]] = {k: [] for k in keys}
+    for r in range(repeats):
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            start = time.perf_counter()
+            passes[k]()
+            times[k].append((time.perf_counter() - start) * 1000)
+    return {k: sorted(ts) for k, ts in times.items()}
+
+
+def spread(sorted_ms: Sequence[float]) -> dict[str, float]:
+    """{"median_ms", "p10_ms", "p90_ms"} of sorted timings."""
+    return {
+        "median_ms": round(statistics.median(sorted_ms), 4),
+        "p10_ms": round(_percentile(sorted_ms, 10), 4),
+        "p90_ms": round(_percentile(sorted_ms, 90), 4),
+    }
 
 
 @torch.inference_mode()
@@ -119,31 +143,24 @@ def time_round_robin(models: Mapping[Hashable, nn.Module], cfg: Optional[Latency
     inputs = {k: _inputs(models[k], cfg, device_of(models[k])) for k in keys}
     cuda = any(device_of(m).type == "cuda" for m in models.values())
     modes = {k: models[k].training for k in keys}
-    times: dict[Hashable, list[float]] = {k: [] for k in keys}
     try:
         for k in keys:
             models[k].eval()
-            for _ in range(cfg.warmup):
-                _timed_pass(models[k], inputs[k], cuda)
-        for r in range(cfg.repeats):
-            for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
-                times[k].append(_timed_pass(models[k], inputs[k], cuda))
+        passes = {k: functools.partial(_timed_pass, models[k], inputs[k], cuda) for k in keys}
+        times = round_robin(passes, cfg.warmup, cfg.repeats)
     finally:
         for k in keys:
             models[k].train(modes[k])
-    out = {}
-    for k in keys:
-        ts = sorted(times[k])
-        out[k] = {
-            "median_ms": round(statistics.median(ts), 4),
-            "p10_ms": round(_percentile(ts, 10), 4),
-            "p90_ms": round(_percentile(ts, 90), 4),
+    return {
+        k: {
+            **spread(times[k]),
             "batch_size": cfg.batch_size,
             "seq_len": int(inputs[k]["input_ids"].shape[1]),
             "repeats": cfg.repeats,
             "warmup": cfg.warmup,
         }
-    return out
+        for k in keys
+    }
 
 
 def measure_latency(

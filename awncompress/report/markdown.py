@@ -198,6 +198,41 @@ def _md_profile(profile: Optional[dict]) -> list[str]:
     return lines + _md_table(["layer", "active width", "fraction of d_ff", "λ·d_ff"], table)
 
 
+def speed_table(served: dict) -> list[str]:
+    """The served exports' speed in their engines (a report's ``served`` entry, see
+    evaluate/served_speed.py): each file's speed-up beside 1 / FLOP ratio and 1 / weight-byte ratio."""
+    cfg = served.get("config") or {}
+    engines = ", ".join(f"{k} {v}" for k, v in (cfg.get("runtimes") or {}).items())
+    lines = [
+        "## Speed where it is served",
+        "",
+        f"{engines}; {cfg.get('threads')} threads, median of {cfg.get('repeats')} runs after {cfg.get('warmup')} "
+        "warm-up, files timed round-robin. Speed-up is against the full-width file of the same format and quant. "
+        "`÷ ideal`: speed-up over 1 / FLOP ratio (latency, prompt) or over 1 / weight-byte ratio (generation); "
+        "1.00 is a speed-up in proportion.",
+        "",
+    ]
+    table = []
+    for r in served["rows"]:
+        ratio = r.get("bytes_ratio") if r["measure"].startswith("generate") else r.get("flops_ratio")
+        speedup = r.get("speedup")
+        table.append(
+            [
+                r["runtime"] + (f" {r['quant']}" if r.get("quant") else ""),
+                r["export"],
+                R.fmt_width(r["intermediate_size"]),
+                r["measure"],
+                f"{r['value']:.2f} {r['unit']}" if r["unit"] == "ms" else f"{r['value']:.1f} {r['unit']}",
+                "—" if speedup is None else f"{speedup:.2f}×",
+                "—" if not r.get("flops_ratio") else f"{1 / r['flops_ratio']:.2f}",
+                "—" if not r.get("bytes_ratio") else f"{1 / r['bytes_ratio']:.2f}",
+                "—" if speedup is None or not ratio else f"{speedup * ratio:.2f}",
+            ]
+        )
+    header = ["engine", "export", "FFN size", "measure", "median", "speed-up", "1 / FLOPs", "1 / bytes", "÷ ideal"]
+    return lines + _md_table(header, table)
+
+
 def markdown_text(record: dict, head: dict) -> str:
     lines = (
         _md_head(record, head)
@@ -205,6 +240,7 @@ def markdown_text(record: dict, head: dict) -> str:
         + _md_by_flops(record)
         + _md_rows(record)
         + _md_profile(record.get("profile"))
+        + (speed_table(record["served"]) if record.get("served") else [])
     )
     costs = record.get("costs") or {}
     if costs:

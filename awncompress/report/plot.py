@@ -1,5 +1,6 @@
 """The report's picture, curve.png: metric vs FLOPs (left) and latency vs width (right), per method;
-with FFN+heads rows, latency vs FLOPs (heads cut FLOPs that no FFN width describes)."""
+with FFN+heads rows, latency vs FLOPs (heads cut FLOPs that no FFN width describes); with served
+exports timed in their engines, a third panel of their time against the FLOP / weight-byte ratio."""
 
 from __future__ import annotations
 
@@ -96,15 +97,37 @@ def _latency_axis(ax, record: dict, by_flops: bool) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def _served_axis(ax, served: dict) -> None:
+    """Served exports: time per unit of work against the full-width file, over the FLOP ratio (latency,
+    prompt) or the weight-byte ratio (generation); on the y = x line speed follows the ratio."""
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for r in served["rows"]:
+        ratio = r.get("bytes_ratio") if r["measure"].startswith("generate") else r.get("flops_ratio")
+        if r.get("speedup") and ratio and isinstance(r["intermediate_size"], int):
+            name = f"{r['runtime']}{' ' + r['quant'] if r.get('quant') else ''}: {r['measure']}"
+            lines.setdefault(name, []).append((ratio, 1 / r["speedup"]))
+    ax.plot([0, 1], [0, 1], color="0.6", linewidth=1, label="in proportion")
+    for i, (name, pts) in enumerate(lines.items()):
+        ax.plot(*zip(*sorted(pts)), marker="o", color=f"C{i}", linewidth=1.4, label=name)
+    ax.set_xlim(0, 1.05)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("FLOPs ratio (latency, prompt) · weight-bytes ratio (generation)")
+    ax.set_ylabel("time / full-width time")
+    ax.set_title("served: onnxruntime, llama.cpp", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
 def curve_png(record: dict) -> bytes:
     """curve.png of a report record, as PNG bytes."""
     # No pyplot: no global state and no GUI backend, the Agg canvas renders the PNG.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.8), dpi=110, layout="constrained")
+    served = record.get("served")
+    fig = Figure(figsize=(18 if served else 12, 4.8), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
-    ax1, ax2 = fig.subplots(1, 2)
+    ax1, ax2, *ax3 = fig.subplots(1, 3 if served else 2)
     scale = 100.0 if R.percent(record) else 1.0
     n_extra = 0
     by_flops = bool(R.flop_methods(record))
@@ -134,6 +157,8 @@ def curve_png(record: dict) -> bytes:
             ax2.plot(*zip(*lat), label=name, **style)
     _metric_axis(ax1, record, scale)
     _latency_axis(ax2, record, by_flops)
+    if served:
+        _served_axis(ax3[0], served)
     fig.suptitle(f"{R.short_model(record.get('model'))} — {record.get('task')}", fontsize=13)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -27,12 +27,12 @@ from ..model.adaptive import profile_summary, widths_for_budget
 from ..model.families import find_ffns
 from ..model.flop_targets import pick_for_flops
 from ..model.surgery import convert_, fold_, full_widths
-from ..serve.export import export_served
 from ..train.checkpoints import latest_checkpoint
 from ..train.finetune import TrainResult, finetune
 from ..train.teacher import CachedTeacher, Teacher
 from .bundle import Bundle, calibration_batches, run_teacher
 from .reevaluate import evaluate_conversion
+from .served import time_served, write_served
 
 log = logging.getLogger("awncompress")
 
@@ -61,6 +61,29 @@ def _teachers(
     return teacher, distil, seconds
 
 
+def _dense_stage(settings: StageSettings, bundle: Bundle, out: Path, resume: bool, quiet: bool) -> TrainResult:
+    """Train an untrained task head densely (the model then becomes the KD teacher); save it to dense/."""
+    log.info(
+        "the task head of %s is untrained: training it densely first (it becomes the KD teacher)",
+        settings.recipe.model,
+    )
+    data = bundle.data
+    result = finetune(
+        bundle.model,
+        data.train,
+        data.collate,
+        settings.dense,
+        num_examples=data.num_train_examples,
+        seed=settings.seed,
+        checkpoint_dir=out / CHECKPOINTS_DIR / "dense",
+        resume=resume,
+        quiet=quiet,
+        desc="dense head",
+    )
+    save_dense(bundle.model, bundle.tokenizer, out / DENSE_DIR)
+    return result
+
+
 def run_stages(
     settings: StageSettings,
     out: Path,
@@ -74,24 +97,7 @@ def run_stages(
     """dense stage → teacher → score/order/wrap → AWN fine-tune → fold → exports → evaluation, into ``out``."""
     recipe, model, tokenizer, data = settings.recipe, bundle.model, bundle.tokenizer, bundle.data
     checkpoints = out / CHECKPOINTS_DIR
-    dense_result = None
-    if not bundle.head_trained:
-        log.info(
-            "the task head of %s is untrained: training it densely first (it becomes the KD teacher)", recipe.model
-        )
-        dense_result = finetune(
-            model,
-            data.train,
-            data.collate,
-            settings.dense,
-            num_examples=data.num_train_examples,
-            seed=settings.seed,
-            checkpoint_dir=checkpoints / "dense",
-            resume=resume,
-            quiet=quiet,
-            desc="dense head",
-        )
-        save_dense(model, tokenizer, out / DENSE_DIR)
+    dense_result = None if bundle.head_trained else _dense_stage(settings, bundle, out, resume, quiet)
     teacher, kd_teacher, teacher_seconds = _teachers(model, settings, data, quiet)
     batches = calibration_batches(data, settings.calibration_batches, settings.train.batch_size)
     convert_(model, settings.awn, calibration=batches)
@@ -121,12 +127,13 @@ def run_stages(
     exports = write_exports(
         model, tokenizer, recipe, out, profile, extra={"train": costs}, overwrite=True, seq_len=mean_length(data.eval)
     )
-    exports.update(write_served(model, tokenizer, recipe, out, llama_cpp))
+    exports.update(served := write_served(model, tokenizer, recipe, out, llama_cpp))
     costs["export_seconds"] = round(time.perf_counter() - began, 3)
+    speed = time_served(model, tokenizer, recipe, out, served, llama_cpp) if evaluate else None
     result = ConvertResult(out=out, exports=exports, awn=awn_result, dense=dense_result, profile=profile, costs=costs)
     if evaluate:
         result.report = evaluate_conversion(
-            out, teacher, data, settings, exports, costs, batches, quiet=quiet, kd_teacher=kd_teacher
+            out, teacher, data, settings, exports, costs, batches, quiet=quiet, kd_teacher=kd_teacher, served=speed
         )
     if latest_checkpoint(checkpoints / "awn") is not None:
         remove_written(checkpoints)  # the exports hold everything now (files awncompress did not write stay)
@@ -178,32 +185,6 @@ def write_flop_exports(
             extra={**(extra or {}), "flops_target": target, "flops_seq_len": seq_len},
         )
     return exports
-
-
-def write_served(
-    model: nn.Module, tokenizer: Any, recipe: Recipe, out: Path, llama_cpp: Optional[Path]
-) -> dict[str, Path]:
-    """``export.formats`` besides hf: one ONNX / GGUF folder per width, each checked in its engine first."""
-    written = {}
-    for fmt in recipe.export.formats:
-        if fmt == "hf":
-            continue
-        quant = recipe.export.quant if fmt == "gguf" else None
-        for w in recipe.export.widths:
-            folder = export_served(
-                model,
-                out,
-                float(w),
-                fmt,
-                quant=quant,
-                tokenizer=tokenizer,
-                source=recipe.model,
-                multiple=recipe.export.multiple,
-                overwrite=True,
-                llama_cpp=llama_cpp,
-            )
-            written[folder.name] = folder
-    return written
 
 
 def write_exports(

@@ -73,10 +73,12 @@ def evaluate_conversion(
     quiet: bool = False,
     methods: Optional[Sequence[str]] = None,
     kd_teacher: Optional[Teacher] = None,
+    served: Optional[dict] = None,
 ) -> dict:
     """Evaluate every width × method of a finished run, write the report and annotate the exports.
 
     ``kd_teacher``: the distillation teacher of the AWN fine-tune, reused by ``<scorer>+finetune``.
+    ``served``: the served exports' speed in their engines (run/served.py), kept in the report.
     """
     recipe = settings.recipe
     widths = [float(w) for w in recipe.export.widths]
@@ -124,6 +126,9 @@ def evaluate_conversion(
             "window_tokens": recipe.data.max_length,
             "windows": len(data.eval),
         }
+    if served is not None:
+        record["costs"]["served-speed"] = {"evaluate_s": served.pop("seconds")}
+        record["served"] = served
     write_report(record, out)
     annotate_exports(record)
     return record

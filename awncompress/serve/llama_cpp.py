@@ -95,7 +95,7 @@ def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _silence() -> Any:
+def silence_log() -> Any:
     """Route llama.cpp's log to nowhere (its loader and quantizer print hundreds of lines)."""
     import llama_cpp
 
@@ -111,7 +111,7 @@ def quantize(src: Path, dst: Path, quant: str, threads: int) -> None:
     """``llama_model_quantize`` through llama-cpp-python's C binding (no separate binary)."""
     import llama_cpp
 
-    _silence()
+    silence_log()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_FTYPES[quant])
     params.nthread = threads
@@ -124,7 +124,7 @@ def run_logits(path: Path, ids: list[int], threads: int) -> np.ndarray:
     """The logits llama.cpp gives at every position of ``ids`` (shape [len(ids), vocab], float32)."""
     import llama_cpp
 
-    _silence()
+    silence_log()
     try:
         llm = llama_cpp.Llama(
             model_path=str(path),
