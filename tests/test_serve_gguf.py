@@ -230,7 +230,34 @@ def test_a_tokenizer_the_deci_converter_cannot_read_is_refused_first():
 
     from awncompress.serve.deci import check_deci_tokenizer
 
-    check_deci_tokenizer(zoo.llama_tokenizer(), 291)  # byte-fallback BPE, as Llama 2's: read by the converter
-    check_deci_tokenizer(None, 128256)  # Llama 3's vocabulary size: read as Llama 3's
-    with pytest.raises(Exception, match="llama.cpp's DeciLM converter reads only"):
+    assert check_deci_tokenizer(zoo.llama_tokenizer(), 291) is False  # byte-fallback BPE, as Llama 2's: as is
+    assert check_deci_tokenizer(None, 128256) is False  # Llama 3's vocabulary size: read as Llama 3's
+    with pytest.raises(Exception, match="llama.cpp's DeciLM converter reads BPE tokenizers"):
         check_deci_tokenizer(word_tokenizer(), 19)
+
+
+@pytest.mark.slow
+def test_per_layer_gguf_with_smollm2s_plain_bpe_tokenizer_runs_as_deci(tree, tmp_path):
+    """DeciLM's converter would read a non-Llama-3 vocabulary as Llama 2's byte-fallback one; SmolLM2's
+    GPT-2-style BPE goes to the converter's BPE reader instead, and the file runs like the export."""
+    from transformers import AutoTokenizer
+
+    from awncompress.data import assets
+    from awncompress.serve.deci import check_deci_tokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(assets.smollm2_path())
+    except assets.AssetError as exc:
+        pytest.skip(str(exc))
+    assert check_deci_tokenizer(tokenizer, len(tokenizer)) is True
+    model = zoo.build("llama", 0, head="lm", vocab_size=len(tokenizer), intermediate_size=512, widen=False)
+    profile = {"k": 0.9, "normalised_rates": [1.0, 2.0], "active_widths": [200, 480]}
+    nested = export_nested(model, tmp_path / "nested", widths=[0.5], tokenizer=tokenizer, profile=profile)
+    result = _export(nested, tmp_path / "served", "--learned", "--multiple", "256", "--llama-cpp", str(tree))
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "served" / "per-layer-gguf-f16"
+    ids = tokenizer("It is a truth universally acknowledged, that a single man")["input_ids"]
+    got = _llama_cpp_logits(folder / "model-f16.gguf", ids)
+    with torch.no_grad():
+        want = load_pretrained(nested, width=[256, 512])(input_ids=torch.tensor([ids])).logits[0].numpy()
+    assert np.abs(got - want).max() <= 2e-2 * max(1.0, np.abs(want).max())

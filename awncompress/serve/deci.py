@@ -7,8 +7,9 @@ llama.cpp's converter (``conversion/deci.py``) sets each FFN to ``int(2 * ffn_mu
 rounded *up* to a multiple of 256, and keeps every layer's query heads at ``num_attention_heads``
 (key/value heads per block come from ``n_heads_in_group``). So only FFN widths that are multiples of
 256 and no query-head cuts can be said; anything else is refused in one line before anything is
-written. transformers has no DeciLM class of its own (the Hub's needs ``trust_remote_code``), so the
-per-layer transformers export stays the one ``awncompress.load_pretrained`` reads.
+written (its vocabulary reader is chosen by size: see check_deci_tokenizer). transformers has no
+DeciLM class of its own (the Hub's needs ``trust_remote_code``), so the per-layer transformers export
+stays the one ``awncompress.load_pretrained`` reads.
 """
 
 from __future__ import annotations
@@ -70,21 +71,27 @@ def check_deci(config: Any, widths: Sequence[int], heads: Optional[Sequence[int]
         raise UnsupportedModelError(f"ffn_mult cannot express the widths {list(widths)} exactly")
 
 
-def check_deci_tokenizer(tokenizer: Any, vocab_size: int) -> None:
-    """llama.cpp's DeciLM converter reads Llama-3's tokenizer (a vocabulary of 128,256) or a Llama-2-style
-    byte-fallback BPE ``tokenizer.json``; anything else fails inside it, so it is refused here first."""
+def check_deci_tokenizer(tokenizer: Any, vocab_size: int) -> bool:
+    """Whether llama.cpp's DeciLM converter must read this tokenizer with its GPT-2-style BPE reader
+    although the vocabulary is not Llama 3's; UnsupportedModelError (one line) for a tokenizer it cannot read.
+
+    The converter picks its reader by vocabulary size: 128,256 (Llama 3) goes to the BPE reader, any
+    other size to the Llama-2 byte-fallback reader, which fails on a plain BPE such as SmolLM2's; for
+    those, run_converter points DeciLM at the BPE reader the converter's other models use.
+    """
     if vocab_size == LLAMA3_VOCAB:
-        return
+        return False
     try:
         model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
     except (AttributeError, ValueError, KeyError, TypeError):
         model = {}
-    if model.get("type") != "BPE" or not model.get("byte_fallback"):
+    if model.get("type") != "BPE":
         raise UnsupportedModelError(
-            "llama.cpp's DeciLM converter reads only Llama-3's tokenizer (vocabulary 128,256) or a byte-fallback "
-            f"BPE like Llama 2's; this model's ({model.get('type', 'no tokenizer.json')}, vocabulary {vocab_size}) "
-            "is neither, so its per-layer widths cannot be written as GGUF"
+            "llama.cpp's DeciLM converter reads BPE tokenizers (Llama 3's, Llama 2's byte-fallback one, GPT-2-style "
+            f"ones); this model's ({model.get('type', 'no tokenizer.json')}, vocabulary {vocab_size}) is not one, "
+            "so its per-layer widths cannot be written as GGUF"
         )
+    return not model.get("byte_fallback")
 
 
 def deci_config(config: dict, widths: Sequence[int]) -> dict:

@@ -52,9 +52,10 @@ def export_served(
     per_layer = isinstance(width, (list, tuple))
     check_applies(fmt, model.config.model_type, type(model).__name__)
     require_for(fmt)
+    deci_bpe = False
     if per_layer and fmt == "gguf":
         check_deci(model.config, [int(w) for w in width])
-        check_deci_tokenizer(tokenizer, int(model.config.vocab_size))
+        deci_bpe = check_deci_tokenizer(tokenizer, int(model.config.vocab_size))
     if per_layer and folder is None:
         raise ValueError("a per-layer served export needs folder=")
     target = folder or served_dir(out, width_key(width) if isinstance(width, float) else str(width), fmt, quant)
@@ -73,7 +74,7 @@ def export_served(
             hf = export_uniform(model, scratch / "hf", width, multiple=multiple, method="awn", **kwargs)
         reference = load_pretrained(hf)  # the transformers export, reloaded from disk
         with atomic_dir(target, overwrite, is_export) as final:
-            file, extra = _write(fmt, reference, hf, final, scratch, quant, tree, per_layer)
+            file, extra = _write(fmt, reference, hf, final, scratch, quant, tree, per_layer, deci_bpe)
             finish(final, served_record(read_provenance(hf), fmt, file, extra))
     log.info("wrote %s (%s)", target, extra["check"]["summary"])
     return target
@@ -88,6 +89,7 @@ def _write(
     quant: Optional[str],
     tree: Optional[Path],
     per_layer: bool,
+    deci_bpe: bool = False,
 ) -> tuple[str, dict]:
     """The engine file in ``final`` and the record entries that describe it and its check."""
     if fmt == "onnx":
@@ -103,7 +105,7 @@ def _write(
         widths = read_provenance(hf)["layer_widths"]
         convert_from = scratch / "deci"
         write_deci_folder(hf, convert_from, widths)
-    file, extra = write_gguf(reference, hf, final, scratch, quant or "f16", tree, convert_from=convert_from)
+    file, extra = write_gguf(reference, hf, final, scratch, quant or "f16", tree, convert_from, deci_bpe)
     if per_layer:
         extra["deci"] = {
             "architecture": DECI_ARCHITECTURE,

@@ -35,6 +35,19 @@ CONVERTER = "convert_hf_to_gguf.py"
 QUANT_FTYPES = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
 
 
+# The converter, with DeciLM's set_vocab replaced by the GPT-2-style BPE reader (TextModel._set_vocab_gpt2,
+# the very code DeciLM's own Llama-3 branch runs) before the converter's main() starts.
+_DECI_BPE = """\
+import runpy, sys
+tree = sys.argv.pop(1)
+sys.path[:0] = [tree, tree + "/gguf-py"]
+import conversion.deci as deci
+deci.DeciModel.set_vocab = deci.DeciModel._set_vocab_gpt2
+sys.argv[0] = tree + "/convert_hf_to_gguf.py"
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 class LlamaCppError(AwnError, RuntimeError):
     """llama.cpp's converter, quantizer or runtime failed, or no usable llama.cpp tree was named."""
 
@@ -79,11 +92,15 @@ def check_tree_for(tree: Optional[Path], architecture: Optional[str], has_tokeni
     return tree
 
 
-def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str) -> None:
+def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str, deci_bpe: bool = False) -> None:
     """``python convert_hf_to_gguf.py HF --outfile F --outtype T`` in a subprocess (the tree's own
-    gguf-py is the one it imports); a failure is one line with the converter's last error line."""
+    gguf-py is the one it imports); a failure is one line with the converter's last error line.
+
+    ``deci_bpe``: a DeciLM folder whose BPE tokenizer is not Llama 3's (see deci.check_deci_tokenizer):
+    the same converter, run with DeciLM's vocabulary step set to its models' GPT-2-style BPE reader."""
     hf, outfile = Path(hf).resolve(), Path(outfile).resolve()  # the converter runs in another directory
-    cmd = [sys.executable, str(tree / CONVERTER), str(hf), "--outfile", str(outfile), "--outtype", outtype]
+    script = ["-c", _DECI_BPE, str(tree)] if deci_bpe else [str(tree / CONVERTER)]
+    cmd = [sys.executable, *script, str(hf), "--outfile", str(outfile), "--outtype", outtype]
     env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
     done = subprocess.run(cmd, cwd=str(outfile.parent), env=env, capture_output=True, text=True)
     if done.returncode != 0 or not outfile.is_file():
