@@ -52,6 +52,10 @@ def test_recipe_formats_default_to_hf_and_always_keep_it():
     assert recipe.export.formats == ["hf", "gguf"] and recipe.export.quant == "q4_k_m"
     with pytest.raises(RecipeError, match="export.formats"):
         Recipe(model="m", data={"train": "t.csv"}, export={"formats": ["tflite"]})
+    with pytest.raises(
+        RecipeError, match="vllm is for the learned per-layer widths: after the run, awncompress export"
+    ):
+        Recipe(model="m", data={"train": "t.csv"}, export={"formats": ["hf", "vllm"]})
     with pytest.raises(RecipeError, match="export.quant"):
         Recipe(model="m", data={"train": "t.csv"}, export={"quant": "q3"})
 

@@ -261,3 +261,60 @@ def test_per_layer_gguf_with_smollm2s_plain_bpe_tokenizer_runs_as_deci(tree, tmp
     with torch.no_grad():
         want = load_pretrained(nested, width=[256, 512])(input_ids=torch.tensor([ids])).logits[0].numpy()
     assert np.abs(got - want).max() <= 2e-2 * max(1.0, np.abs(want).max())
+
+
+def _vllm_nested(tmp_path):
+    model, tokenizer = zoo.llama_with_tokenizer(intermediate_size=512, widen=False)
+    profile = {"k": 0.9, "normalised_rates": [1.0, 2.0], "active_widths": [200, 480]}
+    return export_nested(model, tmp_path / "nested", widths=[0.5], tokenizer=tokenizer, profile=profile)
+
+
+def test_vllm_folder_is_a_deci_config_whose_reading_reproduces_the_per_layer_export(tmp_path):
+    from awncompress.serve.configuration_decilm import DeciLMConfig
+
+    nested = _vllm_nested(tmp_path)
+    out = tmp_path / "served"
+    args = ["export", str(nested), "--out", str(out), "--format", "vllm", "--learned", "--multiple", "256"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    folder = out / "per-layer-vllm"
+    record = json.loads((folder / "awncompress.json").read_text())
+    assert record["format"] == "vllm" and record["layer_widths"] == [256, 512]
+    assert record["vllm"]["serve"] == "vllm serve PATH --trust-remote-code"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["DeciLMForCausalLM"] and config["auto_map"]["AutoConfig"].endswith(
+        "DeciLMConfig"
+    )
+    assert (folder / "configuration_decilm.py").is_file() and (folder / "tokenizer.json").is_file()
+    blocks = DeciLMConfig.from_pretrained(folder).block_configs
+    assert [b.ffn.ffn_mult for b in blocks] == [12.0, 24.0] and blocks[0].attention.n_heads_in_group == 2
+    assert "vllm serve PATH --trust-remote-code" in (folder / "README.md").read_text()
+
+
+def test_vllm_check_fails_on_a_config_whose_widths_do_not_fit_the_weights(tmp_path):
+    from awncompress.errors import UnsupportedModelError
+    from awncompress.serve.vllm import check_vllm_folder
+
+    nested = _vllm_nested(tmp_path)
+    out = tmp_path / "served"
+    runner.invoke(app, ["export", str(nested), "--out", str(out), "--format", "vllm", "--learned", "--multiple", "256"])
+    folder = out / "per-layer-vllm"
+    config = json.loads((folder / "config.json").read_text())
+    config["block_configs"][0]["ffn"]["ffn_mult"] = 24.0  # says 512 where the weights hold 256
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModelError, match="weights do not fit the DeciLM config"):
+        check_vllm_folder(folder, load_pretrained(nested, width=[256, 512]), [1, 50, 60, 70])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--widths", "0.5"], "a uniform export serves in vLLM as it is"),
+        (["--learned"], "layer 0's width 200 cannot be said: give --multiple 256"),
+    ],
+)
+def test_bad_vllm_requests_are_one_line_before_anything_is_written(args, message, tmp_path):
+    nested = _vllm_nested(tmp_path)
+    out = tmp_path / "served"
+    result = runner.invoke(app, ["export", str(nested), "--out", str(out), "--format", "vllm", *args])
+    assert result.exit_code == 1 and message in result.output and not out.exists()

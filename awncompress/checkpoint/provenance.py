@@ -26,7 +26,7 @@ PROVENANCE_FILE = "awncompress.json"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 # Exports for a serving engine (awncompress/serve/): no safetensors, so transformers cannot load them.
-SERVED_FORMATS = {"onnx": "onnxruntime", "gguf": "llama.cpp"}
+SERVED_FORMATS = {"onnx": "onnxruntime", "gguf": "llama.cpp", "vllm": "vLLM (--trust-remote-code)"}
 
 
 class _SpecRecord(FileRecord):

@@ -57,7 +57,10 @@ def export_cmd(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write width-<w>/ (and per-layer/) into."),
     fmt: str = typer.Option(
-        "hf", "--format", "-f", help="hf (transformers folder), onnx (onnxruntime) or gguf (llama.cpp)."
+        "hf",
+        "--format",
+        "-f",
+        help="hf (transformers), onnx (onnxruntime), gguf (llama.cpp) or vllm (--learned only).",
     ),
     quant: Optional[str] = quant_option("GGUF only: f16 (default), f32, q8_0 or q4_k_m."),
     llama_cpp: Optional[Path] = llama_cpp_option(
@@ -80,6 +83,9 @@ def export_cmd(
       export AWNCOMPRESS_LLAMA_CPP=llama_cpp_python-0.3.36/vendor/llama.cpp   # see README, "Serve it"
 
       awncompress export smol/nested --widths 0.5 --format gguf --quant q4_k_m --multiple 256 --out served
+
+      awncompress export smol/nested --learned --format vllm --multiple 256 --out served
+      # vllm serve served/per-layer-vllm --trust-remote-code
     """
     parsed = parse_widths(widths) or []
     if not parsed and not learned:

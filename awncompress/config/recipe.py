@@ -111,6 +111,16 @@ class ExportSection(Section):
     formats: list[Literal["hf", "onnx", "gguf"]] = Field(default_factory=lambda: ["hf"], min_length=1, max_length=3)
     quant: Literal["f32", "f16", "q8_0", "q4_k_m"] = "f16"
 
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _not_vllm(cls, value: Any) -> Any:
+        if isinstance(value, list) and "vllm" in value:
+            raise cross_error(
+                "export.formats: vllm is for the learned per-layer widths: after the run, awncompress export "
+                "OUT/nested --learned --format vllm --multiple 256 (uniform exports serve in vLLM as they are)"
+            )
+        return value
+
     @field_validator("formats")
     @classmethod
     def _hf_first(cls, value: list[str]) -> list[str]:

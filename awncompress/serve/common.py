@@ -88,6 +88,8 @@ def served_card(record: dict) -> str:
             f'session = ort.InferenceSession("PATH/{record["file"]}")\n'
             f"logits = session.run(None, {{{', '.join(repr(n) + ': ...' for n in record['onnx']['inputs'])}}})[0]\n```"
         )
+    elif record["format"] == "vllm":
+        run = "```bash\nvllm serve PATH --trust-remote-code   # configuration_decilm.py: the per-layer config\n```"
     else:
         run = f"```bash\nllama-cli -m PATH/{record['file']} -p 'Hello'\n```"
     check = record.get("check") or {}

@@ -17,6 +17,7 @@ from ..checkpoint.export import export_per_layer, export_uniform, is_export
 from ..checkpoint.layout import width_key
 from ..checkpoint.load import load_pretrained
 from ..checkpoint.provenance import read_provenance
+from ..errors import UnsupportedModelError
 from ..files.atomic import atomic_dir, check_writable
 from ..model.surgery import Width
 from .common import copy_side_files, finish, scratch_beside, served_record
@@ -52,9 +53,17 @@ def export_served(
     per_layer = isinstance(width, (list, tuple))
     check_applies(fmt, model.config.model_type, type(model).__name__)
     require_for(fmt)
+    if fmt == "vllm" and not per_layer:
+        raise UnsupportedModelError(
+            "a uniform export serves in vLLM as it is (vllm serve OUT/width-<w>, the hf export); --format vllm "
+            "writes the learned per-layer widths: give --learned without --widths"
+        )
+    if fmt == "vllm" and tokenizer is None:
+        raise UnsupportedModelError("vllm serve reads the tokenizer from the folder, and this export has none")
     deci_bpe = False
-    if per_layer and fmt == "gguf":
+    if per_layer and fmt in ("gguf", "vllm"):
         check_deci(model.config, [int(w) for w in width])
+    if per_layer and fmt == "gguf":
         deci_bpe = check_deci_tokenizer(tokenizer, int(model.config.vocab_size))
     if per_layer and folder is None:
         raise ValueError("a per-layer served export needs folder=")
@@ -98,6 +107,12 @@ def _write(
         extra = write_onnx(reference, final)
         copy_side_files(hf, final)
         return ONNX_FILE, extra
+    if fmt == "vllm":
+        from .gguf import prompt_ids
+        from .vllm import write_vllm
+
+        widths = read_provenance(hf)["layer_widths"]
+        return write_vllm(reference, hf, final, widths, prompt_ids(hf, int(reference.config.vocab_size)))
     from .gguf import write_gguf
 
     convert_from = hf

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 
 from ..errors import AwnError, UnsupportedModelError
 
-FORMATS = ("hf", "onnx", "gguf")
+FORMATS = ("hf", "onnx", "gguf", "vllm")
 QUANTS = ("f32", "f16", "q8_0", "q4_k_m")
 DEFAULT_QUANT = "f16"
 SERVE_EXTRA = "pip install 'awncompress[serve]'"
@@ -72,6 +72,8 @@ def check_applies(fmt: str, model_type: Optional[str], architecture: Optional[st
                 f"ONNX export takes a sequence classifier or a causal LM, not {arch}: use --format hf"
             )
         return
+    if fmt == "vllm" and not arch.endswith("ForCausalLM"):
+        raise UnsupportedModelError(f"--format vllm writes causal language models; {arch} ({model_type}) is not one")
     if fmt == "gguf" and not arch.endswith("ForCausalLM"):
         raise UnsupportedModelError(
             f"GGUF is for causal language models that llama.cpp runs; {arch} ({model_type}) is not one "
