@@ -289,6 +289,10 @@ def test_vllm_folder_is_a_deci_config_whose_reading_reproduces_the_per_layer_exp
     blocks = DeciLMConfig.from_pretrained(folder).block_configs
     assert [b.ffn.ffn_mult for b in blocks] == [12.0, 24.0] and blocks[0].attention.n_heads_in_group == 2
     assert "vllm serve PATH --trust-remote-code" in (folder / "README.md").read_text()
+    inspected = runner.invoke(app, ["inspect", str(folder)])  # its record reads like every export's
+    assert inspected.exit_code == 0 and "[256, 512]" in inspected.output
+    with pytest.raises(NotAnExportError, match="VLLM export"):
+        load_pretrained(folder)
 
 
 def test_vllm_check_fails_on_a_config_whose_widths_do_not_fit_the_weights(tmp_path):

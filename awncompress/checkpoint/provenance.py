@@ -58,7 +58,7 @@ class _ProfileRecord(FileRecord):
 class Provenance(FileRecord):
     """The keys of ``awncompress.json`` that loading relies on (other keys are kept as they are)."""
 
-    format: Literal["uniform", "per-layer", "nested", "onnx", "gguf"]
+    format: Literal["uniform", "per-layer", "nested", "onnx", "gguf", "vllm"]
     architecture: NonBlank
     model_type: Optional[str] = None
     ffn_spec: Union[_SpecRecord, list[_SpecRecord]]
