@@ -322,3 +322,37 @@ def test_bad_vllm_requests_are_one_line_before_anything_is_written(args, message
     out = tmp_path / "served"
     result = runner.invoke(app, ["export", str(nested), "--out", str(out), "--format", "vllm", *args])
     assert result.exit_code == 1 and message in result.output and not out.exists()
+
+
+@pytest.fixture
+def no_llama_cpp(monkeypatch):
+    """As on a machine where llama-cpp-python could not be built: its module cannot be found."""
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else found(name, *a))
+
+
+def test_without_llama_cpp_python_f16_is_checked_in_transformers_gguf_loader_and_says_so(tree, tmp_path, no_llama_cpp):
+    nested = _nested(tmp_path)
+    out = tmp_path / "served"
+    result = _export(nested, out, "--widths", "0.5", "--quant", "f16", "--llama-cpp", str(tree))
+    assert result.exit_code == 0, result.output
+    assert "checked in transformers' GGUF loader (gguf-py) instead of llama.cpp" in result.output
+    check = json.loads((out / "width-0.5-gguf-f16" / "awncompress.json").read_text())["check"]
+    assert "GGUF loader (llama-cpp-python not installed)" in check["runtime"] and check["max_abs_diff"] < 2e-2
+    assert check["summary"].startswith("transformers' GGUF loader (no llama-cpp-python) logits")
+
+
+@pytest.mark.parametrize(
+    "args, needs",
+    [(["--widths", "0.5", "--quant", "q4_k_m"], "q4_k_m (llama.cpp's quantizer)"), (["--learned"], "DECI loader")],
+)
+def test_without_llama_cpp_python_what_only_llama_cpp_can_do_is_refused_first(
+    args, needs, tree, tmp_path, no_llama_cpp
+):
+    nested = _nested_with_profile(tmp_path, [256, 512])
+    out = tmp_path / "served"
+    result = _export(nested, out, *args, "--llama-cpp", str(tree))
+    assert result.exit_code == 1 and needs in result.output and "pip install llama-cpp-python" in result.output
+    assert not out.exists()

@@ -22,7 +22,7 @@ from ..errors import AwnError, ModelLoadError
 from ..model.flop_targets import pick_for_flops
 from ..model.heads import head_spec_for
 from ..serve.formats import check_applies, require_for
-from ..serve.llama_cpp import check_tree_for
+from ..serve.llama_cpp import check_runtime_for, check_tree_for
 from .bundle import Bundle, check_settings, load_model, resolve_model
 from .chain import ConvertResult, mean_length, run_stages
 from .derive import derive_defaults, fit_max_length
@@ -83,7 +83,9 @@ def check_served(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path]) -> O
         require_for(fmt)
     if "gguf" not in recipe.export.formats:
         return None
-    return check_tree_for(llama_cpp, arch, bundle.tokenizer is not None)
+    tree = check_tree_for(llama_cpp, arch, bundle.tokenizer is not None)
+    check_runtime_for(recipe.export.quant, per_layer=False)
+    return tree
 
 
 def _prepare(

@@ -71,10 +71,11 @@ def export_served(
     check_writable(target, overwrite, is_export)
     tree = None
     if fmt == "gguf":
-        from .llama_cpp import check_tree_for
+        from .llama_cpp import check_runtime_for, check_tree_for
 
         arch = DECI_ARCHITECTURE if per_layer else type(model).__name__
         tree = check_tree_for(llama_cpp, arch, tokenizer is not None)
+        check_runtime_for(quant or "f16", per_layer)
     with scratch_beside(target) as scratch:
         kwargs = dict(tokenizer=tokenizer, source=source)
         if per_layer:

@@ -26,7 +26,15 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 from .common import PROMPT
-from .llama_cpp import QUANT_FTYPES, quantize, run_converter, run_logits, runtime_version
+from .llama_cpp import (
+    QUANT_FTYPES,
+    has_runtime,
+    quantize,
+    run_converter,
+    run_logits,
+    runtime_version,
+    transformers_logits,
+)
 
 log = logging.getLogger("awncompress")
 CONVERTER_TYPES = {"f32": "f32", "f16": "f16", "q8_0": "q8_0", "q4_k_m": "f16"}  # q4_k_m quantizes the f16 file
@@ -139,7 +147,7 @@ def check_gguf(reference: nn.Module, hf: Path, path: Path, quant: str, threads: 
     ids = prompt_ids(hf, int(reference.config.vocab_size))
     with torch.no_grad():
         ref = reference(input_ids=torch.tensor([ids])).logits[0].float().numpy()
-    got = run_logits(path, ids, threads)
+    got = run_logits(path, ids, threads) if has_runtime() else transformers_logits(path, ids)
     if got.shape != ref.shape:
         raise UnsupportedModelError(f"llama.cpp gave logits of shape {list(got.shape)}, transformers {list(ref.shape)}")
     diff = float(np.abs(got - ref).max())
@@ -168,8 +176,8 @@ def check_gguf(reference: nn.Module, hf: Path, path: Path, quant: str, threads: 
         raise UnsupportedModelError(
             f"the {quant} GGUF does not match the transformers export in llama.cpp: {what}; nothing was written"
         )
+    where = "llama.cpp" if has_runtime() else "transformers' GGUF loader (no llama-cpp-python)"
     measured["summary"] = (
-        f"llama.cpp logits on a {len(ids)}-token prompt: {measured['tolerance']} "
-        f"(max diff {diff:.2g}, top-1 {top1:.0%})"
+        f"{where} logits on a {len(ids)}-token prompt: {measured['tolerance']} (max diff {diff:.2g}, top-1 {top1:.0%})"
     )
     return measured

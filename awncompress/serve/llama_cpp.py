@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 import ctypes
 import functools
+import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import numpy as np
 from ..errors import AwnError, UnsupportedModelError, first_line
 from .formats import require
 
+log = logging.getLogger("awncompress")
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 GET_TREE = (
     f"pip download {LLAMA_CPP_PYTHON} --no-deps --no-binary :all: -d /tmp/llama && "
@@ -87,9 +90,30 @@ def check_tree_for(tree: Optional[Path], architecture: Optional[str], has_tokeni
         raise UnsupportedModelError(f"llama.cpp's converter in {tree} has no architecture for {architecture}")
     if not has_tokenizer:
         raise UnsupportedModelError("GGUF files embed the tokenizer, and this export has none")
-    require("llama_cpp", "The GGUF check (the file is run in llama.cpp)", INSTALL_RUNTIME)
     require("gguf", "Reading the GGUF's tensor types")
     return tree
+
+
+def has_runtime() -> bool:
+    """Whether llama-cpp-python (llama.cpp itself) is installed to quantize and run GGUF files."""
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def check_runtime_for(quant: str, per_layer: bool) -> None:
+    """Without llama-cpp-python, f32 / f16 / q8_0 files (the converter writes those itself) are checked in
+    transformers' GGUF loader instead, with a warning; k-quants (llama.cpp's quantizer makes them) and
+    per-layer DECI files (transformers has no DECI loader) are refused in one line."""
+    if has_runtime():
+        return
+    if quant in QUANT_FTYPES:
+        require("llama_cpp", f"{quant} (llama.cpp's quantizer)", INSTALL_RUNTIME)
+    if per_layer:
+        require("llama_cpp", "A per-layer GGUF check (transformers has no DECI loader)", INSTALL_RUNTIME)
+    log.warning(
+        "llama-cpp-python is not installed: each GGUF file is checked in transformers' GGUF loader (gguf-py) "
+        "instead of llama.cpp (%s)",
+        INSTALL_RUNTIME,
+    )
 
 
 def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str, deci_bpe: bool = False) -> None:
@@ -164,6 +188,25 @@ def run_logits(path: Path, ids: list[int], threads: int) -> np.ndarray:
 
 
 def runtime_version() -> str:
+    """What runs the check: llama-cpp-python, else transformers' GGUF loader."""
+    if not has_runtime():
+        import transformers
+
+        return f"transformers {transformers.__version__} GGUF loader (llama-cpp-python not installed)"
     import llama_cpp
 
     return f"llama-cpp-python {llama_cpp.__version__}"
+
+
+def transformers_logits(path: Path, ids: list[int]) -> np.ndarray:
+    """The logits at every position of ``ids`` from the GGUF file as transformers' GGUF loader reads it
+    (de-quantized to float32): the check when llama.cpp itself is not installed."""
+    import torch
+    import transformers
+
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:
+        raise LlamaCppError(f"transformers' GGUF loader cannot read {path.name}: {first_line(exc)}") from None
+    with torch.no_grad():
+        return model.eval()(input_ids=torch.tensor([ids])).logits[0].float().numpy()

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from .formats import require_for
+from .formats import require, require_for
 
 TOKEN_ID = 5  # an ordinary id that every vocabulary has (past the special ids 0-3); speed does not depend on it
 
@@ -46,10 +46,10 @@ class LlamaCppPasses:
     sampler). Close it when done."""
 
     def __init__(self, path: Path, prompt_tokens: int, gen_tokens: int, threads: int) -> None:
-        require_for("gguf")
-        import llama_cpp
+        from .llama_cpp import INSTALL_RUNTIME, silence_log
 
-        from .llama_cpp import silence_log
+        require("llama_cpp", "Timing GGUF files in llama.cpp", INSTALL_RUNTIME)
+        import llama_cpp
 
         silence_log()
         self.prompt_tokens, self.gen_tokens = prompt_tokens, gen_tokens
