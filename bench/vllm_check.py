@@ -47,7 +47,8 @@ def reference(args: argparse.Namespace) -> None:
             model = load_pretrained(args.nested, width=record["layer_widths"])
         else:
             model = load_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        # a vllm folder's config names its config class (auto_map): its tokenizer is read from the nested one
+        tokenizer = AutoTokenizer.from_pretrained(args.nested if record["format"] == "vllm" else folder)
         runs = []
         for prompt in PROMPTS:
             ids = tokenizer(prompt)["input_ids"]
