@@ -356,3 +356,35 @@ def test_without_llama_cpp_python_what_only_llama_cpp_can_do_is_refused_first(
     result = _export(nested, out, *args, "--llama-cpp", str(tree))
     assert result.exit_code == 1 and needs in result.output and "pip install llama-cpp-python" in result.output
     assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "family, overrides",
+    [
+        ("qwen3", {}),
+        ("gpt2", {}),  # llama.cpp's GPT-2 converter writes 4 · n_embd as the FFN width: patched to n_inner
+        ("gemma3_text", {"sliding_window": 128, "query_pre_attn_scalar": 16}),  # as Gemma 3's: scalar = head_dim
+        ("mistral", {"sliding_window": None}),
+    ],
+)
+def test_uniform_exports_of_each_decoder_family_run_in_llama_cpp(family, overrides, tree, tmp_path):
+    """Each family's converter needs a tokenizer whose pre-tokenizer llama.cpp knows: SmolLM2's real one."""
+    from transformers import AutoTokenizer
+
+    from awncompress.data import assets
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(assets.smollm2_path())
+    except assets.AssetError as exc:
+        pytest.skip(str(exc))
+    model = zoo.build(family, 0, head="lm", vocab_size=len(tokenizer), **overrides)
+    nested = export_nested(model, tmp_path / "nested", widths=[0.5], tokenizer=tokenizer)
+    result = _export(nested, tmp_path / "served", "--widths", "0.5", "--llama-cpp", str(tree))
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "served" / "width-0.5-gguf-f16"
+    ids = tokenizer("It is a truth universally acknowledged, that a single man")["input_ids"]
+    got = _llama_cpp_logits(folder / "model-f16.gguf", ids)
+    with torch.no_grad():
+        want = load_pretrained(nested, width=0.5)(input_ids=torch.tensor([ids])).logits[0].numpy()
+    assert np.abs(got - want).max() <= 2e-2 * max(1.0, np.abs(want).max())

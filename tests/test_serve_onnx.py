@@ -26,7 +26,7 @@ def _leftovers(folder):
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-@pytest.mark.parametrize("family", ["bert", "llama"])
+@pytest.mark.parametrize("family", ["bert", "llama", "gpt2"])  # gpt2: GPT2LMHeadModel, a causal LM too
 def test_onnx_export_runs_in_onnxruntime_like_the_transformers_export(family, tmp_path):
     import onnxruntime as ort
 

@@ -12,6 +12,7 @@ export created it), so nothing half-written is left.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..checkpoint.provenance import PROVENANCE_FILE, SERVED_FORMATS, write_provenance
+from ..files.atomic import atomic_write
 from ..files.manifest import MANIFEST
 from ..version import __version__
 
@@ -50,6 +52,19 @@ def scratch_beside(target: Path) -> Iterator[Path]:
                 break
         raise
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def linked_copy(src: Path, dst: Path, config: dict) -> None:
+    """``dst``: the files of the export ``src`` (hard-linked, copied where links cannot be made) with
+    ``config`` as its config.json: the same weights under the config a converter needs."""
+    dst.mkdir()
+    for path in src.iterdir():
+        if path.is_file() and not path.is_symlink() and path.name != "config.json":
+            try:
+                (dst / path.name).hardlink_to(path)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(path, dst / path.name)
+    atomic_write(dst / "config.json", json.dumps(config, indent=2) + "\n")
 
 
 def copy_side_files(hf: Path, final: Path) -> list[str]:

@@ -15,12 +15,11 @@ stays the one ``awncompress.load_pretrained`` reads.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..errors import UnsupportedModelError
-from ..files.atomic import atomic_write
+from .common import linked_copy
 
 DECI_ARCHITECTURE = "DeciLMForCausalLM"
 DECI_MODEL_TYPE = "nemotron-nas"
@@ -115,12 +114,5 @@ def deci_config(config: dict, widths: Sequence[int]) -> dict:
 
 def write_deci_folder(hf: Path, deci: Path, widths: Sequence[int]) -> None:
     """A copy of the per-layer export ``hf`` (weights linked, not copied) whose config.json is DeciLM's."""
-    deci.mkdir()
-    for path in hf.iterdir():
-        if path.is_file() and not path.is_symlink() and path.name != "config.json":
-            try:
-                (deci / path.name).hardlink_to(path)
-            except OSError:  # a file system without hard links
-                shutil.copyfile(path, deci / path.name)
     config = json.loads((hf / "config.json").read_text())
-    atomic_write(deci / "config.json", json.dumps(deci_config(config, widths), indent=2) + "\n")
+    linked_copy(hf, deci, deci_config(config, widths))

@@ -19,7 +19,8 @@ SERVE_EXTRA = "pip install 'awncompress[serve]'"
 # Families whose model classes the torch ONNX exporter traces (checked by tests/test_serve_onnx.py);
 # encoder–decoder stacks need a split encoder/decoder graph, which this export does not build.
 ONNX_REFUSED = {"t5", "mt5", "bart", "mbart"}
-ONNX_HEADS = ("ForSequenceClassification", "ForCausalLM")
+CAUSAL_LM_HEADS = ("ForCausalLM", "LMHeadModel")  # GPT-2's causal LM class is GPT2LMHeadModel
+ONNX_HEADS = ("ForSequenceClassification", *CAUSAL_LM_HEADS)
 
 
 class MissingDependencyError(AwnError, ImportError):
@@ -72,9 +73,9 @@ def check_applies(fmt: str, model_type: Optional[str], architecture: Optional[st
                 f"ONNX export takes a sequence classifier or a causal LM, not {arch}: use --format hf"
             )
         return
-    if fmt == "vllm" and not arch.endswith("ForCausalLM"):
+    if fmt == "vllm" and not arch.endswith(CAUSAL_LM_HEADS):
         raise UnsupportedModelError(f"--format vllm writes causal language models; {arch} ({model_type}) is not one")
-    if fmt == "gguf" and not arch.endswith("ForCausalLM"):
+    if fmt == "gguf" and not arch.endswith(CAUSAL_LM_HEADS):
         raise UnsupportedModelError(
             f"GGUF is for causal language models that llama.cpp runs; {arch} ({model_type}) is not one "
             "(llama.cpp has no N-label classification head): use --format onnx or hf"

@@ -59,21 +59,21 @@ def write_gguf(
     quant: str,
     tree: Path,
     convert_from: Optional[Path] = None,
-    deci_bpe: bool = False,
+    patch: Optional[str] = None,
 ) -> tuple[str, dict]:
     """Convert the hf export ``hf`` (or ``convert_from``, the same weights under another config) into
     ``final/model-<quant>.gguf``, check it against ``reference`` (the export loaded in transformers);
-    returns the file name and the record entries. ``deci_bpe``: see llama_cpp.run_converter."""
+    returns the file name and the record entries. ``patch``: see llama_cpp.CONVERTER_PATCHES."""
     convert_from = convert_from or hf
     name = f"model-{quant}.gguf"
     threads = max(1, min(8, os.cpu_count() or 1))
     if quant in QUANT_FTYPES:  # quantized by llama.cpp's quantizer from the converter's f16 file
         base = scratch / "model-f16.gguf"
-        run_converter(tree, convert_from, base, CONVERTER_TYPES[quant], deci_bpe)
+        run_converter(tree, convert_from, base, CONVERTER_TYPES[quant], patch)
         quantize(base, final / name, quant, threads)
         base.unlink()
     else:
-        run_converter(tree, convert_from, final / name, CONVERTER_TYPES[quant], deci_bpe)
+        run_converter(tree, convert_from, final / name, CONVERTER_TYPES[quant], patch)
     types = tensor_types(final / name)
     fallbacks = kquant_fallbacks(types) if quant in QUANT_FTYPES else []
     if fallbacks:

@@ -38,14 +38,38 @@ CONVERTER = "convert_hf_to_gguf.py"
 QUANT_FTYPES = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
 
 
-# The converter, with DeciLM's set_vocab replaced by the GPT-2-style BPE reader (TextModel._set_vocab_gpt2,
-# the very code DeciLM's own Llama-3 branch runs) before the converter's main() starts.
-_DECI_BPE = """\
+# Where llama.cpp's converter cannot say an awncompress export as it stands, the same converter runs with
+# one method of one model class replaced before its main() starts (code from here, never from a file):
+# * deci-bpe: DeciLM picks its vocabulary reader by size (Llama 3's 128,256 → BPE, else Llama 2's
+#   byte-fallback reader); a plain BPE such as SmolLM2's goes to the BPE reader its other models use.
+# * gpt2-widths: GPT-2's writes the FFN width as 4 · n_embd whatever the config says, and reads n_ctx,
+#   which transformers 5 no longer writes; the width comes from n_inner, n_ctx from n_positions.
+CONVERTER_PATCHES = {
+    "deci-bpe": """
+import conversion.deci as deci
+deci.DeciModel.set_vocab = deci.DeciModel._set_vocab_gpt2
+""",
+    "gpt2-widths": """
+import conversion.gpt2 as gpt2
+plain = gpt2.GPT2Model.set_gguf_parameters
+def set_gguf_parameters(self):
+    self.hparams.setdefault("n_ctx", self.hparams["n_positions"])
+    writer, n_inner = self.gguf_writer, self.hparams.get("n_inner")
+    if n_inner:
+        add = writer.add_feed_forward_length
+        writer.add_feed_forward_length = lambda four_n_embd: add(n_inner)
+    try:
+        plain(self)
+    finally:
+        writer.__dict__.pop("add_feed_forward_length", None)
+gpt2.GPT2Model.set_gguf_parameters = set_gguf_parameters
+""",
+}
+_LAUNCH = """\
 import runpy, sys
 tree = sys.argv.pop(1)
 sys.path[:0] = [tree, tree + "/gguf-py"]
-import conversion.deci as deci
-deci.DeciModel.set_vocab = deci.DeciModel._set_vocab_gpt2
+{patch}
 sys.argv[0] = tree + "/convert_hf_to_gguf.py"
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -116,14 +140,13 @@ def check_runtime_for(quant: str, per_layer: bool) -> None:
     )
 
 
-def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str, deci_bpe: bool = False) -> None:
+def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str, patch: Optional[str] = None) -> None:
     """``python convert_hf_to_gguf.py HF --outfile F --outtype T`` in a subprocess (the tree's own
     gguf-py is the one it imports); a failure is one line with the converter's last error line.
-
-    ``deci_bpe``: a DeciLM folder whose BPE tokenizer is not Llama 3's (see deci.check_deci_tokenizer):
-    the same converter, run with DeciLM's vocabulary step set to its models' GPT-2-style BPE reader."""
+    ``patch``: a key of :data:`CONVERTER_PATCHES` to run the converter with."""
     hf, outfile = Path(hf).resolve(), Path(outfile).resolve()  # the converter runs in another directory
-    script = ["-c", _DECI_BPE, str(tree)] if deci_bpe else [str(tree / CONVERTER)]
+    launch = _LAUNCH.format(patch=CONVERTER_PATCHES[patch]) if patch else None
+    script = ["-c", launch, str(tree)] if launch else [str(tree / CONVERTER)]
     cmd = [sys.executable, *script, str(hf), "--outfile", str(outfile), "--outtype", outtype]
     env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
     done = subprocess.run(cmd, cwd=str(outfile.parent), env=env, capture_output=True, text=True)
