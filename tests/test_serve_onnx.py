@@ -127,3 +127,33 @@ def test_per_layer_widths_export_to_onnx(tmp_path):
     with torch.no_grad():
         want = load_pretrained(nested, width=[200, 480])(input_ids=ids).logits.numpy()
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+ENCODER_FAMILIES = ["roberta", "xlm-roberta", "camembert", "electra", "deberta", "deberta-v2", "mpnet", "distilbert"]
+ENCODER_FAMILIES += ["albert", "modernbert"]
+
+
+@pytest.mark.parametrize("family", ENCODER_FAMILIES)
+def test_every_encoder_family_exports_to_onnx_and_matches(family, tmp_path):
+    out = tmp_path / "served"
+    result = runner.invoke(
+        app, ["export", str(_nested(tmp_path, family)), "--widths", "0.5", "--format", "onnx", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    check = json.loads((out / "width-0.5-onnx" / "awncompress.json").read_text())["check"]
+    assert len(check["max_abs_diff"]) == 2 and check["runtime"].startswith("onnxruntime")
+
+
+@pytest.mark.parametrize(
+    "family, says",
+    [
+        ("xlnet", "the torch ONNX exporter cannot export XLNetForSequenceClassification"),
+        ("funnel", "onnxruntime cannot run the exported FunnelForSequenceClassification at batch 2, sequence 5"),
+    ],
+)
+def test_encoders_the_exporter_cannot_serve_are_one_line_and_leave_nothing(family, says, tmp_path):
+    out = tmp_path / "served"
+    result = runner.invoke(
+        app, ["export", str(_nested(tmp_path, family)), "--widths", "0.5", "--format", "onnx", "--out", str(out)]
+    )
+    assert result.exit_code == 1 and says in result.output and not out.exists()

@@ -72,8 +72,9 @@ def example_inputs(model: nn.Module, names: list[str], batch: int, seq: int, see
 
 def _dynamic_shapes(model: nn.Module, names: list[str]) -> dict:
     limit = getattr(model.config, "max_position_embeddings", None)
+    limit = int(limit) if limit and int(limit) > TRACE_SHAPE[1] else 1 << 16  # XLNet says -1: no limit
     batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("sequence", min=1, max=int(limit) if limit else 1 << 16)
+    seq = torch.export.Dim("sequence", min=1, max=limit)
     return {n: {0: batch, 1: seq} for n in names}
 
 
@@ -153,7 +154,13 @@ def check_onnx(path: Path, wrapper: nn.Module, names: list[str]) -> dict[str, An
         inputs = example_inputs(wrapper.model, names, batch, seq, seed=1)
         with torch.no_grad():
             ref = wrapper(*inputs).float()
-        got = torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]).float()
+        try:
+            got = torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]).float()
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no base class worth naming
+            raise UnsupportedModelError(
+                f"onnxruntime cannot run the exported {type(wrapper.model).__name__} at batch {batch}, sequence "
+                f"{seq} (the exporter fixed a dimension the model computes from its input?): {first_line(exc)}"
+            ) from None
         if got.shape != ref.shape:
             raise UnsupportedModelError(
                 f"onnxruntime gave logits of shape {list(got.shape)}, PyTorch {list(ref.shape)} (sequence {seq})"
