@@ -68,8 +68,8 @@ def _flops(model: nn.Module, widths: list[int], seq_len: int, head_positions: Op
     return float(count.total - count.head + count.head * head_positions / seq_len)
 
 
-def _measures(fmt: str, cfg: ServedSpeedConfig) -> list[tuple[str, str, Any]]:
-    """(measure name, unit, how it is run) of one format."""
+def _measures(fmt: str, cfg: ServedSpeedConfig) -> list[tuple[str, str, int]]:
+    """(measure name, unit, batch size for ONNX or tokens for llama.cpp) of one format."""
     if fmt == "onnx":
         return [(f"batch {b} × {cfg.seq_len} tokens", "ms", b) for b in cfg.batches]
     return [
@@ -108,18 +108,17 @@ def _row(
     model: nn.Module,
     label: str,
     entry: tuple[Path, dict],
-    measure: tuple[str, str],
+    measure: tuple[str, str, int],
     ms: list[float],
     ref: Optional[tuple[Path, dict, list[float]]],
     cfg: ServedSpeedConfig,
 ) -> dict[str, Any]:
     """One file's row for one measure, with its speed-up and ratios against ``ref`` (folder, record, ms)."""
-    (folder, record), (name, unit) = entry, measure
+    (folder, record), (name, unit, size) = entry, measure
     fmt = record["format"]
     widths = [int(w) for w in record["layer_widths"]]
     stats = spread(ms)
-    tokens = cfg.prompt_tokens if name.startswith("prompt") else cfg.gen_tokens
-    value = stats["median_ms"] if unit == "ms" else tokens / (stats["median_ms"] / 1000)
+    value = stats["median_ms"] if unit == "ms" else size / (stats["median_ms"] / 1000)  # size: tokens
     row = {
         "runtime": "onnxruntime" if fmt == "onnx" else "llama.cpp",
         "format": fmt,
@@ -171,15 +170,16 @@ def served_speed(model: nn.Module, folders: Mapping[str, Path], cfg: Optional[Se
     """
     cfg = _within_positions(cfg or ServedSpeedConfig(), max_positions(model.config))
     rows = []
-    for (fmt, _quant), entries in _group(folders).items():
+    groups = _group(folders)
+    for (fmt, _quant), entries in groups.items():
         times = _time_group(entries, fmt, cfg)
         full = [lb for lb, (_, rec) in entries.items() if all(int(w) == int(rec["d_ff"]) for w in rec["layer_widths"])]
-        for name, unit, _ in _measures(fmt, cfg):
-            ref = (*entries[full[0]], times[(full[0], name)]) if full else None
+        for measure in _measures(fmt, cfg):
+            ref = (*entries[full[0]], times[(full[0], measure[0])]) if full else None
             for label, entry in entries.items():
-                rows.append(_row(model, label, entry, (name, unit), times[(label, name)], ref, cfg))
+                rows.append(_row(model, label, entry, measure, times[(label, measure[0])], ref, cfg))
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
-    return {"config": {**config, "runtimes": runtime_versions(_group(folders))}, "rows": rows}
+    return {"config": {**config, "runtimes": runtime_versions(groups)}, "rows": rows}
 
 
 def runtime_versions(groups: Mapping[tuple, Any]) -> dict[str, str]:

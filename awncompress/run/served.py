@@ -56,15 +56,16 @@ def time_served(
     full-width file of its format, which is written to a scratch folder in ``out`` and removed.
     {"config", "rows", "seconds"}."""
     repeats = recipe.evaluate.latency_repeats
-    if not has_runtime():  # GGUF files were checked in transformers; llama.cpp is not here to time them
-        written = {k: p for k, p in written.items() if read_provenance(p)["format"] != "gguf"}
+    # without llama-cpp-python, GGUF files were checked in transformers: llama.cpp is not here to time them
+    formats = [fmt for fmt in served_formats(recipe) if fmt != "gguf" or has_runtime()]
+    written = {k: p for k, p in written.items() if read_provenance(p)["format"] in formats}
     if not written or repeats == 0:
         return None
     began = time.perf_counter()
     cfg = ServedSpeedConfig(threads=torch.get_num_threads(), repeats=repeats, seq_len=recipe.evaluate.latency_seq_len)
     with scratch_beside(out / "served-reference") as scratch:
         folders = dict(written)
-        for fmt in sorted({read_provenance(p)["format"] for p in written.values()}):
+        for fmt in formats:
             options = _options(recipe, fmt, tokenizer, llama_cpp)
             folders[f"{REFERENCE} {fmt}"] = export_served(model, scratch, 1.0, fmt, **options)
         served = served_speed(model, folders, cfg)

@@ -54,12 +54,12 @@ def scratch_beside(target: Path) -> Iterator[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def linked_copy(src: Path, dst: Path, config: dict) -> None:
-    """``dst``: the files of the export ``src`` (hard-linked, copied where links cannot be made) with
-    ``config`` as its config.json: the same weights under the config a converter needs."""
-    dst.mkdir()
+def linked_copy(src: Path, dst: Path, config: dict, skip: tuple[str, ...] = ()) -> None:
+    """``dst``: the files of the export ``src`` but ``skip`` (hard-linked, copied where links cannot be
+    made) with ``config`` as its config.json: the same weights under the config an engine needs."""
+    dst.mkdir(exist_ok=True)
     for path in src.iterdir():
-        if path.is_file() and not path.is_symlink() and path.name != "config.json":
+        if path.is_file() and not path.is_symlink() and path.name not in ("config.json", *skip):
             try:
                 (dst / path.name).hardlink_to(path)
             except OSError:  # a file system without hard links

@@ -121,8 +121,7 @@ def _write(
         widths = read_provenance(hf)["layer_widths"]
         convert_from = scratch / "deci"
         write_deci_folder(hf, convert_from, widths)
-    patch = "deci-bpe" if deci_bpe else ("gpt2-widths" if reference.config.model_type == "gpt2" else None)
-    file, extra = write_gguf(reference, hf, final, scratch, quant or "f16", tree, convert_from, patch)
+    file, extra = write_gguf(reference, hf, final, scratch, quant or "f16", tree, convert_from, deci_bpe)
     if per_layer:
         extra["deci"] = {
             "architecture": DECI_ARCHITECTURE,

@@ -28,6 +28,7 @@ from ..errors import UnsupportedModelError
 from .common import PROMPT
 from .llama_cpp import (
     QUANT_FTYPES,
+    converter_patch,
     has_runtime,
     quantize,
     run_converter,
@@ -59,12 +60,13 @@ def write_gguf(
     quant: str,
     tree: Path,
     convert_from: Optional[Path] = None,
-    patch: Optional[str] = None,
+    deci_bpe: bool = False,
 ) -> tuple[str, dict]:
     """Convert the hf export ``hf`` (or ``convert_from``, the same weights under another config) into
     ``final/model-<quant>.gguf``, check it against ``reference`` (the export loaded in transformers);
-    returns the file name and the record entries. ``patch``: see llama_cpp.CONVERTER_PATCHES."""
+    returns the file name and the record entries. ``deci_bpe``: see llama_cpp.converter_patch."""
     convert_from = convert_from or hf
+    patch = converter_patch(reference.config.model_type, deci_bpe)
     name = f"model-{quant}.gguf"
     threads = max(1, min(8, os.cpu_count() or 1))
     if quant in QUANT_FTYPES:  # quantized by llama.cpp's quantizer from the converter's f16 file

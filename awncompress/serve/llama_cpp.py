@@ -65,6 +65,7 @@ def set_gguf_parameters(self):
 gpt2.GPT2Model.set_gguf_parameters = set_gguf_parameters
 """,
 }
+PATCH_FOR_MODEL_TYPE = {"gpt2": "gpt2-widths"}  # families whose converter always needs its patch
 _LAUNCH = """\
 import runpy, sys
 tree = sys.argv.pop(1)
@@ -140,10 +141,16 @@ def check_runtime_for(quant: str, per_layer: bool) -> None:
     )
 
 
+def converter_patch(model_type: Optional[str], deci_bpe: bool) -> Optional[str]:
+    """The key of :data:`CONVERTER_PATCHES` a conversion runs with (None: the converter as it is);
+    ``deci_bpe``: a DeciLM folder whose BPE tokenizer is not Llama 3's (deci.check_deci_tokenizer)."""
+    return "deci-bpe" if deci_bpe else PATCH_FOR_MODEL_TYPE.get(model_type or "")
+
+
 def run_converter(tree: Path, hf: Path, outfile: Path, outtype: str, patch: Optional[str] = None) -> None:
     """``python convert_hf_to_gguf.py HF --outfile F --outtype T`` in a subprocess (the tree's own
     gguf-py is the one it imports); a failure is one line with the converter's last error line.
-    ``patch``: a key of :data:`CONVERTER_PATCHES` to run the converter with."""
+    ``patch``: a key of :data:`CONVERTER_PATCHES` to run the converter with (see converter_patch)."""
     hf, outfile = Path(hf).resolve(), Path(outfile).resolve()  # the converter runs in another directory
     launch = _LAUNCH.format(patch=CONVERTER_PATCHES[patch]) if patch else None
     script = ["-c", launch, str(tree)] if launch else [str(tree / CONVERTER)]

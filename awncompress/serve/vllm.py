@@ -26,8 +26,8 @@ from torch import nn
 
 from ..checkpoint.provenance import PROVENANCE_FILE
 from ..errors import UnsupportedModelError
-from ..files.atomic import atomic_write
 from ..files.manifest import MANIFEST
+from .common import linked_copy
 from .deci import deci_config, deci_width
 
 CONFIG_MODULE = Path(__file__).with_name("configuration_decilm.py")
@@ -39,12 +39,8 @@ VLLM_COMMAND = "vllm serve PATH --trust-remote-code"  # PATH: this folder
 def write_vllm(reference: nn.Module, hf: Path, final: Path, widths: list[int], ids: list[int]) -> tuple[str, dict]:
     """The DeciLM folder for the per-layer export ``hf`` in ``final``, checked (see the module docstring);
     returns the weights file name and the record entries."""
-    for path in hf.iterdir():
-        if path.is_file() and path.name not in (PROVENANCE_FILE, MANIFEST, "README.md", "config.json"):
-            shutil.copyfile(path, final / path.name)
-    config = deci_config(json.loads((hf / "config.json").read_text()), widths)
-    config["auto_map"] = AUTO_MAP
-    atomic_write(final / "config.json", json.dumps(config, indent=2) + "\n")
+    config = {**deci_config(json.loads((hf / "config.json").read_text()), widths), "auto_map": AUTO_MAP}
+    linked_copy(hf, final, config, skip=(PROVENANCE_FILE, MANIFEST, "README.md"))  # finish() writes those
     shutil.copyfile(CONFIG_MODULE, final / CONFIG_MODULE.name)
     return "model.safetensors", {
         "vllm": {
