@@ -15,7 +15,8 @@ and ``minitron``: activation importance, a uniform cut, KD).
 
 ``--flops``: awn with heads (``awn.heads``) at FLOP targets 0.25, 0.3, 0.4 against the head-capable
 peers at the same (FFN width, heads) pair: wina-heads, taylor-heads, fluctuation-heads (static) and
-finetune-heads (wina-heads fine-tuned per target).
+finetune-heads (wina-heads fine-tuned per target), taylor-heads+finetune and fluctuation-heads+finetune
+(the peers' cuts fine-tuned per target the same way).
 
 Summarise with ``python bench/summarise.py OUT``; torch-pruning's rows come from
 ``bench/torch_pruning_peer.py``.
@@ -37,7 +38,10 @@ FFN_METHODS = (
 )
 TARGETS = "0.25,0.3,0.4"
 HEAD_WIDTHS = "0.125,0.25,0.5"
-HEAD_METHODS = "awn,wina,awn-heads,wina-heads,taylor-heads,fluctuation-heads,finetune-heads"
+HEAD_METHODS = (
+    "awn,wina,awn-heads,wina-heads,taylor-heads,fluctuation-heads,"
+    "finetune-heads,taylor-heads+finetune,fluctuation-heads+finetune"
+)
 
 
 def parser() -> argparse.ArgumentParser:

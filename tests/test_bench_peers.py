@@ -36,7 +36,8 @@ def test_minilm_peers_recipe(tmp_path, flops):
     assert {make_method(m).name for m in methods} == set(methods)
     if flops:
         assert recipe.awn.heads and [float(t) for t in recipe.export.flops] == [0.25, 0.3, 0.4]
-        assert {"taylor-heads", "fluctuation-heads", "finetune-heads"} <= set(methods)
+        heads = {"taylor-heads", "fluctuation-heads", "finetune-heads"}
+        assert heads | {"taylor-heads+finetune", "fluctuation-heads+finetune"} <= set(methods)
     else:
         assert [float(w) for w in recipe.export.widths] == [0.125, 0.25, 0.375, 0.5, 0.75]
         static = [m for m in methods if not make_method(m).trains and m != "awn"]

@@ -87,6 +87,23 @@ def test_convert_with_heads_end_to_end(tiny, tmp_path):
     assert layer_heads(sliced) == layer_heads(load_pretrained(out / "flops-0.4"))
 
 
+def test_a_head_peer_and_its_fine_tuned_twin_at_the_awn_shapes(tiny, tmp_path):
+    out = tmp_path / "out"
+    args = ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--widths", "0.5", "--heads"]
+    args += ["--flops", "0.5", "--out", str(out), "--set", "awn.scorer=none", *FAST]
+    args += ["--set", "evaluate.methods=awn,fluctuation-heads,fluctuation-heads+finetune"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output  # the peer brings its own order: awn.scorer=none is fine
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["method"]: r for r in report["rows"] if r.get("flops_target") == 0.5}
+    static, tuned, awn = rows["fluctuation-heads"], rows["fluctuation-heads+finetune"], rows["awn-heads"]
+    for key in ("heads", "intermediate_size", "flops_ratio"):
+        assert static[key] == tuned[key] == awn[key]
+    correct = report["per_example_correct"]
+    # the same cut, then trained: its predictions moved
+    assert correct["fluctuation-heads+finetune@0.5"] != correct["fluctuation-heads@0.5"]
+
+
 def test_flops_with_no_heads_is_refused_before_writing(tiny, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(

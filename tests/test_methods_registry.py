@@ -27,6 +27,10 @@ def test_what_methods_say_of_themselves():
     assert make_method("finetune-heads").requires == "awn.heads" and not make_method("finetune-heads").auto
     # The plan's cost: one fine-tune per width, or per FLOP target for the head cuts.
     assert fine_tune_runs(["awn", "wina", "finetune", "minitron", "finetune-heads"], 5, 3) == 5 + 5 + 3
+    for peer in ("taylor", "fluctuation"):  # a head peer's fine-tuned twin: one per target, its own order
+        twin = make_method(f"{peer}-heads+finetune")
+        assert twin.trains and not twin.needs_scorer and twin.requires == "awn.heads" and not twin.auto
+        assert twin.fine_tunes(5, 3) == 3 and twin.name == f"{peer}-heads+finetune"
 
 
 def test_auto_methods_join_where_their_switch_is_on():

@@ -4,7 +4,8 @@
   profiles picked, loaded from disk;
 * ``wina-heads``: the static baseline at the same pair: the trained dense model's neurons and
   heads ordered by their WINA scores once (no training), cut to each export's widths and heads;
-* ``finetune-heads`` (rows ``<scorer>-heads+finetune``): that cut, fine-tuned at that pair alone.
+* ``finetune-heads`` (rows ``<scorer>-heads+finetune``): that cut, fine-tuned at that pair alone;
+* ``taylor-heads`` / ``fluctuation-heads`` and their ``+finetune`` twins: the peers' own orders.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ...model.heads import layer_heads
 from ...model.scorers import SCORERS
 from ...model.surgery import layer_widths, order_, truncate_
 from .base import Candidate, EvalContext, Method, register_method
-from .finetune import FinetuneMethod, train_cut
+from .finetune import FinetuneMethod, require_training, train_cut
 
 
 class AwnHeadsMethod(Method):
@@ -81,7 +82,10 @@ class StaticHeadsMethod(Method):
 
 class FinetuneHeadsMethod(StaticHeadsMethod):
     """``<scorer>-heads+finetune``: the static cut at each target, then fine-tuned at that shape alone
-    with the AWN fine-tune's budget and loss (a per-target fine-tune, the baseline AWN must match)."""
+    with the AWN fine-tune's budget and loss (a per-target fine-tune, the baseline AWN must match).
+
+    Without ``scorer`` (``finetune-heads``) the cut follows the recipe's ``awn.scorer``; with one
+    (``taylor-heads+finetune``, ``fluctuation-heads+finetune``) it is that peer's order."""
 
     trains = True
     needs_scorer = True
@@ -90,19 +94,22 @@ class FinetuneHeadsMethod(StaticHeadsMethod):
     def fine_tunes(self, widths: int, flop_targets: int) -> int:
         return flop_targets
 
-    def __init__(self) -> None:
-        super().__init__("wina")
-        self.name = "finetune-heads"
+    def __init__(self, scorer: Optional[str] = None) -> None:
+        super().__init__(scorer or "wina")
+        self.fixed = scorer
+        self.name = f"{scorer}-heads+finetune" if scorer else "finetune-heads"
 
     def label(self, ctx: EvalContext) -> str:
-        return f"{ctx.scorer}-heads+finetune"
+        return f"{self.fixed or ctx.scorer}-heads+finetune"
 
     def check(self, ctx: EvalContext) -> None:
-        FinetuneMethod().check(ctx)
+        require_training(self.name, ctx)
+        if self.needs_scorer:
+            FinetuneMethod().check(ctx)
         super().check(ctx)
 
     def prepare(self, ctx: EvalContext) -> None:
-        self.scorer = ctx.scorer
+        self.scorer = self.fixed or ctx.scorer
         super().prepare(ctx)
         self.ordered.requires_grad_(True)  # the original stays the frozen teacher
 
@@ -118,6 +125,12 @@ register_method("wina-heads", lambda: StaticHeadsMethod("wina"), style=dict(colo
 register_method("finetune-heads", FinetuneHeadsMethod)
 
 
+class PeerFinetuneHeadsMethod(FinetuneHeadsMethod):
+    """A peer's cut at each target fine-tuned alone; its order is its own, not ``awn.scorer``."""
+
+    needs_scorer = False
+
+
 class PeerHeadsMethod(StaticHeadsMethod):
     """A peer's own order of neurons and heads (LLM-Pruner's taylor, FLAP's fluctuation) at the
     awn-heads exports' (FFN width, heads) pairs; evaluated when asked for, not added by awn.heads."""
@@ -125,5 +138,7 @@ class PeerHeadsMethod(StaticHeadsMethod):
     auto = False
 
 
+# Each peer that scores heads gets a static row and its per-target fine-tuned twin, as the FFN peers do.
 for _scorer in [s for s in SCORERS.values() if s.scores_heads and not s.default]:
     register_method(f"{_scorer.name}-heads", lambda n=_scorer.name: PeerHeadsMethod(n), style=_scorer.style)
+    register_method(f"{_scorer.name}-heads+finetune", lambda n=_scorer.name: PeerFinetuneHeadsMethod(n))
