@@ -14,7 +14,8 @@ more methods, registered here only, so torch-pruning stays a benchmark's depende
   Fang et al., CVPR'23; Taylor importance of Molchanov et al., CVPR'19: |w · ∂L/∂w| summed over the
   coupled group, the up projection's rows and the down projection's columns), the loss's gradient
   summed over the run's calibration batches; each FFN keeps the same neuron count as every other
-  method at that width (``ctx.layer_plan``), nothing else is pruned.
+  method at that width (``ctx.layer_plan``), nothing else is pruned (only the FFNs' groups are traced,
+  so a decoder such as SmolLM2 prunes in seconds).
 * ``torch-pruning+finetune``: that cut, then the per-width KD fine-tune every ``<peer>+finetune`` gets.
 
 The report files (rows ``dense``, ``torch-pruning``, ``torch-pruning+finetune``, per-example
@@ -52,12 +53,17 @@ def prune_ffns(model: nn.Module, keep: list[int], batches: list) -> None:
     blocks = find_ffns(model)
     example = {k: v[:2] for k, v in batches[0].items() if isinstance(v, torch.Tensor) and k != "labels"}
     ratios = {b.up: 1.0 - k / b.width for b, k in zip(blocks, keep)}
+    roots = {id(m) for b in blocks for m in (b.up, b.gate) if m is not None}
+    # Only the FFNs' groups are asked for: with every other layer a root, torch-pruning walks the
+    # residual stream's group of a decoder (Llama) for hours before pruning anything.
+    others = [m for m in model.modules() if not list(m.children()) and id(m) not in roots]
     pruner = tp.pruner.MetaPruner(
         model,
         example_inputs=example,
         importance=tp.importance.GroupTaylorImportance(),
         pruning_ratio=0.0,  # every group but the FFNs' stays whole
         pruning_ratio_dict=ratios,
+        ignored_layers=others,
         output_transform=lambda out: out.logits,
     )
     model.zero_grad(set_to_none=True)
