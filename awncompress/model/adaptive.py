@@ -273,5 +273,8 @@ def awn_prior(
     weight_term = torch.zeros((), device=device)
     for block in find_ffns(model):
         for weight in block.parameters():
+            # Under FSDP2 a weight is a DTensor: each rank adds its own shard (the term's gradient is
+            # per element, so the shards' sums make the whole one).
+            weight = weight.to_local() if hasattr(weight, "to_local") else weight
             weight_term = weight_term + weight.float().pow(2).sum() / (2 * weight_std**2)
     return rate_term + weight_term

@@ -28,6 +28,7 @@ from .batching import IndexStream
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .losses import distillation_loss, hidden_loss, lm_loss
 from .settings import TrainConfig, batches_per_step, check_batch, examples_drawn
+from .sharding import clip_grad_norm_, gather_into, shard_student, sharding_requested, sync_ignored_grads
 from .teacher import CachedTeacher, Teacher
 
 
@@ -99,6 +100,7 @@ class _Run:
     num_examples: int
     seed: int
     narrowing: Narrowing = field(default_factory=list)  # which units' width passes compute only their kept neurons
+    sharded: bool = False  # ``model`` is an FSDP2-sharded copy (sharding.py); the caller's gets its state at the end
 
 
 def _width_plans(run: _Run, step: int) -> list[Optional[list[int]]]:
@@ -161,7 +163,7 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
                 )
             last = micro == cfg.grad_accum - 1 and i == len(plans) - 1
             with (
-                nullcontext() if last or world == 1 else accelerator.no_sync(run.model),
+                nullcontext() if last or world == 1 or run.sharded else accelerator.no_sync(run.model),
                 width_pass(run.wrappers, plan, run.narrowing),
             ):
                 with accelerator.autocast():
@@ -187,9 +189,15 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
                     step_prior = float(penalty.detach())
                     loss = loss + penalty
                 accelerator.backward(loss)
-    accelerator.clip_grad_norm_(run.model.parameters(), 1.0)
+    if run.sharded:
+        sync_ignored_grads([w.raw_rate for w in run.wrappers])
+        clip_grad_norm_(run.model.parameters(), 1.0)
+    else:
+        accelerator.clip_grad_norm_(run.model.parameters(), 1.0)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
+    if world > 1:  # each process saw its share of the batch: the step's loss is their mean
+        step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), "mean"))
     return step_loss, step_prior
 
 
@@ -248,20 +256,27 @@ def _start(
         raise TrainingError(
             f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}"
         )
+    sharded = sharding_requested()
+    if sharded and checkpoint is not None:
+        raise TrainingError("--resume under FSDP2 is not supported yet; start a new --out")
     optimizer = _optimizer(model, cfg)
     start, done_seconds, losses = 0, 0.0, []
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model, optimizer, max_step=cfg.steps)
         start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
-    wrappers = awn_units(model)
-    prepared, optimizer = accelerator.prepare(model, optimizer)
+    if sharded:
+        prepared = shard_student(model, accelerator.device, cfg.mixed_precision)
+        optimizer = _optimizer(prepared, cfg)
+    else:
+        prepared, optimizer = accelerator.prepare(model, optimizer)
+    wrappers = awn_units(prepared if sharded else model)
     if teacher is not None and not isinstance(teacher, CachedTeacher):
         teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
     stream = _stream(train_set, cfg, seed)
     run = _Run(
         accelerator,
         prepared,
-        accelerator.unwrap_model(prepared),
+        prepared if sharded else accelerator.unwrap_model(prepared),
         optimizer,
         wrappers,
         teacher,
@@ -272,6 +287,7 @@ def _start(
         prior,
         num_examples,
         seed,
+        sharded=sharded,
     )
     run.narrowing = _narrowing(run)
     return run, start, done_seconds, losses
@@ -353,12 +369,15 @@ def finetune(
         finished = step + 1
         if (
             checkpoint_dir is not None
+            and not run.sharded  # resumable sharded checkpoints are not written yet
             and cfg.checkpoint_every
             and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps)
         ):
             _checkpoint(run, checkpoint_dir, finished, done_seconds + time.perf_counter() - began, losses, desc)
     bar.close()
     run.model.eval()
+    if run.sharded:
+        gather_into(run.model, model)
     seconds = done_seconds + time.perf_counter() - began
     return TrainResult(
         steps=len(losses),

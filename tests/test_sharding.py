@@ -1,0 +1,79 @@
+"""FSDP2: the AWN fine-tune of a tiny Llama on 2 CPU processes (gloo), sharded per layer, takes the
+steps one process takes (the same losses and weights, within float error) and hands back a whole
+model; the shardings awncompress does not run are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import free_port, make_batches
+from fsdp_finetune_script import train
+from safetensors.torch import load_file
+from zoo import make_model
+
+from awncompress import AWNConfig, convert_
+from awncompress.errors import TrainingError
+from awncompress.train.sharding import sharding_requested
+
+TESTS = Path(__file__).parent
+FSDP2 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
+
+
+def _torchrun(script: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    full = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{TESTS.parent}", OMP_NUM_THREADS="1", **env)
+    return subprocess.run([*cmd, str(script), *args], env=full, capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_under_fsdp2_take_the_steps_one_process_takes(tmp_path):
+    run = _torchrun(TESTS / "fsdp_finetune_script.py", str(tmp_path), env=FSDP2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    torch.set_num_threads(1)  # the processes' thread count: the same float order of operations
+    train(str(tmp_path), "alone")
+    alone = load_file(str(tmp_path / "alone.safetensors"))
+    losses = json.loads((tmp_path / "alone.json").read_text())
+    for rank in (0, 1):
+        sharded = load_file(str(tmp_path / f"rank{rank}.safetensors"))
+        assert sharded.keys() == alone.keys()
+        for key in alone:
+            torch.testing.assert_close(sharded[key], alone[key], rtol=1e-4, atol=1e-4, msg=key)
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == pytest.approx(losses, rel=1e-5)
+    initial = make_model("llama")
+    convert_(initial, AWNConfig(), calibration=make_batches(vocab=64))
+    start = initial.state_dict()
+    rates = [k for k in alone if k.endswith("raw_rate")]
+    sharded = load_file(str(tmp_path / "rank0.safetensors"))
+    assert rates and all(abs(float(sharded[k]) - float(start[k])) > 1e-4 for k in rates)  # the rates trained
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "FSDP version 1 is not supported"),
+        ({"ACCELERATE_USE_FSDP": "true"}, "FSDP version 1 is not supported"),
+        ({"ACCELERATE_USE_DEEPSPEED": "true"}, "DeepSpeed is not supported"),
+    ],
+)
+def test_shardings_it_does_not_run_are_refused_in_one_line(monkeypatch, env, message):
+    for key in ("ACCELERATE_USE_FSDP", "FSDP_VERSION", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(TrainingError, match=message) as info:
+        sharding_requested()
+    assert "\n" not in str(info.value)
+
+
+def test_no_launcher_asks_for_no_sharding(monkeypatch):
+    for key in ("ACCELERATE_USE_FSDP", "FSDP_VERSION", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.delenv(key, raising=False)
+    assert not sharding_requested()
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    assert not sharding_requested()
