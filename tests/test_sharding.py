@@ -1,6 +1,7 @@
 """FSDP2: the AWN fine-tune of a tiny Llama on 2 CPU processes (gloo), sharded per layer, takes the
 steps one process takes (the same losses and weights, within float error) and hands back a whole
-model; the shardings awncompress does not run are refused in one line."""
+model; `awncompress convert` under torchrun writes its output once, the exports those of one
+process; the shardings awncompress does not run are refused in one line."""
 
 from __future__ import annotations
 
@@ -12,21 +13,27 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port, make_batches
+from conftest import free_port, make_batches, save_tiny_llama
 from fsdp_finetune_script import train
 from safetensors.torch import load_file
 from zoo import make_model
 
 from awncompress import AWNConfig, convert_
 from awncompress.errors import TrainingError
+from awncompress.files.lock import lock_folder
 from awncompress.train.sharding import sharding_requested
 
 TESTS = Path(__file__).parent
 FSDP2 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
 
 
+def _launcher() -> list[str]:
+    """torchrun with 2 processes (`accelerate launch --cpu` always starts one)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+
+
 def _torchrun(script: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    cmd = _launcher()
     full = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{TESTS.parent}", OMP_NUM_THREADS="1", **env)
     return subprocess.run([*cmd, str(script), *args], env=full, capture_output=True, text=True, timeout=300)
 
@@ -77,3 +84,33 @@ def test_no_launcher_asks_for_no_sharding(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
     monkeypatch.setenv("FSDP_VERSION", "2")
     assert not sharding_requested()
+
+
+def _convert(model: Path, text: Path, out: Path, launcher: list[str], env: dict) -> subprocess.CompletedProcess:
+    args = ["convert", str(model), "--task", "causal-lm", "--data", str(text), "--widths", "0.5", "--out", str(out)]
+    args += ["--steps", "4", "--set", "evaluate.methods=awn,wina,finetune", "--set", "evaluate.latency_repeats=2"]
+    full = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    return subprocess.run([*launcher, "-m", "awncompress", *args, "--quiet"], env=full, capture_output=True, text=True)
+
+
+def test_convert_under_torchrun_with_fsdp2_writes_once_what_one_process_writes(tmp_path):
+    model = save_tiny_llama(tmp_path / "llama")
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(["great film bad plot"] * 400))  # windows of one length (see the test above)
+    private = lock_folder()
+    before = set(private.glob("rank1-*"))
+    two = _convert(model, text, tmp_path / "two", _launcher(), FSDP2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = _convert(model, text, tmp_path / "one", [sys.executable], {})
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert set(private.glob("rank1-*")) == before  # the second process's private folder is gone
+    names = lambda out: sorted(p.name for p in out.iterdir())  # noqa: E731
+    assert names(tmp_path / "two") == names(tmp_path / "one")
+    for export in ("width-0.5", "nested"):
+        ours, theirs = (load_file(str(tmp_path / run / export / "model.safetensors")) for run in ("two", "one"))
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-4, msg=key)
+    rows = lambda out: {r["method"]: r["value"] for r in json.loads((out / "report.json").read_text())["rows"]}  # noqa: E731
+    assert rows(tmp_path / "two") == pytest.approx(rows(tmp_path / "one"), rel=1e-3)
+    assert set(rows(tmp_path / "two")) == {"awn", "wina", "wina+finetune"}  # the baseline trained on the main process

@@ -31,6 +31,7 @@ from ..train.checkpoints import latest_checkpoint
 from ..train.finetune import TrainResult, finetune
 from ..train.teacher import CachedTeacher, Teacher
 from .bundle import Bundle, calibration_batches, run_teacher
+from .ranks import is_main_process
 from .reevaluate import evaluate_conversion
 from .served import time_served, write_served
 
@@ -80,7 +81,8 @@ def _dense_stage(settings: StageSettings, bundle: Bundle, out: Path, resume: boo
         quiet=quiet,
         desc="dense head",
     )
-    save_dense(bundle.model, bundle.tokenizer, out / DENSE_DIR)
+    if is_main_process():
+        save_dense(bundle.model, bundle.tokenizer, out / DENSE_DIR)
     return result
 
 
@@ -115,6 +117,8 @@ def run_stages(
         quiet=quiet,
         desc="awn fine-tune",
     )
+    if not is_main_process():  # the rest is the main process's alone (ranks.py)
+        return ConvertResult(out=out, exports={}, awn=awn_result, dense=dense_result)
     profile = profile_summary(model)
     fold_(model)
 

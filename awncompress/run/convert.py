@@ -28,6 +28,7 @@ from .chain import ConvertResult, mean_length, run_stages
 from .derive import derive_defaults, fit_max_length
 from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
 from .plan import Plan, dry_run, estimate, fit_budget
+from .ranks import agree, is_main_process, rank_output
 
 log = logging.getLogger("awncompress")
 
@@ -114,7 +115,7 @@ def _prepare(
             pick_for_flops(model, target, mean_length(data.eval))  # the length the exports pick at
     recipe = _fingerprint(recipe, data, resume)
     if not resume:
-        recipe = derive_defaults(recipe, model, data, bundle.head_trained)
+        recipe = agree(derive_defaults(recipe, model, data, bundle.head_trained))
         check_settings(recipe, trusted_metric)  # derived batch sizes too
     if not bundle.head_trained and recipe.dense.steps == 0:
         raise AwnError(
@@ -131,7 +132,8 @@ def _prepare(
             ):  # the budget cut the evaluation set
                 bundle.data = load_task_data(read_settings(prepared.recipe).data, bundle.tokenizer)
                 prepared.recipe = _fingerprint(prepared.recipe, bundle.data, resume=False)
-        prepared.plan = estimate(prepared.recipe, measured, len(bundle.data.train), len(bundle.data.eval))
+        if is_main_process():  # the others stopped their dry pass after its fine-tune (ranks.py)
+            prepared.plan = estimate(prepared.recipe, measured, len(bundle.data.train), len(bundle.data.eval))
     return prepared
 
 
@@ -182,8 +184,8 @@ def run_convert(
     resumed run continues the recorded one as it was (no dry pass, no new budget). A second run on the
     same ``out`` is refused while one runs.
     """
-    out = Path(out)
-    with exclusive(out):
+    budget = budget if budget is not None else recipe.budget
+    with rank_output(Path(out), resume=resume, budget=budget is not None) as out, exclusive(out):
         try:
             prepared = _prepare(
                 recipe,
@@ -191,7 +193,7 @@ def run_convert(
                 resume=resume,
                 overwrite=overwrite,
                 trusted_metric=trusted_metric,
-                budget=budget if budget is not None else recipe.budget,
+                budget=budget,
                 dry=not resume,
                 inputs=inputs,
                 llama_cpp=llama_cpp,

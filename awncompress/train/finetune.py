@@ -27,6 +27,7 @@ from ..model.narrow import Narrowing, narrowing_agrees, plan_narrowing, width_pa
 from .batching import IndexStream
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .losses import distillation_loss, hidden_loss, lm_loss
+from .optimizer import lr_factor, optimizer_for
 from .settings import TrainConfig, batches_per_step, check_batch, examples_drawn
 from .sharding import clip_grad_norm_, gather_into, shard_student, sharding_requested, sync_ignored_grads
 from .teacher import CachedTeacher, Teacher
@@ -53,14 +54,6 @@ class TrainResult:
     step_seconds: list[float] = field(default_factory=list)
 
 
-def _lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then linear decay to 10 % of the peak."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
-    return 1.0 - 0.9 * (step - cfg.warmup_steps) / span
-
-
 def _width_postfix(model: nn.Module) -> str:
     wrappers = adaptive_modules(model)
     if not wrappers:
@@ -69,17 +62,6 @@ def _width_postfix(model: nn.Module) -> str:
     if len(pct) <= 8:
         return "/".join(map(str, pct))
     return f"{min(pct)}–{max(pct)} (mean {sum(pct) / len(pct):.0f})"
-
-
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with the per-layer rates in their own group (learning rate ``rate_lr``, no decay)."""
-    rate_params = [w.raw_rate for w in awn_units(model)]
-    rate_ids = {id(p) for p in rate_params}
-    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in rate_ids]
-    groups = [{"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr}]
-    if rate_params:
-        groups.append({"params": rate_params, "lr": cfg.rate_lr, "weight_decay": 0.0, "base_lr": cfg.rate_lr})
-    return torch.optim.AdamW(groups)
 
 
 @dataclass
@@ -101,6 +83,8 @@ class _Run:
     seed: int
     narrowing: Narrowing = field(default_factory=list)  # which units' width passes compute only their kept neurons
     sharded: bool = False  # ``model`` is an FSDP2-sharded copy (sharding.py); the caller's gets its state at the end
+    rank: int = 0  # this process among the ``world`` that share each batch (1: it trains alone)
+    world: int = 1
 
 
 def _width_plans(run: _Run, step: int) -> list[Optional[list[int]]]:
@@ -135,8 +119,8 @@ def _teacher_outputs(run: _Run, indices: list[int], inputs: dict) -> tuple[Optio
 def _micro_batch(run: _Run, first: int, size: int) -> tuple:
     """The micro-batch at stream positions ``first``.. (this process's share): the batch, the model's
     inputs, whether labels are per token, and the teacher's outputs for it."""
-    accelerator, world = run.accelerator, run.accelerator.num_processes
-    indices = [run.stream[p] for p in range(first + accelerator.process_index, first + size, world)]
+    accelerator, world = run.accelerator, run.world
+    indices = [run.stream[p] for p in range(first + run.rank, first + size, world)]
     batch = {k: v.to(accelerator.device) for k, v in run.collate([run.train_set[i] for i in indices]).items()}
     model_inputs = {k: v for k, v in batch.items() if k != "labels"}
     # Token labels: the LM loss is computed here, in chunks (the model's own loss copies the logits twice).
@@ -147,10 +131,10 @@ def _micro_batch(run: _Run, first: int, size: int) -> tuple:
 def _train_step(run: _Run, step: int) -> tuple[float, float]:
     """One optimizer step over ``grad_accum`` micro-batches × the step's width plans; (loss, prior/N)."""
     cfg, accelerator = run.cfg, run.accelerator
-    world = accelerator.num_processes
+    world = run.world
     torch.manual_seed(run.seed * 1_000_003 + step)  # dropout of this step, identical on resume
     for group in run.optimizer.param_groups:
-        group["lr"] = group["base_lr"] * _lr_factor(step, cfg)
+        group["lr"] = group["base_lr"] * lr_factor(step, cfg)
     plans = _width_plans(run, step)
     blocks = batches_per_step(cfg) if run.wrappers else 1
     micro_size = cfg.batch_size // cfg.grad_accum
@@ -204,8 +188,9 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
 def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: list[float], desc: str) -> None:
     """Save step-``finished``/ and drop older checkpoints (main process only)."""
     accelerator = run.accelerator
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if run.world > 1:
+        accelerator.wait_for_everyone()
+    if run.rank == 0:
         optimizer = run.optimizer.optimizer if hasattr(run.optimizer, "optimizer") else run.optimizer
         save_checkpoint(
             folder / f"step-{finished}",
@@ -216,7 +201,8 @@ def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: 
         for old in folder.glob("step-*"):
             if old.name != f"step-{finished}":
                 remove_written(old)
-    accelerator.wait_for_everyone()
+    if run.world > 1:
+        accelerator.wait_for_everyone()
 
 
 def _stream(train_set: Any, cfg: TrainConfig, seed: int) -> IndexStream:
@@ -245,52 +231,64 @@ def _start(
     num_examples: int,
     seed: int,
     checkpoint: Optional[Path],
+    alone: bool,
 ) -> tuple[_Run, int, float, list[float]]:
     """Accelerator, optimizer and data stream; the step, seconds and losses to resume from."""
     from accelerate import Accelerator
 
     # cpu=True without CUDA: under torchrun that selects gloo (MULTI_CPU) instead of a silent single process.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    check_batch(cfg, accelerator.num_processes)
+    world = 1 if alone else accelerator.num_processes
+    check_batch(cfg, world)
     if isinstance(teacher, CachedTeacher) and len(teacher) != len(train_set):
         raise TrainingError(
             f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}"
         )
-    sharded = sharding_requested()
+    sharded = world > 1 and sharding_requested()
     if sharded and checkpoint is not None:
         raise TrainingError("--resume under FSDP2 is not supported yet; start a new --out")
-    optimizer = _optimizer(model, cfg)
+    optimizer = optimizer_for(model, cfg)
     start, done_seconds, losses = 0, 0.0, []
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model, optimizer, max_step=cfg.steps)
         start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
-    if sharded:
-        prepared = shard_student(model, accelerator.device, cfg.mixed_precision)
-        optimizer = _optimizer(prepared, cfg)
-    else:
-        prepared, optimizer = accelerator.prepare(model, optimizer)
-    wrappers = awn_units(prepared if sharded else model)
+    prepared, inner, optimizer = _prepare(accelerator, model, optimizer, cfg, sharded, alone)
     if teacher is not None and not isinstance(teacher, CachedTeacher):
         teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
-    stream = _stream(train_set, cfg, seed)
     run = _Run(
-        accelerator,
-        prepared,
-        prepared if sharded else accelerator.unwrap_model(prepared),
-        optimizer,
-        wrappers,
-        teacher,
-        stream,
-        train_set,
-        collate,
-        cfg,
-        prior,
-        num_examples,
-        seed,
+        accelerator=accelerator,
+        model=prepared,
+        inner=inner,
+        optimizer=optimizer,
+        wrappers=awn_units(inner),
+        teacher=teacher,
+        stream=_stream(train_set, cfg, seed),
+        train_set=train_set,
+        collate=collate,
+        cfg=cfg,
+        prior=prior,
+        num_examples=num_examples,
+        seed=seed,
         sharded=sharded,
+        rank=0 if alone else accelerator.process_index,
+        world=world,
     )
     run.narrowing = _narrowing(run)
     return run, start, done_seconds, losses
+
+
+def _prepare(
+    accelerator: Any, model: nn.Module, optimizer: Any, cfg: TrainConfig, sharded: bool, alone: bool
+) -> tuple[nn.Module, nn.Module, Any]:
+    """The model the steps run (FSDP2-sharded copy, accelerate-prepared, or the model itself when it
+    trains alone), the model itself (or the sharded copy), and the optimizer over the former."""
+    if sharded:
+        student = shard_student(model, accelerator.device, cfg.mixed_precision)
+        return student, student, optimizer_for(student, cfg)
+    if alone:
+        return model.to(accelerator.device), model, optimizer
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    return prepared, accelerator.unwrap_model(prepared), optimizer
 
 
 def _narrowing(run: _Run) -> Narrowing:
@@ -320,6 +318,7 @@ def finetune(
     resume: bool = False,
     quiet: bool = False,
     desc: str = "fine-tune",
+    alone: bool = False,
 ) -> TrainResult:
     """Fine-tune ``model`` in place for ``cfg.steps`` optimizer steps; returns what it did.
 
@@ -332,16 +331,18 @@ def finetune(
             ``train_set`` computed once (``CachedTeacher``); None: task loss only.
         checkpoint_dir: where ``step-N/`` checkpoints go every ``cfg.checkpoint_every`` steps.
         resume: continue from the latest checkpoint in ``checkpoint_dir``.
+        alone: train on this process only, even under a launcher with several (the evaluation's
+            per-width fine-tunes, which only the main process runs).
     """
     checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
     run, start, done_seconds, losses = _start(
-        model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint
+        model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint, alone
     )
     bar = tqdm(
         total=cfg.steps,
         initial=start,
         desc=desc,
-        disable=quiet or not run.accelerator.is_main_process,
+        disable=quiet or run.rank != 0,
         dynamic_ncols=True,
     )
     began = time.perf_counter()

@@ -80,6 +80,7 @@ def train_cut(ctx: EvalContext, model: nn.Module, desc: str) -> None:
         seed=ctx.seed,
         quiet=ctx.quiet,
         desc=desc,
+        alone=True,  # evaluation runs on the main process only
     )
 
 

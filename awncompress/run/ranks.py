@@ -1,0 +1,68 @@
+"""A convert run under a launcher with several processes (torchrun, ``accelerate launch``).
+
+Every process runs the stages up to the end of the AWN fine-tune, whose steps are collectives
+(each process takes its share of every batch; under FSDP2 its shard of every layer). The main
+process alone folds, exports, evaluates (its baselines' fine-tunes train on it alone) and writes
+the report; the others stop once the fine-tune's weights are back in their model. The main process
+decides the settings (derived batch sizes read the free memory of the process that derives them)
+and the others take them from it, so every process runs the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from ..config import Recipe, recipe_from_dict
+from ..errors import AwnError
+from ..files.lock import run_temp_dir
+
+
+def process_rank() -> tuple[int, int]:
+    """(this process's rank, the number of processes) under a launcher; (0, 1) without one."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True on the process that writes the run's output (the only one without a launcher)."""
+    return process_rank()[0] == 0
+
+
+@contextmanager
+def rank_output(out: Path, *, resume: bool, budget: bool) -> Iterator[Path]:
+    """The folder this process may write: ``out`` on the main process; on every other one a private
+    temporary folder of its own (its run lock and anything a stage writes before it stops), removed
+    at the end, so ``out`` is written by one process. ``--resume`` and ``--budget`` are refused with
+    several processes."""
+    rank, world = process_rank()
+    if world > 1 and resume:
+        raise AwnError("--resume with several processes is not supported yet; resume on one process")
+    if world > 1 and budget:
+        raise AwnError("--budget with several processes is not supported yet; set train.steps instead")
+    if rank == 0:
+        yield out
+        return
+    with run_temp_dir(f"rank{rank}") as tmp:
+        yield tmp / out.name
+
+
+def agree(recipe: Recipe) -> Recipe:
+    """The main process's recipe on every process (JSON over the process group, nothing unpickled)."""
+    if process_rank()[1] <= 1:
+        return recipe
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # joins (or starts) the process group
+    device = state.device
+    data = torch.tensor(list(json.dumps(recipe.model_dump(mode="json")).encode()), dtype=torch.uint8, device=device)
+    size = torch.tensor([data.numel()], dtype=torch.int64, device=device)
+    torch.distributed.broadcast(size, src=0)
+    if not state.is_main_process:
+        data = torch.empty(int(size), dtype=torch.uint8, device=device)
+    torch.distributed.broadcast(data, src=0)
+    return recipe_from_dict(json.loads(bytes(data.cpu().tolist()).decode()))
