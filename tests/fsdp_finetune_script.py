@@ -28,13 +28,15 @@ def windows(n: int = 48, length: int = 10) -> list[dict]:
     return out
 
 
-def train(out: str, tag: str) -> None:
-    """Fine-tune the converted tiny Llama; write its state and losses as OUT/<tag>.*."""
+def train(out: str, tag: str, precision: str = "no") -> None:
+    """Fine-tune the converted tiny Llama (``precision``: train.mixed_precision); write its state and
+    losses as OUT/<tag>.*."""
     model = make_model("llama")
     convert_(model, AWNConfig(), calibration=make_batches(vocab=64))
     data = windows()
     prior = PriorConfig(4.6, 1.0, 1.0)
-    result = finetune(model, data, collate, CONFIG, num_examples=len(data), prior=prior, quiet=True)
+    cfg = CONFIG.model_copy(update={"mixed_precision": precision})
+    result = finetune(model, data, collate, cfg, num_examples=len(data), prior=prior, quiet=True)
     assert all(type(p) is torch.nn.Parameter for p in model.parameters())  # the caller's model, whole again
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, f"{tag}.safetensors"))
     with open(os.path.join(out, f"{tag}.json"), "w") as f:
@@ -42,4 +44,4 @@ def train(out: str, tag: str) -> None:
 
 
 if __name__ == "__main__":
-    train(sys.argv[1], f"rank{os.environ['RANK']}")
+    train(sys.argv[1], f"rank{os.environ['RANK']}", sys.argv[2] if len(sys.argv) > 2 else "no")
