@@ -127,3 +127,17 @@ def test_convert_under_torchrun_with_fsdp2_writes_once_what_one_process_writes(t
     rows = lambda out: {r["method"]: r["value"] for r in json.loads((out / "report.json").read_text())["rows"]}  # noqa: E731
     assert rows(tmp_path / "two") == pytest.approx(rows(tmp_path / "one"), rel=1e-3)
     assert set(rows(tmp_path / "two")) == {"awn", "wina", "wina+finetune"}  # the baseline trained on the main process
+
+
+def test_plan_under_torchrun_prints_one_plan_and_writes_nothing(tmp_path):
+    model = save_tiny_llama(tmp_path / "llama")
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(["great film bad plot"] * 400))
+    args = ["-m", "awncompress", "convert", str(model), "--task", "causal-lm", "--data", str(text), "--plan"]
+    args += ["--widths", "0.5", "--steps", "2", "--out", str(tmp_path / "out"), "--set", "evaluate.methods=awn,wina"]
+    run = subprocess.run(
+        [*_launcher(), *args], env=dict(os.environ, OMP_NUM_THREADS="1", **FSDP2), capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("plan (from a") == 1 and "awn fine-tune" in run.stdout
+    assert not (tmp_path / "out").exists()

@@ -173,15 +173,18 @@ def convert(
             raise AwnError("no training data: pass --data (a file, a Hub dataset id or builtin:NAME)")
         target = (out or (Path(recipe.out) if recipe.out else default_out(recipe.model))).expanduser()
         from ..run.convert import plan_convert, run_convert
+        from ..run.ranks import is_main_process
 
         trusted = sets.get("evaluate.metric", metric)  # named on this command line: the user asked for its code
         inputs = [Path(model_or_recipe)] if named and Path(model_or_recipe).is_file() else []
         common = dict(overwrite=overwrite, trusted_metric=trusted, budget=budget, inputs=inputs, llama_cpp=llama_cpp)
         if plan:
-            typer.echo(plan_convert(recipe, target, **common).text())
+            made = plan_convert(recipe, target, **common)
+            if made is not None:  # the main process's (the others ran only the dry pass's collectives)
+                typer.echo(made.text())
             return
         result = run_convert(recipe, target, resume=resume, quiet=quiet, evaluate=not no_eval, **common)
-    if not quiet:
+    if not quiet and is_main_process():
         typer.echo(f"wrote {result.out}: " + ", ".join(p.name for p in result.exports.values()))
         if result.report is not None:
             typer.echo(f"report: {result.out / 'report.md'}")

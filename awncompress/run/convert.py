@@ -146,8 +146,9 @@ def plan_convert(
     budget: Optional[float] = None,
     inputs: Iterable[Path] = (),
     llama_cpp: Optional[Path] = None,
-) -> Plan:
-    """What `convert` would do and how long each stage should take, from a dry pass; writes nothing."""
+) -> Optional[Plan]:
+    """What `convert` would do and how long each stage should take, from a dry pass; writes nothing.
+    None on a launcher's other processes (they take part in the dry pass's fine-tunes only)."""
     return _prepare(
         recipe,
         Path(out),
