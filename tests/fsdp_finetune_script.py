@@ -15,7 +15,7 @@ from zoo import make_model  # noqa: E402
 from awncompress import AWNConfig, convert_  # noqa: E402
 from awncompress.train.finetune import PriorConfig, TrainConfig, finetune  # noqa: E402
 
-CONFIG = TrainConfig(steps=4, batch_size=8, lr=1e-3, rate_lr=0.1, checkpoint_every=0)
+CONFIG = TrainConfig(steps=4, batch_size=8, lr=1e-3, rate_lr=0.1, kd_weight=0.5, checkpoint_every=0)
 
 
 def windows(n: int = 48, length: int = 10) -> list[dict]:
@@ -32,11 +32,12 @@ def train(out: str, tag: str, precision: str = "no") -> None:
     """Fine-tune the converted tiny Llama (``precision``: train.mixed_precision); write its state and
     losses as OUT/<tag>.*."""
     model = make_model("llama")
+    teacher = make_model("llama", seed=1)  # a live KD teacher (sharded too under FSDP2)
     convert_(model, AWNConfig(), calibration=make_batches(vocab=64))
     data = windows()
     prior = PriorConfig(4.6, 1.0, 1.0)
     cfg = CONFIG.model_copy(update={"mixed_precision": precision})
-    result = finetune(model, data, collate, cfg, num_examples=len(data), prior=prior, quiet=True)
+    result = finetune(model, data, collate, cfg, num_examples=len(data), prior=prior, teacher=teacher, quiet=True)
     assert all(type(p) is torch.nn.Parameter for p in model.parameters())  # the caller's model, whole again
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, f"{tag}.safetensors"))
     with open(os.path.join(out, f"{tag}.json"), "w") as f:

@@ -103,6 +103,15 @@ def convert(
         "--plan",
         help="Print the stages, steps, batch, memory and estimated time per stage (from a dry pass), write nothing.",
     ),
+    devices: Optional[int] = typer.Option(
+        None,
+        min=1,
+        help="With --plan: plan for this many devices under FSDP2 from the model's config alone (no dry pass).",
+    ),
+    device_memory: str = typer.Option("80GB", help="With --devices: each device's memory, e.g. 80GB or 141GB."),
+    device_tflops: float = typer.Option(
+        400.0, min=0.001, help="With --devices: achieved TFLOP/s per device the step time is estimated at."
+    ),
     formats: Optional[str] = typer.Option(
         None,
         help="Export formats besides hf (always written): onnx (onnxruntime) and/or gguf (llama.cpp), e.g. hf,gguf.",
@@ -131,6 +140,8 @@ def convert(
       awncompress convert ./my-model --data train.csv --plan
 
       awncompress convert ./my-model --data train.csv --budget 20
+
+      awncompress convert ./llama-8b --task causal-lm --data corpus.txt --plan --devices 8 --device-memory 80GB
 
       awncompress convert demo --flops 0.25,0.3              # FFN+heads cuts (turns --heads on)
 
@@ -178,6 +189,13 @@ def convert(
         trusted = sets.get("evaluate.metric", metric)  # named on this command line: the user asked for its code
         inputs = [Path(model_or_recipe)] if named and Path(model_or_recipe).is_file() else []
         common = dict(overwrite=overwrite, trusted_metric=trusted, budget=budget, inputs=inputs, llama_cpp=llama_cpp)
+        if devices is not None:
+            if not plan:
+                raise AwnError("--devices plans a machine: add --plan (a run uses the processes it is launched with)")
+            from ..run.device_plan import Setup, parse_bytes, plan_devices
+
+            typer.echo(plan_devices(recipe, Setup(devices, parse_bytes(device_memory), device_tflops)))
+            return
         if plan:
             made = plan_convert(recipe, target, **common)
             if made is not None:  # the main process's (the others ran only the dry pass's collectives)

@@ -254,7 +254,9 @@ def _start(
         start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
     prepared, inner, optimizer = _prepare(accelerator, model, optimizer, cfg, sharded, alone)
     if teacher is not None and not isinstance(teacher, CachedTeacher):
-        teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
+        teacher = teacher.eval().requires_grad_(False)
+        teacher = shard_student(teacher, accelerator.device, cfg.mixed_precision) if sharded else teacher
+        teacher = teacher.to(accelerator.device)
     run = _Run(
         accelerator=accelerator,
         model=prepared,

@@ -15,6 +15,9 @@ because three things of an AWN fine-tune must stay outside FSDP's flat handling:
 * the stages after training (fold, exports, evaluation) want a plain model: the student is a
   sharded copy, and its full state is gathered back into the caller's model (:func:`gather_into`).
 
+The live KD teacher is a sharded copy too (frozen: no gradients, no optimizer state), so no rank
+holds a whole model.
+
 FSDP1 (parameters flattened: frozen and trainable weights in one unit raise "FlatParameter requires
 uniform requires_grad") and DeepSpeed are refused in one line.
 """
@@ -61,7 +64,9 @@ def _mesh(device: torch.device):
 def shard_student(model: nn.Module, device: torch.device, mixed_precision: str = "no") -> nn.Module:
     """A copy of ``model`` sharded with FSDP2: each layer holding an FFN one unit, the rest (embeddings,
     head, final norm) the root's; the AWN rates stay whole on every rank. ``mixed_precision`` "bf16"
-    or "fp16" computes in that type and reduces gradients in float32 (master weights stay float32)."""
+    or "fp16" computes in that type and reduces gradients in float32 (master weights stay float32).
+    A frozen model (the live KD teacher) is sharded the same way: each rank then holds 1/D of it and
+    gathers one layer at a time for its forward."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     if any(isinstance(unit, AdaptiveExperts) for unit in awn_units(model)):

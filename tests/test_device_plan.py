@@ -1,0 +1,118 @@
+"""`convert --plan --devices N --device-memory M`: per-device memory under FSDP2 from a config alone,
+its terms checked against direct counts, and a setup that cannot fit refused naming the smallest that can."""
+
+from __future__ import annotations
+
+import pytest
+import transformers as tf
+from typer.testing import CliRunner
+from zoo import build
+
+from awncompress.cli import app
+from awncompress.config import apply_overrides, default_recipe
+from awncompress.errors import AwnError
+from awncompress.run.device_plan import (
+    ConfigShape,
+    Setup,
+    device_memory,
+    fit_micro,
+    meta_model,
+    parse_bytes,
+    plan_devices,
+    smallest_fit,
+)
+
+runner = CliRunner()
+
+
+def _llama_config(folder):
+    folder.mkdir()
+    config = build("llama", head="lm").config
+    (folder / "config.json").write_text(config.to_json_string())
+    return folder, config
+
+
+def _recipe(model: str, **sets: str):
+    base = {"data.train": "x.txt", "data.max_length": "64", "train.batch_size": "8"}
+    return apply_overrides(default_recipe(model, "causal-lm"), {**base, **sets})
+
+
+@pytest.mark.parametrize(
+    "text,expected", [("80GB", 80 * 10**9), ("80GiB", 80 * 2**30), ("141 gb", 141 * 10**9), ("0.5TiB", 2**39)]
+)
+def test_sizes_parse(text, expected):
+    assert parse_bytes(text) == expected
+
+
+def test_a_size_without_a_unit_is_refused():
+    with pytest.raises(AwnError, match="--device-memory '80' is not a size"):
+        parse_bytes("80")
+
+
+def test_the_shape_counts_what_the_real_model_holds(tmp_path):
+    _, config = _llama_config(tmp_path / "cfg")
+    real = tf.LlamaForCausalLM(config)
+    shape = ConfigShape.of(meta_model(config, "causal-lm"))
+    assert shape.params == sum(p.numel() for p in real.parameters())
+    layer = sum(p.numel() for p in real.model.layers[0].parameters())
+    assert shape.layer_params == layer and shape.root_params == shape.params - config.num_hidden_layers * layer
+    assert (shape.d_ff, shape.vocab, shape.layers) == (config.intermediate_size, config.vocab_size, 2)
+
+
+def test_memory_terms(tmp_path):
+    _, config = _llama_config(tmp_path / "cfg")
+    shape = ConfigShape.of(meta_model(config, "causal-lm"))
+    live, alone = _recipe("m"), _recipe("m", **{"train.kd_weight": "0"})
+    one, four = device_memory(shape, 1, 2, 64, live), device_memory(shape, 4, 2, 64, live)
+    assert one.sharded_state == 16 * shape.params and four.sharded_state == 16 * shape.params // 4
+    assert one.teacher > four.teacher > 0 and device_memory(shape, 4, 2, 64, alone).teacher == 0
+    assert device_memory(shape, 4, 4, 64, live).activations == 2 * four.activations  # per sequence
+    assert four.logits == 2 * 64 * shape.vocab * 4 * 4  # output, gradient, loss and the teacher's
+
+
+def test_a_setup_that_cannot_fit_names_the_smallest_that_can(tmp_path):
+    folder, config = _llama_config(tmp_path / "cfg")
+    recipe = _recipe(str(folder))
+    shape = ConfigShape.of(meta_model(config, "causal-lm"))
+    need_one = device_memory(shape, 1, 1, 64, recipe).total
+    size = int(need_one * 0.8)  # one device cannot hold one sequence; sharding the state makes room
+    smallest = smallest_fit(shape, Setup(1, size), 64, recipe)
+    assert smallest is not None and smallest > 1
+    assert fit_micro(shape, Setup(smallest, size), 64, recipe) is not None
+    assert fit_micro(shape, Setup(smallest // 2, size), 64, recipe) is None
+    with pytest.raises(AwnError, match=f"the smallest setup that fits is {smallest} ×") as info:
+        plan_devices(recipe, Setup(1, size))
+    assert "\n" not in str(info.value)
+    text = plan_devices(recipe, Setup(smallest, size))
+    assert f"on {smallest} ×" in text and "grad_accum" in text
+
+
+def test_the_cli_plans_from_a_folder_holding_only_a_config(tmp_path):
+    folder, _ = _llama_config(tmp_path / "cfg")
+    args = ["convert", str(folder), "--task", "causal-lm", "--data", "x.txt", "--plan", "--devices", "2"]
+    result = runner.invoke(app, [*args, "--device-memory", "1GB", "--set", "data.max_length=64"])
+    assert result.exit_code == 0, result.output
+    assert "per device" in result.output and "FSDP2" in result.output
+    assert not (tmp_path / "out").exists()
+    result = runner.invoke(app, ["convert", str(folder), "--task", "causal-lm", "--data", "x.txt", "--devices", "2"])
+    assert result.exit_code != 0 and "add --plan" in result.output
+    result = runner.invoke(app, [*args, "--set", "train.batch_size=3"])
+    assert result.exit_code != 0 and "does not split over 2 devices" in result.output
+    (folder / "config.json").unlink()
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and "holds no config.json" in result.output
+
+
+def test_the_benchmark_table_has_a_row_per_model_and_machine(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import device_plans
+
+    out = tmp_path / "table.md"
+    monkeypatch.setattr(sys, "argv", ["device_plans.py", "--out", str(out), "--steps", "10"])
+    device_plans.main()
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "B) |" in line]
+    assert len(rows) == len(device_plans.CONFIGS) * len(device_plans.DEVICES)
+    assert "Llama-3.1-8B (8.0 B) | 8 |" in out.read_text()
