@@ -31,6 +31,14 @@ def logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
         return model(**batch).logits
 
 
+@pytest.fixture
+def keep_torch_threads():
+    """Give later tests torch's thread count back (bench's parse() pins 2; a test may pin 1)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=FAMILIES)
 def family(request) -> str:
     return request.param

@@ -19,12 +19,7 @@ import harness  # noqa: E402
 TINY = ["--set", "train.steps=2", "--set", "train.batch_size=8", "--set", "evaluate.batch_size=16"]
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    """parse() pins torch to 2 threads; give the other tests theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # parse() pins torch to 2 threads
 
 
 @pytest.mark.parametrize(

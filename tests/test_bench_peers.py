@@ -17,14 +17,7 @@ from harness import parse  # noqa: E402
 
 from awncompress.evaluate.methods import make_method  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # parse() pins torch to 2 threads
 
 
 @pytest.mark.parametrize("flops", [False, True])

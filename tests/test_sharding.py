@@ -38,7 +38,7 @@ def _torchrun(script: Path, *args: str, env: dict) -> subprocess.CompletedProces
     return subprocess.run([*cmd, str(script), *args], env=full, capture_output=True, text=True, timeout=300)
 
 
-def test_two_processes_under_fsdp2_take_the_steps_one_process_takes(tmp_path):
+def test_two_processes_under_fsdp2_take_the_steps_one_process_takes(tmp_path, keep_torch_threads):
     run = _torchrun(TESTS / "fsdp_finetune_script.py", str(tmp_path), env=FSDP2)
     assert run.returncode == 0, run.stderr[-3000:]
     torch.set_num_threads(1)  # the processes' thread count: the same float order of operations
@@ -59,7 +59,7 @@ def test_two_processes_under_fsdp2_take_the_steps_one_process_takes(tmp_path):
     assert rates and all(abs(float(sharded[k]) - float(start[k])) > 1e-4 for k in rates)  # the rates trained
 
 
-def test_fsdp2_in_bf16_trains_float32_weights_near_the_float32_ones(tmp_path):
+def test_fsdp2_in_bf16_trains_float32_weights_near_the_float32_ones(tmp_path, keep_torch_threads):
     run = _torchrun(TESTS / "fsdp_finetune_script.py", str(tmp_path), "bf16", env=FSDP2)
     assert run.returncode == 0, run.stderr[-3000:]
     torch.set_num_threads(1)
