@@ -1,0 +1,78 @@
+"""awn's own adaptive widths beside FLAP's (issue 28): the learned per-layer widths of a finished run,
+evaluated on its data as ``awn-per-layer`` rows, so ``bench/summarise.py`` can pair them with the run's.
+
+    python bench/awn_per_layer_after.py --run bench/results/peers-smollm2/seed-0 \
+        --out bench/results/peers-smollm2/awn-per-layer/seed-0
+
+FLAP spreads a width's neurons over the layers by a global threshold on its fluctuation metric; awn's
+counterpart is ``convert --per-layer``: at each width's FFN FLOP budget, the widths the learned
+per-layer rates give (``widths_for_budget``). The peers benchmarks ran without it; this writes those
+exports from the run's nested checkpoint into a temporary copy of the run and evaluates only them
+(``awncompress evaluate``'s code path: the run's recipe, data and windows).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness import make_parser, parse
+from transformers import AutoTokenizer
+
+from awncompress.checkpoint.export import export_per_layer
+from awncompress.checkpoint.layout import NESTED_DIR, RECIPE_FILE, REPORT_FILES, per_layer_dir
+from awncompress.checkpoint.load import load_pretrained
+from awncompress.checkpoint.provenance import read_provenance
+from awncompress.config import load_recipe
+from awncompress.model.adaptive import widths_for_budget
+from awncompress.model.families import find_ffns
+from awncompress.model.surgery import full_widths
+from awncompress.run.reevaluate import reevaluate
+
+
+def write_per_layer(run: Path) -> list[float]:
+    """Write per-layer-<w>/ for each export width of ``run`` from its nested checkpoint; the widths."""
+    nested = run / NESTED_DIR
+    record = read_provenance(nested)
+    recipe = load_recipe(run / RECIPE_FILE)
+    model = load_pretrained(nested)
+    tokenizer = AutoTokenizer.from_pretrained(nested)
+    full = full_widths(find_ffns(model))
+    for w in recipe.export.widths:
+        widths = widths_for_budget(record["profile"]["normalised_rates"], full, float(w))
+        export_per_layer(
+            model,
+            per_layer_dir(run, w),
+            widths,
+            tokenizer=tokenizer,
+            source=recipe.model,
+            method="awn-per-layer",
+            extra={"flop_budget": float(w)},
+        )
+    text = (run / RECIPE_FILE).read_text()
+    (run / RECIPE_FILE).write_text(text.replace("per_layer: false", "per_layer: true"))
+    return [float(w) for w in recipe.export.widths]
+
+
+def main() -> None:
+    parser = make_parser(__doc__)
+    parser.add_argument("--run", type=Path, required=True, help="a finished convert output (RUN/seed-N)")
+    parser.add_argument("--out", type=Path, required=True, help="where the report files go")
+    parser.add_argument("--model", help="the run's original model, where it lies outside RUN")
+    parser.add_argument("--train-data", help="the run's training data, where it lies outside RUN")
+    args = parse(parser)
+    with tempfile.TemporaryDirectory(prefix="awn-per-layer-") as tmp:
+        copy_run = Path(tmp) / "run"
+        shutil.copytree(args.run, copy_run)
+        write_per_layer(copy_run)
+        reevaluate(copy_run, model=args.model, train_data=args.train_data, methods=["awn-per-layer"])
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name in REPORT_FILES:
+            if (copy_run / name).is_file():
+                shutil.copy2(copy_run / name, args.out / name)
+    print(f"awn-per-layer report: {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
