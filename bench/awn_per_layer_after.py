@@ -13,22 +13,19 @@ exports from the run's nested checkpoint into a temporary copy of the run and ev
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
-from harness import make_parser, parse
+from harness import make_parser, parse, reevaluate_copy
 from transformers import AutoTokenizer
 
 from awncompress.checkpoint.export import export_per_layer
-from awncompress.checkpoint.layout import NESTED_DIR, RECIPE_FILE, REPORT_FILES, per_layer_dir
+from awncompress.checkpoint.layout import NESTED_DIR, RECIPE_FILE, per_layer_dir
 from awncompress.checkpoint.load import load_pretrained
 from awncompress.checkpoint.provenance import read_provenance
 from awncompress.config import load_recipe
 from awncompress.model.adaptive import widths_for_budget
 from awncompress.model.families import find_ffns
 from awncompress.model.surgery import full_widths
-from awncompress.run.reevaluate import reevaluate
 
 
 def write_per_layer(run: Path) -> list[float]:
@@ -62,15 +59,9 @@ def main() -> None:
     parser.add_argument("--model", help="the run's original model, where it lies outside RUN")
     parser.add_argument("--train-data", help="the run's training data, where it lies outside RUN")
     args = parse(parser)
-    with tempfile.TemporaryDirectory(prefix="awn-per-layer-") as tmp:
-        copy_run = Path(tmp) / "run"
-        shutil.copytree(args.run, copy_run)
-        write_per_layer(copy_run)
-        reevaluate(copy_run, model=args.model, train_data=args.train_data, methods=["awn-per-layer"])
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name in REPORT_FILES:
-            if (copy_run / name).is_file():
-                shutil.copy2(copy_run / name, args.out / name)
+    reevaluate_copy(
+        args.run, args.out, ["awn-per-layer"], write_per_layer, model=args.model, train_data=args.train_data
+    )
     print(f"awn-per-layer report: {args.out}", flush=True)
 
 

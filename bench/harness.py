@@ -9,6 +9,8 @@
 * The sweep loop, :func:`sweep`: one JSON line per config and seed, appended to a JSONL file.
 * :func:`convert_run`: one convert run through the package (``run_convert``: checks, derived
   settings, dry pass, the stage chain, evaluation and report) into a kept or a temporary folder.
+* :func:`reevaluate_copy`: more methods on a finished run, evaluated in a temporary copy of it, their
+  report files written elsewhere (``bench/summarise.py`` pairs them with the run's).
 * :func:`append_jsonl` (print and append one JSON line) and :func:`method_values` (a method's metric
   per width, from a report).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -26,9 +29,11 @@ from typing import Callable, Iterator, Optional, Sequence
 import torch
 import transformers
 
+from awncompress.checkpoint.layout import REPORT_FILES
 from awncompress.config.recipe import Recipe
 from awncompress.run.chain import ConvertResult
 from awncompress.run.convert import run_convert
+from awncompress.run.reevaluate import reevaluate
 
 THREADS = 2  # the CPU benchmarks are measured on 2 threads
 
@@ -188,3 +193,21 @@ def run_seeds(
     out.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"wall_s_per_seed": timings, "total_s": sum(timings.values()), **extra}, indent=2))
     return timings
+
+
+def reevaluate_copy(
+    run: Path, out: Path, methods: Sequence[str], prepare: Optional[Callable[[Path], object]] = None, **named
+) -> None:
+    """Evaluate ``methods`` on a temporary copy of the finished run ``run`` (``prepare(copy)`` first, e.g.
+    writing exports the run lacks) through ``awncompress evaluate``'s code path, and write the report
+    files to ``out``; ``named``: what a user would name on that command line (model, train_data)."""
+    with tempfile.TemporaryDirectory(prefix="awn-bench-") as tmp:
+        copy_run = Path(tmp) / "run"
+        shutil.copytree(run, copy_run)
+        if prepare is not None:
+            prepare(copy_run)
+        reevaluate(copy_run, methods=list(methods), **named)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in REPORT_FILES:
+            if (copy_run / name).is_file():
+                shutil.copy2(copy_run / name, out / name)

@@ -26,23 +26,19 @@ rows) go to OUT. Needs ``pip install torch-pruning`` (1.6.1 measured).
 from __future__ import annotations
 
 import copy
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import torch
 import torch_pruning as tp
-from harness import make_parser, parse
+from harness import make_parser, parse, reevaluate_copy
 from torch import nn
 
-from awncompress.checkpoint.layout import REPORT_FILES
 from awncompress.evaluate.methods import Candidate, EvalContext, Method, register_method
 from awncompress.evaluate.methods.finetune import FinetunedMethod
 from awncompress.model.families import find_ffns
 from awncompress.model.surgery import layer_widths
-from awncompress.run.reevaluate import reevaluate
 
 NAME = "torch-pruning"
 
@@ -107,14 +103,7 @@ def main() -> None:
     args = parse(parser)
     register()
     methods = [NAME] if args.static_only else [NAME, f"{NAME}+finetune"]
-    with tempfile.TemporaryDirectory(prefix="awn-tp-") as tmp:
-        copy_run = Path(tmp) / "run"
-        shutil.copytree(args.run, copy_run)
-        reevaluate(copy_run, model=args.model, methods=methods)
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name in REPORT_FILES:
-            if (copy_run / name).is_file():
-                shutil.copy2(copy_run / name, args.out / name)
+    reevaluate_copy(args.run, args.out, methods, model=args.model)
     print(f"torch-pruning report: {args.out}", flush=True)
 
 
