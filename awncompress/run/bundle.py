@@ -7,7 +7,6 @@ Shared by the convert run (convert.py) and the re-evaluation of its output (reev
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -27,6 +26,7 @@ from ..files.readers import check_folder_files, entry_kind
 from ..train.finetune import examples_seen
 from ..train.settings import check_batch
 from ..train.teacher import Teacher, distillation_teacher
+from .ranks import process_rank
 
 log = logging.getLogger("awncompress")
 
@@ -217,7 +217,7 @@ def check_settings(recipe: Recipe, trusted_metric: Optional[str] = None) -> None
             f"run: to run it, name it with --metric {metric}"
         )
     load_metric(metric)
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    processes = process_rank()[1]
     check_batch(recipe.train, processes, "train.batch_size")
     if recipe.dense.steps:
         check_batch(read_settings(recipe).dense, processes, "dense.batch_size")
