@@ -29,7 +29,7 @@ from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .losses import distillation_loss, hidden_loss, lm_loss
 from .optimizer import lr_factor, optimizer_for
 from .settings import TrainConfig, batches_per_step, check_batch, examples_drawn
-from .sharding import clip_grad_norm_, gather_into, shard_student, sharding_requested, sync_ignored_grads
+from .sharding import clip_grad_norm_, gather_into, shard_copy, sharding_requested, sync_ignored_grads
 from .teacher import CachedTeacher, Teacher
 
 
@@ -255,7 +255,7 @@ def _start(
     prepared, inner, optimizer = _prepare(accelerator, model, optimizer, cfg, sharded, alone)
     if teacher is not None and not isinstance(teacher, CachedTeacher):
         teacher = teacher.eval().requires_grad_(False)
-        teacher = shard_student(teacher, accelerator.device, cfg.mixed_precision) if sharded else teacher
+        teacher = shard_copy(teacher, accelerator.device, cfg.mixed_precision) if sharded else teacher
         teacher = teacher.to(accelerator.device)
     run = _Run(
         accelerator=accelerator,
@@ -285,7 +285,7 @@ def _prepare(
     """The model the steps run (FSDP2-sharded copy, accelerate-prepared, or the model itself when it
     trains alone), the model itself (or the sharded copy), and the optimizer over the former."""
     if sharded:
-        student = shard_student(model, accelerator.device, cfg.mixed_precision)
+        student = shard_copy(model, accelerator.device, cfg.mixed_precision)
         return student, student, optimizer_for(student, cfg)
     if alone:
         return model.to(accelerator.device), model, optimizer

@@ -61,28 +61,28 @@ def _mesh(device: torch.device):
     return init_device_mesh(device.type, (torch.distributed.get_world_size(),))
 
 
-def shard_student(model: nn.Module, device: torch.device, mixed_precision: str = "no") -> nn.Module:
-    """A copy of ``model`` sharded with FSDP2: each layer holding an FFN one unit, the rest (embeddings,
-    head, final norm) the root's; the AWN rates stay whole on every rank. ``mixed_precision`` "bf16"
-    or "fp16" computes in that type and reduces gradients in float32 (master weights stay float32).
-    A frozen model (the live KD teacher) is sharded the same way: each rank then holds 1/D of it and
-    gathers one layer at a time for its forward."""
+def shard_copy(model: nn.Module, device: torch.device, mixed_precision: str = "no") -> nn.Module:
+    """A copy of ``model`` sharded with FSDP2 (the student, or the frozen teacher): each layer holding
+    an FFN one unit, the rest (embeddings, head, final norm) the root's; the AWN rates stay whole on
+    every rank. ``mixed_precision`` "bf16" or "fp16" computes in that type and reduces gradients in
+    float32 (master weights stay float32). Each rank holds 1/D of the weights and gathers one layer
+    at a time for a forward."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     if any(isinstance(unit, AdaptiveExperts) for unit in awn_units(model)):
         raise TrainingError("FSDP2 for mixture-of-experts models is not supported yet; run on one process")
-    student = copy.deepcopy(model)
-    rates = {unit.raw_rate for unit in awn_units(student)}
+    copied = copy.deepcopy(model)
+    rates = {unit.raw_rate for unit in awn_units(copied)}
     policy = MixedPrecisionPolicy()
     if mixed_precision in ("bf16", "fp16"):
         dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float16
         policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
     mesh = _mesh(device)
-    layers = list(dict.fromkeys(block.layer for block in find_ffns(student)))
+    layers = list(dict.fromkeys(block.layer for block in find_ffns(copied)))
     for name in layers:
-        fully_shard(student.get_submodule(name), mesh=mesh, mp_policy=policy, ignored_params=rates)
-    fully_shard(student, mesh=mesh, mp_policy=policy, ignored_params=rates)
-    return student
+        fully_shard(copied.get_submodule(name), mesh=mesh, mp_policy=policy, ignored_params=rates)
+    fully_shard(copied, mesh=mesh, mp_policy=policy, ignored_params=rates)
+    return copied
 
 
 def is_sharded(tensor: torch.Tensor) -> bool:
