@@ -66,6 +66,8 @@ def test_memory_terms(tmp_path):
     one, four = device_memory(shape, 1, 2, 64, live), device_memory(shape, 4, 2, 64, live)
     assert one.sharded_state == 16 * shape.params and four.sharded_state == 16 * shape.params // 4
     assert one.teacher > four.teacher > 0 and device_memory(shape, 4, 2, 64, alone).teacher == 0
+    table = _recipe("m", task="text-classification")  # a classifier distils from a logit table, not a live model
+    assert device_memory(shape, 4, 2, 64, table).teacher == 0 and device_memory(shape, 4, 2, 64, table).logits == 0
     assert device_memory(shape, 4, 4, 64, live).activations == 2 * four.activations  # per sequence
     assert four.logits == 2 * 64 * shape.vocab * 4 * 4  # output, gradient, loss and the teacher's
 

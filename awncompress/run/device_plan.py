@@ -7,8 +7,9 @@ value computed: 2 in bf16/fp16, else 4):
 * the sharded student: float32 weights, gradients and Adam's two moments, ``16 P / D``;
 * what FSDP2 gathers: the root (embeddings, head, final norm) whole through forward and backward, the
   current and the prefetched layer, in c bytes, plus one layer's float32 gradient before it is reduced;
-* the frozen KD teacher, when the fine-tune distils live: sharded the same way in float32 (``4 P / D``),
-  with its gathered root and layers;
+* the frozen KD teacher, when the fine-tune runs it every step (``derive.teacher_is_live``: a causal
+  LM's, or any distilling hidden states), sharded the same way in float32 (``4 P / D``), with its
+  gathered root and layers;
 * activations of one micro-batch, ``layers × tokens × (16 h + 4 d_ff) × c``, and for a language model its
   logits, ``tokens × vocab × 4`` bytes three or four times over (output, gradient, loss, teacher's).
 
@@ -30,7 +31,8 @@ from ..config.recipe import Recipe
 from ..errors import AwnError
 from ..model.families import find_ffns
 from ..train.settings import batches_per_step, width_passes
-from .memory import GIB, hidden_size
+from .derive import teacher_is_live
+from .memory import GIB, activation_bytes, hidden_size, logit_bytes
 
 HEADROOM = 0.9  # share of a device's memory a plan may fill (allocator fragmentation, CUDA context)
 DEVICE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -110,16 +112,15 @@ def compute_bytes(recipe: Recipe) -> int:
 def device_memory(shape: ConfigShape, devices: int, micro: int, seq_len: int, recipe: Recipe) -> DeviceMemory:
     """What one of ``devices`` holds while it trains a micro-batch of ``micro`` sequences."""
     c = compute_bytes(recipe)
-    live = recipe.train.kd_weight > 0 or recipe.train.kd_hidden_weight > 0
-    lm = recipe.task == "causal-lm"
+    live = teacher_is_live(recipe)
     tokens = micro * seq_len
     gathered = c * (shape.root_params + 2 * shape.layer_params)
     return DeviceMemory(
         sharded_state=16 * shape.params // devices,
         gathered=gathered + 4 * shape.layer_params,
         teacher=(4 * shape.params // devices + gathered) if live else 0,
-        activations=shape.layers * tokens * (16 * shape.hidden + 4 * shape.d_ff) * c,
-        logits=tokens * shape.vocab * 4 * (4 if live else 3) if lm else 0,
+        activations=activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, c),
+        logits=logit_bytes(shape.vocab, tokens, recipe.task == "causal-lm", live),
     )
 
 
@@ -141,8 +142,7 @@ def step_seconds(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe)
     passes = width_passes(cfg) + (1 if cfg.mode == "stochastic" and not cfg.extra_widths else 0)  # the sandwich
     batches = batches_per_step(cfg)
     tokens = cfg.batch_size * seq_len
-    live = cfg.kd_weight > 0 or cfg.kd_hidden_weight > 0
-    flops = tokens * shape.params * (6 * passes + (2 * batches if live else 0))
+    flops = tokens * shape.params * (6 * passes + (2 * batches if teacher_is_live(recipe) else 0))
     return flops / (setup.devices * setup.tflops * 1e12)
 
 

@@ -61,15 +61,25 @@ class ModelShape:
         )
 
 
+def activation_bytes(layers: int, hidden: int, d_ff: int, tokens: int, bytes_per_value: int) -> int:
+    """What a forward keeps for its backward over ``tokens`` tokens (no activation checkpointing)."""
+    return layers * tokens * (16 * hidden + 4 * d_ff) * bytes_per_value
+
+
+def logit_bytes(vocab: int, tokens: int, lm: bool, teacher_live: bool) -> int:
+    """A language model's float32 logits over ``tokens`` tokens: the output, its gradient, the loss's
+    copy and, with a live teacher, the teacher's (0 for a classifier)."""
+    return tokens * vocab * 4 * (4 if teacher_live else 3) if lm else 0
+
+
 def training_bytes(shape: ModelShape, micro_batch: int, seq_len: int, lm: bool, teacher_live: bool) -> int:
     """Estimated peak bytes of one training micro-batch (one forward and backward)."""
     b = shape.bytes_per_value
     state = shape.params * b * 4  # weights, gradients, Adam's two moments
     teacher = shape.params * b if teacher_live else 0
     tokens = micro_batch * seq_len
-    activations = shape.layers * tokens * (16 * shape.hidden + 4 * shape.d_ff) * b
-    logits = tokens * shape.vocab * b * (4 if teacher_live else 3) if lm else 0  # output, its gradient, the loss's
-    return int(state + teacher + activations + logits)
+    activations = activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, b)
+    return int(state + teacher + activations + logit_bytes(shape.vocab, tokens, lm, teacher_live))
 
 
 def evaluation_bytes(shape: ModelShape, batch: int, seq_len: int, lm: bool) -> int:
