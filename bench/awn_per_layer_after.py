@@ -18,38 +18,21 @@ from pathlib import Path
 from harness import make_parser, parse, reevaluate_copy
 from transformers import AutoTokenizer
 
-from awncompress.checkpoint.export import export_per_layer
-from awncompress.checkpoint.layout import NESTED_DIR, RECIPE_FILE, per_layer_dir
+from awncompress.checkpoint.layout import NESTED_DIR, RECIPE_FILE
 from awncompress.checkpoint.load import load_pretrained
 from awncompress.checkpoint.provenance import read_provenance
 from awncompress.config import load_recipe
-from awncompress.model.adaptive import widths_for_budget
-from awncompress.model.families import find_ffns
-from awncompress.model.surgery import full_widths
+from awncompress.run.chain import write_per_layer_exports
 
 
-def write_per_layer(run: Path) -> list[float]:
-    """Write per-layer-<w>/ for each export width of ``run`` from its nested checkpoint; the widths."""
+def write_per_layer(run: Path) -> None:
+    """Write per-layer-<w>/ for each export width of ``run`` from its nested checkpoint (convert
+    --per-layer's own writer) and record in its recipe that they exist."""
     nested = run / NESTED_DIR
-    record = read_provenance(nested)
-    recipe = load_recipe(run / RECIPE_FILE)
-    model = load_pretrained(nested)
-    tokenizer = AutoTokenizer.from_pretrained(nested)
-    full = full_widths(find_ffns(model))
-    for w in recipe.export.widths:
-        widths = widths_for_budget(record["profile"]["normalised_rates"], full, float(w))
-        export_per_layer(
-            model,
-            per_layer_dir(run, w),
-            widths,
-            tokenizer=tokenizer,
-            source=recipe.model,
-            method="awn-per-layer",
-            extra={"flop_budget": float(w)},
-        )
+    model, tokenizer = load_pretrained(nested), AutoTokenizer.from_pretrained(nested)
+    write_per_layer_exports(model, tokenizer, load_recipe(run / RECIPE_FILE), run, read_provenance(nested)["profile"])
     text = (run / RECIPE_FILE).read_text()
     (run / RECIPE_FILE).write_text(text.replace("per_layer: false", "per_layer: true"))
-    return [float(w) for w in recipe.export.widths]
 
 
 def main() -> None:

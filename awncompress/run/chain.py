@@ -230,17 +230,32 @@ def write_exports(
             extra=extra,
         )
     if recipe.export.per_layer:
-        full = full_widths(find_ffns(model))
-        for w in recipe.export.widths:
-            widths = widths_for_budget(profile["normalised_rates"], full, float(w))
-            exports[per_layer_dir(out, w).name] = export_per_layer(
-                model,
-                per_layer_dir(out, w),
-                widths,
-                tokenizer=tokenizer,
-                source=source,
-                method="awn-per-layer",
-                overwrite=overwrite,
-                extra={**(extra or {}), "flop_budget": float(w)},
-            )
+        exports.update(write_per_layer_exports(model, tokenizer, recipe, out, profile, extra, overwrite))
+    return exports
+
+
+def write_per_layer_exports(
+    model: nn.Module,
+    tokenizer: Any,
+    recipe: Recipe,
+    out: Path,
+    profile: dict,
+    extra: Optional[dict] = None,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """per-layer-<w>/ for each recipe width: the widths the learned rates give at that width's FFN FLOPs."""
+    full = full_widths(find_ffns(model))
+    exports = {}
+    for w in recipe.export.widths:
+        widths = widths_for_budget(profile["normalised_rates"], full, float(w))
+        exports[per_layer_dir(out, w).name] = export_per_layer(
+            model,
+            per_layer_dir(out, w),
+            widths,
+            tokenizer=tokenizer,
+            source=recipe.model,
+            method="awn-per-layer",
+            overwrite=overwrite,
+            extra={**(extra or {}), "flop_budget": float(w)},
+        )
     return exports
