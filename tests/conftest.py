@@ -14,6 +14,12 @@ from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # no
 from zoo import FAMILIES, build, make_model
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _tokenized_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tokenized stores go to a folder of this session's, not the user's cache."""
+    os.environ["AWNCOMPRESS_TOKENIZED_CACHE"] = str(tmp_path_factory.mktemp("tokenized"))
+
+
 def make_batches(n_batches: int = 2, batch: int = 3, seq: int = 10, vocab: int = 97, seed: int = 0) -> list[dict]:
     """Random token batches whose last rows are right-padded (attention_mask 0)."""
     g = torch.Generator().manual_seed(seed)

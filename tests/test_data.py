@@ -389,12 +389,14 @@ def test_hub_dataset_splits_and_class_names(monkeypatch, bert_tok):
 
 
 def test_split_helpers_are_pure():
-    from awncompress.data.sources import seeded_split
+    from awncompress.data.sources import seeded_split, subsample
 
     tr, ev = seeded_split(10, 0.3, 0)
     assert (tr, ev) == seeded_split(10, 0.3, 0) and sorted(tr + ev) == list(range(10)) and len(ev) == 3
-    assert data._subsample(list("abcdef"), 3, 1) == data._subsample(list("abcdef"), 3, 1)
-    assert data._subsample(list("abc"), None, 1) == list("abc")
+    assert (
+        subsample(list("abcdef"), 3, 1) == subsample(list("abcdef"), 3, 1) and len(subsample(list("abcdef"), 3, 1)) == 3
+    )
+    assert subsample(list("abc"), None, 1) == list("abc")
 
 
 # --- the real builtin (needs PyPI once; skipped locally when it cannot be fetched, fails in CI) ----

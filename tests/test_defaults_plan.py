@@ -13,7 +13,7 @@ from zoo import make_model
 
 from awncompress.cli import app
 from awncompress.config import Recipe, apply_overrides, load_recipe
-from awncompress.data.tokenized import DataConfig, load_task_data
+from awncompress.data.tokenized import DataConfig, ExampleDataset, PadCollator, TaskData, load_task_data
 from awncompress.errors import AwnError
 from awncompress.run import memory
 from awncompress.run.derive import derive_defaults
@@ -103,6 +103,34 @@ def test_memory_sizes_a_large_vocabulary_down_and_refuses_what_cannot_fit(monkey
     assert memory.training_bytes(shape, micro, 64, lm=True, teacher_live=True) <= budget
     assert memory.fit_micro_batch(shape, 32, 64, lm=True, teacher_live=True, budget=int(2 * memory.GIB)) is None
     assert memory.fit_eval_batch(shape, 64, 64, lm=True, budget=int(6 * memory.GIB)) < 64
+
+
+def test_the_plan_warns_when_vocabulary_logits_dominate_a_step(caplog):
+    gemma = dict(params=268_098_176, hidden=640, layers=18, d_ff=2048, vocab=262_144, tied=True)
+    note = memory.logits_note(**gemma, teacher_live=True, bytes_per_value=4)
+    head = 262_144 * 640 / 268_098_176  # a tied head is the embedding's matrix: all of it is matmul
+    logits = 262_144 * 4 * 4  # float32 logits, their gradient, the loss's copy, the teacher's
+    acts = 18 * (16 * 640 + 4 * 2048) * 4
+    assert f"is {head:.0%} of a forward" in note and f"logits {logits / (logits + acts):.0%} of the memory" in note
+    smollm2 = dict(params=134_515_008, hidden=576, layers=30, d_ff=1536, vocab=49_152, tied=True)
+    assert memory.logits_note(**smollm2, teacher_live=True, bytes_per_value=4) is None
+    # An untied head of the same size is a smaller share: the input embedding is a lookup, not a matmul.
+    untied = {**gemma, "params": gemma["params"] + 262_144 * 640, "tied": False}
+    assert memory.logits_note(**untied, teacher_live=True, bytes_per_value=4) == note
+
+    # A causal LM whose vocabulary dwarfs its layers is warned when its settings are derived; a classifier is not.
+    config = tf.LlamaConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, vocab_size=4096
+    )
+    items = ExampleDataset([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}] * 8)
+    data = TaskData(items, items, None, None, PadCollator(0), len(items))
+    with caplog.at_level("WARNING", logger="awncompress"):
+        derive_defaults(Recipe(model="m", task="causal-lm"), tf.LlamaForCausalLM(config), data)
+    assert "vocabulary logits dominate the training step: the LM head (4,096 tokens × hidden 16)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="awncompress"):
+        derive_defaults(Recipe(model="m"), make_model("bert"), data)
+    assert "vocabulary logits" not in caplog.text
 
 
 def test_derived_gradient_accumulation_and_the_refusals(tiny, monkeypatch):

@@ -118,3 +118,14 @@ def test_the_benchmark_table_has_a_row_per_model_and_machine(tmp_path, monkeypat
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "B) |" in line]
     assert len(rows) == len(device_plans.CONFIGS) * len(device_plans.DEVICES)
     assert "Llama-3.1-8B (8.0 B) | 8 |" in out.read_text()
+
+
+def test_a_device_plan_warns_when_the_vocabulary_dominates(tmp_path):
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
+    (folder / "config.json").write_text(tf.LlamaConfig(**small, vocab_size=8192).to_json_string())
+    text = plan_devices(_recipe(str(folder)), Setup(2, 10**9))
+    assert "note         vocabulary logits dominate the training step" in text
+    (folder / "config.json").write_text(tf.LlamaConfig(**small, vocab_size=64).to_json_string())
+    assert "vocabulary logits" not in plan_devices(_recipe(str(folder)), Setup(2, 10**9))

@@ -1,4 +1,4 @@
-"""Data sources: what a ``data.train`` / ``data.eval`` string names, and reading it into a table.
+"""Data sources: what a ``data.train`` / ``data.eval`` string names, and reading its rows in batches.
 
 One classifier, :func:`classify_source`, decides what a string is:
 
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Optional
-
-import pandas as pd
+from typing import NamedTuple, Optional, TypeVar
 
 from ..errors import DataError, first_line
 from ..files.readers import check_regular
@@ -38,6 +38,7 @@ _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?(:[\w.-]*){0,2}$")
 # Split names a builtin accepts (builtin:<name>:<split>) -> the part they select.
 _BUILTIN_SPLITS = {"train": "train", "eval": "eval", "validation": "eval", "test": "eval"}
 _HUB_EVAL_SPLITS = ("validation", "validation_matched", "dev", "test")
+T = TypeVar("T")
 _NO_FILE_HINT = "pass a local .csv/.json/.jsonl/.parquet file instead"
 
 
@@ -80,28 +81,75 @@ def classify_source(spec: str) -> DataSource:
     )
 
 
+ROW_BATCH = 1000  # rows per batch read from a source: memory stays bounded however large the source is
+# How each file suffix is read by ``datasets.load_dataset`` (streamed: never loaded whole).
+_BUILDERS: dict[str, tuple[str, dict]] = {
+    # Only empty fields are missing: a review that reads "NA" or "null" is still text.
+    ".csv": ("csv", {"keep_default_na": False, "na_values": [""]}),
+    ".tsv": ("csv", {"sep": "\t", "keep_default_na": False, "na_values": [""]}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+    # Lines with their line breaks: joined back, they are the file's text, one document.
+    ".txt": ("text", {"keep_linebreaks": True}),
+}
+
+Batch = dict[str, list]
+
+
 @dataclass
-class Table:
-    """Rows read from one source, with where they came from (for messages)."""
+class Rows:
+    """The rows of one source, read in batches of at most ``ROW_BATCH`` (never all at once).
 
-    frame: pd.DataFrame
+    ``batches()`` starts a fresh pass each call. ``identity`` says which rows these are (a file's
+    path, size and modification time; a Hub dataset's fingerprint; a builtin's name and part): the
+    tokenized cache is keyed by it. ``one_document``: the rows are consecutive pieces of one text
+    (a .txt file's lines), not documents of their own.
+    """
+
     origin: str
+    batches: Callable[[], Iterator[Batch]]
+    identity: str
     label_names: Optional[list[str]] = None  # class names a source knows (HF ClassLabel, builtins)
+    one_document: bool = False
 
 
-def read_source(spec: str, role: str, task: str, text_column: str, label_column: str) -> Table:
-    """Read the source ``spec`` for ``role`` ("train" or "eval") into a table with the named columns."""
+def read_source(spec: str, role: str, task: str, text_column: str, label_column: str) -> Rows:
+    """The rows of the source ``spec`` for ``role`` ("train" or "eval"), with the named columns."""
     source = classify_source(spec)
     if source.kind == "builtin":
         return _builtin(source, role, task, text_column, label_column)
     if source.kind == "file":
-        path = Path(source.name)
-        return Table(_read_file(path, task, text_column), str(path))
+        return _file_rows(Path(source.name), task)
     return _load_hub(source, spec, role, label_column)
 
 
-def _read_file(path: Path, task: str, text_column: str) -> pd.DataFrame:
-    """A local data file as a DataFrame, or a DataError saying what is wrong with it."""
+def _columns_rows(columns: dict[str, list], origin: str, identity: str, names: Optional[list[str]] = None) -> Rows:
+    """Rows held in memory (the builtins), served in the same batches as a file's."""
+    n = len(next(iter(columns.values())))
+
+    def batches() -> Iterator[Batch]:
+        for start in range(0, n, ROW_BATCH):
+            yield {key: values[start : start + ROW_BATCH] for key, values in columns.items()}
+
+    return Rows(origin, batches, identity, names)
+
+
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """``datasets`` logs a reader's failure before raising it; the DataError that follows says it in one line."""
+    import datasets
+
+    level = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+
+
+def _file_rows(path: Path, task: str) -> Rows:
+    """A local data file, streamed through ``datasets``; a DataError for what is wrong with it."""
     kinds = ", ".join(FILE_SUFFIXES)
     if not path.exists() and not path.is_symlink():
         raise DataError(f"data file not found: {path}")
@@ -113,38 +161,28 @@ def _read_file(path: Path, task: str, text_column: str) -> pd.DataFrame:
         raise DataError(f"{path}: unknown data file extension '{suffix}'; use one of {kinds}")
     if path.stat().st_size == 0:
         raise DataError(f"data file {path} is empty")
-    if suffix == ".txt":
-        if task != "causal-lm":
-            raise DataError(f"{path} is plain text without labels; use .csv/.jsonl/.parquet for {task}")
+    if suffix == ".txt" and task != "causal-lm":
+        raise DataError(f"{path} is plain text without labels; use .csv/.jsonl/.parquet for {task}")
+    builder, options = _BUILDERS[suffix]
+    stat = path.stat()
+
+    def batches() -> Iterator[Batch]:
+        import datasets
+
         try:
-            return pd.DataFrame({text_column: [path.read_text(encoding="utf-8")]})
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"could not read {path} as UTF-8 text: {exc}") from exc
-    try:
-        frame = _read_table(path, suffix)
-    except Exception as exc:  # pandas/pyarrow raise many types; all mean "cannot read this file"
-        raise DataError(f"could not read {path} as {suffix[1:]}: {first_line(exc)}") from exc
-    if len(frame) == 0:
-        raise DataError(f"data file {path} has no rows")
-    return frame
+            with _quiet_datasets():
+                stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True, **options)
+                yield from stream.iter(batch_size=ROW_BATCH)
+        except Exception as exc:  # pyarrow/pandas/json raise many types; all mean "cannot read this file"
+            raise DataError(f"could not read {path} as {suffix[1:]}: {first_line(exc)}") from exc
+
+    identity = f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return Rows(str(path), batches, identity, one_document=suffix == ".txt")
 
 
-def _read_table(path: Path, suffix: str) -> pd.DataFrame:
-    if suffix in (".csv", ".tsv"):
-        # Only empty fields are missing: a review that reads "NA" or "null" is still text.
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""])
-    if suffix == ".jsonl":
-        return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-    if suffix == ".json":
-        try:  # a list of records or a dict of columns...
-            return pd.read_json(path, dtype=False, convert_dates=False)
-        except ValueError:  # ...or JSON lines under a .json name
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
-    return pd.read_parquet(path)
-
-
-def _load_hub(source: DataSource, spec: str, role: str, label_column: str) -> Table:
-    """A Hugging Face dataset via ``datasets.load_dataset`` (needs the Hub)."""
+def _load_hub(source: DataSource, spec: str, role: str, label_column: str) -> Rows:
+    """A Hugging Face dataset via ``datasets.load_dataset`` (needs the Hub), read in batches from its
+    memory-mapped cache."""
     try:
         import datasets
     except ImportError as exc:
@@ -171,13 +209,11 @@ def _load_hub(source: DataSource, spec: str, role: str, label_column: str) -> Ta
         ) from exc
     feature = loaded.features.get(label_column)
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None  # declared class names
-    table = Table(loaded.to_pandas(), f"dataset '{spec}'", names)
-    if len(table.frame) == 0:
-        raise DataError(f"{table.origin} has no rows")
-    return table
+    fingerprint = getattr(loaded, "_fingerprint", None) or f"{spec}:{role}"
+    return Rows(f"dataset '{spec}'", lambda: loaded.iter(batch_size=ROW_BATCH), f"hub:{fingerprint}", names)
 
 
-def _builtin(source: DataSource, role: str, task: str, text_column: str, label_column: str) -> Table:
+def _builtin(source: DataSource, role: str, task: str, text_column: str, label_column: str) -> Rows:
     """A builtin data set's train or eval part, with columns named as the caller expects."""
     base = f"builtin:{source.name}"
     if source.split:
@@ -187,18 +223,47 @@ def _builtin(source: DataSource, role: str, task: str, text_column: str, label_c
                 f"{', '.join(_BUILTIN_SPLITS)}"
             )
         role = _BUILTIN_SPLITS[source.split]
+    identity = f"{base}:{role}"
     if base == "builtin:rotten-tomatoes":
-        return _rotten_tomatoes(base, role, text_column, label_column)
+        rows = corpora.rotten_tomatoes()
+        train_idx, eval_idx = seeded_split(len(rows), ROTTEN_TOMATOES_SPLIT[1], ROTTEN_TOMATOES_SPLIT[0])
+        return _pairs(
+            base,
+            role,
+            [rows[i] for i in (train_idx if role == "train" else eval_idx)],
+            text_column,
+            label_column,
+            list(ROTTEN_TOMATOES_NAMES),
+        )
     if base == "builtin:jane-austen":
         if task != "causal-lm":
             raise DataError("builtin:jane-austen is unlabelled novel text; use it with task causal-lm")
         novels = corpora.jane_austen()
         titles = [t for t in novels if (t == JANE_AUSTEN_EVAL_NOVEL) == (role == "eval")]
-        frame = pd.DataFrame({text_column: [novels[t] for t in titles], "title": titles})
-        return Table(frame, f"{base} ({role} part: {', '.join(titles)})")
+        columns = {text_column: [novels[t] for t in titles], "title": titles}
+        return _columns_rows(columns, f"{base} ({role} part: {', '.join(titles)})", identity)
     if base == "builtin:20newsgroups":
-        return _newsgroups(base, role, text_column, label_column)
+        parts = corpora.newsgroups()
+        rows = parts["train"]
+        if role == "eval":
+            test = parts["test"]
+            keep = random.Random("20newsgroups-eval").sample(range(len(test)), min(NEWSGROUPS_EVAL, len(test)))
+            rows = [test[i] for i in sorted(keep)]
+        return _pairs(base, role, rows, text_column, label_column)
     raise DataError(f"unknown builtin data set '{base}'; choose one of {', '.join(BUILTIN_DATA)}")
+
+
+def _pairs(
+    base: str,
+    role: str,
+    rows: list[tuple[str, int]],
+    text_column: str,
+    label_column: str,
+    names: Optional[list[str]] = None,
+) -> Rows:
+    """A labelled builtin's ``(text, label)`` rows."""
+    columns = {text_column: [t for t, _ in rows], label_column: [lab for _, lab in rows]}
+    return _columns_rows(columns, f"{base} ({role} part)", f"{base}:{role}", names)
 
 
 def seeded_split(n: int, fraction: float, seed: int | str, what: str = "examples") -> tuple[list[int], list[int]]:
@@ -211,24 +276,12 @@ def seeded_split(n: int, fraction: float, seed: int | str, what: str = "examples
     return sorted(order[n_eval:]), sorted(order[:n_eval])
 
 
-def _rotten_tomatoes(base: str, role: str, text_column: str, label_column: str) -> Table:
-    rows = corpora.rotten_tomatoes()
-    tag, fraction = ROTTEN_TOMATOES_SPLIT
-    train_idx, eval_idx = seeded_split(len(rows), fraction, tag)
-    part = [rows[i] for i in (train_idx if role == "train" else eval_idx)]
-    frame = pd.DataFrame({text_column: [t for t, _ in part], label_column: [lab for _, lab in part]})
-    return Table(frame, f"{base} ({role} part)", list(ROTTEN_TOMATOES_NAMES))
-
-
-def _newsgroups(base: str, role: str, text_column: str, label_column: str) -> Table:
-    parts = corpora.newsgroups()
-    rows = parts["train"]
-    if role == "eval":
-        test = parts["test"]
-        keep = sorted(random.Random("20newsgroups-eval").sample(range(len(test)), min(NEWSGROUPS_EVAL, len(test))))
-        rows = [test[i] for i in keep]
-    frame = pd.DataFrame({text_column: [t for t, _ in rows], label_column: [lab for _, lab in rows]})
-    return Table(frame, f"{base} ({role} part)")
+def subsample(items: Sequence[T], limit: Optional[int], seed: int | str) -> list[T]:
+    """At most ``limit`` items, a seeded random choice kept in original order."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    keep = sorted(random.Random(f"subsample:{seed}").sample(range(len(items)), limit))
+    return [items[i] for i in keep]
 
 
 def builtin_base(spec: Optional[str]) -> Optional[str]:
@@ -243,9 +296,11 @@ __all__ = [
     "BUILTIN_DATA",
     "DataSource",
     "FILE_SUFFIXES",
-    "Table",
+    "ROW_BATCH",
+    "Rows",
     "builtin_base",
     "classify_source",
     "read_source",
     "seeded_split",
+    "subsample",
 ]

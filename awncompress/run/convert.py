@@ -28,7 +28,7 @@ from .chain import ConvertResult, mean_length, run_stages
 from .derive import derive_defaults, fit_max_length
 from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
 from .plan import Plan, dry_run, estimate, fit_budget
-from .ranks import agree, is_main_process, rank_output
+from .ranks import agree, is_main_process, main_process_first, rank_output
 
 log = logging.getLogger("awncompress")
 
@@ -47,7 +47,8 @@ def _load(recipe: Recipe) -> tuple[Recipe, Bundle]:
     torch.manual_seed(recipe.seed)
     model, tokenizer, head_trained = load_model(recipe.model, recipe.task)
     recipe = fit_max_length(recipe, model)
-    data = load_task_data(read_settings(recipe).data, tokenizer)
+    with main_process_first():  # one process tokenizes into the cache, the others read it
+        data = load_task_data(read_settings(recipe).data, tokenizer)
     if recipe.task == "text-classification" and model.config.num_labels != data.num_labels:
         if head_trained:
             raise ModelLoadError(
@@ -63,9 +64,7 @@ def _load(recipe: Recipe) -> tuple[Recipe, Bundle]:
 def _fingerprint(recipe: Recipe, data: TaskData, resume: bool) -> Recipe:
     """Record what the run reads (``derived.inputs``); a resumed run must read the same."""
     location = resolve_model(recipe.model) if not recipe.model.startswith("builtin:") else recipe.model
-    found = inputs_fingerprint(
-        location, [data.train[i] for i in range(len(data.train))] + [data.eval[i] for i in range(len(data.eval))]
-    )
+    found = inputs_fingerprint(location, [data.train, data.eval])
     recorded = recipe.derived.get("inputs")
     if resume and recorded is not None and recorded != found:
         raise AwnError(

@@ -46,6 +46,7 @@ from .memory import (
     fit_eval_batch,
     fit_micro_batch,
     hidden_size,
+    logits_note,
     training_bytes,
 )
 
@@ -178,6 +179,19 @@ def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[in
     lm = recipe.task == "causal-lm"
     teacher_live = teacher_is_live(recipe)
     seq, batch, accum = recipe.data.max_length, recipe.train.batch_size, recipe.train.grad_accum
+    if lm:
+        note = logits_note(
+            params=shape.params,
+            hidden=shape.hidden,
+            layers=shape.layers,
+            d_ff=shape.d_ff,
+            vocab=shape.vocab,
+            tied=bool(getattr(model.config, "tie_word_embeddings", False)),
+            teacher_live=teacher_live,
+            bytes_per_value=shape.bytes_per_value,
+        )
+        if note:
+            log.warning("%s", note)
     micro = fit_micro_batch(shape, batch, seq, lm, teacher_live)
     if micro is None:
         need = training_bytes(shape, 1, seq, lm, teacher_live) / GIB

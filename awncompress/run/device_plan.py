@@ -32,7 +32,7 @@ from ..errors import AwnError
 from ..model.families import find_ffns
 from ..train.settings import batches_per_step, width_passes
 from .derive import teacher_is_live
-from .memory import GIB, activation_bytes, hidden_size, logit_bytes
+from .memory import GIB, activation_bytes, hidden_size, logit_bytes, logits_note
 
 HEADROOM = 0.9  # share of a device's memory a plan may fill (allocator fragmentation, CUDA context)
 DEVICE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -59,6 +59,7 @@ class ConfigShape:
     hidden: int
     d_ff: int
     vocab: int
+    tied: bool = False  # the LM head is the input embedding's matrix
 
     @classmethod
     def of(cls, model: nn.Module) -> "ConfigShape":
@@ -75,6 +76,7 @@ class ConfigShape:
             hidden=hidden_size(model.config),
             d_ff=max(b.width for b in blocks),
             vocab=int(getattr(model.config, "vocab_size", 0) or 0),
+            tied=bool(getattr(model.config, "tie_word_embeddings", False)),
         )
 
 
@@ -176,7 +178,17 @@ def plan_text(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe, na
         f"steps at {setup.tflops:g} TFLOP/s achieved per device",
         f"  host memory  ~{gib(12 * shape.params)} per process (the model, its teacher and the copy being sharded)",
     ]
-    return "\n".join(lines)
+    note = logits_note(
+        params=shape.params,
+        hidden=shape.hidden,
+        layers=shape.layers,
+        d_ff=shape.d_ff,
+        vocab=shape.vocab if recipe.task == "causal-lm" else 0,
+        tied=shape.tied,
+        teacher_live=teacher_is_live(recipe),
+        bytes_per_value=compute_bytes(recipe),
+    )
+    return "\n".join(lines + ([f"  note         {note}"] if note else []))
 
 
 def _refuse(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe, name: str) -> None:

@@ -72,6 +72,41 @@ def logit_bytes(vocab: int, tokens: int, lm: bool, teacher_live: bool) -> int:
     return tokens * vocab * 4 * (4 if teacher_live else 3) if lm else 0
 
 
+LOGITS_DOMINATE = 1 / 3  # the LM head's share of a forward's matmul FLOPs from which the plan warns
+
+
+def logits_note(
+    *,
+    params: int,
+    hidden: int,
+    layers: int,
+    d_ff: int,
+    vocab: int,
+    tied: bool,
+    teacher_live: bool,
+    bytes_per_value: int,
+) -> Optional[str]:
+    """A warning when a language model's vocabulary logits dominate its training step (None otherwise):
+    the LM head's share of a forward pass's matmul FLOPs (the input embedding is a lookup; a tied head
+    is the same matrix) and the logits' share of what a token holds for the backward. A small model
+    with a large vocabulary (Gemma 3 270M: 262,144 tokens) spends most of each step on its head,
+    which awncompress does not narrow."""
+    head = vocab * hidden
+    matmul = params - (0 if tied else head)
+    if not head or matmul <= 0:
+        return None
+    compute = head / matmul
+    logits = logit_bytes(vocab, 1, True, teacher_live)
+    memory = logits / (logits + activation_bytes(layers, hidden, d_ff, 1, bytes_per_value))
+    if compute < LOGITS_DOMINATE and memory < 0.5:
+        return None
+    return (
+        f"vocabulary logits dominate the training step: the LM head ({vocab:,} tokens × hidden {hidden}) is "
+        f"{compute:.0%} of a forward pass's matrix FLOPs and its logits {memory:.0%} of the memory a token holds "
+        "for the backward; the FFNs awncompress narrows are the rest, so steps are slow for the width they save"
+    )
+
+
 def training_bytes(shape: ModelShape, micro_batch: int, seq_len: int, lm: bool, teacher_live: bool) -> int:
     """Estimated peak bytes of one training micro-batch (one forward and backward)."""
     b = shape.bytes_per_value

@@ -30,6 +30,7 @@ from ..checkpoint.layout import (
 )
 from ..config import Recipe, dump_recipe, load_recipe, set_fields
 from ..data.sources import classify_source
+from ..data.tokenized import dataset_fingerprint
 from ..errors import AwnError, OutputExistsError
 from ..files.atomic import atomic_write, check_file_writable, check_path, check_replaceable, remove_temps
 from ..files.lock import run_lock
@@ -117,12 +118,12 @@ def exclusive(out: Path) -> Iterator[None]:
         yield
 
 
-def inputs_fingerprint(location: str, examples: Iterable[dict]) -> str:
-    """A hash of what a run reads: the examples as tokenized and the model's config and weight files'
-    sizes and headers. ``--resume`` refuses to continue when it changed."""
+def inputs_fingerprint(location: str, datasets: Iterable[Any]) -> str:
+    """A hash of what a run reads: the tokenized data sets (:func:`~awncompress.data.tokenized.dataset_fingerprint`)
+    and the model's config and weight files' sizes and headers. ``--resume`` refuses to continue when it changed."""
     digest = hashlib.sha256()
-    for example in examples:
-        digest.update(repr((example.get("input_ids"), example.get("labels"))).encode())
+    for dataset in datasets:
+        digest.update(dataset_fingerprint(dataset).encode())
     folder = Path(location)
     if folder.is_dir():
         for path in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:

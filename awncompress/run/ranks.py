@@ -51,6 +51,19 @@ def rank_output(out: Path, *, resume: bool, budget: bool) -> Iterator[Path]:
         yield tmp / out.name
 
 
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """The main process runs the block before the others (which wait for it): what it writes to a
+    shared cache, such as the tokenized data, the others then read instead of writing it too."""
+    if process_rank()[1] <= 1:
+        yield
+        return
+    from accelerate import PartialState
+
+    with PartialState(cpu=not torch.cuda.is_available()).main_process_first():
+        yield
+
+
 def agree(recipe: Recipe) -> Recipe:
     """The main process's recipe on every process (JSON over the process group, nothing unpickled)."""
     if process_rank()[1] <= 1:
