@@ -19,7 +19,15 @@ from harness import make_parser
 
 from awncompress.config import apply_overrides, load_recipe
 from awncompress.errors import AwnError
-from awncompress.run.device_plan import ConfigShape, Setup, device_memory, fit_micro, meta_model, step_seconds
+from awncompress.run.device_plan import (
+    ConfigShape,
+    Setup,
+    device_memory,
+    fit_micro,
+    meta_model,
+    step_seconds,
+    with_checkpointing,
+)
 from awncompress.run.memory import GIB
 
 LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "max_position_embeddings": 131072}
@@ -44,6 +52,7 @@ DEVICE_BYTES = 80 * 10**9
 
 def row(name: str, shape: ConfigShape, devices: int, seq: int, recipe) -> str:
     setup = Setup(devices, DEVICE_BYTES)
+    recipe = with_checkpointing(shape, setup, seq, recipe)
     micro = fit_micro(shape, setup, seq, recipe)
     if micro is None:
         need = device_memory(shape, devices, 1, seq, recipe)
@@ -54,8 +63,51 @@ def row(name: str, shape: ConfigShape, devices: int, seq: int, recipe) -> str:
     step = step_seconds(shape, setup, seq, recipe)
     share = recipe.train.batch_size // devices
     hours = step * recipe.train.steps / 3600
-    batch = f"{micro} × {share // micro}"
+    batch = f"{micro} × {share // micro}" + (" (AC)" if recipe.train.activation_checkpointing else "")
     return f"| {name} | {devices} | {mem.total / GIB:.0f} ({parts}) | {batch} | {step:.1f} | {hours:.1f} |"
+
+
+def shape_of(tmp: Path, name: str, config: dict) -> ConfigShape:
+    folder = tmp / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    return ConfigShape.of(meta_model(transformers.AutoConfig.from_pretrained(folder), "causal-lm"))
+
+
+# torchtitan's measured Llama 3.1 8B runs on 8 H100s (96 GB): pytorch/torchtitan,
+# benchmarks/llama3_h100_202412_torchtitan.md, Tables 1 and 2 (bf16 compute, float32 master weights and
+# Adam, sharded by FSDP2, no distillation teacher).
+TORCHTITAN = [
+    ("Table 2: 1 × 32,768 tokens, full AC, compile + Float8", 1, 32768, True, 83.9),
+    ("Table 1: 2 × 8,192 tokens, selective AC", 2, 8192, True, 82.4),
+]
+
+
+def published(shape: ConfigShape) -> list[str]:
+    """The plan for torchtitan's measured 8B runs, beside their peak memory (GiB per GPU)."""
+    lines = [
+        "Llama 3.1 8B on 8 × 96 GB, no teacher, bf16: the plan against torchtitan's measured peak "
+        "(`benchmarks/llama3_h100_202412_torchtitan.md`)",
+        "",
+        "| torchtitan run | plan GiB per device (state / gathered / activations / logits) | measured GiB "
+        "| plan / measured |",
+        "|---|---|---|---|",
+    ]
+    for what, micro, seq, checkpointed, measured in TORCHTITAN:
+        recipe = apply_overrides(
+            load_recipe("smollm2"),
+            {
+                "train.batch_size": str(8 * micro),
+                "train.kd_weight": "0",
+                "train.mixed_precision": "bf16",
+                "train.activation_checkpointing": str(checkpointed).lower(),
+            },
+        )
+        mem = device_memory(shape, 8, micro, seq, recipe)
+        terms = (mem.sharded_state, mem.gathered, mem.activations, mem.logits)
+        parts = " / ".join(f"{t / GIB:.1f}" for t in terms)
+        lines.append(f"| {what} | {mem.total / GIB:.1f} ({parts}) | {measured} | {mem.total / GIB / measured:.2f} |")
+    return lines
 
 
 def main() -> None:
@@ -78,12 +130,10 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, config in CONFIGS.items():
-            folder = Path(tmp) / name
-            folder.mkdir()
-            (folder / "config.json").write_text(json.dumps(config))
-            shape = ConfigShape.of(meta_model(transformers.AutoConfig.from_pretrained(folder), "causal-lm"))
-            lines += [row(f"{name} ({shape.params / 1e9:.1f} B)", shape, d, args.seq, recipe) for d in DEVICES]
+        shapes = {name: shape_of(Path(tmp), name, config) for name, config in CONFIGS.items()}
+    for name, shape in shapes.items():
+        lines += [row(f"{name} ({shape.params / 1e9:.1f} B)", shape, d, args.seq, recipe) for d in DEVICES]
+    lines += ["", *published(shapes["Llama-3.1-8B"])]
     text = "\n".join(lines)
     print(text)
     if args.out:

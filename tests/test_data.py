@@ -12,7 +12,6 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from awncompress.data import assets, corpora
-from awncompress.data import tokenized as data
 from awncompress.data.tokenized import DataConfig, load_task_data
 from awncompress.errors import AssetError, DataError
 
@@ -25,6 +24,10 @@ def _vocab(specials: list[str]) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def bert_tok() -> PreTrainedTokenizerFast:
+    return bert_like_tokenizer()
+
+
+def bert_like_tokenizer() -> PreTrainedTokenizerFast:
     """A BERT-like word-level tokenizer: [CLS] a [SEP] (b [SEP]), token type ids, a pad token."""
     core = Tokenizer(models.WordLevel(_vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]), unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()

@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from test_data import WORDS, bert_tok, gpt_tok  # noqa: F401  (bert_tok is a fixture)
+from test_data import WORDS, bert_like_tokenizer, gpt_tok
 from transformers import PreTrainedTokenizerFast
 
 from awncompress.data import sources, store
 from awncompress.data.tokenized import DataConfig, example_lengths, load_task_data
 from awncompress.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def bert_tok() -> PreTrainedTokenizerFast:
+    return bert_like_tokenizer()
 
 
 @pytest.fixture()

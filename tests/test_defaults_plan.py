@@ -156,7 +156,19 @@ def test_derived_gradient_accumulation_and_the_refusals(tiny, monkeypatch):
     with pytest.raises(AwnError, match="grad_accum 2 needs about .* set train.grad_accum to 4 or more"):
         derive_defaults(apply_overrides(recipe, {"train.grad_accum": 2}), model, data)
     assert derive_defaults(apply_overrides(recipe, {"train.grad_accum": 8}), model, data).train.grad_accum == 8
-    machine(one / 2 / memory.USABLE_SHARE)  # not even one example per micro-batch
+    # One example fits only when each layer keeps just its input: activation checkpointing is derived on.
+    recomputed = memory.training_bytes(shape, 1, seq, False, live, checkpointed=True)
+    assert recomputed < one
+    machine((recomputed + one) / 2 / memory.USABLE_SHARE)
+    derived = derive_defaults(recipe, model, data)
+    assert derived.train.activation_checkpointing and derived.train.grad_accum == 16
+    assert derived.derived["train.activation_checkpointing"].startswith(f"on: one example of {seq} tokens needs")
+    assert not derive_defaults(apply_overrides(recipe, {"train.grad_accum": 16}), model, data).derived.get(
+        "train.grad_accum"
+    )
+    with pytest.raises(AwnError, match="one training example"):  # set off by the user: kept off, and refused
+        derive_defaults(apply_overrides(recipe, {"train.activation_checkpointing": False}), model, data)
+    machine(recomputed / 2 / memory.USABLE_SHARE)  # not even one example per micro-batch, even recomputed
     with pytest.raises(AwnError, match=f"one training example of {seq} tokens needs about .* GiB"):
         derive_defaults(recipe, model, data)
 

@@ -20,6 +20,7 @@ from awncompress.run.device_plan import (
     parse_bytes,
     plan_devices,
     smallest_fit,
+    with_checkpointing,
 )
 
 runner = CliRunner()
@@ -80,8 +81,11 @@ def test_a_setup_that_cannot_fit_names_the_smallest_that_can(tmp_path):
     size = int(need_one * 0.8)  # one device cannot hold one sequence; sharding the state makes room
     smallest = smallest_fit(shape, Setup(1, size), 64, recipe)
     assert smallest is not None and smallest > 1
-    assert fit_micro(shape, Setup(smallest, size), 64, recipe) is not None
-    assert fit_micro(shape, Setup(smallest // 2, size), 64, recipe) is None
+
+    def fits(devices: int):
+        return fit_micro(shape, Setup(devices, size), 64, with_checkpointing(shape, Setup(devices, size), 64, recipe))
+
+    assert fits(smallest) is not None and fits(smallest // 2) is None
     with pytest.raises(AwnError, match=f"the smallest setup that fits is {smallest} ×") as info:
         plan_devices(recipe, Setup(1, size))
     assert "\n" not in str(info.value)
@@ -129,3 +133,20 @@ def test_a_device_plan_warns_when_the_vocabulary_dominates(tmp_path):
     assert "note         vocabulary logits dominate the training step" in text
     (folder / "config.json").write_text(tf.LlamaConfig(**small, vocab_size=64).to_json_string())
     assert "vocabulary logits" not in plan_devices(_recipe(str(folder)), Setup(2, 10**9))
+
+
+def test_activation_checkpointing_is_planned_where_nothing_fits_without_it(tmp_path):
+    folder, config = _llama_config(tmp_path / "cfg")
+    shape = ConfigShape.of(meta_model(config, "causal-lm"))
+    recipe = _recipe(str(folder))
+    on = apply_overrides(recipe, {"train.activation_checkpointing": "true"})
+    plain, recomputed = (device_memory(shape, 2, 1, 64, r) for r in (recipe, on))
+    per_token = 64 * 4  # float32 values of one 64-token sequence
+    assert plain.activations == 2 * per_token * (16 * 32 + 4 * 64)  # every layer keeps everything
+    assert recomputed.activations == 2 * per_token * 32 + per_token * (16 * 32 + 4 * 64)  # inputs + one layer
+    size = int((plain.total + recomputed.total) / 2 / 0.9)
+    planned = with_checkpointing(shape, Setup(2, size), 64, recipe)
+    assert planned.train.activation_checkpointing and fit_micro(shape, Setup(2, size), 64, planned) == 1
+    assert "activation checkpointing per decoder layer" in plan_devices(recipe, Setup(2, size))
+    off = apply_overrides(recipe, {"train.activation_checkpointing": "false"})  # set by the user: kept
+    assert not with_checkpointing(shape, Setup(2, size), 64, off).train.activation_checkpointing

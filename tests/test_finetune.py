@@ -243,3 +243,25 @@ def test_layer_wise_distillation_uses_a_live_teacher_and_pulls_hidden_states_tog
         quiet=True,
     )
     assert result.steps == 4 and all(math.isfinite(x) for x in result.losses)
+
+
+def test_activation_checkpointing_recomputes_and_trains_the_same_weights():
+    plain, checkpointed = _converted(), _converted()
+    layer = checkpointed.bert.encoder.layer[0].intermediate
+    calls = []
+    layer.register_forward_hook(lambda module, *_: calls.append(1) if module.training else None)
+    for model, on in ((plain, False), (checkpointed, True)):
+        finetune(model, toy_data(), collate, _cfg(steps=3, activation_checkpointing=on), num_examples=48, prior=PRIOR,
+                 seed=0, quiet=True)  # fmt: skip
+    # Every training forward of the layer ran twice (the recompute in the backward), the weights are the same.
+    passes = 3 * 2  # steps × width passes (the sampled width and the full width)
+    assert len(calls) == 2 * passes
+    for (name, a), b in zip(plain.state_dict().items(), checkpointed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert not checkpointed.is_gradient_checkpointing  # off again for evaluation and export
+
+
+def test_a_model_without_activation_checkpointing_is_refused_in_one_line():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(TrainingError, match="Sequential does not support activation checkpointing"):
+        finetune(model, toy_data(), collate, _cfg(activation_checkpointing=True), num_examples=48, quiet=True)

@@ -172,47 +172,73 @@ def teacher_is_live(recipe: Recipe) -> bool:
     return (recipe.task == "causal-lm" and recipe.train.kd_weight > 0) or recipe.train.kd_hidden_weight > 0
 
 
-def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[int, int]:
-    """(grad_accum, evaluation batch) that fit; AwnError when even one example per micro-batch does not."""
+def _warn_logits(recipe: Recipe, model: nn.Module, shape: ModelShape) -> None:
+    """Warn (in the plan and the run's log) when a language model's vocabulary logits dominate its step."""
+    note = logits_note(
+        params=shape.params,
+        hidden=shape.hidden,
+        layers=shape.layers,
+        d_ff=shape.d_ff,
+        vocab=shape.vocab,
+        tied=bool(getattr(model.config, "tie_word_embeddings", False)),
+        teacher_live=teacher_is_live(recipe),
+        bytes_per_value=shape.bytes_per_value,
+    )
+    if note:
+        log.warning("%s", note)
+
+
+def _fit_micro(recipe: Recipe, shape: ModelShape, notes: dict[str, str]) -> tuple[int, bool]:
+    """The largest micro-batch that fits, and whether it needs activation checkpointing (turned on,
+    when unset, only where not even one example fits without it); AwnError when none fits."""
+    lm, live = recipe.task == "causal-lm", teacher_is_live(recipe)
+    seq, batch = recipe.data.max_length, recipe.train.batch_size
+    checkpointed = recipe.train.activation_checkpointing
+    micro = fit_micro_batch(shape, batch, seq, lm, live, checkpointed=checkpointed)
+    if micro is None and _unset(recipe.train, "activation_checkpointing"):
+        micro = fit_micro_batch(shape, batch, seq, lm, live, checkpointed=True)
+        if micro is not None:
+            checkpointed = True
+            without = training_bytes(shape, 1, seq, lm, live) / GIB
+            _note(
+                notes,
+                "train.activation_checkpointing",
+                f"on: one example of {seq} tokens needs about {without:.1f} GiB without it; "
+                f"{available_bytes() / GIB:.1f} GiB are available",
+            )
+    if micro is None:
+        need = training_bytes(shape, 1, seq, lm, live, checkpointed) / GIB
+        raise AwnError(
+            f"one training example of {seq} tokens needs about {need:.1f} GiB; {available_bytes() / GIB:.1f} GiB are "
+            "available: lower data.max_length or use a machine with more memory"
+        )
+    return micro, checkpointed
+
+
+def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[int, int, bool]:
+    """(grad_accum, evaluation batch, activation checkpointing) that fit; AwnError when even one
+    example per micro-batch does not."""
     blocks = find_ffns(model)
     shape = ModelShape.of(model, max(full_widths(blocks)), len(blocks))
     lm = recipe.task == "causal-lm"
     teacher_live = teacher_is_live(recipe)
     seq, batch, accum = recipe.data.max_length, recipe.train.batch_size, recipe.train.grad_accum
     if lm:
-        note = logits_note(
-            params=shape.params,
-            hidden=shape.hidden,
-            layers=shape.layers,
-            d_ff=shape.d_ff,
-            vocab=shape.vocab,
-            tied=bool(getattr(model.config, "tie_word_embeddings", False)),
-            teacher_live=teacher_live,
-            bytes_per_value=shape.bytes_per_value,
-        )
-        if note:
-            log.warning("%s", note)
-    micro = fit_micro_batch(shape, batch, seq, lm, teacher_live)
-    if micro is None:
-        need = training_bytes(shape, 1, seq, lm, teacher_live) / GIB
-        raise AwnError(
-            f"one training example of {seq} tokens needs about {need:.1f} GiB; {available_bytes() / GIB:.1f} GiB are "
-            "available: lower data.max_length or use a machine with more memory"
-        )
+        _warn_logits(recipe, model, shape)
+    micro, checkpointed = _fit_micro(recipe, shape, notes)
+    need = lambda n: training_bytes(shape, n, seq, lm, teacher_live, checkpointed) / GIB  # noqa: E731
     if _unset(recipe.train, "grad_accum") and batch // micro != accum:
         accum = batch // micro
         _note(
             notes,
             "train.grad_accum",
             f"{accum}: micro-batches of {micro} fit the {available_bytes() / GIB:.0f} GiB available "
-            f"(a batch of {batch} would need about "
-            f"{training_bytes(shape, batch, seq, lm, teacher_live) / GIB:.1f} GiB)",
+            f"(a batch of {batch} would need about {need(batch):.1f} GiB)",
         )
     elif batch // accum > micro:
         raise AwnError(
-            f"train.batch_size {batch} with train.grad_accum {accum} needs about "
-            f"{training_bytes(shape, batch // accum, seq, lm, teacher_live) / GIB:.1f} GiB per micro-batch; set "
-            f"train.grad_accum to {batch // micro} or more"
+            f"train.batch_size {batch} with train.grad_accum {accum} needs about {need(batch // accum):.1f} GiB per "
+            f"micro-batch; set train.grad_accum to {batch // micro} or more"
         )
     evaluation = recipe.evaluate.batch_size
     if _unset(recipe.evaluate, "batch_size"):
@@ -225,7 +251,7 @@ def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[in
                 f"{evaluation_bytes(shape, evaluation, seq, lm) / GIB:.1f} GiB",
             )
             evaluation = fitted
-    return accum, evaluation
+    return accum, evaluation, checkpointed
 
 
 def derive_defaults(recipe: Recipe, model: nn.Module, data: TaskData, head_trained: bool = True) -> Recipe:
@@ -235,12 +261,13 @@ def derive_defaults(recipe: Recipe, model: nn.Module, data: TaskData, head_train
     notes = dict(recipe.derived)
     train_steps, dense_steps = _steps(recipe, data.num_train_examples, notes, head_trained)
     extra = _extra_widths(recipe, notes)
-    accum, eval_batch = _memory(recipe, model, notes)
+    accum, eval_batch, checkpointed = _memory(recipe, model, notes)
     train: TrainConfig = recipe.train.model_copy(
         update={
             "steps": train_steps,
             "extra_widths": extra,
             "grad_accum": accum,
+            "activation_checkpointing": checkpointed,
             "lr": _lr(recipe, model, notes),
             "warmup_steps": _warmup(recipe, train_steps, notes),
         }

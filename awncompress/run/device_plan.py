@@ -121,7 +121,9 @@ def device_memory(shape: ConfigShape, devices: int, micro: int, seq_len: int, re
         sharded_state=16 * shape.params // devices,
         gathered=gathered + 4 * shape.layer_params,
         teacher=(4 * shape.params // devices + gathered) if live else 0,
-        activations=activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, c),
+        activations=activation_bytes(
+            shape.layers, shape.hidden, shape.d_ff, tokens, c, recipe.train.activation_checkpointing
+        ),
         logits=logit_bytes(shape.vocab, tokens, recipe.task == "causal-lm", live),
     )
 
@@ -144,21 +146,32 @@ def step_seconds(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe)
     passes = width_passes(cfg) + (1 if cfg.mode == "stochastic" and not cfg.extra_widths else 0)  # the sandwich
     batches = batches_per_step(cfg)
     tokens = cfg.batch_size * seq_len
-    flops = tokens * shape.params * (6 * passes + (2 * batches if teacher_is_live(recipe) else 0))
+    per_pass = 8 if cfg.activation_checkpointing else 6  # a forward (2), a backward (4), a recomputed forward
+    flops = tokens * shape.params * (per_pass * passes + (2 * batches if teacher_is_live(recipe) else 0))
     return flops / (setup.devices * setup.tflops * 1e12)
 
 
+def with_checkpointing(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe) -> Recipe:
+    """``recipe`` with activation checkpointing on where it is unset and the fine-tune does not fit
+    ``setup`` without it (as a run on this machine derives it; a refusal then names the smaller need)."""
+    if "activation_checkpointing" in recipe.train.model_fields_set or fit_micro(shape, setup, seq_len, recipe):
+        return recipe
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"activation_checkpointing": True})})
+
+
 def smallest_fit(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe) -> Optional[int]:
-    """The fewest devices of ``setup``'s memory the fine-tune fits on (None: no count does)."""
+    """The fewest devices of ``setup``'s memory the fine-tune fits on (None: no count does), with
+    activation checkpointing where it is unset and needed."""
     for devices in DEVICE_COUNTS:
         trial = Setup(devices, setup.device_bytes, setup.tflops)
-        if fit_micro(shape, trial, seq_len, recipe) is not None:
+        if fit_micro(shape, trial, seq_len, with_checkpointing(shape, trial, seq_len, recipe)) is not None:
             return devices
     return None
 
 
 def plan_text(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe, name: str) -> str:
     """The plan for ``setup`` as a few lines; AwnError naming the smallest setup that fits when it does not."""
+    recipe = with_checkpointing(shape, setup, seq_len, recipe)
     micro = fit_micro(shape, setup, seq_len, recipe)
     if micro is None:
         _refuse(shape, setup, seq_len, recipe, name)
@@ -173,7 +186,8 @@ def plan_text(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe, na
         f"{gib(memory.sharded_state)}, gathered layers {gib(memory.gathered)}, teacher {gib(memory.teacher)}, "
         f"activations {gib(memory.activations)}, logits {gib(memory.logits)}",
         f"  batch        {recipe.train.batch_size} × {seq_len} tokens: {share} per device in micro-batches of "
-        f"{micro} (grad_accum {share // micro})",
+        f"{micro} (grad_accum {share // micro})"
+        + (", activation checkpointing per decoder layer" if recipe.train.activation_checkpointing else ""),
         f"  time         ~{step:.2f} s a step, ~{step * recipe.train.steps / 3600:.2f} h for {recipe.train.steps} "
         f"steps at {setup.tflops:g} TFLOP/s achieved per device",
         f"  host memory  ~{gib(12 * shape.params)} per process (the model, its teacher and the copy being sharded)",

@@ -61,9 +61,15 @@ class ModelShape:
         )
 
 
-def activation_bytes(layers: int, hidden: int, d_ff: int, tokens: int, bytes_per_value: int) -> int:
-    """What a forward keeps for its backward over ``tokens`` tokens (no activation checkpointing)."""
-    return layers * tokens * (16 * hidden + 4 * d_ff) * bytes_per_value
+def activation_bytes(
+    layers: int, hidden: int, d_ff: int, tokens: int, bytes_per_value: int, checkpointed: bool = False
+) -> int:
+    """What a forward keeps for its backward over ``tokens`` tokens: every layer's activations, or with
+    activation checkpointing each layer's input plus the one layer being recomputed."""
+    per_layer = tokens * (16 * hidden + 4 * d_ff) * bytes_per_value
+    if checkpointed:
+        return layers * tokens * hidden * bytes_per_value + per_layer
+    return layers * per_layer
 
 
 def logit_bytes(vocab: int, tokens: int, lm: bool, teacher_live: bool) -> int:
@@ -107,13 +113,15 @@ def logits_note(
     )
 
 
-def training_bytes(shape: ModelShape, micro_batch: int, seq_len: int, lm: bool, teacher_live: bool) -> int:
+def training_bytes(
+    shape: ModelShape, micro_batch: int, seq_len: int, lm: bool, teacher_live: bool, checkpointed: bool = False
+) -> int:
     """Estimated peak bytes of one training micro-batch (one forward and backward)."""
     b = shape.bytes_per_value
     state = shape.params * b * 4  # weights, gradients, Adam's two moments
     teacher = shape.params * b if teacher_live else 0
     tokens = micro_batch * seq_len
-    activations = activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, b)
+    activations = activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, b, checkpointed)
     return int(state + teacher + activations + logit_bytes(shape.vocab, tokens, lm, teacher_live))
 
 
@@ -126,12 +134,18 @@ def evaluation_bytes(shape: ModelShape, batch: int, seq_len: int, lm: bool) -> i
 
 
 def fit_micro_batch(
-    shape: ModelShape, batch: int, seq_len: int, lm: bool, teacher_live: bool, budget: Optional[int] = None
+    shape: ModelShape,
+    batch: int,
+    seq_len: int,
+    lm: bool,
+    teacher_live: bool,
+    budget: Optional[int] = None,
+    checkpointed: bool = False,
 ) -> Optional[int]:
     """The largest divisor of ``batch`` whose training estimate fits ``budget`` (None: none fits)."""
     budget = int(available_bytes() * USABLE_SHARE) if budget is None else budget
     for micro in sorted((d for d in range(1, batch + 1) if batch % d == 0), reverse=True):
-        if training_bytes(shape, micro, seq_len, lm, teacher_live) <= budget:
+        if training_bytes(shape, micro, seq_len, lm, teacher_live, checkpointed) <= budget:
             return micro
     return None
 

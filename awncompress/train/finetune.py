@@ -28,6 +28,7 @@ from .batching import IndexStream
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from .losses import distillation_loss, hidden_loss, lm_loss
 from .optimizer import lr_factor, optimizer_for
+from .recompute import activation_checkpointing
 from .settings import TrainConfig, batches_per_step, check_batch, examples_drawn
 from .sharding import clip_grad_norm_, gather_into, shard_copy, sharding_requested, sync_ignored_grads
 from .teacher import CachedTeacher, Teacher
@@ -337,51 +338,52 @@ def finetune(
             per-width fine-tunes, which only the main process runs).
     """
     checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
-    run, start, done_seconds, losses = _start(
-        model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint, alone
-    )
-    bar = tqdm(
-        total=cfg.steps,
-        initial=start,
-        desc=desc,
-        disable=quiet or run.rank != 0,
-        dynamic_ncols=True,
-    )
-    began = time.perf_counter()
-    stopped_early = False
-    step_seconds: list[float] = []
-    run.model.train()
-    for step in range(start, cfg.steps):
-        if cfg.max_seconds is not None and done_seconds + time.perf_counter() - began > cfg.max_seconds:
-            stopped_early = True
-            break
-        step_began = time.perf_counter()
-        step_loss, step_prior = _train_step(run, step)
-        step_seconds.append(time.perf_counter() - step_began)
-        if not math.isfinite(step_loss):
-            raise TrainingError(
-                f"{desc}: the loss is {step_loss} at step {step + 1}: training diverged "
-                f"(the learning rate {cfg.lr:g} may be too high)"
-            )
-        losses.append(round(step_loss, 6))
-        bar.update(1)
-        bar.set_postfix_str(
-            f"loss={step_loss:.4f}"
-            + (f" prior/N={step_prior:.3g} width%={_width_postfix(run.inner)}" if run.wrappers else "")
+    with activation_checkpointing(model, cfg.activation_checkpointing):
+        run, start, done_seconds, losses = _start(
+            model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint, alone
         )
-        finished = step + 1
-        if (
-            checkpoint_dir is not None
-            and not run.sharded  # resumable sharded checkpoints are not written yet
-            and cfg.checkpoint_every
-            and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps)
-        ):
-            _checkpoint(run, checkpoint_dir, finished, done_seconds + time.perf_counter() - began, losses, desc)
-    bar.close()
-    run.model.eval()
-    if run.sharded:
-        gather_into(run.model, model)
-    seconds = done_seconds + time.perf_counter() - began
+        bar = tqdm(
+            total=cfg.steps,
+            initial=start,
+            desc=desc,
+            disable=quiet or run.rank != 0,
+            dynamic_ncols=True,
+        )
+        began = time.perf_counter()
+        stopped_early = False
+        step_seconds: list[float] = []
+        run.model.train()
+        for step in range(start, cfg.steps):
+            if cfg.max_seconds is not None and done_seconds + time.perf_counter() - began > cfg.max_seconds:
+                stopped_early = True
+                break
+            step_began = time.perf_counter()
+            step_loss, step_prior = _train_step(run, step)
+            step_seconds.append(time.perf_counter() - step_began)
+            if not math.isfinite(step_loss):
+                raise TrainingError(
+                    f"{desc}: the loss is {step_loss} at step {step + 1}: training diverged "
+                    f"(the learning rate {cfg.lr:g} may be too high)"
+                )
+            losses.append(round(step_loss, 6))
+            bar.update(1)
+            bar.set_postfix_str(
+                f"loss={step_loss:.4f}"
+                + (f" prior/N={step_prior:.3g} width%={_width_postfix(run.inner)}" if run.wrappers else "")
+            )
+            finished = step + 1
+            if (
+                checkpoint_dir is not None
+                and not run.sharded  # resumable sharded checkpoints are not written yet
+                and cfg.checkpoint_every
+                and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps)
+            ):
+                _checkpoint(run, checkpoint_dir, finished, done_seconds + time.perf_counter() - began, losses, desc)
+        bar.close()
+        run.model.eval()
+        if run.sharded:
+            gather_into(run.model, model)
+        seconds = done_seconds + time.perf_counter() - began
     return TrainResult(
         steps=len(losses),
         seconds=round(seconds, 3),

@@ -46,7 +46,9 @@ class TrainConfig(Section):
     is the learning rate of the per-layer rates. ``max_seconds`` stops training early (null: no
     limit); ``checkpoint_every`` 0 disables checkpoints. ``group_by_length`` batches examples of
     similar length together (see ``batching.IndexStream``) so less time goes on padding; it changes nothing
-    when all examples have one length (causal-lm windows).
+    when all examples have one length (causal-lm windows). ``activation_checkpointing`` keeps only each
+    decoder layer's input for the backward and recomputes the rest (about a third more compute for a
+    fraction of the activation memory); derived on when not even one example fits without it.
     """
 
     section = "train"
@@ -71,6 +73,7 @@ class TrainConfig(Section):
     max_seconds: Optional[Seconds] = None
     checkpoint_every: StepCountOrNone = 50
     group_by_length: bool = True
+    activation_checkpointing: bool = False
 
 
 def width_passes(cfg: TrainConfig) -> int:
