@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import torch
 from test_data import WORDS, bert_like_tokenizer, gpt_tok
 from transformers import PreTrainedTokenizerFast
 
@@ -131,3 +132,22 @@ def test_tokenizer_key_tells_tokenizers_apart():
     assert store.tokenizer_key(a) == store.tokenizer_key(b)
     b.add_tokens(["zebra"])
     assert store.tokenizer_key(a) != store.tokenizer_key(b)
+
+
+def _file_backed_kib() -> int:
+    """Kilobytes of files mapped into this process and resident (Linux's RssFile)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("RssFile:")))
+
+
+def test_random_windows_are_read_without_mapping_the_store_in(tmp_path, cache):
+    tok = gpt_tok()
+    text = " ".join(WORDS * 2000)  # 36,000 tokens a document
+    path = _jsonl(tmp_path / "lm.jsonl", [{"text": text} for _ in range(150)])  # ~5.4 M tokens, 22 MB stored
+    td = load_task_data(DataConfig(task="causal-lm", train=str(path), eval=str(path), max_length=32), tok)
+    before = _file_backed_kib()
+    order = torch.randperm(len(td.train), generator=torch.Generator().manual_seed(0))[:3000]
+    assert all(len(td.train[int(i)]["input_ids"]) == 32 for i in order)
+    # 3,000 windows of 128 bytes: read through the mapping, each would fault in its page and the read-ahead
+    # around it (megabytes); read with pread, they add nothing to the process.
+    assert _file_backed_kib() - before < 2048

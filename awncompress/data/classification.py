@@ -20,25 +20,29 @@ from ..errors import DataError
 from .checks import require_columns, text_rows
 from .labels import LabelColumn, encode_labels, label_json
 from .sources import Rows, seeded_split, subsample
-from .store import Store, build_store, store_path, token_lists, tokenizer_key
+from .store import Store, TokenReader, build_store, store_path, token_lists, tokenizer_key
 
 _LABEL = "label"  # the store's column of raw labels (JSON text)
 
 
 class TokenExamples(Dataset):
-    """Tokenized classification examples: rows of a memory-mapped store, read one at a time.
+    """Tokenized classification examples: rows of a store, read one at a time.
 
     Items are ``{"input_ids", ["attention_mask"], ["token_type_ids"], "labels": int}``, as a tokenizer
     without padding returns them (its attention mask is all ones, so the store does not hold it).
     """
 
     def __init__(self, store: Store, rows: np.ndarray, label_ids: dict[str, int]) -> None:
+        table = store.table
         self._store = store
-        table = self._table = store.table
         self._rows = rows
         self._label_ids = label_ids
         self._mask = (table.schema.metadata or {}).get(b"attention_mask") == b"1"
-        self._types = "token_type_ids" in table.column_names
+        self._ids = TokenReader(store, "input_ids")
+        self._types = TokenReader(store, "token_type_ids") if "token_type_ids" in table.column_names else None
+        raw = table.column(_LABEL).take(pa.array(rows))
+        ids = pc.index_in(raw, pa.array(list(label_ids))).to_numpy(zero_copy_only=False)
+        self._labels = np.asarray(list(label_ids.values()), dtype=np.int64)[ids.astype(np.int64)]
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -47,19 +51,18 @@ class TokenExamples(Dataset):
         if not -len(self._rows) <= index < len(self._rows):
             raise IndexError(f"example {index} of {len(self._rows)}")
         row = int(self._rows[index])
-        ids = self._table.column("input_ids")[row].as_py()
+        ids = self._ids.row(row)
         item: dict[str, Any] = {"input_ids": ids}
         if self._mask:
             item["attention_mask"] = [1] * len(ids)
-        if self._types:
-            item["token_type_ids"] = self._table.column("token_type_ids")[row].as_py()
-        item["labels"] = self._label_ids[self._table.column(_LABEL)[row].as_py()]
+        if self._types is not None:
+            item["token_type_ids"] = self._types.row(row)
+        item["labels"] = int(self._labels[index])
         return item
 
     def lengths(self) -> list[int]:
         """Every example's token count, in order, without reading its tokens."""
-        counts = pc.list_value_length(self._table.column("input_ids")).to_numpy()
-        return counts[self._rows].tolist()
+        return self._ids.lengths()[self._rows].tolist()
 
     def fingerprint(self) -> str:
         """A hash of these examples: the store's name, the rows chosen and the label ids."""

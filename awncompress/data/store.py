@@ -67,10 +67,13 @@ def store_path(what: dict[str, Any]) -> Path:
 
 
 class Store(NamedTuple):
-    """A written store: its memory-mapped table, and its name (the hash of what its tokens depend on)."""
+    """A written store: its memory-mapped table, its name (the hash of what its tokens depend on), its
+    file, and the address its mapping starts at (what turns a column's buffer into a file offset)."""
 
     table: pa.Table
     name: str
+    path: Path
+    base: int
 
     def fingerprint(self, *selection: Any) -> str:
         """A hash of this store and what a data set selects from it (index arrays, settings)."""
@@ -81,9 +84,66 @@ class Store(NamedTuple):
 
 
 def open_store(path: Path) -> Store:
-    """A written store, memory-mapped: its pages are read when an example is."""
+    """A written store, memory-mapped: only the pages of what is read are loaded."""
     with pa.memory_map(str(path)) as source:
-        return Store(pa.ipc.open_stream(source).read_all(), path.stem)
+        base = source.read_buffer(8).address
+        source.seek(0)
+        return Store(pa.ipc.open_stream(source).read_all(), path.stem, path, base)
+
+
+class TokenReader:
+    """The values of a list column of a store, read with ``pread`` rather than through the mapping.
+
+    A training run reads windows and examples at random: through the mapping, each read would fault
+    in the file around it (read-ahead), and those pages would count as the process's resident memory
+    until the whole store did. ``pread`` reads the few bytes asked for and leaves them in the page
+    cache, not in the process.
+    """
+
+    def __init__(self, store: Store, column: str) -> None:
+        self._file = open(store.path, "rb", buffering=0)  # noqa: SIM115 - open while the reader is, closed with it
+        self._chunks: list[tuple[np.ndarray, int, np.dtype]] = []  # (row offsets, file offset of values, dtype)
+        rows = [0]
+        for chunk in store.table.column(column).chunks:
+            values = chunk.values
+            dtype = np.dtype(values.type.to_pandas_dtype())
+            start = values.buffers()[1].address - store.base + values.offset * dtype.itemsize
+            self._chunks.append((chunk.offsets.to_numpy(), start, dtype))
+            rows.append(rows[-1] + len(chunk))
+        self._rows = np.asarray(rows, dtype=np.int64)
+        # The concatenated values of all rows: where each chunk's values start in that stream.
+        self._values = np.cumsum([0] + [int(o[-1] - o[0]) for o, _, _ in self._chunks])
+        self.size = int(self._values[-1])
+
+    def _read(self, chunk: int, first: int, last: int) -> list[int]:
+        """Values ``first:last`` of ``chunk``'s values buffer."""
+        _, start, dtype = self._chunks[chunk]
+        raw = os.pread(self._file.fileno(), (last - first) * dtype.itemsize, start + first * dtype.itemsize)
+        return np.frombuffer(raw, dtype=dtype).tolist()
+
+    def row(self, index: int) -> list[int]:
+        """Row ``index``'s list."""
+        chunk = int(np.searchsorted(self._rows, index, side="right")) - 1
+        offsets = self._chunks[chunk][0]
+        local = index - int(self._rows[chunk])
+        return self._read(chunk, int(offsets[local]), int(offsets[local + 1]))
+
+    def span(self, start: int, stop: int) -> list[int]:
+        """Values ``start:stop`` of the rows' concatenation (the token stream of a causal-LM store)."""
+        out: list[int] = []
+        chunk = int(np.searchsorted(self._values, start, side="right")) - 1
+        while start < stop and chunk < len(self._chunks):
+            first = int(self._chunks[chunk][0][0])
+            offset = start - int(self._values[chunk])
+            take = min(stop, int(self._values[chunk + 1])) - start
+            out.extend(self._read(chunk, first + offset, first + offset + take))
+            start += take
+            chunk += 1
+        return out
+
+    def lengths(self) -> np.ndarray:
+        """Every row's length."""
+        return np.concatenate([np.diff(offsets) for offsets, _, _ in self._chunks] or [np.zeros(0, np.int64)])
 
 
 def build_store(path: Path, write: Callable[[], Iterable[pa.RecordBatch]]) -> Store:

@@ -2,8 +2,8 @@
 
 The documents are tokenized batch by batch, each followed by eos, into a store
 (:mod:`awncompress.data.store`): the concatenation of its rows is the token stream. A window is a
-slice of that stream read from the memory-mapped file when it is asked for, so a corpus larger
-than memory costs the pages of the windows a run uses, not the corpus.
+slice of that stream read from the file when it is asked for, so a corpus larger than memory costs
+the windows a run reads, not the corpus.
 """
 
 from __future__ import annotations
@@ -18,31 +18,20 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from .checks import require_columns, text_rows
 from .sources import Rows, seeded_split, subsample
-from .store import Store, build_store, store_path, token_lists, tokenizer_key
+from .store import Store, TokenReader, build_store, store_path, token_lists, tokenizer_key
 
 
 class TokenStream:
-    """The concatenated tokens of a store's ``input_ids`` rows, sliced without copying the rest."""
+    """The concatenated tokens of a store's ``input_ids`` rows, read a slice at a time."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # flatten() of a list chunk is a view of its values in the memory-mapped file.
-        parts = [chunk.flatten() for chunk in store.table.column("input_ids").chunks]
-        self._parts = [part for part in parts if len(part)]
-        self._starts = np.cumsum([0] + [len(part) for part in self._parts])
-        self.size = int(self._starts[-1])
+        self._reader = TokenReader(store, "input_ids")
+        self.size = self._reader.size
 
     def tokens(self, start: int, stop: int) -> list[int]:
         """Tokens ``start:stop`` of the stream."""
-        out: list[int] = []
-        part = int(np.searchsorted(self._starts, start, side="right")) - 1
-        while start < stop and part < len(self._parts):
-            offset = start - int(self._starts[part])
-            take = min(stop - start, len(self._parts[part]) - offset)
-            out.extend(self._parts[part].slice(offset, take).to_numpy().tolist())
-            start += take
-            part += 1
-        return out
+        return self._reader.span(start, stop)
 
 
 class TokenWindows(Dataset):
