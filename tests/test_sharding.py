@@ -59,6 +59,31 @@ def test_two_processes_under_fsdp2_take_the_steps_one_process_takes(tmp_path, ke
     assert rates and all(abs(float(sharded[k]) - float(start[k])) > 1e-4 for k in rates)  # the rates trained
 
 
+def test_a_sharded_checkpoint_resumes_to_the_uninterrupted_result(tmp_path, keep_torch_threads):
+    straight = _torchrun(TESTS / "fsdp_finetune_script.py", str(tmp_path), env=FSDP2)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    stopped = _torchrun(TESTS / "fsdp_finetune_script.py", str(tmp_path), "no", "stop", env=FSDP2)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    ckpt = tmp_path / "ckpt"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step-2"]  # no half-written checkpoint folder
+    files = sorted(p.name for p in (ckpt / "step-2").iterdir())
+    assert [f for f in files if f.endswith(".safetensors")] and not [f for f in files if "metadata" in f]
+    with open(next((ckpt / "step-2").glob("*.safetensors")), "rb") as fh:  # safetensors: JSON header, no pickle
+        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    assert any(k.startswith("model.") for k in header) and any(k.startswith("optim.state.") for k in header)
+    resumed = _torchrun(TESTS / "fsdp_finetune_script.py", str(tmp_path), "no", "resume", env=FSDP2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step-4"]
+    for rank in (0, 1):
+        whole = load_file(str(tmp_path / f"rank{rank}.safetensors"))
+        again = load_file(str(tmp_path / f"rank{rank}resume.safetensors"))
+        for key in whole:
+            torch.testing.assert_close(again[key], whole[key], rtol=1e-6, atol=1e-6, msg=key)
+        # The resumed run's losses are the straight run's: the first two from the checkpoint, then its own.
+        losses = json.loads((tmp_path / f"rank{rank}resume.json").read_text())
+        assert losses == pytest.approx(json.loads((tmp_path / f"rank{rank}.json").read_text()), rel=1e-6)
+
+
 def test_fsdp2_in_bf16_trains_float32_weights_near_the_float32_ones(tmp_path, keep_torch_threads):
     run = _torchrun(TESTS / "fsdp_finetune_script.py", str(tmp_path), "bf16", env=FSDP2)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -48,7 +48,7 @@ def _files(folder: Path) -> dict[str, Path]:
     return {name: check_regular(contained(folder, name, str(folder)), "checkpoint file", ValueError) for name in _NAMES}
 
 
-def _check_state(trainer: Any, folder: Path, optimizer_state: dict, max_step: Optional[int]) -> dict:
+def check_state(trainer: Any, folder: Path, optimizer_state: dict, max_step: Optional[int]) -> dict:
     """The trainer state must be the one this folder's name says, within the recipe's steps, with the
     optimizer state a step leaves behind."""
     if not (
@@ -76,7 +76,7 @@ def _read(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, max_
     for key, value in load_file(str(files["optimizer.safetensors"])).items():
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = value
-    _check_state(trainer, folder, state, max_step)
+    check_state(trainer, folder, state, max_step)
     load_model(model, str(files["model.safetensors"]), device=str(next(model.parameters()).device))
     optimizer.load_state_dict({"state": state, "param_groups": groups})
     return trainer

@@ -30,6 +30,7 @@ from .losses import distillation_loss, hidden_loss, lm_loss
 from .optimizer import lr_factor, optimizer_for
 from .recompute import activation_checkpointing
 from .settings import TrainConfig, batches_per_step, check_batch, examples_drawn
+from .sharded_checkpoints import load_sharded, save_sharded
 from .sharding import clip_grad_norm_, gather_into, shard_copy, sharding_requested, sync_ignored_grads
 from .teacher import CachedTeacher, Teacher
 
@@ -191,14 +192,13 @@ def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: 
     accelerator = run.accelerator
     if run.world > 1:
         accelerator.wait_for_everyone()
-    if run.rank == 0:
+    state = {"step": finished, "seconds": seconds, "losses": losses, "stage": desc}
+    if run.sharded:  # every process writes its shards
+        save_sharded(folder / f"step-{finished}", run.model, run.optimizer, state, run.rank)
+    elif run.rank == 0:
         optimizer = run.optimizer.optimizer if hasattr(run.optimizer, "optimizer") else run.optimizer
-        save_checkpoint(
-            folder / f"step-{finished}",
-            run.inner,
-            optimizer,
-            {"step": finished, "seconds": seconds, "losses": losses, "stage": desc},
-        )
+        save_checkpoint(folder / f"step-{finished}", run.inner, optimizer, state)
+    if run.rank == 0:
         for old in folder.glob("step-*"):
             if old.name != f"step-{finished}":
                 remove_written(old)
@@ -246,14 +246,14 @@ def _start(
             f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}"
         )
     sharded = world > 1 and sharding_requested()
-    if sharded and checkpoint is not None:
-        raise TrainingError("--resume under FSDP2 is not supported yet; start a new --out")
     optimizer = optimizer_for(model, cfg)
-    start, done_seconds, losses = 0, 0.0, []
-    if checkpoint is not None:
+    state = {"step": 0, "seconds": 0.0, "losses": []}
+    if checkpoint is not None and not sharded:
         state = load_checkpoint(checkpoint, model, optimizer, max_step=cfg.steps)
-        start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
     prepared, inner, optimizer = _prepare(accelerator, model, optimizer, cfg, sharded, alone)
+    if checkpoint is not None and sharded:  # each process reads its shards into the sharded copy
+        state = load_sharded(checkpoint, prepared, optimizer, max_step=cfg.steps)
+    start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
     if teacher is not None and not isinstance(teacher, CachedTeacher):
         teacher = teacher.eval().requires_grad_(False)
         teacher = shard_copy(teacher, accelerator.device, cfg.mixed_precision) if sharded else teacher
@@ -374,7 +374,6 @@ def finetune(
             finished = step + 1
             if (
                 checkpoint_dir is not None
-                and not run.sharded  # resumable sharded checkpoints are not written yet
                 and cfg.checkpoint_every
                 and (finished % cfg.checkpoint_every == 0 or finished == cfg.steps)
             ):
