@@ -31,7 +31,7 @@ from ..train.checkpoints import latest_checkpoint
 from ..train.finetune import TrainResult, finetune
 from ..train.teacher import CachedTeacher, Teacher
 from .bundle import Bundle, calibration_batches, run_teacher
-from .ranks import is_main_process
+from .ranks import checkpoints_for, is_main_process
 from .reevaluate import evaluate_conversion
 from .served import time_served, write_served
 
@@ -76,7 +76,7 @@ def _dense_stage(settings: StageSettings, bundle: Bundle, out: Path, resume: boo
         settings.dense,
         num_examples=data.num_train_examples,
         seed=settings.seed,
-        checkpoint_dir=out / CHECKPOINTS_DIR / "dense",
+        checkpoint_dir=checkpoints_for(out / CHECKPOINTS_DIR / "dense"),
         resume=resume,
         quiet=quiet,
         desc="dense head",
@@ -112,7 +112,7 @@ def run_stages(
         prior=settings.prior,
         teacher=kd_teacher,
         seed=settings.seed,
-        checkpoint_dir=checkpoints / "awn",
+        checkpoint_dir=checkpoints_for(checkpoints / "awn"),
         resume=resume,
         quiet=quiet,
         desc="awn fine-tune",

@@ -31,6 +31,7 @@ from ..evaluate.latency import device_of
 from ..evaluate.methods import fine_tune_runs
 from ..files.lock import run_temp_dir
 from ..model.scoring import model_inputs
+from ..train.heap import release_free_memory
 from ..train.settings import draws_fresh_batches, examples_drawn, width_passes
 from .bundle import Bundle
 from .chain import run_stages
@@ -182,6 +183,7 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
         ) from exc
     finally:
         log.setLevel(level)
+        release_free_memory()  # the dry pass's copy of the model and everything it trained
     seconds = time.perf_counter() - began
     step = {"awn": result.awn.step_seconds[-1]}  # the last step: the first ones pay for warm-up
     if result.dense is not None and result.dense.step_seconds:

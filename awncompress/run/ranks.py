@@ -14,13 +14,14 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
 from ..config import Recipe, recipe_from_dict
 from ..errors import AwnError
 from ..files.lock import run_temp_dir
+from ..train.sharding import sharding_requested
 
 
 def process_rank() -> tuple[int, int]:
@@ -49,6 +50,13 @@ def rank_output(out: Path, *, resume: bool, budget: bool) -> Iterator[Path]:
         return
     with run_temp_dir(f"rank{rank}") as tmp:
         yield tmp / out.name
+
+
+def checkpoints_for(folder: Path) -> Optional[Path]:
+    """Where a convert run's fine-tunes checkpoint: ``folder``, or None when the processes shard the
+    model. Sharded checkpoints are written by every process into one folder, and a run under a launcher
+    keeps each process's output apart and cannot resume yet, so such checkpoints would be dead weight."""
+    return None if process_rank()[1] > 1 and sharding_requested() else folder
 
 
 @contextmanager

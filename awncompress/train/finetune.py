@@ -26,6 +26,7 @@ from ..model.adaptive import adaptive_modules, awn_prior, awn_units
 from ..model.narrow import Narrowing, narrowing_agrees, plan_narrowing, width_pass
 from .batching import IndexStream
 from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from .heap import release_free_memory
 from .losses import distillation_loss, hidden_loss, lm_loss
 from .optimizer import lr_factor, optimizer_for
 from .recompute import activation_checkpointing
@@ -383,6 +384,8 @@ def finetune(
         if run.sharded:
             gather_into(run.model, model)
         seconds = done_seconds + time.perf_counter() - began
+    del run  # its optimizer state, gradients and any sharded copy, before their pages are handed back
+    release_free_memory()
     return TrainResult(
         steps=len(losses),
         seconds=round(seconds, 3),
