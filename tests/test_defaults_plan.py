@@ -106,17 +106,17 @@ def test_memory_sizes_a_large_vocabulary_down_and_refuses_what_cannot_fit(monkey
 
 
 def test_the_plan_warns_when_vocabulary_logits_dominate_a_step(caplog):
-    gemma = dict(params=268_098_176, hidden=640, layers=18, d_ff=2048, vocab=262_144, tied=True)
-    note = memory.logits_note(**gemma, teacher_live=True, bytes_per_value=4)
+    gemma = memory.ModelShape(params=268_098_176, hidden=640, layers=18, d_ff=2048, vocab=262_144)
+    note = memory.logits_note(gemma, tied=True, teacher_live=True, bytes_per_value=4)
     head = 262_144 * 640 / 268_098_176  # a tied head is the embedding's matrix: all of it is matmul
     logits = 262_144 * 4 * 4  # float32 logits, their gradient, the loss's copy, the teacher's
     acts = 18 * (16 * 640 + 4 * 2048) * 4
     assert f"is {head:.0%} of a forward" in note and f"logits {logits / (logits + acts):.0%} of the memory" in note
-    smollm2 = dict(params=134_515_008, hidden=576, layers=30, d_ff=1536, vocab=49_152, tied=True)
-    assert memory.logits_note(**smollm2, teacher_live=True, bytes_per_value=4) is None
-    # An untied head of the same size is a smaller share: the input embedding is a lookup, not a matmul.
-    untied = {**gemma, "params": gemma["params"] + 262_144 * 640, "tied": False}
-    assert memory.logits_note(**untied, teacher_live=True, bytes_per_value=4) == note
+    smollm2 = memory.ModelShape(params=134_515_008, hidden=576, layers=30, d_ff=1536, vocab=49_152)
+    assert memory.logits_note(smollm2, tied=True, teacher_live=True, bytes_per_value=4) is None
+    # An untied head's matrix is counted once more in the parameters, and its input embedding is a lookup.
+    untied = memory.ModelShape(params=268_098_176 + 262_144 * 640, hidden=640, layers=18, d_ff=2048, vocab=262_144)
+    assert memory.logits_note(untied, tied=False, teacher_live=True, bytes_per_value=4) == note
 
     # A causal LM whose vocabulary dwarfs its layers is warned when its settings are derived; a classifier is not.
     config = tf.LlamaConfig(

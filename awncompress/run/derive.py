@@ -175,11 +175,7 @@ def teacher_is_live(recipe: Recipe) -> bool:
 def _warn_logits(recipe: Recipe, model: nn.Module, shape: ModelShape) -> None:
     """Warn (in the plan and the run's log) when a language model's vocabulary logits dominate its step."""
     note = logits_note(
-        params=shape.params,
-        hidden=shape.hidden,
-        layers=shape.layers,
-        d_ff=shape.d_ff,
-        vocab=shape.vocab,
+        shape,
         tied=bool(getattr(model.config, "tie_word_embeddings", False)),
         teacher_live=teacher_is_live(recipe),
         bytes_per_value=shape.bytes_per_value,

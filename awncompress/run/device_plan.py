@@ -192,15 +192,9 @@ def plan_text(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe, na
         f"steps at {setup.tflops:g} TFLOP/s achieved per device",
         f"  host memory  ~{gib(12 * shape.params)} per process (the model, its teacher and the copy being sharded)",
     ]
-    note = logits_note(
-        params=shape.params,
-        hidden=shape.hidden,
-        layers=shape.layers,
-        d_ff=shape.d_ff,
-        vocab=shape.vocab if recipe.task == "causal-lm" else 0,
-        tied=shape.tied,
-        teacher_live=teacher_is_live(recipe),
-        bytes_per_value=compute_bytes(recipe),
+    lm = recipe.task == "causal-lm"
+    note = lm and logits_note(
+        shape, tied=shape.tied, teacher_live=teacher_is_live(recipe), bytes_per_value=compute_bytes(recipe)
     )
     return "\n".join(lines + ([f"  note         {note}"] if note else []))
 

@@ -81,22 +81,14 @@ def logit_bytes(vocab: int, tokens: int, lm: bool, teacher_live: bool) -> int:
 LOGITS_DOMINATE = 1 / 3  # the LM head's share of a forward's matmul FLOPs from which the plan warns
 
 
-def logits_note(
-    *,
-    params: int,
-    hidden: int,
-    layers: int,
-    d_ff: int,
-    vocab: int,
-    tied: bool,
-    teacher_live: bool,
-    bytes_per_value: int,
-) -> Optional[str]:
+def logits_note(shape: Any, *, tied: bool, teacher_live: bool, bytes_per_value: int) -> Optional[str]:
     """A warning when a language model's vocabulary logits dominate its training step (None otherwise):
     the LM head's share of a forward pass's matmul FLOPs (the input embedding is a lookup; a tied head
-    is the same matrix) and the logits' share of what a token holds for the backward. A small model
-    with a large vocabulary (Gemma 3 270M: 262,144 tokens) spends most of each step on its head,
-    which awncompress does not narrow."""
+    is the same matrix) and the logits' share of what a token holds for the backward. ``shape`` has
+    ``params``, ``hidden``, ``layers``, ``d_ff`` and ``vocab`` (a ModelShape or a device plan's
+    ConfigShape). A small model with a large vocabulary (Gemma 3 270M: 262,144 tokens) spends most of
+    each step on its head, which awncompress does not narrow."""
+    params, hidden, layers, d_ff, vocab = shape.params, shape.hidden, shape.layers, shape.d_ff, shape.vocab
     head = vocab * hidden
     matmul = params - (0 if tied else head)
     if not head or matmul <= 0:
