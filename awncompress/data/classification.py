@@ -69,9 +69,12 @@ class TokenExamples(Dataset):
         return self._store.fingerprint(self._rows, sorted(self._label_ids.items()))
 
 
-def _store(rows: Rows, tokenizer: Any, text_columns: list[str], label_column: str, max_length: int, role: str) -> Store:
-    """The tokenized store of ``rows``: every row with text, its tokens (truncated) and raw label."""
-    what = {"task": "text-classification", "source": rows.identity, "tokenizer": tokenizer_key(tokenizer)}
+def _store(
+    rows: Rows, tokenizer: Any, key: str, text_columns: list[str], label_column: str, max_length: int, role: str
+) -> Store:
+    """The tokenized store of ``rows``: every row with text, its tokens (truncated) and raw label
+    (``key``: the tokenizer's :func:`~awncompress.data.store.tokenizer_key`)."""
+    what = {"task": "text-classification", "source": rows.identity, "tokenizer": key}
     path = store_path({**what, "text": text_columns, "label": label_column, "max_length": max_length})
 
     def write() -> Iterator[pa.RecordBatch]:
@@ -107,9 +110,8 @@ def _labels(table: pa.Table, rows: np.ndarray, origin: str) -> LabelColumn:
     column = table.column(_LABEL)
     if len(rows) != table.num_rows:
         column = column.take(pa.array(rows))
-    distinct = [raw for raw in pc.unique(column).to_pylist()]
     missing = int(pc.sum(pc.equal(column, "null")).as_py() or 0)
-    return LabelColumn(tuple(raw for raw in distinct if raw != "null"), missing, origin)
+    return LabelColumn(tuple(raw for raw in pc.unique(column).to_pylist() if raw != "null"), missing, origin)
 
 
 def _source_columns(table: pa.Table) -> dict[str, None]:
@@ -123,7 +125,8 @@ def classification_sets(
     if cfg.label_column in (cfg.text_column, cfg.text_pair_column):
         raise DataError(f"column '{cfg.label_column}' is both the text and the label: the model would read the answer")
     text_cols = [cfg.text_column] + ([cfg.text_pair_column] if cfg.text_pair_column else [])
-    store = lambda rows, role: _store(rows, tokenizer, text_cols, cfg.label_column, cfg.max_length, role)  # noqa: E731
+    key = tokenizer_key(tokenizer)  # once: hashing a large vocabulary's definition takes a second
+    store = lambda rows, role: _store(rows, tokenizer, key, text_cols, cfg.label_column, cfg.max_length, role)  # noqa: E731
     train_store = store(train, "train")
     require_columns(_source_columns(train_store.table), [cfg.label_column], "train", train.origin)
     if evals is None:

@@ -227,14 +227,8 @@ def _builtin(source: DataSource, role: str, task: str, text_column: str, label_c
     if base == "builtin:rotten-tomatoes":
         rows = corpora.rotten_tomatoes()
         train_idx, eval_idx = seeded_split(len(rows), ROTTEN_TOMATOES_SPLIT[1], ROTTEN_TOMATOES_SPLIT[0])
-        return _pairs(
-            base,
-            role,
-            [rows[i] for i in (train_idx if role == "train" else eval_idx)],
-            text_column,
-            label_column,
-            list(ROTTEN_TOMATOES_NAMES),
-        )
+        part = [rows[i] for i in (train_idx if role == "train" else eval_idx)]
+        return _pairs(base, role, identity, part, text_column, label_column, list(ROTTEN_TOMATOES_NAMES))
     if base == "builtin:jane-austen":
         if task != "causal-lm":
             raise DataError("builtin:jane-austen is unlabelled novel text; use it with task causal-lm")
@@ -249,13 +243,14 @@ def _builtin(source: DataSource, role: str, task: str, text_column: str, label_c
             test = parts["test"]
             keep = random.Random("20newsgroups-eval").sample(range(len(test)), min(NEWSGROUPS_EVAL, len(test)))
             rows = [test[i] for i in sorted(keep)]
-        return _pairs(base, role, rows, text_column, label_column)
+        return _pairs(base, role, identity, rows, text_column, label_column)
     raise DataError(f"unknown builtin data set '{base}'; choose one of {', '.join(BUILTIN_DATA)}")
 
 
 def _pairs(
     base: str,
     role: str,
+    identity: str,
     rows: list[tuple[str, int]],
     text_column: str,
     label_column: str,
@@ -263,7 +258,7 @@ def _pairs(
 ) -> Rows:
     """A labelled builtin's ``(text, label)`` rows."""
     columns = {text_column: [t for t, _ in rows], label_column: [lab for _, lab in rows]}
-    return _columns_rows(columns, f"{base} ({role} part)", f"{base}:{role}", names)
+    return _columns_rows(columns, f"{base} ({role} part)", identity, names)
 
 
 def seeded_split(n: int, fraction: float, seed: int | str, what: str = "examples") -> tuple[list[int], list[int]]:

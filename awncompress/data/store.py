@@ -1,8 +1,9 @@
-"""The tokenized cache: a source's tokens written once to an Arrow file, then read memory-mapped.
+"""The tokenized cache: a source's tokens written once to an Arrow file, then read a piece at a time.
 
 A data set larger than memory is read in batches (:mod:`awncompress.data.sources`), tokenized batch by
-batch and written here; training and evaluation then read only the examples they use from the
-memory-mapped file, so resident memory stays far below the corpus's size. A second run with the same
+batch and written here; training and evaluation then read only the examples they use from the file
+(its layout memory-mapped, its tokens read with ``pread``: :class:`TokenReader`), so resident memory
+stays far below the corpus's size. A second run with the same
 source and tokenizer finds the file and tokenizes nothing.
 
 The file is keyed by what its tokens depend on (the source's identity, the tokenizer, the columns

@@ -2,7 +2,7 @@
 
 Where the rows come from (builtin, local file, Hub dataset) is :mod:`awncompress.data.sources`; how
 they become examples, :mod:`~awncompress.data.classification` and :mod:`~awncompress.data.windows`
-(tokenized once into a memory-mapped cache, :mod:`~awncompress.data.store`); this module names the
+(tokenized once into an on-disk cache, :mod:`~awncompress.data.store`); this module names the
 data settings, picks the task's path, and pads batches.
 Every problem with the data is raised as one :class:`~awncompress.errors.DataError` line that says
 what to fix.

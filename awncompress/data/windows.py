@@ -66,11 +66,11 @@ class TokenWindows(Dataset):
         return self._stream.store.fingerprint(self._windows, self._span, self._prefix)
 
 
-def _store(rows: Rows, tokenizer: Any, column: str, role: str) -> Store:
+def _store(rows: Rows, tokenizer: Any, tokenizer_id: str, column: str, role: str) -> Store:
     """The tokenized store of ``rows``: one row of tokens per document (ending in eos), or for a
     source that is one document in pieces (a .txt file's lines), one row per batch of pieces and
-    eos once at the end."""
-    key = {"task": "causal-lm", "source": rows.identity, "tokenizer": tokenizer_key(tokenizer), "text": column}
+    eos once at the end (``tokenizer_id``: the tokenizer's :func:`~awncompress.data.store.tokenizer_key`)."""
+    key = {"task": "causal-lm", "source": rows.identity, "tokenizer": tokenizer_id, "text": column}
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
     def write() -> Iterator[pa.RecordBatch]:
@@ -125,9 +125,10 @@ def lm_sets(cfg: Any, tokenizer: Any, train: Rows, evals: Optional[Rows]) -> tup
     prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     span = cfg.max_length - len(prefix)
     streams, counts = [], []
+    tokenizer_id = tokenizer_key(tokenizer)  # once: hashing a large vocabulary's definition takes a second
     for rows, role in ((train, "train"), (evals, "eval")):
         if rows is not None:
-            streams.append(TokenStream(_store(rows, tokenizer, cfg.text_column, role)))
+            streams.append(TokenStream(_store(rows, tokenizer, tokenizer_id, cfg.text_column, role)))
             counts.append(_window_count(streams[-1], span, prefix, f"{role} data {rows.origin}"))
     if evals is None:
         what = f"windows of {cfg.max_length} tokens"

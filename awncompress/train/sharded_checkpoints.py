@@ -96,9 +96,9 @@ def load_sharded(
         trainer = load_json(folder / _STATE, "checkpoint file", ValueError)
         rest = load_json(folder / _GROUPS, "checkpoint file", ValueError)
         tensors, _ = _state_dicts(model, optimizer)
-        load(tensors, storage_reader=HuggingFaceStorageReader(str(folder)))
         optim = {k[len(_OPTIM) :]: v for k, v in tensors.items() if k.startswith(_OPTIM)}
-        check_state(trainer, folder, optim, max_step)
+        check_state(trainer, folder, optim, max_step)  # before reading the shards
+        load(tensors, storage_reader=HuggingFaceStorageReader(str(folder)))
         set_model_state_dict(model, {k[len(_MODEL) :]: v for k, v in tensors.items() if k.startswith(_MODEL)})
         options = StateDictOptions(flatten_optimizer_state_dict=True)
         set_optimizer_state_dict(model, optimizer, {**optim, **rest}, options=options)
