@@ -290,6 +290,7 @@ def test_plan_writes_nothing_and_the_run_records_what_it_derived(tiny, tmp_path)
     assert (
         "awn fine-tune" in result.output and "peak memory" in result.output and "derived train.steps" in result.output
     )
+    assert "GiB (in the awn fine-tune) of" in result.output  # its dense stage holds no teacher copy
     assert not out.exists()
     result = runner.invoke(app, [*args, "--steps", "3", "--dense-steps", "3", "--quiet"])
     assert result.exit_code == 0, result.output
@@ -325,3 +326,36 @@ def test_the_dry_pass_fails_a_run_before_its_output_exists(tiny, tmp_path, monke
         ],
     )
     assert result.exit_code == 1 and "cannot order" in result.output and not out.exists()
+
+
+def test_the_peak_is_estimated_stage_by_stage_from_the_model():
+    shape = memory.ModelShape(params=22_700_000, hidden=384, layers=6, d_ff=1536, vocab=30_522)
+    weights = shape.params * 4
+    kw = dict(micro_batch=32, seq_len=64, lm=False, teacher_live=False, checkpointed=False, eval_batch=64)
+    static = memory.stage_bytes(shape, dense_stage=True, trains_per_width=False, **kw)
+    acts = memory.activation_bytes(6, 384, 1536, 32 * 64, 4)
+    assert static["dense head"] == 3 * weights + acts  # gradients, Adam's two moments, activations
+    assert static["awn fine-tune"] == static["dense head"] + weights  # and the frozen dense copy
+    assert max(static, key=static.get) == "awn fine-tune"
+    trained = memory.stage_bytes(shape, dense_stage=False, trains_per_width=True, **kw)
+    assert "dense head" not in trained
+    # a per-width fine-tune trains a cut next to the dense copy and the baseline's ordered copy
+    assert trained["evaluation"] == trained["awn fine-tune"] + 2 * weights
+    halved = memory.stage_bytes(shape, dense_stage=False, trains_per_width=False, **{**kw, "micro_batch": 16})
+    assert static["awn fine-tune"] - halved["awn fine-tune"] == acts // 2
+
+
+def test_the_dry_pass_runs_one_small_micro_batch_on_a_cpu(tiny):
+    import torch
+
+    from awncompress.run.plan import DRY_BATCH, DRY_STEPS, _tiny, dry_batch
+
+    recipe = load_recipe("demo")
+    assert dry_batch(recipe, torch.device("cpu")) == DRY_BATCH < recipe.train.batch_size
+    accumulated = apply_overrides(recipe, {"train.grad_accum": "8"})
+    assert dry_batch(accumulated, torch.device("cpu")) == 4  # one micro-batch of the run, never more
+    assert dry_batch(recipe, torch.device("cuda")) == recipe.train.batch_size
+    data = _data(tiny)
+    small, tiny_data = _tiny(recipe, data, 8)
+    assert small.train.batch_size == small.dense.batch_size == 8 and small.train.grad_accum == 1
+    assert len(tiny_data.train) == 8 * DRY_STEPS and small.export.widths == [min(recipe.export.widths)]

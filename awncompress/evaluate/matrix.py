@@ -30,6 +30,7 @@ from ..errors import DataError, UnknownMethodError, WidthError
 from ..model.families import find_ffns
 from ..model.head_cuts import truncate_heads_
 from ..model.surgery import full_widths, layer_widths, resolve_widths, truncate_
+from ..train.heap import release_free_memory
 from ..version import __version__
 from .latency import LatencyConfig, device_name, resolve_device, time_round_robin
 from .measure import (
@@ -242,6 +243,8 @@ def _run_methods(chosen: list[Method], ctx: EvalContext, measure: _Evaluator, de
         method_rows, run_costs[method.label(ctx)], shapes = _run_method(method, ctx, measure, dense)
         row_shapes.update({len(rows) + i: s for i, s in shapes.items()})
         rows += method_rows
+        del method
+        release_free_memory()  # its copies are gone; their pages go back before the next method's
     return rows, row_shapes, run_costs
 
 

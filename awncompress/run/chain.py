@@ -29,6 +29,7 @@ from ..model.flop_targets import pick_for_flops
 from ..model.surgery import convert_, fold_, full_widths
 from ..train.checkpoints import latest_checkpoint
 from ..train.finetune import TrainResult, finetune
+from ..train.heap import release_free_memory
 from ..train.teacher import CachedTeacher, Teacher
 from .bundle import Bundle, calibration_batches, run_teacher
 from .ranks import checkpoints_for, is_main_process
@@ -59,6 +60,7 @@ def _teachers(
     began = time.perf_counter()
     distil = run_teacher(teacher, settings, data, quiet)
     seconds = round(time.perf_counter() - began, 3) if isinstance(distil, CachedTeacher) else None
+    release_free_memory()  # the logit table's forward passes left their freed buffers resident (0.5 GiB on MiniLM)
     return teacher, distil, seconds
 
 
@@ -103,6 +105,7 @@ def run_stages(
     teacher, kd_teacher, teacher_seconds = _teachers(model, settings, data, quiet)
     batches = calibration_batches(data, settings.calibration_batches, settings.train.batch_size)
     convert_(model, settings.awn, calibration=batches)
+    release_free_memory()  # and so did scoring on the calibration batches
     awn_result = finetune(
         model,
         data.train,

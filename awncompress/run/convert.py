@@ -23,6 +23,7 @@ from ..model.flop_targets import pick_for_flops
 from ..model.heads import head_spec_for
 from ..serve.formats import check_applies, require_for
 from ..serve.llama_cpp import check_runtime_for, check_tree_for
+from ..train.heap import bound_heap
 from .bundle import Bundle, check_settings, load_model, resolve_model
 from .chain import ConvertResult, mean_length, run_stages
 from .derive import derive_defaults, fit_max_length
@@ -105,6 +106,7 @@ def _prepare(
     check_settings(recipe, trusted_metric)
     if resume:
         recipe = check_resume(out, recipe)
+    bound_heap()  # before the model is loaded: every stage's large buffers go back to the system when freed
     recipe, bundle = _load(recipe)
     model, data = bundle.model, bundle.data
     llama_cpp = check_served(recipe, bundle, llama_cpp)

@@ -47,6 +47,7 @@ from .memory import (
     fit_micro_batch,
     hidden_size,
     logits_note,
+    stage_bytes,
     training_bytes,
 )
 
@@ -184,6 +185,29 @@ def _warn_logits(recipe: Recipe, model: nn.Module, shape: ModelShape) -> None:
         log.warning("%s", note)
 
 
+def model_shape(model: nn.Module) -> ModelShape:
+    """What the memory estimates need to know about ``model`` (its widest FFN and its FFN layers)."""
+    blocks = find_ffns(model)
+    return ModelShape.of(model, max(full_widths(blocks)), len(blocks))
+
+
+def stage_memory(recipe: Recipe, model: nn.Module, head_trained: bool, trains_per_width: bool) -> dict[str, int]:
+    """Bytes each stage of ``recipe``'s run adds to the loaded ``model`` (memory.stage_bytes), at its
+    derived micro-batch and evaluation batch over ``data.max_length`` tokens."""
+    r = recipe
+    return stage_bytes(
+        model_shape(model),
+        micro_batch=max(1, r.train.batch_size // r.train.grad_accum),
+        seq_len=r.data.max_length,
+        lm=r.task == "causal-lm",
+        teacher_live=teacher_is_live(r),
+        checkpointed=r.train.activation_checkpointing,
+        dense_stage=not head_trained and r.dense.steps > 0,
+        trains_per_width=trains_per_width,
+        eval_batch=r.evaluate.batch_size,
+    )
+
+
 def _fit_micro(recipe: Recipe, shape: ModelShape, notes: dict[str, str]) -> tuple[int, bool]:
     """The largest micro-batch that fits, and whether it needs activation checkpointing (turned on,
     when unset, only where not even one example fits without it); AwnError when none fits."""
@@ -214,8 +238,7 @@ def _fit_micro(recipe: Recipe, shape: ModelShape, notes: dict[str, str]) -> tupl
 def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[int, int, bool]:
     """(grad_accum, evaluation batch, activation checkpointing) that fit; AwnError when even one
     example per micro-batch does not."""
-    blocks = find_ffns(model)
-    shape = ModelShape.of(model, max(full_widths(blocks)), len(blocks))
+    shape = model_shape(model)
     lm = recipe.task == "causal-lm"
     teacher_live = teacher_is_live(recipe)
     seq, batch, accum = recipe.data.max_length, recipe.train.batch_size, recipe.train.grad_accum

@@ -22,15 +22,26 @@ GIB = 1024**3
 USABLE_SHARE = 0.6
 
 
-def available_bytes() -> int:
-    """Memory the system could give this process now (MemAvailable; the physical total as a fallback)."""
+def _proc_bytes(path: str, key: str) -> Optional[int]:
+    """A ``key: N kB`` line of a /proc file, in bytes (None where there is none)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return None
+
+
+def available_bytes() -> int:
+    """Memory the system could give this process now (MemAvailable; the physical total as a fallback)."""
+    found = _proc_bytes("/proc/meminfo", "MemAvailable")
+    return found if found is not None else int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (VmRSS; 0 where /proc is not there)."""
+    return _proc_bytes("/proc/self/status", "VmRSS") or 0
 
 
 def hidden_size(config: Any) -> int:
@@ -115,6 +126,40 @@ def training_bytes(
     tokens = micro_batch * seq_len
     activations = activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, b, checkpointed)
     return int(state + teacher + activations + logit_bytes(shape.vocab, tokens, lm, teacher_live))
+
+
+def stage_bytes(
+    shape: ModelShape,
+    *,
+    micro_batch: int,
+    seq_len: int,
+    lm: bool,
+    teacher_live: bool,
+    checkpointed: bool,
+    dense_stage: bool,
+    trains_per_width: bool,
+    eval_batch: int,
+) -> dict[str, int]:
+    """Bytes each stage of a convert run holds on top of the loaded model (whose weights the process
+    already holds when the plan is made), at its worst batch (``micro_batch`` × ``seq_len`` tokens):
+
+    * ``dense head``: gradients and Adam's two moments, activations and logits;
+    * ``awn fine-tune``: the frozen dense copy (the teacher, or the evaluation's reference when the
+      teacher is a logit table), gradients, Adam, activations and logits (the teacher's too when live);
+    * ``evaluation``: the dense copy, a baseline's ordered copy and its cut at one width, and for a
+      per-width fine-tune the cut's gradients, Adam state and activations (at most full width).
+    """
+    weights = shape.params * shape.bytes_per_value
+    tokens = micro_batch * seq_len
+    acts = activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, shape.bytes_per_value, checkpointed)
+    stages = {}
+    if dense_stage:
+        stages["dense head"] = 3 * weights + acts + logit_bytes(shape.vocab, tokens, lm, False)
+    trained = 3 * weights + acts + logit_bytes(shape.vocab, tokens, lm, teacher_live)
+    stages["awn fine-tune"] = weights + trained
+    scoring = evaluation_bytes(shape, eval_batch, seq_len, lm) - weights
+    stages["evaluation"] = 3 * weights + max(scoring, trained if trains_per_width else 0)
+    return stages
 
 
 def evaluation_bytes(shape: ModelShape, batch: int, seq_len: int, lm: bool) -> int:

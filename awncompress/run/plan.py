@@ -2,10 +2,12 @@
 
 Every stage (dense head, teacher logits, score/order/wrap, fine-tune, fold, exports and their
 reload, every evaluation method with FLOPs and latency, the report) runs once on a deep copy of
-the model, on two training batches of the real size and a few evaluation examples, into a
-temporary folder that is removed afterwards. Anything that is going to fail fails there, within
-the first minute, with one line, before hours are spent; and the seconds each stage took, scaled to
-the real step counts and data sizes, are the plan's estimates.
+the model, on one micro-batch (on a CPU at most ``DRY_BATCH`` examples) seen ``DRY_STEPS`` times
+and a few evaluation examples, into a temporary folder that is removed afterwards. Anything that
+is going to fail fails there, within the first minute, with one line, before hours are spent; and
+the seconds each stage took, scaled to the real batch, step counts and data sizes, are the plan's
+estimates. The peak memory is estimated from the model's shape (memory.stage_bytes) on top of
+what the process holds with the model loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import copy
 import logging
 import math
 import os
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +36,13 @@ from ..train.heap import release_free_memory
 from ..train.settings import draws_fresh_batches, examples_drawn, width_passes
 from .bundle import Bundle
 from .chain import run_stages
-from .derive import batch_per_width_note, teacher_is_live
-from .memory import GIB, available_bytes
+from .derive import batch_per_width_note, stage_memory, teacher_is_live
+from .memory import GIB, available_bytes, resident_bytes
 
 log = logging.getLogger("awncompress")
 
 DRY_STEPS = 3
+DRY_BATCH = 8  # examples per training step of a dry pass on a CPU (dry_batch)
 DRY_EVAL_EXAMPLES = 8
 MIN_STEPS = 10  # a budget never scales a fine-tune below this
 # A budget run spends at most this share of its minutes scoring evaluation examples, on no fewer
@@ -57,13 +59,18 @@ class Plan:
 
     recipe: Recipe
     stages: list[tuple[str, str, float]]  # (stage, what it does, estimated seconds)
-    peak_bytes: int
+    peak_bytes: int  # estimated: the loaded model and process, plus the largest stage (memory.stage_bytes)
     dry_seconds: float
     step_seconds: dict[str, float] = field(default_factory=dict)
     eval_example_seconds: float = 0.0  # seconds per evaluation example, over every evaluated row
     eval_examples: int = 0
     teacher_example_seconds: float = 0.0  # seconds per training example of the teacher logit table
     train_examples: int = 0
+    peak_stage: str = ""  # the stage the peak is in
+
+    @property
+    def peak_where(self) -> str:
+        return f" (in the {self.peak_stage})" if self.peak_stage else ""
 
     @property
     def total_seconds(self) -> float:
@@ -77,7 +84,8 @@ class Plan:
         lines += [f"  {stage:<15} {what:<58} ~{_minutes(seconds)}" for stage, what, seconds in self.stages]
         lines.append(f"  {'total':<15} {'':<58} ~{_minutes(self.total_seconds)}")
         lines.append(
-            f"  peak memory ~{self.peak_bytes / GIB:.1f} GiB of {available_bytes() / GIB:.1f} GiB available; widths "
+            f"  peak memory ~{self.peak_bytes / GIB:.1f} GiB{self.peak_where} of {available_bytes() / GIB:.1f} GiB "
+            "available; widths "
             + ", ".join(f"{w:g}" for w in r.export.widths)
             + "; methods "
             + ", ".join(r.evaluate.methods)
@@ -99,20 +107,36 @@ def _typical(dataset: Any, n: int) -> list[int]:
     return order[start : start + n]
 
 
-def _tiny(recipe: Recipe, data: TaskData) -> tuple[Recipe, TaskData]:
-    """The recipe and data of the dry pass: one batch of typical length at the real batch size, seen
-    ``DRY_STEPS`` times (every step has the same shape, so the last one is timed warm), and a few
-    evaluation examples."""
-    batch = _typical(data.train, min(len(data.train), recipe.train.batch_size))
+def dry_batch(recipe: Recipe, device: torch.device) -> int:
+    """Examples per training step of the dry pass: one micro-batch of the run, and on a CPU at most
+    ``DRY_BATCH`` (its step time grows with the examples; a GPU's does not, so there it runs whole)."""
+    micro = max(1, recipe.train.batch_size // recipe.train.grad_accum)
+    return micro if device.type == "cuda" else min(micro, DRY_BATCH)
+
+
+def _tiny(recipe: Recipe, data: TaskData, batch_size: int) -> tuple[Recipe, TaskData]:
+    """The recipe and data of the dry pass: one batch of ``batch_size`` examples of typical length,
+    seen ``DRY_STEPS`` times (every step has the same shape, so the last one is timed warm), and a
+    few evaluation examples."""
+    batch = _typical(data.train, min(len(data.train), batch_size))
     train = ExampleDataset([data.train[i] for i in batch] * DRY_STEPS)
     evals = ExampleDataset([data.eval[i] for i in _typical(data.eval, min(len(data.eval), DRY_EVAL_EXAMPLES))])
     tiny = TaskData(train, evals, data.num_labels, data.label_names, data.collate, len(train))
     # One width is enough to run every method once (each per-width fine-tune costs DRY_STEPS steps).
     updates: dict[str, Any] = {
         "train": recipe.train.model_copy(
-            update={"steps": DRY_STEPS, "checkpoint_every": 0, "warmup_steps": 0, "max_seconds": None}
+            update={
+                "steps": DRY_STEPS,
+                "checkpoint_every": 0,
+                "warmup_steps": 0,
+                "max_seconds": None,
+                "batch_size": len(batch),
+                "grad_accum": 1,
+            }
         ),
-        "dense": recipe.dense.model_copy(update={"steps": DRY_STEPS if recipe.dense.steps else 0}),
+        "dense": recipe.dense.model_copy(
+            update={"steps": DRY_STEPS if recipe.dense.steps else 0, "batch_size": len(batch)}
+        ),
         "export": recipe.export.model_copy(update={"widths": [min(recipe.export.widths)]}),
         "evaluate": recipe.evaluate.model_copy(update={"latency_repeats": min(1, recipe.evaluate.latency_repeats)}),
     }
@@ -132,7 +156,8 @@ class DryTimings:
     latency: float  # seconds of the latency timing, per repeat
     rows: int  # evaluated (method, width) rows, the dense one included
     dry_seconds: float
-    peak_bytes: int
+    peak_bytes: int  # estimated peak of the real run (not the dry pass's own, which runs smaller)
+    peak_stage: str = ""  # the stage the peak is in
 
 
 @torch.inference_mode()
@@ -156,7 +181,9 @@ def _seconds_per_token(model: nn.Module, data: TaskData, batch_size: int) -> flo
 def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) -> DryTimings:
     """Run every stage once on a tiny copy (see the module docstring) and time it."""
     model, data = bundle.model, bundle.data
-    tiny_recipe, tiny_data = _tiny(recipe, data)
+    loaded = resident_bytes()  # the process with the model and the data loaded: every stage adds to it
+    tiny_recipe, tiny_data = _tiny(recipe, data, dry_batch(recipe, device_of(model)))
+    examples = tiny_recipe.train.batch_size
     began = time.perf_counter()
     level = log.level
     log.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
@@ -185,9 +212,10 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
         log.setLevel(level)
         release_free_memory()  # the dry pass's copy of the model and everything it trained
     seconds = time.perf_counter() - began
-    step = {"awn": result.awn.step_seconds[-1]}  # the last step: the first ones pay for warm-up
+    # The last step (the first ones pay for warm-up), scaled from the dry batch to a real step's examples.
+    step = {"awn": result.awn.step_seconds[-1] * recipe.train.batch_size / examples}
     if result.dense is not None and result.dense.step_seconds:
-        step["dense"] = result.dense.step_seconds[-1]
+        step["dense"] = result.dense.step_seconds[-1] * recipe.dense.batch_size / examples
     report = result.report or {}
     latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (
         min(1, recipe.evaluate.latency_repeats) + 3
@@ -197,6 +225,9 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
     widths = len(recipe.export.widths)
     rows = 1 + len(report.get("rows", [])) * widths  # the dry pass evaluated one width
     export = result.costs.get("export_seconds", 0.0) * (widths + 1) / 2  # it wrote nested + one width
+    runs = fine_tune_runs(recipe.evaluate.methods, widths, len(recipe.flop_targets))
+    stages = stage_memory(recipe, model, bundle.head_trained, trains_per_width=runs > 0)
+    peak_stage = max(stages, key=stages.__getitem__)
     return DryTimings(
         step,
         plans,
@@ -207,7 +238,8 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
         latency * (widths + 1) / 2,
         rows,
         seconds,
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        loaded + stages[peak_stage],
+        peak_stage,
     )
 
 
@@ -252,6 +284,7 @@ def estimate(recipe: Recipe, measured: DryTimings, n_train: int, n_eval: int) ->
         n_eval,
         teacher_example,
         n_train,
+        m.peak_stage,
     )
 
 

@@ -34,6 +34,7 @@ from ..evaluate.matrix import evaluate_methods
 from ..evaluate.methods import TrainingKit, auto_methods, make_method, method_names
 from ..files.paths import check_apart, contained
 from ..report.files import write_report
+from ..train.heap import bound_heap
 from ..train.teacher import Teacher
 from .bundle import calibration_batches, check_settings, load_model, run_teacher
 
@@ -182,6 +183,7 @@ def reevaluate(
     they replace the recipe's, and only they may point outside OUT (or, for a metric, run code).
     """
     out = Path(out)
+    bound_heap()  # its per-width fine-tunes free their buffers as a convert's do (train/heap.py)
     recipe_file = out / RECIPE_FILE
     nested, widths = find_exports(out) if out.is_dir() else (None, {})
     if not recipe_file.exists() or nested is None:
