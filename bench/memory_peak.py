@@ -6,7 +6,9 @@ in bytes per parameter.
 Runs ``awncompress convert RECIPE --plan`` (the plan's peak memory), then the run itself under
 ``/usr/bin/time -v`` (its peak RSS), sampling the process's RSS every 0.2 s and attributing each
 sample to the stage whose progress bar was last drawn (dense head, teacher logits, awn fine-tune, the
-per-width fine-tunes of evaluation). The run writes into a temporary folder.
+per-width fine-tunes of evaluation). The run writes into a temporary folder. Bytes per parameter
+during the AWN fine-tune are given whole and above the process itself (Python with torch,
+transformers and datasets imported, no model), which a small model's run pays whatever its size.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+_IMPORTED = (
+    "import re, pathlib, awncompress.run.convert, awncompress.cli; "
+    "print(re.search(r'VmRSS:\\s+(\\d+)', pathlib.Path('/proc/self/status').read_text()).group(1))"
+)
+
+
+def process_bytes() -> int:
+    """Resident bytes of a process that has imported awncompress (torch, transformers, datasets)
+    and holds no model: what a run holds whatever its model's size."""
+    done = subprocess.run([sys.executable, "-c", _IMPORTED], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip()) * 1024
 
 
 def planned_peak(recipe: str, sets: list[str]) -> float:
@@ -94,6 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = measured(args.recipe, sets, Path(tmp) / "run")
     finetune = max((v for k, v in run["stages"].items() if "awn fine-tune" in k), default=0)
+    imported = process_bytes()
     row = {
         "recipe": args.recipe,
         "sets": args.sets,
@@ -101,6 +117,8 @@ def main() -> None:
         "peak_gib": round(run["peak_rss"] / GIB, 2),
         "ratio": round(run["peak_rss"] / GIB / plan, 2),
         "finetune_bytes_per_param": round(finetune / args.params),
+        "process_gib": round(imported / GIB, 2),
+        "finetune_bytes_per_param_above_process": round((finetune - imported) / args.params),
         "stages_gib": {k: round(v / GIB, 2) for k, v in run["stages"].items()},
     }
     print(json.dumps(row, indent=1))
