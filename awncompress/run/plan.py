@@ -182,7 +182,6 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
     model, data = bundle.model, bundle.data
     loaded = resident_bytes()  # the process with the model and the data loaded: every stage adds to it
     tiny_recipe, tiny_data = _tiny(recipe, data, dry_batch(recipe))
-    examples = tiny_recipe.train.batch_size
     began = time.perf_counter()
     level = log.level
     log.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
@@ -212,9 +211,9 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
         release_free_memory()  # the dry pass's copy of the model and everything it trained
     seconds = time.perf_counter() - began
     # The last step (the first ones pay for warm-up), scaled from the dry batch to a real step's examples.
-    step = {"awn": result.awn.step_seconds[-1] * recipe.train.batch_size / examples}
+    step = {"awn": result.awn.step_seconds[-1] * recipe.train.grad_accum}
     if result.dense is not None and result.dense.step_seconds:
-        step["dense"] = result.dense.step_seconds[-1] * recipe.dense.batch_size / examples
+        step["dense"] = result.dense.step_seconds[-1] * recipe.dense.batch_size / tiny_recipe.dense.batch_size
     report = result.report or {}
     latency = report.get("costs", {}).get("latency", {}).get("evaluate_s", 0.0) / (
         min(1, recipe.evaluate.latency_repeats) + 3
