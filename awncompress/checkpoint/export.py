@@ -47,6 +47,7 @@ def _provenance(
     source: Optional[str],
     method: str,
     extra: Optional[dict],
+    grown: Optional[list[int]] = None,
 ) -> dict[str, Any]:
     config = model.config
     specs = specs_for(model)
@@ -65,18 +66,22 @@ def _provenance(
     }
     if len(set(full)) > 1:
         record["full_widths"] = full  # FFNs of several kinds (e.g. experts and a shared expert)
+    if grown is not None and any(g > f for g, f in zip(grown, full)):
+        record["grown_widths"] = grown  # layers that grew past their pretrained width (growth.py)
     if fmt == "uniform" and len(set(widths)) == 1:
         record["width"] = widths[0]
     record.update(extra or {})
     return record
 
 
-def _check_loadable(folder: Path, saved: nn.Module, fmt: str, widths: list[int], heads: Optional[list[int]]) -> None:
+def _check_loadable(
+    folder: Path, saved: nn.Module, per_layer: bool, widths: list[int], heads: Optional[list[int]]
+) -> None:
     """Refuse to finish an export whose own config does not rebuild the saved shapes.
 
-    The model class is rebuilt on the meta device from the config just written (per-layer exports
-    then cut as ``load_pretrained`` cuts them, and head-cut exports the config cannot describe cut to
-    ``heads``); any tensor whose shape differs means a width the
+    The model class is rebuilt on the meta device from the config just written (exports with a width
+    per layer, per-layer or grown, then cut as ``load_pretrained`` cuts them, and head-cut exports
+    the config cannot describe cut to ``heads``); any tensor whose shape differs means a width the
     config cannot say, i.e. a checkpoint vanilla transformers (or the loader) could not load.
     """
     config = type(saved.config).from_pretrained(folder)
@@ -85,7 +90,7 @@ def _check_loadable(folder: Path, saved: nn.Module, fmt: str, widths: list[int],
             rebuilt = type(saved)(config)
     except Exception:  # noqa: BLE001 - a class that cannot be built on meta is built for real
         rebuilt = type(saved)(config)
-    if fmt == "per-layer":
+    if per_layer:
         attach_spec(rebuilt, specs_for(saved))
         truncate_(rebuilt, widths)
     if heads is not None:
@@ -110,7 +115,7 @@ def _save(model: nn.Module, folder: Path, record: dict, tokenizer: Any) -> None:
     _check_loadable(
         folder,
         model,
-        record["format"],
+        record["format"] == "per-layer" or "grown_widths" in record,
         record["layer_widths"],
         None if record.get("loads_with", "transformers") == "transformers" else record.get("layer_heads"),
     )
@@ -200,13 +205,13 @@ def _export_truncated(
             "per-layer exports of mixture-of-experts models are not supported: a MoE config "
             "holds one expert width, which every layer's experts share"
         )
-    full = full_widths(find_ffns(model))
+    full, grown = full_widths(find_ffns(model)), layer_widths(model)
     small = copy.deepcopy(model)
     resolved = truncate_(small, widths, multiple=multiple)
     if heads is not None:
         extra = {**(extra or {}), **_cut_heads(model, small, heads, fmt)}
     with atomic_dir(out, overwrite, is_export) as tmp:
-        _save(small, tmp, _provenance(small, fmt, resolved, full, source, method, extra), tokenizer)
+        _save(small, tmp, _provenance(small, fmt, resolved, full, source, method, extra, grown), tokenizer)
     return out
 
 
@@ -231,7 +236,7 @@ def export_nested(
     ``load_pretrained(path, heads=...)`` or ``flops=...`` may cut them.
     """
     out = check_writable(out, overwrite, is_export)
-    full = full_widths(find_ffns(model))
+    full, grown = full_widths(find_ffns(model)), layer_widths(model)
     table = {}
     for w in widths:
         per_layer = resolve_widths(float(w), full, len(full))
@@ -244,10 +249,10 @@ def export_nested(
             full_heads=max(b.n_heads for b in blocks),
             head_group=blocks[0].group,
         )
+    if any(g > f for g, f in zip(grown, full)):  # per-layer widths: the config cannot say them
+        record_extra["loads_with"] = "awncompress"
     with atomic_dir(out, overwrite, is_export) as tmp:
-        _save(
-            model, tmp, _provenance(model, "nested", layer_widths(model), full, source, method, record_extra), tokenizer
-        )
+        _save(model, tmp, _provenance(model, "nested", grown, full, source, method, record_extra, grown), tokenizer)
     return out
 
 

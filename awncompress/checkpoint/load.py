@@ -18,7 +18,7 @@ from ..model.flop_targets import pick_for_flops, pick_per_layer_for_flops
 from ..model.head_cuts import Heads, full_units, resolve_heads, truncate_heads_
 from ..model.heads import find_heads, has_head_spec
 from ..model.surgery import Widths, resolve_widths, truncate_
-from .provenance import full_widths_of, read_provenance, recorded_specs, refuse_served
+from .provenance import full_widths_of, layer_caps, read_provenance, recorded_specs, refuse_served
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -301,7 +301,7 @@ def load_pretrained(
     cls = _model_class(record, config, model_class)
     stored = [int(w) for w in record["layer_widths"]]
     _check_config(folder, record, config, specs, stored)
-    _check_shape(folder, cls, config, specs, full_widths_of(record))
+    _check_shape(folder, cls, config, specs, layer_caps(record))
     widths = _widths(folder, record, width, stored)
     if any(s.experts for s in specs):
         model = _from_transformers(cls, config, folder, specs, widths)
@@ -337,7 +337,9 @@ def _widths(folder: Path, record: dict, width: Optional[Union[Widths, str]], sto
             raise NotAnExportError(f"{folder} records no learned per-layer widths")
         return [int(w) for w in profile["active_widths"]]
     fmt = record["format"]
-    return resolve_widths(width, full_widths_of(record) if fmt == "nested" else stored, len(stored))
+    if fmt != "nested":
+        return resolve_widths(width, stored, len(stored))
+    return resolve_widths(width, full_widths_of(record), len(stored), caps=layer_caps(record))
 
 
 def _head_counts(model: nn.Module, record: dict, heads: Heads) -> list[int]:

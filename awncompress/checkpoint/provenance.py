@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from ..errors import NotAnExportError
 from ..files.atomic import atomic_write
 from ..files.readers import parse_json, read_text
-from ..files.schema import FileRecord, NonBlank, Number, PositiveInt, Width, cross_error
+from ..files.schema import FileRecord, GrownWidth, NonBlank, Number, PositiveInt, cross_error
 from ..model.families import FFNSpec
 
 PROVENANCE_FILE = "awncompress.json"
@@ -65,7 +65,8 @@ class Provenance(FileRecord):
     d_ff: Annotated[PositiveInt, Field(le=1 << 24)]
     layer_widths: list[PositiveInt] = Field(min_length=1, max_length=4096)
     full_widths: Optional[list[PositiveInt]] = None
-    width_fraction: Optional[Width] = None
+    grown_widths: Optional[list[PositiveInt]] = None
+    width_fraction: Optional[GrownWidth] = None
     width_table: Optional[dict[str, Union[PositiveInt, list[PositiveInt]]]] = None
     profile: Optional[_ProfileRecord] = None
     source_model: Optional[str] = None
@@ -86,21 +87,26 @@ class Provenance(FileRecord):
 
     @model_validator(mode="after")
     def _widths_fit(self) -> "Provenance":
-        if max(self.layer_widths) > self.d_ff:
-            raise cross_error(f"layer_widths {self.layer_widths} exceed d_ff {self.d_ff}")
-        if self.full_widths is not None and (
-            len(self.full_widths) != len(self.layer_widths)
-            or any(w > f for w, f in zip(self.layer_widths, self.full_widths))
-        ):
-            raise cross_error(f"layer_widths {self.layer_widths} do not fit full_widths {self.full_widths}")
+        n = len(self.layer_widths)
+        for name in ("full_widths", "grown_widths"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
+                raise cross_error(f"{name} has {len(getattr(self, name))} layers, layer_widths {n}")
+        full = self.full_widths or [self.d_ff] * n
+        if self.grown_widths is not None and any(not f <= g <= 8 * f for f, g in zip(full, self.grown_widths)):
+            raise cross_error(f"grown_widths {self.grown_widths} must be 1 to 8 times {full}")
+        caps = layer_caps(self.model_dump())
+        if any(w > c for w, c in zip(self.layer_widths, caps)):
+            raise cross_error(f"layer_widths {self.layer_widths} exceed the layers' widths {caps}")
         if self.profile is not None and self.profile.active_widths:
             if len(self.profile.active_widths) != len(self.layer_widths):
                 raise cross_error(
                     f"profile.active_widths has {len(self.profile.active_widths)} layers, layer_widths "
                     f"{len(self.layer_widths)}"
                 )
-            if max(self.profile.active_widths) > self.d_ff:
-                raise cross_error(f"profile.active_widths {self.profile.active_widths} exceed d_ff {self.d_ff}")
+            if any(w > c for w, c in zip(self.profile.active_widths, caps)):
+                raise cross_error(
+                    f"profile.active_widths {self.profile.active_widths} exceed the layers' widths {caps}"
+                )
         return self._heads_fit()
 
     def _heads_fit(self) -> "Provenance":
@@ -161,5 +167,13 @@ def recorded_specs(record: dict) -> tuple[FFNSpec, ...]:
 
 
 def full_widths_of(record: dict) -> list[int]:
-    """Each layer's full width in an export: ``full_widths`` when FFNs differ, else ``d_ff`` for all."""
+    """Each layer's full width in an export (what width fractions are fractions of): ``full_widths``
+    when FFNs differ, else ``d_ff`` for all."""
     return [int(w) for w in record.get("full_widths") or [record["d_ff"]] * len(record["layer_widths"])]
+
+
+def layer_caps(record: dict) -> list[int]:
+    """The most neurons each layer of an export's model holds: its full width, or more where it grew
+    (``grown_widths``, growth.py)."""
+    grown = record.get("grown_widths") or full_widths_of(record)
+    return [max(int(f), int(g)) for f, g in zip(full_widths_of(record), grown)]

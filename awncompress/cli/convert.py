@@ -68,6 +68,12 @@ def convert(
         help="Also learn an order over attention heads and export FFN+heads cuts at FLOP targets (flops-<t>/); "
         "off by default, on with --flops.",
     ),
+    grow: Optional[bool] = typer.Option(
+        None,
+        "--grow/--no-grow",
+        help="Let a layer whose learned profile asks for more neurons than it has grow past its pretrained "
+        "width during the fine-tune (up to awn.grow_cap, default 2x); off by default.",
+    ),
     flops: Optional[str] = typer.Option(
         None,
         help="Fractions of the dense FLOPs to export as FFN+heads cuts, e.g. 0.2,0.3; turns --heads on unless "
@@ -146,6 +152,8 @@ def convert(
       awncompress convert demo --flops 0.25,0.3              # FFN+heads cuts (turns --heads on)
 
       awncompress convert demo --formats hf,onnx             # also width-<w>-onnx/, checked in onnxruntime
+
+      awncompress convert demo --grow --per-layer           # layers may grow past their pretrained width
     """
     from ..config import apply_overrides, is_recipe
 
@@ -167,6 +175,7 @@ def convert(
             "export.widths": parsed_widths,
             "export.per_layer": per_layer,
             "awn.heads": heads_for(heads, flops),
+            "awn.grow": grow,
             "export.flops": parse_widths(flops, "FLOP target", "the dense FLOPs"),
             "train.steps": steps,
             "dense.steps": dense_steps,

@@ -30,6 +30,7 @@ from ..errors import RecipeError
 from ..evaluate.methods import default_method_names, make_method, method_names
 from ..files.schema import (
     BatchSize,
+    GrowCap,
     LearningRate,
     Minutes,
     Multiple,
@@ -46,6 +47,7 @@ from ..files.schema import (
     cross_error,
     one_of,
 )
+from ..model.growth import GROW_INITS
 from ..model.scorers import SCORERS, get_scorer
 from ..model.surgery import AWNConfig
 from ..train.settings import TrainConfig
@@ -64,6 +66,9 @@ class AwnSection(Section):
     ``init_rate`` / ``rate_prior_mean`` are normalised rates λ·d_ff (null: the rate whose
     k-quantile is the full width). ``calibration_batches`` feed the importance scorer. ``heads``:
     order the attention heads too and learn a profile over them (off by default; see heads.py).
+    ``grow``: during the fine-tune, a layer whose learned quantile passes its width gains neurons,
+    up to ``grow_cap`` × its pretrained width, their input weights from ``grow_init`` ("tiny": TINY's
+    expressivity bottleneck; "random"), their output weights zero (off by default; see growth.py).
     """
 
     section = "awn"
@@ -75,6 +80,9 @@ class AwnSection(Section):
     weight_prior_std: Scale = AWNConfig.weight_prior_std
     calibration_batches: BatchSize = 8
     heads: bool = AWNConfig.heads
+    grow: bool = False
+    grow_cap: GrowCap = 2.0
+    grow_init: Annotated[NonBlank, one_of(lambda: GROW_INITS)] = "tiny"
 
 
 class DenseSection(Section):

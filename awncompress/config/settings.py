@@ -16,6 +16,7 @@ from ..data.tokenized import DataConfig
 from ..evaluate.latency import LatencyConfig
 from ..model.surgery import AWNConfig
 from ..train.finetune import PriorConfig
+from ..train.growing import GrowthConfig, check_every
 from ..train.settings import TrainConfig
 from .recipe import Recipe
 
@@ -29,7 +30,8 @@ class StageSettings:
     training batches feed the scorers; ``dense``: the dense head-training stage (task loss only,
     the recipe's ``dense`` budget); ``train``: the AWN fine-tune; ``per_width``: each per-width
     fine-tune of the ``+finetune`` baselines (the AWN fine-tune's budget and loss, one width,
-    no checkpoints); ``latency``: timing (None when ``evaluate.latency_repeats`` is 0).
+    no checkpoints); ``latency``: timing (None when ``evaluate.latency_repeats`` is 0);
+    ``growth``: how the AWN fine-tune grows layers (None: ``awn.grow`` is off).
     """
 
     recipe: Recipe
@@ -42,6 +44,7 @@ class StageSettings:
     per_width: TrainConfig
     latency: Optional[LatencyConfig]
     derived: Mapping[str, str]
+    growth: Optional[GrowthConfig] = None
 
     @property
     def seed(self) -> int:
@@ -91,4 +94,5 @@ def read_settings(recipe: Recipe) -> StageSettings:
         per_width=recipe.train.model_copy(update={"mode": "deterministic", "checkpoint_every": 0}),
         latency=latency,
         derived=MappingProxyType(dict(recipe.derived)),
+        growth=GrowthConfig(a.grow_cap, a.grow_init, check_every(recipe.train.steps)) if a.grow else None,
     )

@@ -205,6 +205,7 @@ def _profile(profile: Optional[dict], d_ff: int) -> Optional[dict]:
         "active_widths": widths,
         "active_fractions": [round(w / d_ff, 6) for w in widths],
         "normalised_rates": [float(r) for r in profile.get("normalised_rates", [])],
+        **({"grown_widths": [int(w) for w in profile["grown_widths"]]} if profile.get("grown_widths") else {}),
         **(
             {"head_rates": [float(r) for r in profile["head_rates"]], "active_units": profile.get("active_units")}
             if profile.get("head_rates")

@@ -87,6 +87,9 @@ Minutes = Annotated[Number, _rule("in (0, 1000000]", lambda v: 0 < v <= 1e6)]
 Seconds = Annotated[Number, _rule("in (0, 1000000000]", lambda v: 0 < v <= 1e9)]
 Scale = Annotated[Number, _rule("in [1e-06, 1000000]", lambda v: 1e-6 <= v <= 1e6)]
 Weight = Annotated[Number, _rule("in [0, 1000000]", lambda v: 0 <= v <= 1e6)]
+GrowCap = Annotated[Number, _rule("in (1, 8]", lambda v: 1 < v <= 8)]
+# A fraction of the pretrained width, past 1 where layers grew (up to the largest GrowCap)
+GrownWidth = Annotated[Number, _rule("in (0, 8]", lambda v: 0 < v <= 8)]
 
 
 class Section(BaseModel):

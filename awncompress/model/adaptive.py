@@ -58,6 +58,11 @@ class AdaptiveProfile(nn.Module):
         """Number of neurons the profile spans."""
         raise NotImplementedError
 
+    def width_at(self, fraction: float) -> int:
+        """Neurons for a ``fraction`` of the width the unit was wrapped at (a grown unit's fractions stay
+        fractions of its pretrained width), at least one, at most the unit's width."""
+        return max(1, min(self.width, round(fraction * self.initial_width)))
+
     def normalised_rate(self) -> torch.Tensor:
         """λ·d_ff, the rate in units of the layer width (differentiable)."""
         return F.softplus(self.raw_rate)
@@ -110,6 +115,7 @@ class AdaptiveFFN(AdaptiveProfile):
     def __init__(self, inner: nn.Module, d_ff: int, k: float = 0.9, init_rate: Optional[float] = None):
         super().__init__(d_ff, k, init_rate, inner.weight.device)
         self.inner = inner
+        self.initial_width = self.width
         with torch.no_grad():
             self._scale_inner_(1.0 / self.scale(self.width).to(inner.weight.dtype))
 
@@ -179,6 +185,7 @@ class AdaptiveExperts(AdaptiveProfile):
     def __init__(self, down: torch.Tensor, d_ff: int, k: float = 0.9, init_rate: Optional[float] = None):
         super().__init__(d_ff, k, init_rate, down.device)
         self.n_neurons = int(down.shape[-1])
+        self.initial_width = self.n_neurons
 
     @property
     def width(self) -> int:
@@ -221,29 +228,39 @@ def profile_summary(model: nn.Module) -> dict[str, list]:
         "normalised_rates": [round(float(w.normalised_rate().detach()), 6) for w in wrappers],
         "active_widths": [w.active_width() for w in wrappers],
     }
+    if any(w.width > w.initial_width for w in wrappers):  # layers grew (growth.py): how many neurons each has
+        summary["grown_widths"] = [w.width for w in wrappers]
     if heads:
         summary["head_rates"] = [round(float(w.normalised_rate().detach()), 6) for w in heads]
         summary["active_units"] = [w.active_width() for w in heads]
     return summary
 
 
-def widths_for_budget(normalised_rates: list[float], d_ff: Union[int, Sequence[int]], fraction: float) -> list[int]:
+def widths_for_budget(
+    normalised_rates: list[float],
+    d_ff: Union[int, Sequence[int]],
+    fraction: float,
+    caps: Optional[Sequence[int]] = None,
+) -> list[int]:
     """Per-layer widths spending ``fraction`` of the full FFN FLOPs, allocated by the learned profiles.
 
     Every layer takes the same quantile q of its own profile, ``ceil(-ln(1-q) · d_ff / (λ·d_ff))``:
     a layer whose importance decays fast gets fewer neurons. FFN FLOPs are proportional to the
     summed widths, so q is found by bisection as the largest one whose widths sum to at most
-    ``fraction`` of the summed full widths. ``d_ff``: one full width, or one per layer.
+    ``fraction`` of the summed full widths. ``d_ff``: one full width, or one per layer. ``caps``: the
+    most neurons each layer has, where layers grew past their full width (default: the full widths).
     """
     if not 0.0 < fraction <= 1.0:
         raise WidthError(f"FLOP budget must be a fraction in (0, 1], got {fraction}")
     full = [int(d_ff)] * len(normalised_rates) if isinstance(d_ff, int) else [int(d) for d in d_ff]
+    most = [max(int(c), d) for c, d in zip(caps, full)] if caps is not None else full
     budget = max(len(full), round(fraction * sum(full)))
 
     def widths(c: float) -> list[int]:
-        return [max(1, min(d, math.ceil(c * d / r))) for r, d in zip(normalised_rates, full)]
+        return [max(1, min(m, math.ceil(c * d / r))) for r, d, m in zip(normalised_rates, full, most)]
 
-    lo, hi = 0.0, max(normalised_rates) * 2.0  # c = -ln(1-q); at hi every layer is at full width
+    # c = -ln(1-q); at hi every layer has all its neurons
+    lo, hi = 0.0, max(r * m / d for r, d, m in zip(normalised_rates, full, most)) * 2.0
     for _ in range(100):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if sum(widths(mid)) <= budget else (lo, mid)

@@ -24,6 +24,9 @@ from transformers.pytorch_utils import Conv1D
 
 from ..errors import UnsupportedModelError
 
+# Set on a grown FFN's up projection: the width it had before growing (read by FFNBlock.base_width).
+BASE_WIDTH_ATTR = "awn_base_width"
+
 
 @dataclass(frozen=True)
 class FFNSpec:
@@ -140,6 +143,12 @@ class FFNBlock:
             return int(self._expert_param("down").shape[-1])
         rows = int(self.up.weight.shape[neuron_axis(self.up, "in")])
         return rows // 2 if self.kind == "fused" else rows
+
+    @property
+    def base_width(self) -> int:
+        """The width before the layer grew (``growth.py``; its width when it never did): width
+        fractions stay fractions of it."""
+        return int(getattr(self.up, BASE_WIDTH_ATTR, self.width))
 
     @property
     def experts(self) -> int:

@@ -63,10 +63,11 @@ def _blocks(model: nn.Module, spec: Optional[SpecLike]) -> list[FFNBlock]:
 
 
 def full_widths(blocks: Sequence[FFNBlock]) -> list[int]:
-    """Each block's full width: the widest block of its kind (a fraction of it is a width)."""
+    """Each block's full width: the widest block of its kind (a fraction of it is a width), as it was
+    before any layer grew."""
     widest: dict = {}
     for b in blocks:
-        widest[b.spec] = max(widest.get(b.spec, 0), b.width)
+        widest[b.spec] = max(widest.get(b.spec, 0), b.base_width)
     return [widest[b.spec] for b in blocks]
 
 
@@ -181,21 +182,27 @@ def round_width(width: float, d_ff: int, multiple: Optional[int] = None) -> int:
 
 
 def resolve_widths(
-    widths: Widths, d_ff: Union[int, Sequence[int]], n_layers: int, multiple: Optional[int] = None
+    widths: Widths,
+    d_ff: Union[int, Sequence[int]],
+    n_layers: int,
+    multiple: Optional[int] = None,
+    caps: Optional[Sequence[int]] = None,
 ) -> list[int]:
     """Per-layer integer widths from an int, a fraction of d_ff, or a per-layer list of ints.
 
-    ``d_ff``: the full width, or one per layer (FFNs of several kinds). Raises WidthError for a
-    width ≤ 0 or above the full width, a non-integer per-layer entry, a per-layer list of the wrong
-    length, or one int for FFNs of different full widths.
+    ``d_ff``: the full width, or one per layer (FFNs of several kinds). ``caps``: the most neurons
+    each layer has, where a layer grew past its full width (a per-layer list may reach them). Raises
+    WidthError for a width ≤ 0 or above the full width (or cap), a non-integer per-layer entry, a
+    per-layer list of the wrong length, or one int for FFNs of different full widths.
     """
     full = [int(d_ff)] * n_layers if isinstance(d_ff, int) else [int(d) for d in d_ff]
+    caps = [max(int(c), f) for c, f in zip(caps, full)] if caps is not None else full
     if isinstance(widths, bool):
         raise WidthError(f"width must be a number, got {widths!r}")
     if isinstance(widths, (list, tuple)):
         if len(widths) != n_layers:
             raise WidthError(f"got {len(widths)} per-layer widths for a model with {n_layers} FFN layers")
-        for i, (w, d) in enumerate(zip(widths, full)):
+        for i, (w, d) in enumerate(zip(widths, caps)):
             if isinstance(w, bool) or not isinstance(w, int):
                 raise WidthError(f"per-layer width {i} must be an integer number of neurons, got {w!r}")
             if not 0 < w <= d:
@@ -235,7 +242,7 @@ def truncate_(
     blocks = _blocks(model, spec)
     if any(b.adaptive is not None for b in blocks):
         raise ConversionError("fold_ the model before truncating it")
-    resolved = resolve_widths(widths, full_widths(blocks), len(blocks), multiple)
+    resolved = resolve_widths(widths, full_widths(blocks), len(blocks), multiple, [b.width for b in blocks])
     for block, w in zip(blocks, resolved):
         if w > block.width:
             raise WidthError(f"layer {block.layer} has {block.width} neurons; cannot keep {w}")

@@ -214,6 +214,7 @@ class _Profile(FileRecord):
     normalised_rates: list[Number] = Field(default_factory=list)
     active_fractions: list[Number] = Field(default_factory=list)
     d_ff: Optional[PositiveInt] = None
+    grown_widths: list[PositiveInt] = Field(default_factory=list)
 
 
 class _Latency(FileRecord):

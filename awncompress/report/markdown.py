@@ -180,6 +180,10 @@ def _md_profile(profile: Optional[dict]) -> list[str]:
         '`awncompress.load_pretrained(nested, width="learned")`.',
         "",
     ]
+    grown = profile.get("grown_widths") or []
+    if grown:
+        layers = [f"{i} ({w})" for i, w in enumerate(grown) if w > (profile.get("d_ff") or w)]
+        lines += [f"Layers that grew past d_ff (awn.grow), with their neurons: {', '.join(layers)}.", ""]
     rates = profile.get("normalised_rates") or []
     table = []
     for i, w in enumerate(profile["active_widths"]):

@@ -23,7 +23,7 @@ from ..data.tokenized import TaskData, ensure_pad_token
 from ..errors import MetricError, ModelLoadError, NotAnExportError, first_line
 from ..evaluate.metrics import is_shipped, load_metric
 from ..files.readers import check_folder_files, entry_kind
-from ..train.finetune import examples_seen
+from ..train.run_state import examples_seen
 from ..train.settings import check_batch
 from ..train.teacher import Teacher, distillation_teacher
 from .ranks import process_rank

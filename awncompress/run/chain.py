@@ -26,7 +26,7 @@ from ..files.manifest import remove_written
 from ..model.adaptive import profile_summary, widths_for_budget
 from ..model.families import find_ffns
 from ..model.flop_targets import pick_for_flops
-from ..model.surgery import convert_, fold_, full_widths
+from ..model.surgery import convert_, fold_, full_widths, layer_widths
 from ..train.checkpoints import latest_checkpoint
 from ..train.finetune import TrainResult, finetune
 from ..train.heap import release_free_memory
@@ -119,6 +119,7 @@ def run_stages(
         resume=resume,
         quiet=quiet,
         desc="awn fine-tune",
+        growth=settings.growth,
     )
     if not is_main_process():  # the rest is the main process's alone (ranks.py)
         return ConvertResult(out=out, exports={}, awn=awn_result, dense=dense_result)
@@ -250,7 +251,7 @@ def write_per_layer_exports(
     full = full_widths(find_ffns(model))
     exports = {}
     for w in recipe.export.widths:
-        widths = widths_for_budget(profile["normalised_rates"], full, float(w))
+        widths = widths_for_budget(profile["normalised_rates"], full, float(w), layer_widths(model))
         exports[per_layer_dir(out, w).name] = export_per_layer(
             model,
             per_layer_dir(out, w),

@@ -20,6 +20,7 @@ from ..config.settings import read_settings
 from ..data.tokenized import TaskData, load_task_data
 from ..errors import AwnError, ModelLoadError
 from ..model.flop_targets import pick_for_flops
+from ..model.growth import check_growable
 from ..model.heads import head_spec_for
 from ..serve.formats import check_applies, require_for
 from ..serve.llama_cpp import check_runtime_for, check_tree_for
@@ -29,7 +30,7 @@ from .chain import ConvertResult, mean_length, run_stages
 from .derive import derive_defaults, fit_max_length
 from .outdir import begin_output, check_output, check_resume, exclusive, inputs_fingerprint
 from .plan import Plan, dry_run, estimate, fit_budget
-from .ranks import agree, is_main_process, main_process_first, rank_output
+from .ranks import agree, is_main_process, main_process_first, process_rank, rank_output
 
 log = logging.getLogger("awncompress")
 
@@ -114,6 +115,10 @@ def _prepare(
         head_spec_for(model)
         for target in recipe.flop_targets:
             pick_for_flops(model, target, mean_length(data.eval))  # the length the exports pick at
+    if recipe.awn.grow:
+        check_growable(model)
+        if process_rank()[1] > 1:
+            raise AwnError("awn.grow trains on one process: run without a launcher, or without --grow")
     recipe = _fingerprint(recipe, data, resume)
     if not resume:
         recipe = agree(derive_defaults(recipe, model, data, bundle.head_trained))

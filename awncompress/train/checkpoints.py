@@ -98,6 +98,15 @@ def load_checkpoint(
         ) from None
 
 
+def read_trainer_state(folder: Path) -> dict:
+    """A checkpoint's ``trainer_state.json`` alone (what a resume must know before it builds the optimizer:
+    the widths a growing run's layers had); TrainingError when it cannot be read."""
+    try:
+        return load_json(_files(folder)["trainer_state.json"], "checkpoint file", ValueError)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"checkpoint {folder} cannot be resumed ({first_line(exc)})") from None
+
+
 def latest_checkpoint(folder: Optional[Path]) -> Optional[Path]:
     """The checkpoint with the highest step in ``folder`` (None if there is none); other names are ignored."""
     if folder is None or not folder.exists():

@@ -19,30 +19,24 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.tokenized import example_lengths
 from ..errors import TrainingError
 from ..files.manifest import remove_written
-from ..model.adaptive import adaptive_modules, awn_prior, awn_units
-from ..model.narrow import Narrowing, narrowing_agrees, plan_narrowing, width_pass
-from .batching import IndexStream
-from .checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from ..model.adaptive import adaptive_modules, awn_prior
+from ..model.families import find_ffns
+from ..model.narrow import width_pass
+from .checkpoints import latest_checkpoint, save_checkpoint
+from .growing import GrowthConfig, grow_layers_
 from .heap import release_free_memory
 from .losses import distillation_loss, hidden_loss, lm_loss
-from .optimizer import lr_factor, optimizer_for
+from .optimizer import lr_factor
 from .recompute import activation_checkpointing
-from .settings import TrainConfig, batches_per_step, check_batch, examples_drawn
-from .sharded_checkpoints import load_sharded, save_sharded
-from .sharding import clip_grad_norm_, gather_into, shard_copy, sharding_requested, sync_ignored_grads
+from .run_state import PriorConfig, Run, examples_seen, start_run
+from .settings import TrainConfig, batches_per_step
+from .sharded_checkpoints import save_sharded
+from .sharding import clip_grad_norm_, gather_into, sync_ignored_grads
 from .teacher import CachedTeacher, Teacher
 
-
-@dataclass
-class PriorConfig:
-    """The AWN prior terms, named as in AWNConfig and the recipe's ``awn`` section."""
-
-    rate_prior_mean: float
-    rate_prior_std: float
-    weight_prior_std: float
+__all__ = ["PriorConfig", "TrainResult", "examples_seen", "finetune"]
 
 
 @dataclass
@@ -67,30 +61,7 @@ def _width_postfix(model: nn.Module) -> str:
     return f"{min(pct)}–{max(pct)} (mean {sum(pct) / len(pct):.0f})"
 
 
-@dataclass
-class _Run:
-    """One fine-tune in progress: what every step needs."""
-
-    accelerator: Any
-    model: nn.Module  # as prepared by accelerate (maybe DDP-wrapped)
-    inner: nn.Module  # the model itself
-    optimizer: Any
-    wrappers: list
-    teacher: Optional[Teacher]
-    stream: IndexStream
-    train_set: Any
-    collate: Any
-    cfg: TrainConfig
-    prior: Optional[PriorConfig]
-    num_examples: int
-    seed: int
-    narrowing: Narrowing = field(default_factory=list)  # which units' width passes compute only their kept neurons
-    sharded: bool = False  # ``model`` is an FSDP2-sharded copy (sharding.py); the caller's gets its state at the end
-    rank: int = 0  # this process among the ``world`` that share each batch (1: it trains alone)
-    world: int = 1
-
-
-def _width_plans(run: _Run, step: int) -> list[Optional[list[int]]]:
+def _width_plans(run: Run, step: int) -> list[Optional[list[int]]]:
     """The widths this step trains: None = full width, else one truncation width per layer."""
     cfg, wrappers = run.cfg, run.wrappers
     width_rng = torch.Generator().manual_seed(run.seed * 1_000_033 + step)
@@ -100,14 +71,14 @@ def _width_plans(run: _Run, step: int) -> list[Optional[list[int]]]:
     if wrappers and cfg.mode == "stochastic":
         if cfg.sample_from:
             pick = cfg.sample_from[int(torch.randint(len(cfg.sample_from), (), generator=width_rng))]
-            plans.append([max(1, round(pick * w.width)) for w in wrappers])
+            plans.append([w.width_at(pick) for w in wrappers])
         else:
             plans.append([w.sample_width(width_rng) for w in wrappers])
-        plans += [[max(1, round(f * w.width)) for w in wrappers] for f in cfg.extra_widths]
+        plans += [[w.width_at(f) for w in wrappers] for f in cfg.extra_widths]
     return plans
 
 
-def _teacher_outputs(run: _Run, indices: list[int], inputs: dict) -> tuple[Optional[torch.Tensor], Optional[tuple]]:
+def _teacher_outputs(run: Run, indices: list[int], inputs: dict) -> tuple[Optional[torch.Tensor], Optional[tuple]]:
     """The teacher's logits and, for layer-wise distillation, its hidden states (None: no teacher)."""
     if isinstance(run.teacher, CachedTeacher):
         return run.teacher(indices).to(run.accelerator.device), None
@@ -119,7 +90,7 @@ def _teacher_outputs(run: _Run, indices: list[int], inputs: dict) -> tuple[Optio
     return None, None
 
 
-def _micro_batch(run: _Run, first: int, size: int) -> tuple:
+def _micro_batch(run: Run, first: int, size: int) -> tuple:
     """The micro-batch at stream positions ``first``.. (this process's share): the batch, the model's
     inputs, whether labels are per token, and the teacher's outputs for it."""
     accelerator, world = run.accelerator, run.world
@@ -131,7 +102,39 @@ def _micro_batch(run: _Run, first: int, size: int) -> tuple:
     return (batch, model_inputs, lm, *_teacher_outputs(run, indices, model_inputs))
 
 
-def _train_step(run: _Run, step: int) -> tuple[float, float]:
+def _loss(
+    run: Run, batch: dict, model_inputs: dict, lm: bool, teacher_logits: Any, teacher_hidden: Any
+) -> torch.Tensor:
+    """One pass's task loss mixed with distillation from the teacher's logits (and hidden states)."""
+    cfg = run.cfg
+    with run.accelerator.autocast():
+        out = run.model(**(model_inputs if lm else batch), output_hidden_states=teacher_hidden is not None)
+    loss = lm_loss(out.logits, batch["labels"]) if lm else out.loss
+    if teacher_logits is not None:
+        mask = batch.get("attention_mask") if out.logits.dim() == 3 else None
+        kd = distillation_loss(out.logits, teacher_logits, cfg.kd_temperature, mask)
+        loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
+    if teacher_hidden is not None:
+        loss = loss + cfg.kd_hidden_weight * hidden_loss(out.hidden_states, teacher_hidden, batch.get("attention_mask"))
+    return loss
+
+
+def _grow(run: Run, step: int) -> None:
+    """After step ``step``: grow the layers whose quantile passed their width (``growing.py``), TINY's
+    statistics from the step's first micro-batch at full width."""
+    cfg = run.cfg
+
+    def loss_pass() -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        first = step * (batches_per_step(cfg) if run.wrappers else 1) * cfg.batch_size
+        batch, inputs, lm, logits, hidden = _micro_batch(run, first, cfg.batch_size // cfg.grad_accum)
+        with width_pass(run.wrappers, None, run.narrowing):
+            return _loss(run, batch, inputs, lm, logits, hidden), batch.get("attention_mask")
+
+    generator = torch.Generator().manual_seed(run.seed * 1_000_037 + step)
+    grow_layers_(run.inner, run.growth, run.optimizer, loss_pass, generator)
+
+
+def _train_step(run: Run, step: int) -> tuple[float, float]:
     """One optimizer step over ``grad_accum`` micro-batches × the step's width plans; (loss, prior/N)."""
     cfg, accelerator = run.cfg, run.accelerator
     world = run.world
@@ -153,18 +156,9 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
                 nullcontext() if last or world == 1 or run.sharded else accelerator.no_sync(run.model),
                 width_pass(run.wrappers, plan, run.narrowing),
             ):
-                with accelerator.autocast():
-                    out = run.model(**(model_inputs if lm else batch), output_hidden_states=teacher_hidden is not None)
-                loss = lm_loss(out.logits, batch["labels"]) if lm else out.loss
-                if teacher_logits is not None:
-                    mask = batch.get("attention_mask") if out.logits.dim() == 3 else None
-                    kd = distillation_loss(out.logits, teacher_logits, cfg.kd_temperature, mask)
-                    loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
-                if teacher_hidden is not None:
-                    loss = loss + cfg.kd_hidden_weight * hidden_loss(
-                        out.hidden_states, teacher_hidden, batch.get("attention_mask")
-                    )
-                loss = loss / (cfg.grad_accum * len(plans))
+                loss = _loss(run, batch, model_inputs, lm, teacher_logits, teacher_hidden) / (
+                    cfg.grad_accum * len(plans)
+                )
                 step_loss += float(loss.detach())
                 if last and run.prior is not None and cfg.prior_weight:
                     p = run.prior
@@ -188,12 +182,14 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
     return step_loss, step_prior
 
 
-def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: list[float], desc: str) -> None:
+def _checkpoint(run: Run, folder: Path, finished: int, seconds: float, losses: list[float], desc: str) -> None:
     """Save step-``finished``/ and drop older checkpoints (main process only)."""
     accelerator = run.accelerator
     if run.world > 1:
         accelerator.wait_for_everyone()
     state = {"step": finished, "seconds": seconds, "losses": losses, "stage": desc}
+    if run.growth is not None:
+        state["widths"] = [b.width for b in find_ffns(run.inner)]
     if run.sharded:  # every process writes its shards
         save_sharded(folder / f"step-{finished}", run.model, run.optimizer, state, run.rank)
     elif run.rank == 0:
@@ -205,107 +201,6 @@ def _checkpoint(run: _Run, folder: Path, finished: int, seconds: float, losses: 
                 remove_written(old)
     if run.world > 1:
         accelerator.wait_for_everyone()
-
-
-def _stream(train_set: Any, cfg: TrainConfig, seed: int) -> IndexStream:
-    return IndexStream(
-        len(train_set), seed, example_lengths(train_set) if cfg.group_by_length else None, cfg.batch_size
-    )
-
-
-def examples_seen(train_set: Any, cfg: TrainConfig, seed: int) -> list[int]:
-    """The training examples a ``cfg.steps``-step fine-tune with ``seed`` draws, sorted: what a
-    cached teacher must hold logits for (every fine-tune of a run walks this same stream)."""
-    drawn = examples_drawn(cfg)
-    if drawn >= len(train_set):  # the first epoch is a permutation: every example
-        return list(range(len(train_set)))
-    stream = _stream(train_set, cfg, seed)
-    return sorted(stream[p] for p in range(drawn))
-
-
-def _start(
-    model: nn.Module,
-    train_set: Any,
-    collate: Any,
-    cfg: TrainConfig,
-    teacher: Optional[Teacher],
-    prior: Optional[PriorConfig],
-    num_examples: int,
-    seed: int,
-    checkpoint: Optional[Path],
-    alone: bool,
-) -> tuple[_Run, int, float, list[float]]:
-    """Accelerator, optimizer and data stream; the step, seconds and losses to resume from."""
-    from accelerate import Accelerator
-
-    # cpu=True without CUDA: under torchrun that selects gloo (MULTI_CPU) instead of a silent single process.
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    world = 1 if alone else accelerator.num_processes
-    check_batch(cfg, world)
-    if isinstance(teacher, CachedTeacher) and len(teacher) != len(train_set):
-        raise TrainingError(
-            f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}"
-        )
-    sharded = world > 1 and sharding_requested()
-    optimizer = optimizer_for(model, cfg)
-    state = {"step": 0, "seconds": 0.0, "losses": []}
-    if checkpoint is not None and not sharded:
-        state = load_checkpoint(checkpoint, model, optimizer, max_step=cfg.steps)
-    prepared, inner, optimizer = _prepare(accelerator, model, optimizer, cfg, sharded, alone)
-    if checkpoint is not None and sharded:  # each process reads its shards into the sharded copy
-        state = load_sharded(checkpoint, prepared, optimizer, max_step=cfg.steps)
-    start, done_seconds, losses = state["step"], state["seconds"], state["losses"]
-    if teacher is not None and not isinstance(teacher, CachedTeacher):
-        teacher = teacher.eval().requires_grad_(False)
-        teacher = shard_copy(teacher, accelerator.device, cfg.mixed_precision) if sharded else teacher
-        teacher = teacher.to(accelerator.device)
-    run = _Run(
-        accelerator=accelerator,
-        model=prepared,
-        inner=inner,
-        optimizer=optimizer,
-        wrappers=awn_units(inner),
-        teacher=teacher,
-        stream=_stream(train_set, cfg, seed),
-        train_set=train_set,
-        collate=collate,
-        cfg=cfg,
-        prior=prior,
-        num_examples=num_examples,
-        seed=seed,
-        sharded=sharded,
-        rank=0 if alone else accelerator.process_index,
-        world=world,
-    )
-    run.narrowing = _narrowing(run)
-    return run, start, done_seconds, losses
-
-
-def _prepare(
-    accelerator: Any, model: nn.Module, optimizer: Any, cfg: TrainConfig, sharded: bool, alone: bool
-) -> tuple[nn.Module, nn.Module, Any]:
-    """The model the steps run (FSDP2-sharded copy, accelerate-prepared, or the model itself when it
-    trains alone), the model itself (or the sharded copy), and the optimizer over the former."""
-    if sharded:
-        student = shard_copy(model, accelerator.device, cfg.mixed_precision)
-        return student, student, optimizer_for(student, cfg)
-    if alone:
-        return model.to(accelerator.device), model, optimizer
-    prepared, optimizer = accelerator.prepare(model, optimizer)
-    return prepared, accelerator.unwrap_model(prepared), optimizer
-
-
-def _narrowing(run: _Run) -> Narrowing:
-    """The units whose width passes compute only their kept neurons: planned, then checked on two
-    training examples against the masked passes (a model that disagrees keeps them masked)."""
-    if not (run.cfg.narrow_passes and run.cfg.mode == "stochastic" and run.wrappers):
-        return []
-    narrowing = plan_narrowing(run.inner, run.wrappers)
-    if not any(narrowing):
-        return []
-    batch = run.collate([run.train_set[i] for i in range(min(2, len(run.train_set)))])
-    inputs = {k: v.to(run.accelerator.device) for k, v in batch.items() if k != "labels"}
-    return narrowing if narrowing_agrees(run.inner, run.wrappers, narrowing, inputs) else []
 
 
 def finetune(
@@ -323,6 +218,7 @@ def finetune(
     quiet: bool = False,
     desc: str = "fine-tune",
     alone: bool = False,
+    growth: Optional[GrowthConfig] = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place for ``cfg.steps`` optimizer steps; returns what it did.
 
@@ -337,11 +233,12 @@ def finetune(
         resume: continue from the latest checkpoint in ``checkpoint_dir``.
         alone: train on this process only, even under a launcher with several (the evaluation's
             per-width fine-tunes, which only the main process runs).
+        growth: let layers grow past their width where their learned quantile passes it (``growing.py``).
     """
     checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
     with activation_checkpointing(model, cfg.activation_checkpointing):
-        run, start, done_seconds, losses = _start(
-            model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint, alone
+        run, start, done_seconds, losses = start_run(
+            model, train_set, collate, cfg, teacher, prior, num_examples, seed, checkpoint, alone, growth
         )
         bar = tqdm(
             total=cfg.steps,
@@ -373,6 +270,8 @@ def finetune(
                 + (f" prior/N={step_prior:.3g} width%={_width_postfix(run.inner)}" if run.wrappers else "")
             )
             finished = step + 1
+            if run.growth is not None and finished % run.growth.every == 0 and finished < cfg.steps:
+                _grow(run, step)
             if (
                 checkpoint_dir is not None
                 and cfg.checkpoint_every

@@ -104,7 +104,7 @@ def distillation_teacher(
     examples: Optional[Sequence[int]] = None,
 ) -> Teacher:
     """A cached teacher for text classification (over ``examples`` only, when given: see
-    ``finetune.examples_seen``), the model itself for tasks with per-token logits or when its hidden
+    ``run_state.examples_seen``), the model itself for tasks with per-token logits or when its hidden
     states are distilled too (``hidden``)."""
     if task == "text-classification" and not hidden:
         return CachedTeacher.compute(teacher, train_set, collate, batch_size, quiet=quiet, examples=examples)
