@@ -46,6 +46,10 @@ def test_convert_grow_exports_grown_layers_that_load(tmp_path):
     assert vanilla.config.intermediate_size == d_ff // 2
     with torch.no_grad():
         assert torch.allclose(vanilla(ids).logits, half(ids).logits, atol=1e-5)
+    # `awncompress export` re-cuts the grown nested checkpoint at fractions of the pretrained width too.
+    again = tmp_path / "again"
+    assert runner.invoke(app, ["export", str(out / "nested"), "--widths", "0.5", "--out", str(again)]).exit_code == 0
+    assert tf.AutoConfig.from_pretrained(again / "width-0.5").intermediate_size == d_ff // 2
     per_layer = json.loads((out / "per-layer-0.5" / "awncompress.json").read_text())
     assert sum(per_layer["layer_widths"]) <= d_ff  # half the pretrained FFN FLOPs of two layers
     assert load_pretrained(out / "per-layer-0.5") is not None

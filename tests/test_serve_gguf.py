@@ -17,6 +17,8 @@ from awncompress import load_pretrained
 from awncompress.checkpoint.export import export_nested
 from awncompress.cli import app
 from awncompress.errors import NotAnExportError
+from awncompress.model.families import find_ffns, set_config_widths
+from awncompress.model.growth import grow_, new_input_rows
 
 runner = CliRunner()
 
@@ -388,3 +390,41 @@ def test_uniform_exports_of_each_decoder_family_run_in_llama_cpp(family, overrid
     with torch.no_grad():
         want = load_pretrained(nested, width=0.5)(input_ids=torch.tensor([ids])).logits[0].numpy()
     assert np.abs(got - want).max() <= 2e-2 * max(1.0, np.abs(want).max())
+
+
+def _grown_nested(tmp_path):
+    """A tiny Llama whose layer 1 grew from 512 to 768 neurons (the new ones given weight), nested."""
+    model, tokenizer = zoo.llama_with_tokenizer(intermediate_size=512, widen=False)
+    block = find_ffns(model)[1]
+    grow_(block, *new_input_rows(block, 256, "random", torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        block.down.weight[:, 512:].normal_(0, 0.05)  # so that the grown neurons change the logits
+    set_config_widths(model.config, find_ffns(model))
+    profile = {"k": 0.9, "normalised_rates": [3.0, 1.0], "active_widths": [256, 768]}
+    return export_nested(model, tmp_path / "nested", widths=[0.5], tokenizer=tokenizer, profile=profile)
+
+
+def test_a_layer_grown_past_its_pretrained_width_runs_in_llama_cpp_and_vllm_as_deci(tree, tmp_path):
+    import gguf
+
+    from awncompress.serve.configuration_decilm import DeciLMConfig
+
+    nested = _grown_nested(tmp_path)
+    assert json.loads((nested / "awncompress.json").read_text())["grown_widths"] == [512, 768]
+    out = tmp_path / "served"
+    result = _export(nested, out, "--learned", "--multiple", "256", "--llama-cpp", str(tree))
+    assert result.exit_code == 0, result.output
+    gguf_file = out / "per-layer-gguf-f16" / "model-f16.gguf"
+    downs = {t.name: [int(x) for x in t.shape] for t in gguf.GGUFReader(str(gguf_file)).tensors}
+    assert downs["blk.0.ffn_down.weight"] == [256, 32] and downs["blk.1.ffn_down.weight"] == [768, 32]
+    ids = [1, 120, 200, 7, 280, 33, 150, 290, 64, 5]
+    with torch.no_grad():
+        want = load_pretrained(nested, width=[256, 768])(input_ids=torch.tensor([ids])).logits[0].numpy()
+        narrower = load_pretrained(nested, width=[256, 512])(input_ids=torch.tensor([ids])).logits[0].numpy()
+    got = _llama_cpp_logits(gguf_file, ids)
+    assert np.abs(got - want).max() <= 2e-2 * max(1.0, np.abs(want).max())
+    assert np.abs(narrower - want).max() > 10 * np.abs(got - want).max()  # the grown neurons were served
+    args = ["export", str(nested), "--out", str(out / "v"), "--format", "vllm", "--learned", "--multiple", "256"]
+    assert runner.invoke(app, args).exit_code == 0
+    blocks = DeciLMConfig.from_pretrained(out / "v" / "per-layer-vllm").block_configs
+    assert [b.ffn.ffn_mult for b in blocks] == [12.0, 36.0]

@@ -15,6 +15,7 @@ from ..files.paths import check_entries, contained
 from ..files.readers import check_folder_files, check_regular, load_json
 from ..model.families import attach_spec, find_ffns, set_config_widths
 from ..model.flop_targets import pick_for_flops, pick_per_layer_for_flops
+from ..model.growth import mark_base_widths
 from ..model.head_cuts import Heads, full_units, resolve_heads, truncate_heads_
 from ..model.heads import find_heads, has_head_spec
 from ..model.surgery import Widths, resolve_widths, truncate_
@@ -301,7 +302,9 @@ def load_pretrained(
     cls = _model_class(record, config, model_class)
     stored = [int(w) for w in record["layer_widths"]]
     _check_config(folder, record, config, specs, stored)
-    _check_shape(folder, cls, config, specs, layer_caps(record))
+    caps = layer_caps(record)
+    # The config holds one FFN size: with grown layers, the widest one's (each layer is cut after).
+    _check_shape(folder, cls, config, specs, [max(caps)] * len(caps) if record.get("grown_widths") else caps)
     widths = _widths(folder, record, width, stored)
     if any(s.experts for s in specs):
         model = _from_transformers(cls, config, folder, specs, widths)
@@ -323,6 +326,8 @@ def load_pretrained(
         if record.get("layer_heads"):
             truncate_heads_(model, record["layer_heads"] if heads is None else _head_counts(model, record, heads))
         _load_weights(model, folder, slice_ffn=fmt == "nested")
+    if record.get("grown_widths"):
+        mark_base_widths(model, full_widths_of(record))
     if dtype is not None:
         model.to(dtype)
     return model.eval()

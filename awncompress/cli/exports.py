@@ -117,7 +117,7 @@ def _export(
     from ..checkpoint.export import export_per_layer, export_uniform, is_export
     from ..checkpoint.layout import width_dir, width_key
     from ..checkpoint.load import load_pretrained
-    from ..checkpoint.provenance import read_provenance
+    from ..checkpoint.provenance import layer_caps, read_provenance
     from ..files.atomic import check_writable
     from ..files.paths import check_apart
     from ..serve.formats import check_applies, require_for, served_dir
@@ -137,7 +137,7 @@ def _export(
         check_writable(target, overwrite, is_export)
     tokenizer = _tokenizer_or_none(nested)
     if fmt != "hf":
-        learned_to = (per_layer, rounded(widths_learned, multiple, record["d_ff"])) if learned else None
+        learned_to = (per_layer, rounded(widths_learned, multiple, layer_caps(record))) if learned else None
         return _export_served(
             nested, record, widths, learned_to, multiple, out, overwrite, fmt, quant, llama_cpp, tokenizer
         )
@@ -158,11 +158,12 @@ def _export(
     return written
 
 
-def rounded(widths: list, multiple: Optional[int], d_ff: int) -> list:
-    """Learned per-layer widths rounded to ``multiple`` (never below one multiple, never above d_ff)."""
+def rounded(widths: list, multiple: Optional[int], caps: list[int]) -> list:
+    """Learned per-layer widths rounded to ``multiple`` (never below one multiple, never above each
+    layer's width ``caps``)."""
     from ..model.surgery import round_width
 
-    return [round_width(w, d_ff, multiple) if multiple else int(w) for w in widths]
+    return [round_width(w, cap, multiple) if multiple else int(w) for w, cap in zip(widths, caps)]
 
 
 def _export_served(

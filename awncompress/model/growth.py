@@ -198,6 +198,13 @@ def grown_width(width: int, quantile: float, base: int, cap: float) -> int:
     return min(limit, width + ROUND_TO * -(-(int(quantile) + 1 - width) // ROUND_TO))
 
 
+def mark_base_widths(model: nn.Module, widths: list[int]) -> None:
+    """Record each FFN layer's pretrained width on a model loaded from a grown export, so that width
+    fractions stay fractions of it (``FFNBlock.base_width``)."""
+    for block, width in zip(find_ffns(model), widths):
+        setattr(block.up, BASE_WIDTH_ATTR, int(width))
+
+
 def check_growable(model: nn.Module) -> None:
     """UnsupportedModelError, before anything runs, when ``model`` has FFNs that cannot grow."""
     if any(b.kind == "experts" for b in find_ffns(model)):
