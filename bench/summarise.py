@@ -38,9 +38,9 @@ def _merge(into: dict, other: dict) -> None:
         sys.exit("the reports to merge were not evaluated on the same dense model and examples")
     known = {r["method"] for r in into["rows"]}
     into["rows"] += [r for r in other["rows"] if r["method"] not in known]
-    bits = into.setdefault("per_example_correct", {})
-    for key, value in (other.get("per_example_correct") or {}).items():
-        bits.setdefault(key, value)
+    for name in PER_EXAMPLE:
+        if other.get(name):
+            into[name] = {**other[name], **(into.get(name) or {})}
     for method, cost in other["costs"].items():
         into["costs"].setdefault(method, cost)
 
@@ -105,6 +105,10 @@ def summarise(folder: Path, *extra: Path) -> str:
         )
     if percent:
         lines += ["", _significance(reports, values, methods, widths, n)]
+    elif any(r.get("per_example_nll") for r in reports.values()):
+        lines += ["", _gap_table(reports, widths, NLL_UNIT)]
+        peers = [m for m in methods if m not in ("awn", "awn-per-layer", "wina-dynamic")]
+        lines += ["", _peer_table(reports, widths, peers, NLL_UNIT)]
     else:
         lines += ["", _seed_spread(values, widths)]
     lines += _flops_section(reports, percent)
@@ -157,19 +161,26 @@ def _flops_section(reports: dict[int, dict], percent: bool) -> list[str]:
     return lines
 
 
-def _paired(reports: dict[int, dict], a: str, b: str) -> tuple[float, float] | None:
-    """Mean paired difference a − b (points) and its SE, pooling seeds that ran both.
+# Per-example results of a report, "method@width" → values: 1/0 per example (classification), or
+# each window's mean next-token NLL in nats (causal LM).
+PER_EXAMPLE = ("per_example_correct", "per_example_nll")
 
-    Per seed: d_i = correct_a(i) − correct_b(i) over the same test examples, SE = sd(d)/√n; across
-    seeds the gaps are averaged and the SE adds the spread of the per-seed gaps.
+
+def _paired(reports: dict[int, dict], a: str, b: str) -> tuple[float, float] | None:
+    """Mean paired difference a − b and its SE, pooling seeds that ran both: in points of accuracy,
+    or for a causal LM in percent of perplexity (100 × the NLL gap, log-perplexity ≈ relative change).
+
+    Per seed: d_i = correct_a(i) − correct_b(i) (or nll_a(i) − nll_b(i)) over the same test examples,
+    SE = sd(d)/√n; across seeds the gaps are averaged and the SE adds the spread of the per-seed gaps.
     """
     gaps, ses = [], []
     for report in reports.values():
-        bits = report.get("per_example_correct") or {}
-        if a in bits and b in bits:
-            d = [int(x) - int(y) for x, y in zip(bits[a], bits[b])]
-            gaps.append(statistics.mean(d) * 100)
-            ses.append(statistics.stdev(d) / math.sqrt(len(d)) * 100)
+        for name in PER_EXAMPLE:
+            values = report.get(name) or {}
+            if a in values and b in values:
+                d = [float(x) - float(y) for x, y in zip(values[a], values[b])]
+                gaps.append(statistics.mean(d) * 100)
+                ses.append(statistics.stdev(d) / math.sqrt(len(d)) * 100)
     if not gaps:
         return None
     var = statistics.mean(se**2 for se in ses) / len(gaps) + (
@@ -242,10 +253,14 @@ def _seed_spread(values: dict, widths: list[float]) -> str:
 CLAIMS = (("awn", "wina+finetune"), ("awn", "wina"), ("awn-per-layer", "awn"))
 
 
-def _gap_table(reports: dict[int, dict], widths: list[float]) -> str:
-    """Paired gaps (points, ± 2 SE) of each claim's pair at every width; * marks a significant gap."""
+POINTS = "points"
+NLL_UNIT = "% of perplexity (100 × the paired gap in NLL per token; negative: the first is better)"
+
+
+def _gap_table(reports: dict[int, dict], widths: list[float], unit: str = POINTS) -> str:
+    """Paired gaps (± 2 SE) of each claim's pair at every width; * marks a significant gap."""
     lines = [
-        "Paired gaps in points (± 2 SE, pooled over the seeds that ran both; * beyond 2 SE):",
+        f"Paired gaps in {unit} (± 2 SE, pooled over the seeds that ran both; * beyond 2 SE):",
         "",
         "| width | " + " | ".join(f"{a} − {b}" for a, b in CLAIMS) + " |",
         "|---|" + "---|" * len(CLAIMS),
@@ -256,10 +271,10 @@ def _gap_table(reports: dict[int, dict], widths: list[float]) -> str:
     return "\n".join(lines)
 
 
-def _peer_table(reports: dict[int, dict], widths: list[float], peers: list[str]) -> str:
-    """awn − each other method at every width (points, ± 2 SE, * beyond 2 SE): one column per method."""
+def _peer_table(reports: dict[int, dict], widths: list[float], peers: list[str], unit: str = POINTS) -> str:
+    """awn − each other method at every width (± 2 SE, * beyond 2 SE): one column per method."""
     lines = [
-        "awn − each method, paired (points ± 2 SE, pooled over the seeds that ran both; * beyond 2 SE):",
+        f"awn − each method, paired ({unit}, ± 2 SE, pooled over the seeds that ran both; * beyond 2 SE):",
         "",
         "| width | " + " | ".join(peers) + " |",
         "|---|" + "---|" * len(peers),

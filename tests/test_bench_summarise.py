@@ -57,3 +57,18 @@ def test_reports_of_another_run_are_refused(tmp_path):
     _write(extra, 0, _report({"torch-pruning": "11000000"}, dense=0.7))
     with pytest.raises(SystemExit, match="same dense model"):
         summarise.summarise(run, extra)
+
+
+def test_perplexity_gaps_are_paired_over_windows(tmp_path):
+    run = tmp_path / "run"
+    nll = {"awn": [2.00, 3.00, 4.00, 5.00], "wina+finetune": [2.02, 3.03, 4.01, 5.02], "flap+finetune": [1.9] * 4}
+    report = _report({m: "1111" for m in nll})
+    report["metric"] = {"name": "perplexity", "higher_is_better": False}
+    report["per_example_correct"] = None
+    report["per_example_nll"] = {f"{m}@0.5": v for m, v in nll.items()}
+    _write(run, 0, report)
+    text = summarise.summarise(run)
+    assert "% of perplexity" in text
+    row = next(line for line in text.split("awn − each method")[1].splitlines() if line.startswith("| 0.5"))
+    # awn − wina+finetune: per-window differences −0.02, −0.03, −0.01, −0.02: mean −2.00 %, sd 0.816 %, SE 0.408 %
+    assert row.split("|")[2].strip() == "-2.00 ± 0.82*"

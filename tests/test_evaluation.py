@@ -91,6 +91,20 @@ def test_perplexity_matches_the_models_own_loss():
     assert ppl == pytest.approx(math.exp(float(loss)), rel=1e-5)
 
 
+def test_each_windows_nll_is_its_own_loss_for_paired_tests():
+    model = make_model("gpt2")
+    items = [
+        {"input_ids": list(range(5 + i, 15 + i)), "attention_mask": [1] * 10, "labels": list(range(5 + i, 15 + i))}
+        for i in range(3)
+    ]
+    per_window: list = []
+    ppl = evaluate_model(model, items, collate, "causal-lm", correct=per_window)
+    with torch.no_grad():
+        want = [float(model(**collate([it])).loss) for it in items]  # in dataset order
+    assert per_window == pytest.approx(want, rel=1e-5)
+    assert ppl == pytest.approx(math.exp(sum(want) / 3), rel=1e-5)  # equal windows: the mean NLL
+
+
 def test_accuracy_is_the_argmax_agreement():
     model = make_model("bert")
     items = make_dataset(10)

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..checkpoint.layout import export_format, match_export
 from ..checkpoint.provenance import read_provenance
-from ..data.tasks import default_metric, task_from_model
+from ..data.tasks import default_metric, is_lm_task, task_from_model
 from ..errors import DataError, UnknownMethodError, WidthError
 from ..model.families import find_ffns
 from ..model.head_cuts import truncate_heads_
@@ -60,12 +60,15 @@ class _Evaluator:
         self.batch_size, self.device = batch_size, device
         self.lengths = length_counts(dataset)
         self.correct: dict[str, str] = {}  # "method@width" → one 1/0 per example (classification)
+        self.nll: dict[str, list[float]] = {}  # "method@width" → each window's mean NLL (causal LM)
 
     def entry(self, model: nn.Module, widths: Optional[Sequence[int]], key: str) -> dict:
         model.to(self.device)
         hits: list[int] = []
         value = evaluate_model(model, self.dataset, self.collate, self.task, self.metric, self.batch_size, correct=hits)
-        if hits:
+        if hits and is_lm_task(self.task):
+            self.nll[key] = [round(float(x), 5) for x in hits]
+        elif hits:
             self.correct[key] = "".join(map(str, hits))
         return {
             "metric": self.metric,
@@ -350,4 +353,6 @@ def evaluate_methods(
         "costs": run_costs,
         # "method@width" → one 1/0 per eval example (classification): lets paired tests compare methods.
         "per_example_correct": measure.correct or None,
+        # "method@width" → each window's mean next-token NLL (causal LM): paired tests of perplexity.
+        "per_example_nll": measure.nll or None,
     }

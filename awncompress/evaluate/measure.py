@@ -98,8 +98,9 @@ def evaluate_model(
     Classification: predictions are the argmax of the logits (the logit itself when there is one
     output, for regression metrics such as spearmanr). Causal LM: per-sequence summed next-token
     NLL and token counts, which the offline ``perplexity`` metric turns into token-weighted
-    perplexity. ``metric`` defaults to the task's. ``correct``: for classification, receives 1/0 per
-    example in dataset order (for paired tests). Batches are length-sorted (less padding); the
+    perplexity. ``metric`` defaults to the task's. ``correct``: receives one value per example in
+    dataset order, for paired tests: 1/0 for classification, each window's mean next-token NLL (nats)
+    for a causal LM. Batches are length-sorted (less padding); the
     metric does not depend on the order.
 
     Raises DataError for data without labels, MetricError for a metric that cannot be loaded offline.
@@ -116,11 +117,12 @@ def evaluate_model(
         predictions, references = _predictions(model, dataset, collate, lm, batch_size, order)
     finally:
         model.train(was_training)
-    if correct is not None and not lm:
-        hits = [0] * len(order)
+    if correct is not None:
+        per_example: list = [0] * len(order)
         for position, index in enumerate(order):
-            hits[index] = int(predictions[position] == references[position])
-        correct.extend(hits)
+            p, r = predictions[position], references[position]
+            per_example[index] = (p / max(1, r)) if lm else int(p == r)
+        correct.extend(per_example)
     try:
         return compute_metric(metric, predictions, references)
     except MetricError:
