@@ -100,6 +100,8 @@ def test_the_cli_plans_from_a_folder_holding_only_a_config(tmp_path):
     assert result.exit_code == 0, result.output
     assert "per device" in result.output and "FSDP2" in result.output
     assert not (tmp_path / "out").exists()
+    one = runner.invoke(app, [*args[:-1], "1", "--device-memory", "80GB", "--set", "data.max_length=64"])
+    assert one.exit_code == 0 and "one device, unsharded" in one.output and "FSDP2" not in one.output
     result = runner.invoke(app, ["convert", str(folder), "--task", "causal-lm", "--data", "x.txt", "--devices", "2"])
     assert result.exit_code != 0 and "add --plan" in result.output
     result = runner.invoke(app, [*args, "--set", "train.batch_size=3"])

@@ -181,7 +181,8 @@ def plan_text(shape: ConfigShape, setup: Setup, seq_len: int, recipe: Recipe, na
     gib = lambda n: f"{n / GIB:.1f} GiB"  # noqa: E731
     lines = [
         f"plan for {name} ({shape.params / 1e9:.2f} B parameters) on {setup.devices} × "
-        f"{setup.device_bytes / 1e9:.0f} GB, FSDP2 (estimated from the config, not measured):",
+        f"{setup.device_bytes / 1e9:.0f} GB, {'FSDP2' if setup.devices > 1 else 'one device, unsharded'} "
+        "(estimated from the config, not measured):",
         f"  per device   {gib(memory.total)} of {gib(setup.device_bytes)}: sharded weights, gradients and Adam "
         f"{gib(memory.sharded_state)}, gathered layers {gib(memory.gathered)}, teacher {gib(memory.teacher)}, "
         f"activations {gib(memory.activations)}, logits {gib(memory.logits)}",
