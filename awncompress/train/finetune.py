@@ -55,7 +55,7 @@ def _width_postfix(model: nn.Module) -> str:
     wrappers = adaptive_modules(model)
     if not wrappers:
         return ""
-    pct = [round(100 * w.active_width() / w.width) for w in wrappers]
+    pct = [round(100 * w.active_width() / w.initial_width) for w in wrappers]  # past 100: the layer grew
     if len(pct) <= 8:
         return "/".join(map(str, pct))
     return f"{min(pct)}–{max(pct)} (mean {sum(pct) / len(pct):.0f})"
