@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from conftest import make_batches
 from torch import nn
@@ -57,6 +58,24 @@ def test_rate_prior_pulls_widths_down():
         awn_prior(model, rate_mean=rate_for_quantile(0.25, 0.9), rate_std=1.0, weight_std=1.0).backward()
         opt.step()
     assert all(w.active_width() < 64 * 0.4 for w in adaptive_modules(model))
+
+
+def test_the_size_weight_charges_each_layers_quantile_width():
+    model = make_model("llama")
+    convert_(model, AWNConfig(), calibration=make_batches())
+    base = awn_prior(model, rate_mean=4.6, rate_std=1.0, weight_std=1.0)
+    sized = awn_prior(model, rate_mean=4.6, rate_std=1.0, weight_std=1.0, size_weight=3.0)
+    widths = sum(
+        -math.log(0.1) / float(w.normalised_rate().detach()) for w in adaptive_modules(model)
+    )  # in units of d_ff
+    assert float(sized - base) == pytest.approx(3.0 * widths, rel=1e-5)
+    rates = [w.raw_rate for w in adaptive_modules(model)]
+    opt = torch.optim.Adam(rates, lr=0.1)
+    for _ in range(30):  # alone (no Gaussian pull: a huge rate_std) it shrinks every layer
+        opt.zero_grad()
+        awn_prior(model, rate_mean=4.6, rate_std=1e6, weight_std=1e6, size_weight=1.0).backward()
+        opt.step()
+    assert all(w.active_width() < 64 * 0.6 for w in adaptive_modules(model))
 
 
 def test_budget_widths_follow_the_rates_and_meet_the_budget():

@@ -43,6 +43,7 @@ from ..files.schema import (
     Seed,
     StepCountOrNone,
     Tokens,
+    Weight,
     Width,
     cross_error,
     one_of,
@@ -69,6 +70,8 @@ class AwnSection(Section):
     ``grow``: during the fine-tune, a layer whose learned quantile passes its width gains neurons,
     up to ``grow_cap`` × its pretrained width, their input weights from ``grow_init`` ("tiny": TINY's
     expressivity bottleneck; "random"), their output weights zero (off by default; see growth.py).
+    ``size_weight``: a Nimble-style cost on each FFN layer's quantile width in units of its pretrained
+    width, added to the prior (0: none; see ``adaptive.awn_prior``).
     """
 
     section = "awn"
@@ -83,6 +86,7 @@ class AwnSection(Section):
     grow: bool = False
     grow_cap: GrowCap = 2.0
     grow_init: Annotated[NonBlank, one_of(lambda: GROW_INITS)] = "tiny"
+    size_weight: Weight = 0.0
 
 
 class DenseSection(Section):

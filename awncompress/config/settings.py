@@ -87,7 +87,7 @@ def read_settings(recipe: Recipe) -> StageSettings:
             seed=recipe.seed,
             heads=a.heads,
         ),
-        prior=PriorConfig(a.rate_prior_mean, a.rate_prior_std, a.weight_prior_std),
+        prior=PriorConfig(a.rate_prior_mean, a.rate_prior_std, a.weight_prior_std, a.size_weight),
         calibration_batches=a.calibration_batches,
         dense=dense,
         train=recipe.train,

@@ -272,6 +272,7 @@ def awn_prior(
     rate_mean: float,
     rate_std: float,
     weight_std: float,
+    size_weight: float = 0.0,
 ) -> torch.Tensor:
     """Negative log prior of the AWN terms, up to constants (the caller divides by N).
 
@@ -279,6 +280,11 @@ def awn_prior(
     (mean ``rate_mean``; a mean above the initial rate pulls widths down) plus a Gaussian on the FFN weights,
     which makes large weights on down-weighted neurons expensive. FFN weights = every parameter of the FFN modules
     wrapped or feeding a wrapper (up, gate, down).
+
+    ``size_weight`` adds a Nimble-style size cost (Radhakrishnan et al. 2025: one trainable weight sets a
+    layer's size under a size-dependent loss): ``size_weight`` × each FFN profile's k-quantile width in units
+    of its pretrained width, ``-ln(1-k) / (λ·d_ff)``. It charges every neuron the same, where the Gaussian
+    on the rate pulls towards one width; with ``rate_std`` large it replaces that pull.
     """
     wrappers = awn_units(model)
     if not wrappers:
@@ -287,6 +293,9 @@ def awn_prior(
     rate_term = torch.zeros((), device=device)
     for w in wrappers:
         rate_term = rate_term + (w.normalised_rate() - rate_mean) ** 2 / (2 * rate_std**2)
+    if size_weight:
+        for w in adaptive_modules(model):
+            rate_term = rate_term + size_weight * -math.log(1.0 - w.k) / w.normalised_rate()
     weight_term = torch.zeros((), device=device)
     for block in find_ffns(model):
         for weight in block.parameters():

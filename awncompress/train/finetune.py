@@ -164,7 +164,7 @@ def _train_step(run: Run, step: int) -> tuple[float, float]:
                     p = run.prior
                     penalty = (
                         cfg.prior_weight
-                        * awn_prior(run.inner, p.rate_prior_mean, p.rate_prior_std, p.weight_prior_std)
+                        * awn_prior(run.inner, p.rate_prior_mean, p.rate_prior_std, p.weight_prior_std, p.size_weight)
                         / run.num_examples
                     )
                     step_prior = float(penalty.detach())

@@ -31,6 +31,7 @@ class PriorConfig:
     rate_prior_mean: float
     rate_prior_std: float
     weight_prior_std: float
+    size_weight: float = 0.0
 
 
 @dataclass
