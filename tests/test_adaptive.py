@@ -87,3 +87,9 @@ def test_budget_widths_follow_the_rates_and_meet_the_budget():
     assert 0.24 * 4000 <= sum(widths) <= 0.25 * 4000
     assert widths_for_budget([3.0] * 4, 1000, 0.5) == [500] * 4  # equal rates → uniform
     assert widths_for_budget(rates, 1000, 1.0) == [1000] * 4
+    # A layer that grew may be given more than its full width; the budget stays a fraction of the full widths.
+    capped = widths_for_budget([1.0, 8.0], 1000, 0.75)
+    grown = widths_for_budget([1.0, 8.0], 1000, 0.75, caps=[2000, 1000])
+    assert capped[0] == 1000 and grown[0] > 1000 and grown[1] < capped[1]
+    assert 0.74 * 2000 <= sum(grown) <= 0.75 * 2000
+    assert widths_for_budget([1.0, 8.0], 1000, 1.0, caps=[2000, 1000])[0] > 1000
