@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
 import awn_per_layer_after  # noqa: E402
+import methods_after  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # parse() pins torch to 2 threads
 
@@ -44,3 +45,11 @@ def test_the_learned_per_layer_widths_of_a_finished_run(tmp_path, monkeypatch):
         sizes = size if isinstance(size, list) else [size] * 2
         assert abs(sum(sizes) - fraction * full * len(sizes)) <= len(sizes)  # the width's FFN budget, per layer
     assert set(report["per_example_correct"]) >= {"awn-per-layer@0.25", "awn-per-layer@0.5"}
+    # bench/methods_after.py evaluates more methods on the same run: awn-bc at the awn exports' widths.
+    bc = tmp_path / "bc"
+    argv = ["methods_after.py", "--run", str(run), "--out", str(bc), "--methods", "awn-bc"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--train-data", str(data), "--model", str(model)])
+    methods_after.main()
+    assert sorted(p.name for p in run.iterdir()) == before
+    report = json.loads((bc / "report.json").read_text())
+    assert sorted(r["width_fraction"] for r in report["rows"] if r["method"] == "awn-bc") == [0.25, 0.5]

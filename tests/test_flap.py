@@ -83,3 +83,33 @@ def test_flap_is_a_row_of_the_report():
         )
         == 64
     )
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_awn_bc_is_the_nested_cut_with_the_removed_neurons_mean_in_the_bias(family, tmp_path):
+    from awncompress.checkpoint.export import export_nested
+    from awncompress.model.surgery import truncate_
+
+    model, batches = make_model(family), make_batches()
+    export_nested(model, tmp_path / "nested")
+    plan = {0.5: [b.width // 2 for b in find_ffns(model)]}
+    method = make_method("awn-bc")
+    ctx = EvalContext(model, [0.5], plan, batches, out=tmp_path)
+    method.prepare(ctx)
+    with method.at_width(ctx, 0.5) as cand:
+        assert cand.widths == plan[0.5] and [b.width for b in find_ffns(cand.model)] == plan[0.5]
+        # Layer 0's mean down output over the calibration tokens is the uncut model's; the cut alone's is not.
+        torch.testing.assert_close(
+            _down_outputs(cand.model, batches).mean(0), _down_outputs(model, batches).mean(0), rtol=1e-4, atol=1e-5
+        )
+    cut = make_model(family)
+    truncate_(cut, plan[0.5])
+    assert not torch.allclose(_down_outputs(cut, batches).mean(0), _down_outputs(model, batches).mean(0), atol=1e-4)
+
+
+def test_awn_bc_needs_a_nested_checkpoint(tmp_path):
+    from awncompress.errors import NotAnExportError
+
+    ctx = EvalContext(make_model("bert"), [0.5], {0.5: [32, 32]}, make_batches(), out=tmp_path)
+    with pytest.raises(NotAnExportError, match="nested checkpoint"):
+        make_method("awn-bc").check(ctx)

@@ -62,6 +62,11 @@ class _Evaluator:
         self.correct: dict[str, str] = {}  # "method@width" → one 1/0 per example (classification)
         self.nll: dict[str, list[float]] = {}  # "method@width" → each window's mean NLL (causal LM)
 
+    def per_example(self) -> dict:
+        """The report's per-example results, "method@width" → one 1/0 per eval example (classification)
+        or each window's mean next-token NLL (causal LM): what paired tests compare methods on."""
+        return {"per_example_correct": self.correct or None, "per_example_nll": self.nll or None}
+
     def entry(self, model: nn.Module, widths: Optional[Sequence[int]], key: str) -> dict:
         model.to(self.device)
         hits: list[int] = []
@@ -351,8 +356,5 @@ def evaluate_methods(
         "rows": rows,
         "profile": _profile(profile, max(full)),
         "costs": run_costs,
-        # "method@width" → one 1/0 per eval example (classification): lets paired tests compare methods.
-        "per_example_correct": measure.correct or None,
-        # "method@width" → each window's mean next-token NLL (causal LM): paired tests of perplexity.
-        "per_example_nll": measure.nll or None,
+        **measure.per_example(),
     }

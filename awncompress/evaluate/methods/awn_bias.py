@@ -1,0 +1,59 @@
+"""``awn-bc``: awn's cuts with FLAP's bias compensation (issue 28: a peer's idea tried in awn's fold).
+
+At every width, the neurons a cut removes are replaced by their mean contribution over the calibration
+tokens, ``W_down[:, w:] · E h[w:]``, added to the down projection's bias (created where the family
+has none), as FLAP does for its own cut (``flap.py``). The model is awn's nested checkpoint, folded,
+cut to the awn export's own per-layer widths, so ``awn-bc`` − ``awn`` is the compensation alone.
+Not a default method: ask for it with ``--methods``.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+
+from ...checkpoint.layout import NESTED_DIR
+from ...checkpoint.load import load_pretrained
+from ...errors import NotAnExportError
+from ...model.families import find_ffns
+from ...model.scoring import activation_stats
+from ...model.surgery import truncate_
+from .base import Candidate, EvalContext, Method, register_method
+from .flap import add_bias_, compensation
+
+
+class AwnBiasMethod(Method):
+    """The nested awn model cut at each width, the removed neurons' mean output put into the bias."""
+
+    name = "awn-bc"
+    needs_calibration = True
+
+    def __init__(self) -> None:
+        self.full: Optional[nn.Module] = None
+        self.means: list[torch.Tensor] = []
+
+    def check(self, ctx: EvalContext) -> None:
+        if ctx.out is None or not (ctx.out / NESTED_DIR).is_dir():
+            raise NotAnExportError("awn-bc cuts the nested checkpoint of a convert output; none was found")
+
+    def prepare(self, ctx: EvalContext) -> None:
+        self.full = load_pretrained(ctx.out / NESTED_DIR)
+        blocks = find_ffns(self.full)
+        self.means = [s.mean for s in activation_stats(self.full, blocks, ctx.calibration)]
+
+    @contextmanager
+    def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
+        model = copy.deepcopy(self.full)
+        widths = ctx.layer_plan[fraction]
+        deltas = [compensation(b, w, m) for b, w, m in zip(find_ffns(model), widths, self.means)]
+        truncate_(model, widths)
+        for block, delta in zip(find_ffns(model), deltas):
+            add_bias_(block.down, delta)
+        yield Candidate(model, widths)
+
+
+register_method("awn-bc", AwnBiasMethod, style=dict(color="C3", marker="o", linestyle=":", zorder=5))
