@@ -5,7 +5,7 @@
     python bench/growth.py --recipe demo --out OUT --init random     # new neurons drawn at random
     python bench/summarise.py OUT
 
-Per seed, the recipe runs twice with ``--per-layer`` at FFN widths 25 and 50 %, awn rows only: as it
+Per seed, the recipe runs twice with ``--per-layer`` at FFN widths 25, 50 and 75 %, awn rows only: as it
 is (each layer capped at its pretrained width) and with ``--grow`` (a layer whose learned quantile
 passes its width grows, up to 2 ×; new neurons by TINY's bottleneck, or ``--init random``). Each run
 gives uniform ``awn`` rows and learned per-layer ``awn-per-layer`` rows at the same FFN FLOPs. The
@@ -24,7 +24,7 @@ from harness import add_run_args, make_parser, parse, run_convert
 
 from awncompress.config import apply_overrides, load_recipe
 
-WIDTHS = "0.25,0.5"
+WIDTHS = "0.25,0.5,0.75"  # 75 %: where a layer's learned share can pass its pretrained width
 ARMS = {"capped": {}, "grown": {"awn.grow": "true"}}
 SUFFIX = "+grow"
 
