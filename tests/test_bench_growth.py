@@ -29,7 +29,9 @@ def test_capped_and_grown_runs_join_into_one_report(tmp_path, monkeypatch):
     growth.main()
     report = json.loads((out / "seed-0" / "report.json").read_text())
     methods = {(r["method"], r["width_fraction"]) for r in report["rows"]}
-    assert methods == {(m, w) for m in ("awn", "awn-per-layer", "awn+grow", "awn-per-layer+grow") for w in (0.25, 0.5, 0.75)}
+    assert methods == {
+        (m, w) for m in ("awn", "awn-per-layer", "awn+grow", "awn-per-layer+grow") for w in (0.25, 0.5, 0.75)
+    }
     assert set(report["per_example_correct"]) == {"dense", *(f"{m}@{w}" for m, w in methods)}
     assert report["growth"]["grown_widths"] and max(report["growth"]["grown_widths"]) > report["d_ff"]
     capped = json.loads((out / "capped" / "seed-0" / "report.json").read_text())
