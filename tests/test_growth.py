@@ -211,3 +211,14 @@ def test_growth_refuses_several_processes_before_training(monkeypatch):
     model = _wide_quantile_bert()
     with pytest.raises(TrainingError, match="one process"):
         finetune(model, toy_data(), collate, _cfg(), num_examples=48, prior=PRIOR, quiet=True, growth=GrowthConfig())
+
+
+def test_a_grown_per_layer_shape_is_timed_on_a_model_grown_to_it():
+    from awncompress.evaluate.latency import LatencyConfig
+    from awncompress.evaluate.matrix import _time_shapes
+
+    model = build("llama", head="lm")
+    width = layer_widths(model)[0]
+    grown = ((width + 16, width // 2), None)  # layer 0 past the dense width, as a grown run's per-layer export
+    timings = _time_shapes(model, {grown}, LatencyConfig(batch_size=1, seq_len=8, warmup=1, repeats=2))
+    assert set(timings) == {grown} and layer_widths(model) == [width, width]  # the dense model is untouched

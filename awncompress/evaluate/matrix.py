@@ -28,6 +28,7 @@ from ..checkpoint.provenance import read_provenance
 from ..data.tasks import default_metric, is_lm_task, task_from_model
 from ..errors import DataError, UnknownMethodError, WidthError
 from ..model.families import find_ffns
+from ..model.growth import grow_to_
 from ..model.head_cuts import truncate_heads_
 from ..model.surgery import full_widths, layer_widths, resolve_widths, truncate_
 from ..train.heap import release_free_memory
@@ -170,7 +171,8 @@ def _shape(widths: Sequence[int], heads: Optional[Sequence[int]] = None) -> tupl
 
 
 def _time_shapes(original: nn.Module, shapes: set[tuple], latency: LatencyConfig) -> dict[tuple, dict]:
-    """Latency of each distinct shape: copies of the dense model cut to it, timed round-robin."""
+    """Latency of each distinct shape: copies of the dense model cut to it (grown to it where a layer
+    grew past the dense width: only the shape is timed), timed round-robin."""
     full = _shape(layer_widths(original))
     models = {}
     for shape in sorted(shapes, key=lambda s: (s[0], s[1] or ()), reverse=True):
@@ -178,6 +180,7 @@ def _time_shapes(original: nn.Module, shapes: set[tuple], latency: LatencyConfig
             models[shape] = original
         else:
             models[shape] = copy.deepcopy(original)
+            grow_to_(models[shape], list(shape[0]))
             truncate_(models[shape], list(shape[0]))
             if shape[1] is not None:
                 truncate_heads_(models[shape], list(shape[1]))

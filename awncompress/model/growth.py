@@ -198,6 +198,16 @@ def grown_width(width: int, quantile: float, base: int, cap: float) -> int:
     return min(limit, width + ROUND_TO * -(-(int(quantile) + 1 - width) // ROUND_TO))
 
 
+def grow_to_(model: nn.Module, widths: list[int]) -> None:
+    """Grow each FFN layer of ``model`` narrower than ``widths`` to it, in place, the new neurons random
+    with zero output: for when only the shape matters (timing a grown shape) or a checkpoint's
+    weights replace them (resuming a grown run)."""
+    generator = torch.Generator().manual_seed(0)
+    for block, width in zip(find_ffns(model), widths):
+        if width > block.width:
+            grow_(block, *new_input_rows(block, width - block.width, "random", generator))
+
+
 def mark_base_widths(model: nn.Module, widths: list[int]) -> None:
     """Record each FFN layer's pretrained width on a model loaded from a grown export, so that width
     fractions stay fractions of it (``FFNBlock.base_width``)."""

@@ -18,7 +18,7 @@ from torch import nn
 from ..model.adaptive import AdaptiveFFN
 from ..model.families import find_ffns, set_config_widths
 from ..model.ffn import FFNBlock
-from ..model.growth import BottleneckStats, Growth, grow_, grown_width, insert_slices, new_input_rows
+from ..model.growth import BottleneckStats, Growth, grow_, grow_to_, grown_width, insert_slices, new_input_rows
 
 # A full-width forward of one training batch: its loss, and a mask of its real (not padding) tokens.
 LossPass = Callable[[], tuple[torch.Tensor, Optional[torch.Tensor]]]
@@ -137,8 +137,5 @@ def _config_says_widest(model: nn.Module) -> None:
 
 def regrow_(model: nn.Module, widths: list[int]) -> None:
     """Grow ``model``'s layers to ``widths`` (a grown run's checkpoint), with weights a load replaces."""
-    generator = torch.Generator().manual_seed(0)
-    for block, width in zip(find_ffns(model), widths):
-        if width > block.width:
-            grow_(block, *new_input_rows(block, width - block.width, "random", generator))
+    grow_to_(model, widths)
     _config_says_widest(model)
