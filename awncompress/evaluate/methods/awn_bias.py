@@ -9,7 +9,6 @@ Not a default method: ask for it with ``--methods``.
 
 from __future__ import annotations
 
-import copy
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -21,9 +20,8 @@ from ...checkpoint.load import load_pretrained
 from ...errors import NotAnExportError
 from ...model.families import find_ffns
 from ...model.scoring import activation_stats
-from ...model.surgery import truncate_
 from .base import Candidate, EvalContext, Method, register_method
-from .flap import add_bias_, compensation
+from .flap import cut_compensated
 
 
 class AwnBiasMethod(Method):
@@ -47,13 +45,8 @@ class AwnBiasMethod(Method):
 
     @contextmanager
     def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
-        model = copy.deepcopy(self.full)
         widths = ctx.layer_plan[fraction]
-        deltas = [compensation(b, w, m) for b, w, m in zip(find_ffns(model), widths, self.means)]
-        truncate_(model, widths)
-        for block, delta in zip(find_ffns(model), deltas):
-            add_bias_(block.down, delta)
-        yield Candidate(model, widths)
+        yield Candidate(cut_compensated(self.full, widths, self.means), widths)
 
 
 register_method("awn-bc", AwnBiasMethod, style=dict(color="C3", marker="o", linestyle=":", zorder=5))

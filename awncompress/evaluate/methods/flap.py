@@ -64,6 +64,17 @@ def add_bias_(module: nn.Module, delta: torch.Tensor) -> None:
         module.bias.add_(delta.to(module.bias.dtype))
 
 
+def cut_compensated(model: nn.Module, widths: list[int], means: list[torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` cut to ``widths``, each layer's removed channels replaced by their mean
+    contribution (``means``: E h per layer, in the model's neuron order) in the down projection's bias."""
+    model = copy.deepcopy(model)
+    deltas = [compensation(b, w, m) for b, w, m in zip(find_ffns(model), widths, means)]
+    truncate_(model, widths)
+    for block, delta in zip(find_ffns(model), deltas):
+        add_bias_(block.down, delta)
+    return model
+
+
 class FlapMethod(Method):
     """Fluctuation order, standardised global threshold, bias compensation (see the module docstring)."""
 
@@ -92,13 +103,8 @@ class FlapMethod(Method):
 
     @contextmanager
     def at_width(self, ctx: EvalContext, fraction: float) -> Iterator[Candidate]:
-        model = copy.deepcopy(self.ordered)
         widths = adaptive_widths(self.standardised, sum(ctx.layer_plan[fraction]))
-        deltas = [compensation(b, w, m) for b, w, m in zip(find_ffns(model), widths, self.means)]
-        truncate_(model, widths)
-        for block, delta in zip(find_ffns(model), deltas):
-            add_bias_(block.down, delta)
-        yield Candidate(model, widths)
+        yield Candidate(cut_compensated(self.ordered, widths, self.means), widths)
 
 
 register_method("flap", FlapMethod, style=dict(color="C5", marker="p"))
