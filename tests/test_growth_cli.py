@@ -55,3 +55,16 @@ def test_convert_grow_exports_grown_layers_that_load(tmp_path):
     assert load_pretrained(out / "per-layer-0.5") is not None
     report = (out / "report.md").read_text()
     assert f"grew past d_ff (awn.grow), with their neurons: 0 ({2 * d_ff}), 1 ({2 * d_ff})" in report
+
+
+def test_convert_grow_under_a_launcher_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    model = save_tiny_llama(tmp_path / "llama")
+    text = tmp_path / "book.txt"
+    text.write_text("a few words of text to train on\n" * 50)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    out = tmp_path / "out"
+    args = ["convert", str(model), "--task", "causal-lm", "--data", str(text), "--grow", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--steps", "2", "--set", "data.max_length=16", "--quiet"])
+    assert result.exit_code == 1 and "awn.grow trains on one process" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()

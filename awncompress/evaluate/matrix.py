@@ -70,12 +70,14 @@ class _Evaluator:
 
     def entry(self, model: nn.Module, widths: Optional[Sequence[int]], key: str) -> dict:
         model.to(self.device)
-        hits: list[int] = []
-        value = evaluate_model(model, self.dataset, self.collate, self.task, self.metric, self.batch_size, correct=hits)
-        if hits and is_lm_task(self.task):
-            self.nll[key] = [round(float(x), 5) for x in hits]
-        elif hits:
-            self.correct[key] = "".join(map(str, hits))
+        per_example: list = []  # 1/0 per example, or each window's mean NLL for a causal LM
+        value = evaluate_model(
+            model, self.dataset, self.collate, self.task, self.metric, self.batch_size, correct=per_example
+        )
+        if per_example and is_lm_task(self.task):
+            self.nll[key] = [round(float(x), 5) for x in per_example]
+        elif per_example:
+            self.correct[key] = "".join(map(str, per_example))
         return {
             "metric": self.metric,
             "value": value,

@@ -24,6 +24,7 @@ from ..model.growth import check_growable
 from ..model.heads import head_spec_for
 from ..serve.formats import check_applies, require_for
 from ..serve.llama_cpp import check_runtime_for, check_tree_for
+from ..train.growing import check_one_process
 from ..train.heap import bound_heap
 from .bundle import Bundle, check_settings, load_model, resolve_model
 from .chain import ConvertResult, mean_length, run_stages
@@ -117,8 +118,7 @@ def _prepare(
             pick_for_flops(model, target, mean_length(data.eval))  # the length the exports pick at
     if recipe.awn.grow:
         check_growable(model)
-        if process_rank()[1] > 1:
-            raise AwnError("awn.grow trains on one process: run without a launcher, or without --grow")
+        check_one_process(process_rank()[1])
     recipe = _fingerprint(recipe, data, resume)
     if not resume:
         recipe = agree(derive_defaults(recipe, model, data, bundle.head_trained))

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ..errors import TrainingError
 from ..model.adaptive import AdaptiveFFN
 from ..model.families import find_ffns, set_config_widths
 from ..model.ffn import FFNBlock
@@ -32,6 +33,13 @@ class GrowthConfig:
     cap: float = 2.0
     init: str = "tiny"
     every: int = 1
+
+
+def check_one_process(processes: int) -> None:
+    """TrainingError when growth would train on several processes: each would grow its own replica
+    (convert checks it before anything is written; the fine-tune again for callers of the API)."""
+    if processes > 1:
+        raise TrainingError("awn.grow trains on one process: run without a launcher, or without --grow")
 
 
 def check_every(steps: int) -> int:

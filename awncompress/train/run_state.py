@@ -16,7 +16,7 @@ from ..model.adaptive import awn_units
 from ..model.narrow import Narrowing, narrowing_agrees, plan_narrowing
 from .batching import IndexStream
 from .checkpoints import load_checkpoint, read_trainer_state
-from .growing import GrowthConfig, regrow_
+from .growing import GrowthConfig, check_one_process, regrow_
 from .optimizer import optimizer_for
 from .settings import TrainConfig, check_batch, examples_drawn
 from .sharded_checkpoints import load_sharded
@@ -99,8 +99,8 @@ def start_run(
             f"the cached teacher holds {len(teacher)} examples but the training set has {len(train_set)}"
         )
     sharded = world > 1 and sharding_requested()
-    if growth is not None and world > 1:
-        raise TrainingError("awn.grow trains on one process: run without a launcher, or without --grow")
+    if growth is not None:
+        check_one_process(world)
     if growth is not None and checkpoint is not None:  # the checkpoint's layers may have grown
         regrow_(model, read_trainer_state(checkpoint).get("widths") or [])
     optimizer = optimizer_for(model, cfg)
