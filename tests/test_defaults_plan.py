@@ -13,6 +13,7 @@ from zoo import make_model
 
 from awncompress.cli import app
 from awncompress.config import Recipe, apply_overrides, load_recipe
+from awncompress.config.recipe import default_recipe
 from awncompress.data.tokenized import DataConfig, ExampleDataset, PadCollator, TaskData, load_task_data
 from awncompress.errors import AwnError
 from awncompress.run import memory
@@ -343,6 +344,30 @@ def test_the_peak_is_estimated_stage_by_stage_from_the_model():
     assert trained["evaluation"] == trained["awn fine-tune"] + 2 * weights
     halved = memory.stage_bytes(shape, dense_stage=False, trains_per_width=False, **{**kw, "micro_batch": 16})
     assert static["awn fine-tune"] - halved["awn fine-tune"] == acts // 2
+
+
+def test_growth_is_planned_at_its_cap_in_weights_optimiser_state_and_activations(tiny, tmp_path):
+    from awncompress.run.derive import model_shape
+
+    model = tf.AutoModelForSequenceClassification.from_pretrained(tiny["model"])
+    plain = model_shape(model)
+    recipe = default_recipe(str(tiny["model"]))
+    assert model_shape(model, recipe) == plain  # growth off: nothing added
+    grown = model_shape(model, apply_overrides(recipe, {"awn.grow": "true"}))
+    ffn = plain.ffn_params
+    assert 0 < ffn < plain.params and grown.params == plain.params + ffn  # grow_cap 2: every FFN doubled
+    assert grown.d_ff == 2 * plain.d_ff and grown.ffn_params == 2 * ffn
+    kw = dict(micro_batch=8, seq_len=32, lm=False, teacher_live=False, checkpointed=False, eval_batch=8)
+    before = memory.stage_bytes(plain, dense_stage=False, trains_per_width=False, **kw)["awn fine-tune"]
+    after = memory.stage_bytes(grown, dense_stage=False, trains_per_width=False, **kw)["awn fine-tune"]
+    acts = memory.activation_bytes(plain.layers, plain.hidden, 2 * plain.d_ff, 8 * 32, 4)
+    acts -= memory.activation_bytes(plain.layers, plain.hidden, plain.d_ff, 8 * 32, 4)
+    assert after - before == 4 * ffn * 4 + acts  # the grown weights in the copy, gradients, Adam; wider activations
+    args = ["convert", str(tiny["model"]), "--data", str(tiny["data"]), "--grow", "--plan"]
+    args += ["--out", str(tmp_path / "o")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and not (tmp_path / "o").exists(), result.output
+    assert "awn.grow: memory counted as if every FFN grew to 2 × its width" in result.output
 
 
 def test_the_dry_pass_runs_one_micro_batch(tiny):

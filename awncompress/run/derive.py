@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Optional
 
 from torch import nn
 
@@ -185,10 +186,13 @@ def _warn_logits(recipe: Recipe, model: nn.Module, shape: ModelShape) -> None:
         log.warning("%s", note)
 
 
-def model_shape(model: nn.Module) -> ModelShape:
-    """What the memory estimates need to know about ``model`` (its widest FFN and its FFN layers)."""
+def model_shape(model: nn.Module, recipe: Optional[Recipe] = None) -> ModelShape:
+    """What the memory estimates need to know about ``model`` (its widest FFN and its FFN layers); with
+    ``recipe.awn.grow``, as if every FFN had grown to ``awn.grow_cap`` × its width (the estimates err high)."""
     blocks = find_ffns(model)
-    return ModelShape.of(model, max(full_widths(blocks)), len(blocks))
+    ffn_params = sum(p.numel() for b in blocks for p in b.parameters())
+    shape = ModelShape.of(model, max(full_widths(blocks)), len(blocks), ffn_params)
+    return shape.grown(recipe.awn.grow_cap) if recipe is not None and recipe.awn.grow else shape
 
 
 def stage_memory(recipe: Recipe, model: nn.Module, head_trained: bool, trains_per_width: bool) -> dict[str, int]:
@@ -196,7 +200,7 @@ def stage_memory(recipe: Recipe, model: nn.Module, head_trained: bool, trains_pe
     derived micro-batch and evaluation batch over ``data.max_length`` tokens."""
     r = recipe
     return stage_bytes(
-        model_shape(model),
+        model_shape(model, r),
         micro_batch=max(1, r.train.batch_size // r.train.grad_accum),
         seq_len=r.data.max_length,
         lm=r.task == "causal-lm",
@@ -238,7 +242,7 @@ def _fit_micro(recipe: Recipe, shape: ModelShape, notes: dict[str, str]) -> tupl
 def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[int, int, bool]:
     """(grad_accum, evaluation batch, activation checkpointing) that fit; AwnError when even one
     example per micro-batch does not."""
-    shape = model_shape(model)
+    shape = model_shape(model, recipe)
     lm = recipe.task == "causal-lm"
     teacher_live = teacher_is_live(recipe)
     seq, batch, accum = recipe.data.max_length, recipe.train.batch_size, recipe.train.grad_accum

@@ -10,7 +10,7 @@ activations, and for a language model the logits, which span the vocabulary at e
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -60,8 +60,10 @@ class ModelShape:
     vocab: int
     bytes_per_value: int = 4
 
+    ffn_params: int = 0  # the FFN weights (up, gate, down): what growth adds to
+
     @classmethod
-    def of(cls, model: nn.Module, d_ff: int, layers: int) -> "ModelShape":
+    def of(cls, model: nn.Module, d_ff: int, layers: int, ffn_params: int = 0) -> "ModelShape":
         config: Any = model.config
         return cls(
             params=sum(p.numel() for p in model.parameters()),
@@ -69,7 +71,14 @@ class ModelShape:
             layers=layers,
             d_ff=d_ff,
             vocab=int(getattr(config, "vocab_size", 0) or 0),
+            ffn_params=ffn_params,
         )
+
+    def grown(self, cap: float) -> "ModelShape":
+        """The shape once every FFN layer has grown to ``cap`` × its width (``awn.grow``'s worst case):
+        its weights, gradients, Adam state and activations grow with it."""
+        extra = int((cap - 1) * self.ffn_params)
+        return replace(self, params=self.params + extra, d_ff=int(self.d_ff * cap), ffn_params=self.ffn_params + extra)
 
 
 def activation_bytes(

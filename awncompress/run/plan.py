@@ -89,6 +89,11 @@ class Plan:
             + "; methods "
             + ", ".join(r.evaluate.methods)
         )
+        if r.awn.grow:
+            lines.append(
+                f"  awn.grow: memory counted as if every FFN grew to {r.awn.grow_cap:g} × its width; "
+                "the times are at the pretrained widths"
+            )
         lines += [f"  derived {key} = {why}" for key, why in r.derived.items() if key != "inputs"]
         return "\n".join(lines)
 
