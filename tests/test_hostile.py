@@ -344,6 +344,25 @@ def test_weak_messages_are_mended(tiny, tmp_path, monkeypatch):
     assert "same folder" in line and not any((tmp_path / "cwd").iterdir())
 
 
+def test_a_trained_head_of_another_size_is_refused_with_the_way_to_a_new_head(tmp_path):
+    import pandas as pd
+    import transformers as tf
+
+    headed = save_tiny_bert(tmp_path / "headed")  # a trained head for 2 labels
+    three = tmp_path / "three.csv"
+    pd.DataFrame({"text": ["good film", "bad film", "dull plot"] * 10, "label": ["a", "b", "c"] * 10}).to_csv(three)
+    out = tmp_path / "out"
+    line = _one_line(runner.invoke(app, ["convert", str(headed), "--data", str(three), "--out", str(out), *FAST]))
+    assert "has a head for 2 labels but the data has 3" in line and "encoder alone" in line and not out.exists()
+    encoder = tmp_path / "encoder"  # what the message says to do
+    tf.AutoModel.from_pretrained(headed).save_pretrained(encoder)
+    tf.AutoTokenizer.from_pretrained(headed).save_pretrained(encoder)
+    args = ["convert", str(encoder), "--data", str(three), "--out", str(out), "--widths", "0.5", *FAST]
+    result = runner.invoke(app, [*args, "--set", "evaluate.methods=awn", "--set", "evaluate.latency_repeats=1"])
+    assert result.exit_code == 0, result.output
+    assert tf.AutoConfig.from_pretrained(out / "width-0.5").num_labels == 3
+
+
 def test_labels_only_in_eval_data_and_float_labels(tiny, tmp_path):
     import pandas as pd
 

@@ -55,7 +55,9 @@ def _load(recipe: Recipe) -> tuple[Recipe, Bundle]:
     if recipe.task == "text-classification" and model.config.num_labels != data.num_labels:
         if head_trained:
             raise ModelLoadError(
-                f"{recipe.model} has a head for {model.config.num_labels} labels but the data has {data.num_labels}"
+                f"{recipe.model} has a head for {model.config.num_labels} labels but the data has {data.num_labels}; "
+                "to train a new head, convert its encoder alone (transformers.AutoModel.from_pretrained(model)"
+                ".save_pretrained(folder), with its tokenizer)"
             )
         model, tokenizer, head_trained = load_model(recipe.model, recipe.task, data.num_labels)
     if data.label_names and recipe.task == "text-classification":
