@@ -36,6 +36,7 @@ from awncompress.config.settings import read_settings
 from awncompress.data.tokenized import load_task_data
 from awncompress.evaluate.measure import evaluate_model
 
+AWNCOMPRESS = [sys.executable, "-m", "awncompress"]  # the CLI of this interpreter's awncompress
 ARMS = {"small": {}, "regrown": {"awn.grow": "true", "awn.grow_cap": "8"}}
 # The rate prior centres each layer's 0.9-quantile at twice the small width (rate_for_quantile(2, 0.9)); the loss
 # moves each layer from there. With no prior (rate_prior_std 1000) the fine-tune on 20 Newsgroups narrowed every
@@ -58,10 +59,11 @@ def encoder(source: Path, width: float, dest: Path) -> Path:
     from transformers import AutoModel, AutoTokenizer
 
     cut = dest.parent / f"{dest.name}-with-head"
-    if not (cut / "config.json").is_file():
-        command = ["awncompress", "export", str(source / "nested"), "--widths", f"{width:g}", "--out", str(cut)]
-        subprocess.run(command, check=True)
-        cut = cut / next(p.name for p in cut.iterdir() if p.name.startswith("width-"))
+    if not cut.is_dir():
+        subprocess.run(
+            [*AWNCOMPRESS, "export", str(source / "nested"), "--widths", f"{width:g}", "--out", str(cut)], check=True
+        )
+    cut = next(cut.glob("width-*"))
     AutoModel.from_pretrained(cut).save_pretrained(dest)  # the encoder only: the head was for the old labels
     AutoTokenizer.from_pretrained(cut).save_pretrained(dest)
     return dest
@@ -81,8 +83,8 @@ def learned(run: Path) -> tuple[Path, list[int]]:
     """The regrown run's learned per-layer export (``awncompress export --learned``) and its widths."""
     target = run / "learned"
     if not (target / "per-layer" / "awncompress.json").is_file():
-        command = ["awncompress", "export", str(run / "nested"), "--learned", "--out", str(target), "--overwrite"]
-        subprocess.run(command, check=True)
+        command = ["export", str(run / "nested"), "--learned", "--out", str(target), "--overwrite"]
+        subprocess.run([*AWNCOMPRESS, *command], check=True)
     return target / "per-layer", list(read_provenance(target / "per-layer")["layer_widths"])
 
 
@@ -109,7 +111,8 @@ def main() -> None:
         reports = {arm: convert(small, args.out / arm / f"seed-{seed}", args, seed, o) for arm, o in ARMS.items()}
         grown_export, widths = learned(args.out / "regrown" / f"seed-{seed}")
         fraction = sum(widths) / (len(widths) * d_ff)
-        wide = encoder(args.source, round(fraction, 4), args.out / "models" / f"encoder-seed-{seed}")
+        wider_fraction = min(1.0, round(fraction, 4))  # RUN cannot be cut wider than it is
+        wide = encoder(args.source, wider_fraction, args.out / "models" / f"encoder-seed-{seed}")
         reports["wider"] = convert(wide, args.out / "wider" / f"seed-{seed}", args, seed, {})
         value, bits = score(grown_export, args.out / "regrown" / f"seed-{seed}")
         per_example = {arm: _awn_full(r, "per_example_correct") for arm, r in reports.items() if arm != "regrown"}
@@ -124,7 +127,7 @@ def main() -> None:
                 "regrown (learned widths)": value,
                 "wider": _awn_full(reports["wider"]),
             },
-            "ffn_fraction_of_pretrained": {"small": args.width, "regrown": fraction},
+            "ffn_fraction_of_pretrained": {"small": args.width, "regrown": fraction, "wider": wider_fraction},
             "learned_widths": widths,
             "grown_widths": (reports["regrown"].get("profile") or {}).get("grown_widths"),
         }
