@@ -27,21 +27,24 @@ import sys
 import time
 from pathlib import Path
 
-from harness import add_run_args, make_parser, parse, run_convert
+from harness import add_run_args, make_parser, method_values, parse, run_convert
 from summarise import _paired
+from transformers import AutoModel, AutoTokenizer
 
 from awncompress import load_pretrained, read_provenance
+from awncompress.checkpoint.layout import width_key
 from awncompress.config import apply_overrides, load_recipe
 from awncompress.config.settings import read_settings
 from awncompress.data.tokenized import load_task_data
 from awncompress.evaluate.measure import evaluate_model
 
+FULL = width_key(1)  # the arms' one export width: each model at its own full width
 AWNCOMPRESS = [sys.executable, "-m", "awncompress"]  # the CLI of this interpreter's awncompress
 ARMS = {"small": {}, "regrown": {"awn.grow": "true", "awn.grow_cap": "8"}}
 # The rate prior centres each layer's 0.9-quantile at twice the small width (rate_for_quantile(2, 0.9)); the loss
 # moves each layer from there. With no prior (rate_prior_std 1000) the fine-tune on 20 Newsgroups narrowed every
 # profile (to 70-94 % of the small width, seed 0), and nothing grew.
-SHARED = {"export.widths": "1", "evaluate.methods": "awn", "awn.rate_prior_mean": "1.15"}
+SHARED = {"export.widths": FULL, "evaluate.methods": "awn", "awn.rate_prior_mean": "1.15"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,8 +59,6 @@ def encoder(source: Path, width: float, dest: Path) -> Path:
     """RUN's uniform export at ``width`` with its classifier head dropped (``dest``), made once."""
     if (dest / "config.json").is_file():
         return dest
-    from transformers import AutoModel, AutoTokenizer
-
     cut = dest.parent / f"{dest.name}-with-head"
     if not cut.is_dir():
         subprocess.run(
@@ -92,8 +93,6 @@ def score(export: Path, run: Path) -> tuple[float, list[int]]:
     """Accuracy of ``export`` on ``run``'s evaluation examples, and 1/0 per example in the run's order."""
     recipe = load_recipe(run / "recipe.yaml")
     model = load_pretrained(export).eval()
-    from transformers import AutoTokenizer
-
     data = load_task_data(read_settings(recipe).data, AutoTokenizer.from_pretrained(export))
     correct: list = []
     value = evaluate_model(model, data.eval, data.collate, recipe.task, batch_size=64, correct=correct)
@@ -115,17 +114,17 @@ def main() -> None:
         wide = encoder(args.source, wider_fraction, args.out / "models" / f"encoder-seed-{seed}")
         reports["wider"] = convert(wide, args.out / "wider" / f"seed-{seed}", args, seed, {})
         value, bits = score(grown_export, args.out / "regrown" / f"seed-{seed}")
-        per_example = {arm: _awn_full(r, "per_example_correct") for arm, r in reports.items() if arm != "regrown"}
+        per_example = {arm: r["per_example_correct"][f"awn@{FULL}"] for arm, r in reports.items() if arm != "regrown"}
         per_example["regrown"] = bits
         joined = {"per_example_correct": per_example}
         (args.out / f"seed-{seed}").mkdir(parents=True, exist_ok=True)
         (args.out / f"seed-{seed}" / "report.json").write_text(json.dumps(joined))
         summary["seeds"][str(seed)] = {
             "accuracy": {
-                "small": _awn_full(reports["small"]),
-                "regrown (base width)": _awn_full(reports["regrown"]),
+                "small": method_values(reports["small"])[FULL],
+                "regrown (base width)": method_values(reports["regrown"])[FULL],
                 "regrown (learned widths)": value,
-                "wider": _awn_full(reports["wider"]),
+                "wider": method_values(reports["wider"])[FULL],
             },
             "ffn_fraction_of_pretrained": {"small": args.width, "regrown": fraction, "wider": wider_fraction},
             "learned_widths": widths,
@@ -137,13 +136,6 @@ def main() -> None:
     }
     record.write_text(json.dumps(summary, indent=1))
     json.dump(summary["paired_points"], sys.stdout, indent=1)
-
-
-def _awn_full(report: dict, name: str = "") -> object:
-    """The awn row at full width: its value, or (``name``) its per-example results."""
-    if name:
-        return next(v for k, v in report[name].items() if k.startswith("awn@") and float(k[4:]) == 1)
-    return next(r["value"] for r in report["rows"] if r["method"] == "awn" and r["width_fraction"] == 1)
 
 
 if __name__ == "__main__":
