@@ -265,3 +265,33 @@ def test_a_model_without_activation_checkpointing_is_refused_in_one_line():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     with pytest.raises(TrainingError, match="Sequential does not support activation checkpointing"):
         finetune(model, toy_data(), collate, _cfg(activation_checkpointing=True), num_examples=48, quiet=True)
+
+
+
+def _lm_windows(n: int = 24, length: int = 10) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    ids = [torch.randint(2, 64, (length,), generator=g).tolist() for _ in range(n)]
+    return [{"input_ids": x, "attention_mask": [1] * length, "labels": list(x)} for x in ids]
+
+
+@pytest.mark.parametrize("family", ["bert", "llama", "llama-tied"])
+def test_frozen_embeddings_stay_put_and_the_ffns_still_train(family):
+    model = make_model(family.removesuffix("-tied"))
+    if family == "llama-tied":
+        model.config.tie_word_embeddings = True
+        model.tie_weights()
+        assert model.lm_head.weight is model.model.embed_tokens.weight
+    convert_(model, AWNConfig(), calibration=make_batches(vocab=64))
+    data = toy_data() if family == "bert" else _lm_windows()
+    vocab = [model.get_input_embeddings().weight, model.get_output_embeddings()]
+    vocab = [p for p in (vocab[0], getattr(vocab[1], "weight", None)) if p is not None]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    finetune(model, data, collate, _cfg(steps=3, freeze_embeddings=True), num_examples=len(data), prior=PRIOR,
+             quiet=True)  # fmt: skip
+    after = model.state_dict()
+    frozen = {n for n, p in model.named_parameters(remove_duplicate=False) if any(p is v for v in vocab)}
+    assert len(frozen) == (1 if family == "bert" else 2)
+    for name in frozen:
+        assert torch.equal(before[name], after[name]), name
+    ffn = [k for k in before if "intermediate.dense.weight" in k or "mlp.up_proj.weight" in k]
+    assert ffn and not any(torch.equal(before[k], after[k]) for k in ffn)

@@ -17,7 +17,7 @@ from ..model.narrow import Narrowing, narrowing_agrees, plan_narrowing
 from .batching import IndexStream
 from .checkpoints import load_checkpoint, read_trainer_state
 from .growing import GrowthConfig, check_one_process, regrow_
-from .optimizer import optimizer_for
+from .optimizer import freeze_vocabulary_, optimizer_for
 from .settings import TrainConfig, check_batch, examples_drawn
 from .sharded_checkpoints import load_sharded
 from .sharding import shard_copy, sharding_requested
@@ -103,6 +103,8 @@ def start_run(
         check_one_process(world)
     if growth is not None and checkpoint is not None:  # the checkpoint's layers may have grown
         regrow_(model, read_trainer_state(checkpoint).get("widths") or [])
+    if cfg.freeze_embeddings:
+        freeze_vocabulary_(model)
     optimizer = optimizer_for(model, cfg)
     state = {"step": 0, "seconds": 0.0, "losses": []}
     if checkpoint is not None and not sharded:

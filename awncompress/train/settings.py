@@ -49,6 +49,8 @@ class TrainConfig(Section):
     when all examples have one length (causal-lm windows). ``activation_checkpointing`` keeps only each
     decoder layer's input for the backward and recomputes the rest (about a third more compute for a
     fraction of the activation memory); derived on when not even one example fits without it.
+    ``freeze_embeddings`` leaves the input embedding and a language model's output head (the
+    vocabulary-sized matrices; one when tied) as they are: no gradient, no Adam state for them.
     """
 
     section = "train"
@@ -74,6 +76,7 @@ class TrainConfig(Section):
     checkpoint_every: StepCountOrNone = 50
     group_by_length: bool = True
     activation_checkpointing: bool = False
+    freeze_embeddings: bool = False
 
 
 def width_passes(cfg: TrainConfig) -> int:
