@@ -292,6 +292,8 @@ def test_plan_writes_nothing_and_the_run_records_what_it_derived(tiny, tmp_path)
         "awn fine-tune" in result.output and "peak memory" in result.output and "derived train.steps" in result.output
     )
     assert "GiB (in the awn fine-tune) of" in result.output  # its dense stage holds no teacher copy
+    # The user is told what the silent minutes before the plan are (a large model's dry pass takes them).
+    assert "dry pass: every stage once on a copy of the model, 2 steps of one micro-batch" in result.output
     assert not out.exists()
     result = runner.invoke(app, [*args, "--steps", "3", "--dense-steps", "3", "--quiet"])
     assert result.exit_code == 0, result.output
