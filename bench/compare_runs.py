@@ -3,8 +3,9 @@
     python bench/compare_runs.py --a out/s0-new out/s1-new --b out/s0-old out/s1-old [--method awn]
 
 The i-th run of --a is paired with the i-th of --b: they must have scored the same evaluation
-examples (the same seed's sample). Per width: the mean paired gap a − b in points and ± 2 SE,
-pooled over the pairs as ``summarise.py`` pools seeds; * marks a gap beyond 2 SE.
+examples (the same seed's sample). Per width: the mean paired gap a − b and ± 2 SE, pooled over the
+pairs as ``summarise.py`` pools seeds; * marks a gap beyond 2 SE. A classifier's gap is in points of
+accuracy, a causal LM's in percent of perplexity (100 × the per-window NLL gap; negative: a is lower).
 """
 
 from __future__ import annotations
@@ -29,16 +30,15 @@ def main() -> None:
         parser.error(f"no report.json in {', '.join(missing)}")
     pairs: dict[int, dict] = {}
     for i, (a, b) in enumerate(zip(args.a, args.b)):
-        bits_a, bits_b = (json.loads((f / "report.json").read_text())["per_example_correct"] for f in (a, b))
+        report_a, report_b = (json.loads((f / "report.json").read_text()) for f in (a, b))
+        name = "per_example_nll" if report_a.get("per_example_nll") else "per_example_correct"
+        bits_a, bits_b = report_a.get(name) or {}, report_b.get(name) or {}
+        if not bits_b:
+            parser.error(f"{b} has no {name} to pair with {a}'s")
         if bits_a.get("dense") != bits_b.get("dense"):
             parser.error(f"{a} and {b} scored different evaluation examples (their dense rows differ)")
-        pairs[i] = {
-            "per_example_correct": {
-                **{f"a:{k}": v for k, v in bits_a.items()},
-                **{f"b:{k}": v for k, v in bits_b.items()},
-            }
-        }
-    first = pairs[0]["per_example_correct"]
+        pairs[i] = {name: {**{f"a:{k}": v for k, v in bits_a.items()}, **{f"b:{k}": v for k, v in bits_b.items()}}}
+    first = next(iter(pairs[0].values()))
     widths = sorted({k.split("@")[1] for k in first if k.startswith(f"a:{args.method}@")}, key=float)
     for w in widths:
         gap = _paired(pairs, f"a:{args.method}@{w}", f"b:{args.method}@{w}")

@@ -72,3 +72,26 @@ def test_perplexity_gaps_are_paired_over_windows(tmp_path):
     row = next(line for line in text.split("awn − each method")[1].splitlines() if line.startswith("| 0.5"))
     # awn − wina+finetune: per-window differences −0.02, −0.03, −0.01, −0.02: mean −2.00 %, sd 0.816 %, SE 0.408 %
     assert row.split("|")[2].strip() == "-2.00 ± 0.82*"
+
+
+def test_compare_runs_pairs_two_settings_by_window_for_a_causal_lm(tmp_path):
+    """bench/compare_runs.py: two runs of awn (two settings, one seed) paired over the same windows."""
+    import subprocess
+
+    folders = []
+    for name, awn in (("new", [1.98, 2.97, 3.99, 4.98]), ("old", [2.00, 3.00, 4.00, 5.00])):
+        report = _report({"awn": "1111"})
+        report["per_example_correct"] = None
+        report["per_example_nll"] = {"dense": [1.0, 1.0, 1.0, 1.0], "awn@0.5": awn}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(report))
+        folders.append(tmp_path / name)
+    argv = [sys.executable, str(BENCH / "compare_runs.py"), "--a", str(folders[0]), "--b", str(folders[1])]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    # differences −0.02, −0.03, −0.01, −0.02: mean −2.00 %, SE 0.408 %
+    assert out.strip() == "0.5: -2.00 ± 0.82*"
+    report = json.loads((folders[1] / "report.json").read_text())
+    report["per_example_nll"]["dense"] = [1.0, 1.0, 1.0, 2.0]  # another seed's windows
+    (folders[1] / "report.json").write_text(json.dumps(report))
+    refused = subprocess.run(argv, capture_output=True, text=True)
+    assert refused.returncode != 0 and "scored different evaluation examples" in refused.stderr
