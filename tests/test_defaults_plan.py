@@ -381,3 +381,26 @@ def test_the_dry_pass_runs_one_micro_batch(tiny):
     small, tiny_data = _tiny(recipe, _data(tiny), 4)
     assert small.train.batch_size == small.dense.batch_size == 4 and small.train.grad_accum == 1
     assert len(tiny_data.train) == 4 * DRY_STEPS and small.export.widths == [min(recipe.export.widths)]
+
+
+def test_frozen_embeddings_are_planned_without_gradients_or_adam_state(tiny):
+    from awncompress.run.derive import model_shape
+
+    model = tf.AutoModelForSequenceClassification.from_pretrained(tiny["model"])
+    recipe = default_recipe(str(tiny["model"]))
+    plain = model_shape(model, recipe)
+    frozen = model_shape(model, apply_overrides(recipe, {"train.freeze_embeddings": "true"}))
+    vocab = model.get_input_embeddings().weight.numel()
+    assert plain.frozen == 0 and frozen.frozen == vocab
+    kw = dict(micro_batch=8, seq_len=32, lm=False, teacher_live=False, checkpointed=False, eval_batch=8)
+    before = memory.stage_bytes(plain, dense_stage=True, trains_per_width=True, **kw)
+    after = memory.stage_bytes(frozen, dense_stage=True, trains_per_width=True, **kw)
+    saved = 3 * vocab * 4  # its gradient and Adam's two moments, float32
+    assert before["awn fine-tune"] - after["awn fine-tune"] == saved
+    assert before["evaluation"] - after["evaluation"] == saved  # the per-width fine-tunes freeze it too
+    assert before["dense head"] == after["dense head"]  # the dense stage trains every weight
+    assert memory.training_bytes(plain, 8, 32, False, False) - memory.training_bytes(frozen, 8, 32, False, False) == saved
+    from awncompress.config.settings import read_settings
+
+    stages = read_settings(apply_overrides(load_recipe("demo"), {"train.freeze_embeddings": "true"}))
+    assert stages.train.freeze_embeddings and stages.per_width.freeze_embeddings and not stages.dense.freeze_embeddings

@@ -65,6 +65,7 @@ def read_settings(recipe: Recipe) -> StageSettings:
             "kd_weight": 0.0,
             "batch_size": recipe.dense.batch_size,
             "mode": "deterministic",
+            "freeze_embeddings": False,  # the dense stage makes the model (and teacher) the user asked for
         }
     )
     latency = (

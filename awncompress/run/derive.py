@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Optional
 
 from torch import nn
@@ -38,6 +39,7 @@ from ..errors import AwnError
 from ..evaluate.latency import max_positions
 from ..model.families import find_ffns
 from ..model.surgery import full_widths
+from ..train.optimizer import vocabulary_matrices
 from ..train.settings import TrainConfig, draws_fresh_batches, width_passes
 from .memory import (
     GIB,
@@ -188,10 +190,13 @@ def _warn_logits(recipe: Recipe, model: nn.Module, shape: ModelShape) -> None:
 
 def model_shape(model: nn.Module, recipe: Optional[Recipe] = None) -> ModelShape:
     """What the memory estimates need to know about ``model`` (its widest FFN and its FFN layers); with
-    ``recipe.awn.grow``, as if every FFN had grown to ``awn.grow_cap`` × its width (the estimates err high)."""
+    ``recipe.awn.grow``, as if every FFN had grown to ``awn.grow_cap`` × its width (the estimates err high);
+    with ``recipe.train.freeze_embeddings``, its vocabulary matrices hold no gradient or Adam state."""
     blocks = find_ffns(model)
     ffn_params = sum(p.numel() for b in blocks for p in b.parameters())
     shape = ModelShape.of(model, max(full_widths(blocks)), len(blocks), ffn_params)
+    if recipe is not None and recipe.train.freeze_embeddings:
+        shape = replace(shape, frozen=sum(p.numel() for p in vocabulary_matrices(model)))
     return shape.grown(recipe.awn.grow_cap) if recipe is not None and recipe.awn.grow else shape
 
 

@@ -61,6 +61,11 @@ class ModelShape:
     bytes_per_value: int = 4
 
     ffn_params: int = 0  # the FFN weights (up, gate, down): what growth adds to
+    frozen: int = 0  # weights the fine-tunes leave untrained (train.freeze_embeddings): no gradient, no Adam state
+
+    def optimizer_bytes(self) -> int:
+        """Gradients and Adam's two moments of the weights a fine-tune trains."""
+        return 3 * (self.params - self.frozen) * self.bytes_per_value
 
     @classmethod
     def of(cls, model: nn.Module, d_ff: int, layers: int, ffn_params: int = 0) -> "ModelShape":
@@ -130,7 +135,7 @@ def training_bytes(
 ) -> int:
     """Estimated peak bytes of one training micro-batch (one forward and backward)."""
     b = shape.bytes_per_value
-    state = shape.params * b * 4  # weights, gradients, Adam's two moments
+    state = shape.params * b + shape.optimizer_bytes()  # weights, gradients, Adam's two moments
     teacher = shape.params * b if teacher_live else 0
     tokens = micro_batch * seq_len
     activations = activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, b, checkpointed)
@@ -154,7 +159,8 @@ def stage_bytes(
 
     * ``dense head``: gradients and Adam's two moments, activations and logits;
     * ``awn fine-tune``: the frozen dense copy (the teacher, or the evaluation's reference when the
-      teacher is a logit table), gradients, Adam, activations and logits (the teacher's too when live);
+      teacher is a logit table), gradients and Adam of the trained weights, activations and logits (the
+      teacher's too when live);
     * ``evaluation``: the dense copy, a baseline's ordered copy and its cut at one width, and for a
       per-width fine-tune the cut's gradients, Adam state and activations (at most full width).
     """
@@ -164,7 +170,7 @@ def stage_bytes(
     stages = {}
     if dense_stage:
         stages["dense head"] = 3 * weights + acts + logit_bytes(shape.vocab, tokens, lm, False)
-    trained = 3 * weights + acts + logit_bytes(shape.vocab, tokens, lm, teacher_live)
+    trained = shape.optimizer_bytes() + acts + logit_bytes(shape.vocab, tokens, lm, teacher_live)
     stages["awn fine-tune"] = weights + trained
     scoring = evaluation_bytes(shape, eval_batch, seq_len, lm) - weights
     stages["evaluation"] = 3 * weights + max(scoring, trained if trains_per_width else 0)

@@ -17,23 +17,27 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 1.0 - 0.9 * (step - cfg.warmup_steps) / span
 
 
-def freeze_vocabulary_(model: nn.Module) -> int:
-    """Stop training the vocabulary-sized matrices: the input embedding and a language model's output
-    head (one matrix when tied). Returns the number of parameters frozen.
+def vocabulary_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """The vocabulary-sized matrices ``train.freeze_embeddings`` leaves untrained: the input embedding
+    and a language model's output head (one parameter when tied).
 
     They hold most of a small model's parameters (MiniLM's word embedding is 52 % of it, SmolLM2's tied
     one 21 %, Gemma 3 270M's 63 %) but none of the FFN neurons AWN orders; frozen, they need no
     gradient or Adam state, and a tied head's weight gradient (a vocabulary × hidden matmul) is skipped.
     """
-    frozen: dict[int, nn.Parameter] = {}
+    found: dict[int, nn.Parameter] = {}
     for get in ("get_input_embeddings", "get_output_embeddings"):
         module = getattr(model, get, lambda: None)()
         weight = getattr(module, "weight", None)
-        if isinstance(weight, nn.Parameter) and weight.requires_grad:
-            frozen[id(weight)] = weight
-    for weight in frozen.values():
+        if isinstance(weight, nn.Parameter):
+            found[id(weight)] = weight
+    return list(found.values())
+
+
+def freeze_vocabulary_(model: nn.Module) -> None:
+    """Stop training :func:`vocabulary_matrices` (no gradient, so no optimizer state either)."""
+    for weight in vocabulary_matrices(model):
         weight.requires_grad_(False)
-    return sum(w.numel() for w in frozen.values())
 
 
 def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
