@@ -20,7 +20,12 @@ from awncompress.data import assets
 from awncompress.model.families import find_ffns
 from awncompress.run.memory import activation_bytes, hidden_size
 
-PATHS = {"minilm": assets.minilm_path, "smollm2": assets.smollm2_path, "gemma3": assets.gemma3_path, "mpnet": assets.mpnet_path}
+PATHS = {
+    "minilm": assets.minilm_path,
+    "smollm2": assets.smollm2_path,
+    "gemma3": assets.gemma3_path,
+    "mpnet": assets.mpnet_path,
+}
 LMS = ("smollm2", "gemma3")
 
 
@@ -72,7 +77,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=64)
     args = parser.parse_args()
-    print("| model | hidden | d_ff | layers | tokens | saved MiB | floats a token-layer | | planned | planned / saved |")
+    columns = ("model", "hidden", "d_ff", "layers", "tokens", "saved MiB", "floats a token-layer", "", "planned")
+    print("| " + " | ".join((*columns, "planned / saved")) + " |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         print(measure(name, args.batch, args.seq), flush=True)

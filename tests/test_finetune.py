@@ -267,7 +267,6 @@ def test_a_model_without_activation_checkpointing_is_refused_in_one_line():
         finetune(model, toy_data(), collate, _cfg(activation_checkpointing=True), num_examples=48, quiet=True)
 
 
-
 def _lm_windows(n: int = 24, length: int = 10) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     ids = [torch.randint(2, 64, (length,), generator=g).tolist() for _ in range(n)]

@@ -124,11 +124,14 @@ def test_no_launcher_asks_for_no_sharding(monkeypatch):
     assert not sharding_requested()
 
 
-def _convert(model: Path, text: Path, out: Path, launcher: list[str], env: dict) -> subprocess.CompletedProcess:
+def _convert(
+    model: Path, text: Path, out: Path, launcher: list[str], env: dict, *extra: str
+) -> subprocess.CompletedProcess:
     args = ["convert", str(model), "--task", "causal-lm", "--data", str(text), "--widths", "0.5", "--out", str(out)]
     args += ["--steps", "4", "--set", "evaluate.methods=awn,wina,finetune", "--set", "evaluate.latency_repeats=2"]
     full = dict(os.environ, OMP_NUM_THREADS="1", **env)
-    return subprocess.run([*launcher, "-m", "awncompress", *args, "--quiet"], env=full, capture_output=True, text=True)
+    module = [] if launcher[-1].endswith(".py") else ["-m", "awncompress"]
+    return subprocess.run([*launcher, *module, *args, *extra, "--quiet"], env=full, capture_output=True, text=True)
 
 
 def test_convert_under_torchrun_with_fsdp2_writes_once_what_one_process_writes(tmp_path):
@@ -152,6 +155,31 @@ def test_convert_under_torchrun_with_fsdp2_writes_once_what_one_process_writes(t
     rows = lambda out: {r["method"]: r["value"] for r in json.loads((out / "report.json").read_text())["rows"]}  # noqa: E731
     assert rows(tmp_path / "two") == pytest.approx(rows(tmp_path / "one"), rel=1e-3)
     assert set(rows(tmp_path / "two")) == {"awn", "wina", "wina+finetune"}  # the baseline trained on the main process
+
+
+def test_convert_under_fsdp2_killed_after_a_checkpoint_resumes_to_the_uninterrupted_exports(tmp_path):
+    model = save_tiny_llama(tmp_path / "llama")
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(["great film bad plot"] * 400))
+    every = ["--set", "train.checkpoint_every=2", "--set", "evaluate.methods=awn"]
+    straight = _convert(model, text, tmp_path / "straight", _launcher(), FSDP2, *every)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    stopper = [*_launcher(), str(TESTS / "convert_stop_script.py")]
+    stopped = _convert(model, text, tmp_path / "run", stopper, FSDP2, *every)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    shards = tmp_path / "run" / "checkpoints" / "awn" / "step-2"
+    assert shards.is_dir() and not (tmp_path / "run" / "width-0.5").exists()  # both processes wrote into OUT
+    state = json.loads((shards / "trainer_state.json").read_text())
+    assert state["step"] == 2
+    (shards / "trainer_state.json").write_text(json.dumps({**state, "seconds": 9999.0}))  # seen only if read
+    resumed = _convert(model, text, tmp_path / "run", _launcher(), FSDP2, *every, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # the exports hold everything now
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["costs"]["awn"]["finetune_s"] > 9999
+    for export in ("width-0.5", "nested"):
+        ours, theirs = (load_file(str(tmp_path / run / export / "model.safetensors")) for run in ("run", "straight"))
+        for key in ours:
+            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
 def test_plan_under_torchrun_prints_one_plan_and_writes_nothing(tmp_path):

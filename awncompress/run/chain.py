@@ -32,7 +32,7 @@ from ..train.finetune import TrainResult, finetune
 from ..train.heap import release_free_memory
 from ..train.teacher import CachedTeacher, Teacher
 from .bundle import Bundle, calibration_batches, run_teacher
-from .ranks import checkpoints_for, is_main_process
+from .ranks import is_main_process
 from .reevaluate import evaluate_conversion
 from .served import time_served, write_served
 
@@ -64,7 +64,9 @@ def _teachers(
     return teacher, distil, seconds
 
 
-def _dense_stage(settings: StageSettings, bundle: Bundle, out: Path, resume: bool, quiet: bool) -> TrainResult:
+def _dense_stage(
+    settings: StageSettings, bundle: Bundle, out: Path, checkpoints: Path, resume: bool, quiet: bool
+) -> TrainResult:
     """Train an untrained task head densely (the model then becomes the KD teacher); save it to dense/."""
     log.info(
         "the task head of %s is untrained: training it densely first (it becomes the KD teacher)",
@@ -78,7 +80,7 @@ def _dense_stage(settings: StageSettings, bundle: Bundle, out: Path, resume: boo
         settings.dense,
         num_examples=data.num_train_examples,
         seed=settings.seed,
-        checkpoint_dir=checkpoints_for(out / CHECKPOINTS_DIR / "dense"),
+        checkpoint_dir=checkpoints / "dense",
         resume=resume,
         quiet=quiet,
         desc="dense head",
@@ -97,11 +99,15 @@ def run_stages(
     quiet: bool,
     evaluate: bool,
     llama_cpp: Optional[Path] = None,
+    checkpoints: Optional[Path] = None,
 ) -> ConvertResult:
-    """dense stage → teacher → score/order/wrap → AWN fine-tune → fold → exports → evaluation, into ``out``."""
+    """dense stage → teacher → score/order/wrap → AWN fine-tune → fold → exports → evaluation, into ``out``.
+
+    ``checkpoints``: where the fine-tunes checkpoint (default ``out/checkpoints``); under a launcher every
+    process names the main process's, since they all write (sharded) or read (on --resume) the same ones."""
     recipe, model, tokenizer, data = settings.recipe, bundle.model, bundle.tokenizer, bundle.data
-    checkpoints = out / CHECKPOINTS_DIR
-    dense_result = None if bundle.head_trained else _dense_stage(settings, bundle, out, resume, quiet)
+    checkpoints = checkpoints or out / CHECKPOINTS_DIR
+    dense_result = None if bundle.head_trained else _dense_stage(settings, bundle, out, checkpoints, resume, quiet)
     teacher, kd_teacher, teacher_seconds = _teachers(model, settings, data, quiet)
     batches = calibration_batches(data, settings.calibration_batches, settings.train.batch_size)
     convert_(model, settings.awn, calibration=batches)
@@ -115,7 +121,7 @@ def run_stages(
         prior=settings.prior,
         teacher=kd_teacher,
         seed=settings.seed,
-        checkpoint_dir=checkpoints_for(checkpoints / "awn"),
+        checkpoint_dir=checkpoints / "awn",
         resume=resume,
         quiet=quiet,
         desc="awn fine-tune",

@@ -15,6 +15,7 @@ from typing import Iterable, Optional
 
 import torch
 
+from ..checkpoint.layout import CHECKPOINTS_DIR
 from ..config.recipe import Recipe
 from ..config.settings import read_settings
 from ..data.tokenized import TaskData, load_task_data
@@ -106,10 +107,12 @@ def _prepare(
     llama_cpp: Optional[Path] = None,
 ) -> _Prepared:
     """Every check, the model and data, the derived settings and (``dry``) the dry pass and its plan."""
-    check_output(out, recipe, resume=resume, overwrite=overwrite, inputs=inputs)
+    main = is_main_process()
+    if main or not resume:  # on --resume the main process checks OUT; another one's output is private
+        check_output(out, recipe, resume=resume, overwrite=overwrite, inputs=inputs)
     check_settings(recipe, trusted_metric)
-    if resume:
-        recipe = check_resume(out, recipe)
+    if resume:  # the recorded recipe, on every process
+        recipe = agree(check_resume(out, recipe) if main else recipe)
     bound_heap()  # before the model is loaded: every stage's large buffers go back to the system when freed
     recipe, bundle = _load(recipe)
     model, data = bundle.model, bundle.data
@@ -194,7 +197,8 @@ def run_convert(
     same ``out`` is refused while one runs.
     """
     budget = budget if budget is not None else recipe.budget
-    with rank_output(Path(out), resume=resume, budget=budget is not None) as out, exclusive(out):
+    shared = Path(out)  # the main process's OUT: the fine-tunes' checkpoints of every process go there
+    with rank_output(shared, budget=budget is not None) as out, exclusive(out):
         try:
             prepared = _prepare(
                 recipe,
@@ -222,6 +226,7 @@ def run_convert(
                 quiet=quiet,
                 evaluate=evaluate,
                 llama_cpp=prepared.llama_cpp,
+                checkpoints=shared / CHECKPOINTS_DIR,
             )
         except OSError as exc:
             if isinstance(exc, AwnError) or exc.filename is None:

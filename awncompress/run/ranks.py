@@ -14,14 +14,13 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 
 from ..config import Recipe, recipe_from_dict
 from ..errors import AwnError
 from ..files.lock import run_temp_dir
-from ..train.sharding import sharding_requested
 
 
 def process_rank() -> tuple[int, int]:
@@ -35,14 +34,13 @@ def is_main_process() -> bool:
 
 
 @contextmanager
-def rank_output(out: Path, *, resume: bool, budget: bool) -> Iterator[Path]:
+def rank_output(out: Path, *, budget: bool) -> Iterator[Path]:
     """The folder this process may write: ``out`` on the main process; on every other one a private
     temporary folder of its own (its run lock and anything a stage writes before it stops), removed
-    at the end, so ``out`` is written by one process. ``--resume`` and ``--budget`` are refused with
-    several processes."""
+    at the end, so ``out`` is written by one process (the fine-tunes' checkpoints excepted: every
+    process writes its shards into ``out/checkpoints``, and on ``--resume`` reads them back, so ``out``
+    must be on a file system every process sees). ``--budget`` is refused with several processes."""
     rank, world = process_rank()
-    if world > 1 and resume:
-        raise AwnError("--resume with several processes is not supported yet; resume on one process")
     if world > 1 and budget:
         raise AwnError("--budget with several processes is not supported yet; set train.steps instead")
     if rank == 0:
@@ -50,13 +48,6 @@ def rank_output(out: Path, *, resume: bool, budget: bool) -> Iterator[Path]:
         return
     with run_temp_dir(f"rank{rank}") as tmp:
         yield tmp / out.name
-
-
-def checkpoints_for(folder: Path) -> Optional[Path]:
-    """Where a convert run's fine-tunes checkpoint: ``folder``, or None when the processes shard the
-    model. Sharded checkpoints are written by every process into one folder, and a run under a launcher
-    keeps each process's output apart and cannot resume yet, so such checkpoints would be dead weight."""
-    return None if process_rank()[1] > 1 and sharding_requested() else folder
 
 
 @contextmanager
