@@ -157,22 +157,24 @@ def test_convert_under_torchrun_with_fsdp2_writes_once_what_one_process_writes(t
     assert set(rows(tmp_path / "two")) == {"awn", "wina", "wina+finetune"}  # the baseline trained on the main process
 
 
-def test_convert_under_fsdp2_killed_after_a_checkpoint_resumes_to_the_uninterrupted_exports(tmp_path):
+@pytest.mark.parametrize("sharding", ["fsdp2", "ddp"])
+def test_convert_killed_after_a_checkpoint_resumes_to_the_uninterrupted_exports(tmp_path, sharding):
+    env = FSDP2 if sharding == "fsdp2" else {}
     model = save_tiny_llama(tmp_path / "llama")
     text = tmp_path / "text.txt"
     text.write_text(" ".join(["great film bad plot"] * 400))
     every = ["--set", "train.checkpoint_every=2", "--set", "evaluate.methods=awn"]
-    straight = _convert(model, text, tmp_path / "straight", _launcher(), FSDP2, *every)
+    straight = _convert(model, text, tmp_path / "straight", _launcher(), env, *every)
     assert straight.returncode == 0, straight.stderr[-3000:]
     stopper = [*_launcher(), str(TESTS / "convert_stop_script.py")]
-    stopped = _convert(model, text, tmp_path / "run", stopper, FSDP2, *every)
+    stopped = _convert(model, text, tmp_path / "run", stopper, env, *every)
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     shards = tmp_path / "run" / "checkpoints" / "awn" / "step-2"
-    assert shards.is_dir() and not (tmp_path / "run" / "width-0.5").exists()  # both processes wrote into OUT
+    assert shards.is_dir() and not (tmp_path / "run" / "width-0.5").exists()  # in OUT, from every process
     state = json.loads((shards / "trainer_state.json").read_text())
     assert state["step"] == 2
     (shards / "trainer_state.json").write_text(json.dumps({**state, "seconds": 9999.0}))  # seen only if read
-    resumed = _convert(model, text, tmp_path / "run", _launcher(), FSDP2, *every, "--resume")
+    resumed = _convert(model, text, tmp_path / "run", _launcher(), env, *every, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not (tmp_path / "run" / "checkpoints").exists()  # the exports hold everything now
     assert json.loads((tmp_path / "run" / "report.json").read_text())["costs"]["awn"]["finetune_s"] > 9999
