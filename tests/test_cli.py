@@ -130,12 +130,12 @@ def test_convert_evaluates_and_reports_then_evaluate_and_report_rerun(tiny, tmp_
         assert (out / name).exists(), name
     record = json.loads((out / "report.json").read_text())
     methods = {r["method"] for r in record["rows"]}
-    assert methods == {"awn", "wina", "random", "wina-dynamic", "wina+finetune"}
+    assert methods == {"awn", "wina", "random", "wina-dynamic", "fluctuation+finetune"}
     awn = {r["width_fraction"]: r for r in record["rows"] if r["method"] == "awn"}
     assert set(awn) == {0.25, 0.5} and awn[0.25]["export"].endswith("width-0.25")
     assert awn[0.25]["flops_ratio"] < awn[0.5]["flops_ratio"] < 1
-    assert record["costs"]["wina+finetune"]["prepare_s"] > 0 and record["costs"]["awn"]["finetune_s"] > 0
-    assert record["costs"]["teacher-logits"]["prepare_s"] > 0  # computed once, shared by awn and wina+finetune
+    assert record["costs"]["fluctuation+finetune"]["prepare_s"] > 0 and record["costs"]["awn"]["finetune_s"] > 0
+    assert record["costs"]["teacher-logits"]["prepare_s"] > 0  # computed once, shared by awn and fluctuation+finetune
     card = json.loads((out / "width-0.25" / "awncompress.json").read_text())
     assert card["metric"]["value"] == awn[0.25]["value"]
     assert not (out / "checkpoints").exists()

@@ -44,7 +44,7 @@ class AWNConfig:
             scorer and give each layer's heads their own learned profile (see heads.py).
     """
 
-    scorer: str = "wina"
+    scorer: str = "fluctuation"
     k: float = 0.9
     init_rate: Optional[float] = None
     rate_prior_mean: float = rate_for_quantile(0.5, 0.9)
@@ -73,7 +73,7 @@ def full_widths(blocks: Sequence[FFNBlock]) -> list[int]:
 
 def order_(
     model: nn.Module,
-    scorer: str = "wina",
+    scorer: str = AWNConfig.scorer,
     batches: Optional[Iterable[Mapping[str, torch.Tensor]]] = None,
     spec: Optional[SpecLike] = None,
     seed: int = 0,

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 from torch import nn
 
 from ...errors import UnknownMethodError
+from ...model.surgery import AWNConfig
 
 
 @dataclass
@@ -49,7 +50,7 @@ class EvalContext:
     seed: int = 0
     export_dirs: dict[float, Path] = field(default_factory=dict)
     out: Optional[Path] = None
-    scorer: str = "wina"
+    scorer: str = AWNConfig.scorer
     multiple: Optional[int] = None
     training: Optional[TrainingKit] = None
     quiet: bool = False
