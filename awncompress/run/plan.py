@@ -43,6 +43,11 @@ log = logging.getLogger("awncompress")
 
 DRY_STEPS = 2  # the first step pays for warm-up (Adam's state, first allocations); the second is timed
 DRY_EVAL_EXAMPLES = 8
+# Said before the dry pass: on a large model (Gemma 3 270M's 262,144-token head) it is minutes of silence.
+DRY_NOTE = (
+    "dry pass: every stage once on a copy of the model, %d steps of one micro-batch (%d examples) per fine-tune, "
+    "before the run starts"
+)
 MIN_STEPS = 10  # a budget never scales a fine-tune below this
 # A budget run spends at most this share of its minutes scoring evaluation examples, on no fewer
 # than EVAL_FLOOR of them: with many methods × widths, scoring a large test set would otherwise
@@ -187,14 +192,8 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
     model, data = bundle.model, bundle.data
     loaded = resident_bytes()  # the process with the model and the data loaded: every stage adds to it
     tiny_recipe, tiny_data = _tiny(recipe, data, dry_batch(recipe))
-    log.info(
-        "dry pass: every stage once on a copy of the model, %d steps of one micro-batch (%d examples) per "
-        "fine-tune, before the run starts",
-        DRY_STEPS,
-        tiny_recipe.train.batch_size,
-    )
-    began = time.perf_counter()
-    level = log.level
+    log.info(DRY_NOTE, DRY_STEPS, tiny_recipe.train.batch_size)
+    began, level = time.perf_counter(), log.level
     log.setLevel(logging.WARNING)  # the dry pass's own rows are not the run's
     try:
         with run_temp_dir("dry") as tmp:
