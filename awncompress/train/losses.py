@@ -27,9 +27,8 @@ def _kl_rows(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -
     ).sum(-1)
 
 
-def _chunks(rows: int, vocab: int) -> list[tuple[int, int]]:
-    size = max(1, CHUNK_VALUES // max(1, vocab))
-    return [(start, min(rows, start + size)) for start in range(0, rows, size)]
+def _rows_per_chunk(vocab: int) -> int:
+    return max(1, CHUNK_VALUES // max(1, vocab))
 
 
 def distillation_loss(
@@ -47,8 +46,12 @@ def distillation_loss(
     s, q = student.reshape(-1, vocab), teacher.reshape(-1, vocab)
     weight = mask.reshape(-1).to(torch.float32) if mask is not None else torch.ones(s.shape[0], device=s.device)
     total = torch.zeros((), device=s.device)
-    for a, b in _chunks(s.shape[0], vocab):
-        total = total + (checkpoint(_kl_rows, s[a:b], q[a:b], t, use_reentrant=False) * weight[a:b]).sum()
+    size = _rows_per_chunk(vocab)
+    # split, not s[a:b]: a slice's backward writes its gradient into a zeroed tensor of the full logits'
+    # size, once per chunk (32 chunks of Gemma 3's 262,144-token logits: 32 × 512 MiB to fault in and add);
+    # split's backward concatenates the chunks' gradients once.
+    for s_rows, q_rows, w_rows in zip(s.split(size), q.split(size), weight.split(size)):
+        total = total + (checkpoint(_kl_rows, s_rows, q_rows, t, use_reentrant=False) * w_rows).sum()
     return total / weight.sum().clamp_min(1) * t * t
 
 
@@ -66,8 +69,9 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if s.numel() <= CHUNK_VALUES:
         return _ce_rows(s, targets) / count
     total = torch.zeros((), device=logits.device)
-    for a, b in _chunks(s.shape[0], vocab):
-        total = total + checkpoint(_ce_rows, s[a:b], targets[a:b], use_reentrant=False)
+    size = _rows_per_chunk(vocab)
+    for rows, wanted in zip(s.split(size), targets.split(size)):  # split: see distillation_loss
+        total = total + checkpoint(_ce_rows, rows, wanted, use_reentrant=False)
     return total / count
 
 
