@@ -90,6 +90,14 @@ def test_compare_runs_pairs_two_settings_by_window_for_a_causal_lm(tmp_path):
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     # differences −0.02, −0.03, −0.01, −0.02: mean −2.00 %, SE 0.408 %
     assert out.strip() == "0.5: -2.00 ± 0.82*"
+    # Another method's rows of --a against --b's awn rows (two cuts of one run).
+    cut = json.loads((folders[0] / "report.json").read_text())
+    cut["per_example_nll"] = {"dense": [1.0] * 4, "awn-flap@0.5": cut["per_example_nll"]["awn@0.5"]}
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "report.json").write_text(json.dumps(cut))
+    both = [*argv[:3], str(tmp_path / "cut"), "--method", "awn-flap", "--b", str(folders[1]), "--method-b", "awn"]
+    assert subprocess.run(both, capture_output=True, text=True, check=True).stdout.strip() == "0.5: -2.00 ± 0.82*"
+    assert subprocess.run(both[:-2], capture_output=True, text=True, check=True).stdout.strip() == ""
     report = json.loads((folders[1] / "report.json").read_text())
     report["per_example_nll"]["dense"] = [1.0, 1.0, 1.0, 2.0]  # another seed's windows
     (folders[1] / "report.json").write_text(json.dumps(report))

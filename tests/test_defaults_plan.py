@@ -135,15 +135,19 @@ def test_the_plan_warns_when_vocabulary_logits_dominate_a_step(caplog):
 
 
 def test_derived_gradient_accumulation_and_the_refusals(tiny, monkeypatch):
-    """The real memory estimate on a machine made small: micro-batches of 4 fit, 8 do not."""
+    """The real memory estimate on a machine made small: micro-batches of 4 fit, 8 do not. Batches are
+    padded to their longest example, so the estimate is for the data's longest, not data.max_length."""
     import awncompress.run.derive as derive
+    from awncompress.data.tokenized import example_lengths
     from awncompress.model.families import find_ffns
 
     model, data = make_model("bert"), _data(tiny)
     recipe = apply_overrides(Recipe(model="m"), {"train.batch_size": 16})
     blocks = find_ffns(model)
     shape = memory.ModelShape.of(model, max(b.width for b in blocks), len(blocks))
-    seq, live = recipe.data.max_length, derive.teacher_is_live(recipe)
+    seq, live = derive.longest_example(recipe, data), derive.teacher_is_live(recipe)
+    assert seq == max(example_lengths(data.train) + example_lengths(data.eval)) < recipe.data.max_length
+    assert derive.longest_example(apply_overrides(recipe, {"data.max_length": 4}), data) == 4
     one, four, eight = (memory.training_bytes(shape, micro, seq, False, live) for micro in (1, 4, 8))
 
     def machine(available: float) -> None:

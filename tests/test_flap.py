@@ -113,3 +113,51 @@ def test_awn_bc_needs_a_nested_checkpoint(tmp_path):
     ctx = EvalContext(make_model("bert"), [0.5], {0.5: [32, 32]}, make_batches(), out=tmp_path)
     with pytest.raises(NotAnExportError, match="nested checkpoint"):
         make_method("awn-bc").check(ctx)
+
+
+def test_flap_layer_widths_count_each_layer_above_the_threshold_in_any_order():
+    from awncompress.evaluate.methods.awn_flap import flap_layer_widths
+
+    # adaptive_widths' case above, each layer shuffled: the counts do not depend on the neurons' order.
+    f = [torch.tensor([-1.0, 3.0, -3.0, 1.0]), torch.tensor([0.3, -9.0, 0.5, 0.4])]
+    assert flap_layer_widths(f, 5) == [2, 3]
+    assert flap_layer_widths(f, 2) == [1, 1]
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_awn_flap_cuts_the_nested_model_to_flaps_counts_of_its_leading_neurons(family, tmp_path):
+    from awncompress.checkpoint.export import export_nested
+    from awncompress.checkpoint.layout import NESTED_DIR
+    from awncompress.checkpoint.load import load_pretrained
+    from awncompress.evaluate.methods.awn_flap import flap_layer_widths
+    from awncompress.model.surgery import truncate_
+
+    model, batches = make_model(family), make_batches()
+    export_nested(model, tmp_path / NESTED_DIR)
+    total = sum(b.width for b in find_ffns(model)) // 2
+    plan = {0.5: [b.width // 2 for b in find_ffns(model)]}
+    method = make_method("awn-flap")
+    ctx = EvalContext(model, [0.5], plan, batches, out=tmp_path)
+    method.check(ctx)
+    method.prepare(ctx)
+    # FLAP's fluctuation computed directly from the hidden activations, Var(h_j) · ‖W_down[:, j]‖².
+    direct = [
+        h.double().var(0, unbiased=False).float() * b.down.weight.detach().norm(dim=0).pow(2)
+        for b, h in zip(find_ffns(model), _hidden(model, batches))
+    ]
+    expected = flap_layer_widths(direct, total)
+    assert sum(expected) == total and expected != plan[0.5]
+    with method.at_width(ctx, 0.5) as cand:
+        assert cand.widths == expected and [b.width for b in find_ffns(cand.model)] == expected
+        cut = load_pretrained(tmp_path / NESTED_DIR)
+        truncate_(cut, expected)
+        torch.testing.assert_close(_down_outputs(cand.model, batches), _down_outputs(cut, batches))
+    assert [b.width for b in find_ffns(method.full)] == [b.width for b in find_ffns(model)]
+
+
+def test_awn_flap_needs_a_nested_checkpoint(tmp_path):
+    from awncompress.errors import NotAnExportError
+
+    ctx = EvalContext(make_model("bert"), [0.5], {0.5: [32, 32]}, make_batches(), out=tmp_path)
+    with pytest.raises(NotAnExportError, match="nested checkpoint"):
+        make_method("awn-flap").check(ctx)

@@ -34,7 +34,7 @@ from typing import Optional
 from torch import nn
 
 from ..config.recipe import Recipe
-from ..data.tokenized import TaskData
+from ..data.tokenized import TaskData, example_lengths
 from ..errors import AwnError
 from ..evaluate.latency import max_positions
 from ..model.families import find_ffns
@@ -200,14 +200,24 @@ def model_shape(model: nn.Module, recipe: Optional[Recipe] = None) -> ModelShape
     return shape.grown(recipe.awn.grow_cap) if recipe is not None and recipe.awn.grow else shape
 
 
-def stage_memory(recipe: Recipe, model: nn.Module, head_trained: bool, trains_per_width: bool) -> dict[str, int]:
+def longest_example(recipe: Recipe, data: TaskData) -> int:
+    """Tokens in the longest example of ``data`` (training or evaluation), at most ``data.max_length``:
+    batches are padded to their own longest example (``PadCollator``), so this bounds every batch's
+    length; short texts (a sentence-classification set) stay far below ``max_length``."""
+    longest = max(max(example_lengths(d), default=0) for d in (data.train, data.eval))
+    return max(1, min(recipe.data.max_length, longest))
+
+
+def stage_memory(
+    recipe: Recipe, model: nn.Module, head_trained: bool, trains_per_width: bool, seq_len: int
+) -> dict[str, int]:
     """Bytes each stage of ``recipe``'s run adds to the loaded ``model`` (memory.stage_bytes), at its
-    derived micro-batch and evaluation batch over ``data.max_length`` tokens."""
+    derived micro-batch and evaluation batch over ``seq_len`` tokens (``longest_example``)."""
     r = recipe
     return stage_bytes(
         model_shape(model, r),
         micro_batch=max(1, r.train.batch_size // r.train.grad_accum),
-        seq_len=r.data.max_length,
+        seq_len=seq_len,
         lm=r.task == "causal-lm",
         teacher_live=teacher_is_live(r),
         checkpointed=r.train.activation_checkpointing,
@@ -217,11 +227,11 @@ def stage_memory(recipe: Recipe, model: nn.Module, head_trained: bool, trains_pe
     )
 
 
-def _fit_micro(recipe: Recipe, shape: ModelShape, notes: dict[str, str]) -> tuple[int, bool]:
+def _fit_micro(recipe: Recipe, shape: ModelShape, seq: int, notes: dict[str, str]) -> tuple[int, bool]:
     """The largest micro-batch that fits, and whether it needs activation checkpointing (turned on,
     when unset, only where not even one example fits without it); AwnError when none fits."""
     lm, live = recipe.task == "causal-lm", teacher_is_live(recipe)
-    seq, batch = recipe.data.max_length, recipe.train.batch_size
+    batch = recipe.train.batch_size
     checkpointed = recipe.train.activation_checkpointing
     micro = fit_micro_batch(shape, batch, seq, lm, live, checkpointed=checkpointed)
     if micro is None and _unset(recipe.train, "activation_checkpointing"):
@@ -244,16 +254,16 @@ def _fit_micro(recipe: Recipe, shape: ModelShape, notes: dict[str, str]) -> tupl
     return micro, checkpointed
 
 
-def _memory(recipe: Recipe, model: nn.Module, notes: dict[str, str]) -> tuple[int, int, bool]:
-    """(grad_accum, evaluation batch, activation checkpointing) that fit; AwnError when even one
-    example per micro-batch does not."""
+def _memory(recipe: Recipe, model: nn.Module, seq: int, notes: dict[str, str]) -> tuple[int, int, bool]:
+    """(grad_accum, evaluation batch, activation checkpointing) that fit batches of ``seq`` tokens an
+    example; AwnError when even one example per micro-batch does not."""
     shape = model_shape(model, recipe)
     lm = recipe.task == "causal-lm"
     teacher_live = teacher_is_live(recipe)
-    seq, batch, accum = recipe.data.max_length, recipe.train.batch_size, recipe.train.grad_accum
+    batch, accum = recipe.train.batch_size, recipe.train.grad_accum
     if lm:
         _warn_logits(recipe, model, shape)
-    micro, checkpointed = _fit_micro(recipe, shape, notes)
+    micro, checkpointed = _fit_micro(recipe, shape, seq, notes)
     need = lambda n: training_bytes(shape, n, seq, lm, teacher_live, checkpointed) / GIB  # noqa: E731
     if _unset(recipe.train, "grad_accum") and batch // micro != accum:
         accum = batch // micro
@@ -289,7 +299,7 @@ def derive_defaults(recipe: Recipe, model: nn.Module, data: TaskData, head_train
     notes = dict(recipe.derived)
     train_steps, dense_steps = _steps(recipe, data.num_train_examples, notes, head_trained)
     extra = _extra_widths(recipe, notes)
-    accum, eval_batch, checkpointed = _memory(recipe, model, notes)
+    accum, eval_batch, checkpointed = _memory(recipe, model, longest_example(recipe, data), notes)
     train: TrainConfig = recipe.train.model_copy(
         update={
             "steps": train_steps,

@@ -36,7 +36,7 @@ from ..train.heap import release_free_memory
 from ..train.settings import draws_fresh_batches, examples_drawn, width_passes
 from .bundle import Bundle
 from .chain import run_stages
-from .derive import batch_per_width_note, stage_memory, teacher_is_live
+from .derive import batch_per_width_note, longest_example, stage_memory, teacher_is_live
 from .memory import GIB, available_bytes, resident_bytes
 
 log = logging.getLogger("awncompress")
@@ -234,7 +234,7 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
     rows = 1 + len(report.get("rows", [])) * widths  # the dry pass evaluated one width
     export = result.costs.get("export_seconds", 0.0) * (widths + 1) / 2  # it wrote nested + one width
     runs = fine_tune_runs(recipe.evaluate.methods, widths, len(recipe.flop_targets))
-    stages = stage_memory(recipe, model, bundle.head_trained, trains_per_width=runs > 0)
+    stages = stage_memory(recipe, model, bundle.head_trained, runs > 0, longest_example(recipe, data))
     peak_stage = max(stages, key=stages.__getitem__)
     return DryTimings(
         step,

@@ -15,7 +15,7 @@ from torch import nn
 from ...errors import UnknownMethodError
 
 # isort: off
-from . import awn, awn_per_layer, static, wina_dynamic, flap, awn_bias, finetune, minitron, heads  # noqa: F401  (registers them, in this order)
+from . import awn, awn_per_layer, static, wina_dynamic, flap, awn_bias, awn_flap, finetune, minitron, heads  # noqa: F401  (registers them, in this order)
 
 # isort: on
 from .base import (
