@@ -45,6 +45,13 @@ def test_unset_settings_are_derived_and_recorded(tiny):
     assert "one pass over the 128 training examples" in derived.derived["train.steps"]
     assert "sandwich" in derived.derived["train.extra_widths"]
     assert "train.lr" not in derived.derived  # hidden 32: the rate measured at 384 stands
+    # With no full-width pass the sandwich spans the export widths: smallest, middle, largest.
+    topless = apply_overrides(recipe, {"train.full_width_pass": "false"})
+    derived = derive_defaults(topless, make_model("bert"), _data(tiny), head_trained=False)
+    assert derived.train.extra_widths == [0.25, 0.5] and "largest" in derived.derived["train.extra_widths"]
+    for widths, extra in (("0.5", [0.5]), ("0.25,0.375,0.5,0.625,0.75", [0.25, 0.5, 0.75])):
+        five = apply_overrides(topless, {"export.widths": widths})
+        assert derive_defaults(five, make_model("bert"), _data(tiny), head_trained=False).train.extra_widths == extra
 
 
 def test_a_wider_model_gets_a_smaller_rate_unless_one_is_set(tiny):
