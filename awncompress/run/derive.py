@@ -141,11 +141,11 @@ def _extra_widths(recipe: Recipe, notes: dict[str, str]) -> list[float]:
     if widths[0] >= 1.0:
         return []
     if recipe.train.full_width_pass or widths[-1] >= 1.0 or len(widths) == 1:
+        top = "; the full-width pass trains the top" if recipe.train.full_width_pass else ""
         _note(
             notes,
             "train.extra_widths",
-            f"[{widths[0]:g}]: the smallest export width, trained every step (the sandwich rule; the full-width "
-            "pass trains the top)",
+            f"[{widths[0]:g}]: the smallest export width, trained every step (the sandwich rule{top})",
         )
         return [widths[0]]
     # No full-width pass: nothing would train the top of the range every step.

@@ -15,12 +15,10 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
-from ...checkpoint.layout import NESTED_DIR
 from ...checkpoint.load import load_pretrained
-from ...errors import NotAnExportError
 from ...model.families import find_ffns
 from ...model.scoring import activation_stats
-from .base import Candidate, EvalContext, Method, register_method
+from .base import Candidate, EvalContext, Method, nested_checkpoint, register_method
 from .flap import cut_compensated
 
 
@@ -35,11 +33,10 @@ class AwnBiasMethod(Method):
         self.means: list[torch.Tensor] = []
 
     def check(self, ctx: EvalContext) -> None:
-        if ctx.out is None or not (ctx.out / NESTED_DIR).is_dir():
-            raise NotAnExportError("awn-bc cuts the nested checkpoint of a convert output; none was found")
+        nested_checkpoint(ctx, self.name)
 
     def prepare(self, ctx: EvalContext) -> None:
-        self.full = load_pretrained(ctx.out / NESTED_DIR)
+        self.full = load_pretrained(nested_checkpoint(ctx, self.name))
         blocks = find_ffns(self.full)
         self.means = [s.mean for s in activation_stats(self.full, blocks, ctx.calibration)]
 

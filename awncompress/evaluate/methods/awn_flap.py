@@ -19,14 +19,13 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
-from ...checkpoint.layout import NESTED_DIR
 from ...checkpoint.load import load_pretrained
-from ...errors import NotAnExportError, UnsupportedModelError
+from ...errors import UnsupportedModelError
 from ...model.families import find_ffns
 from ...model.scorers import get_scorer
 from ...model.scoring import activation_stats
 from ...model.surgery import truncate_
-from .base import Candidate, EvalContext, Method, register_method
+from .base import Candidate, EvalContext, Method, nested_checkpoint, register_method
 from .flap import adaptive_widths, standardise
 
 
@@ -47,13 +46,12 @@ class AwnFlapMethod(Method):
         self.fluctuation: list[torch.Tensor] = []
 
     def check(self, ctx: EvalContext) -> None:
-        if ctx.out is None or not (ctx.out / NESTED_DIR).is_dir():
-            raise NotAnExportError("awn-flap cuts the nested checkpoint of a convert output; none was found")
+        nested_checkpoint(ctx, self.name)
         if any(b.kind == "experts" for b in find_ffns(ctx.original)):
             raise UnsupportedModelError("awn-flap does not cut mixture-of-experts blocks")
 
     def prepare(self, ctx: EvalContext) -> None:
-        self.full = load_pretrained(ctx.out / NESTED_DIR)
+        self.full = load_pretrained(nested_checkpoint(ctx, self.name))
         blocks = find_ffns(self.full)
         rule = get_scorer("fluctuation")
         stats = activation_stats(self.full, blocks, ctx.calibration)

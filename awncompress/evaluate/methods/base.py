@@ -16,7 +16,8 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 
 from torch import nn
 
-from ...errors import UnknownMethodError
+from ...checkpoint.layout import NESTED_DIR
+from ...errors import NotAnExportError, UnknownMethodError
 from ...model.surgery import AWNConfig
 
 
@@ -124,6 +125,14 @@ class Method:
 _REGISTRY: dict[str, Callable[[], Method]] = {}
 _DEFAULTS: list[str] = []
 _STYLES: dict[str, dict] = {}
+
+
+def nested_checkpoint(ctx: EvalContext, method: str) -> Path:
+    """The nested checkpoint of the convert output being evaluated, for a ``method`` that cuts it
+    itself; NotAnExportError naming the method when there is none."""
+    if ctx.out is None or not (ctx.out / NESTED_DIR).is_dir():
+        raise NotAnExportError(f"{method} cuts the nested checkpoint of a convert output; none was found")
+    return ctx.out / NESTED_DIR
 
 
 def register_method(
