@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import transformers as tf
@@ -346,16 +347,23 @@ def test_the_peak_is_estimated_stage_by_stage_from_the_model():
     shape = memory.ModelShape(params=22_700_000, hidden=384, layers=6, d_ff=1536, vocab=30_522)
     weights = shape.params * 4
     kw = dict(micro_batch=32, seq_len=64, lm=False, teacher_live=False, checkpointed=False, eval_batch=64)
-    static = memory.stage_bytes(shape, dense_stage=True, trains_per_width=False, **kw)
+    static = memory.stage_bytes(shape, dense_stage=True, trained_width=0.0, **kw)
     acts = memory.activation_bytes(6, 384, 1536, 32 * 64, 4)
     assert static["dense head"] == 3 * weights + acts  # gradients, Adam's two moments, activations
     assert static["awn fine-tune"] == static["dense head"] + weights  # and the frozen dense copy
     assert max(static, key=static.get) == "awn fine-tune"
-    trained = memory.stage_bytes(shape, dense_stage=False, trains_per_width=True, **kw)
+    assert static["evaluation"] == 3 * weights + memory.evaluation_bytes(shape, 64, 64, False) - weights
+    trained = memory.stage_bytes(shape, dense_stage=False, trained_width=1.0, **kw)
     assert "dense head" not in trained
     # a per-width fine-tune trains a cut next to the dense copy and the baseline's ordered copy
     assert trained["evaluation"] == trained["awn fine-tune"] + 2 * weights
-    halved = memory.stage_bytes(shape, dense_stage=False, trains_per_width=False, **{**kw, "micro_batch": 16})
+    # ... at the widest width it trains: a quarter of the FFN fewer weights, gradients, Adam moments, activations
+    ffn = 6 * 2 * 384 * 1536
+    shape = replace(shape, ffn_params=ffn)
+    three_quarters = memory.stage_bytes(shape, dense_stage=False, trained_width=0.75, **kw)["evaluation"]
+    narrower_acts = acts - memory.activation_bytes(6, 384, 1152, 32 * 64, 4)
+    assert trained["evaluation"] - three_quarters == 4 * (ffn // 4) * 4 + narrower_acts
+    halved = memory.stage_bytes(shape, dense_stage=False, trained_width=0.0, **{**kw, "micro_batch": 16})
     assert static["awn fine-tune"] - halved["awn fine-tune"] == acts // 2
 
 
@@ -371,8 +379,8 @@ def test_growth_is_planned_at_its_cap_in_weights_optimiser_state_and_activations
     assert 0 < ffn < plain.params and grown.params == plain.params + ffn  # grow_cap 2: every FFN doubled
     assert grown.d_ff == 2 * plain.d_ff and grown.ffn_params == 2 * ffn
     kw = dict(micro_batch=8, seq_len=32, lm=False, teacher_live=False, checkpointed=False, eval_batch=8)
-    before = memory.stage_bytes(plain, dense_stage=False, trains_per_width=False, **kw)["awn fine-tune"]
-    after = memory.stage_bytes(grown, dense_stage=False, trains_per_width=False, **kw)["awn fine-tune"]
+    before = memory.stage_bytes(plain, dense_stage=False, trained_width=0.0, **kw)["awn fine-tune"]
+    after = memory.stage_bytes(grown, dense_stage=False, trained_width=0.0, **kw)["awn fine-tune"]
     acts = memory.activation_bytes(plain.layers, plain.hidden, 2 * plain.d_ff, 8 * 32, 4)
     acts -= memory.activation_bytes(plain.layers, plain.hidden, plain.d_ff, 8 * 32, 4)
     assert after - before == 4 * ffn * 4 + acts  # the grown weights in the copy, gradients, Adam; wider activations
@@ -404,8 +412,8 @@ def test_frozen_embeddings_are_planned_without_gradients_or_adam_state(tiny):
     vocab = model.get_input_embeddings().weight.numel()
     assert plain.frozen == 0 and frozen.frozen == vocab
     kw = dict(micro_batch=8, seq_len=32, lm=False, teacher_live=False, checkpointed=False, eval_batch=8)
-    before = memory.stage_bytes(plain, dense_stage=True, trains_per_width=True, **kw)
-    after = memory.stage_bytes(frozen, dense_stage=True, trains_per_width=True, **kw)
+    before = memory.stage_bytes(plain, dense_stage=True, trained_width=1.0, **kw)
+    after = memory.stage_bytes(frozen, dense_stage=True, trained_width=1.0, **kw)
     saved = 3 * vocab * 4  # its gradient and Adam's two moments, float32
     assert before["awn fine-tune"] - after["awn fine-tune"] == saved
     assert before["evaluation"] - after["evaluation"] == saved  # the per-width fine-tunes freeze it too
@@ -416,3 +424,14 @@ def test_frozen_embeddings_are_planned_without_gradients_or_adam_state(tiny):
 
     stages = read_settings(apply_overrides(load_recipe("demo"), {"train.freeze_embeddings": "true"}))
     assert stages.train.freeze_embeddings and stages.per_width.freeze_embeddings and not stages.dense.freeze_embeddings
+
+
+def test_the_evaluation_is_planned_at_the_widest_width_a_method_fine_tunes():
+    from awncompress.evaluate.methods import widest_fine_tune
+
+    widths, targets = [0.25, 0.5, 0.75], [0.4, 0.9]
+    assert widest_fine_tune(["awn", "wina", "flap"], widths, targets) == 0.0  # no method fine-tunes a cut
+    assert widest_fine_tune(["awn", "finetune"], widths, targets) == 0.75  # each export width
+    assert widest_fine_tune(["flap+finetune"], widths, []) == 0.75
+    assert widest_fine_tune(["finetune-heads"], widths, targets) == 0.9  # each FLOP target
+    assert widest_fine_tune(["finetune", "finetune-heads"], [0.5], [0.4]) == 0.5

@@ -40,6 +40,7 @@ from ..config.recipe import Recipe
 from ..data.tokenized import TaskData, example_lengths
 from ..errors import AwnError
 from ..evaluate.latency import max_positions
+from ..evaluate.methods import widest_fine_tune
 from ..model.families import find_ffns
 from ..model.surgery import full_widths
 from ..train.optimizer import vocabulary_matrices
@@ -222,9 +223,7 @@ def longest_example(recipe: Recipe, data: TaskData) -> int:
     return max(1, min(recipe.data.max_length, longest))
 
 
-def stage_memory(
-    recipe: Recipe, model: nn.Module, head_trained: bool, trains_per_width: bool, seq_len: int
-) -> dict[str, int]:
+def stage_memory(recipe: Recipe, model: nn.Module, head_trained: bool, seq_len: int) -> dict[str, int]:
     """Bytes each stage of ``recipe``'s run adds to the loaded ``model`` (memory.stage_bytes), at its
     derived micro-batch and evaluation batch over ``seq_len`` tokens (``longest_example``)."""
     r = recipe
@@ -236,7 +235,7 @@ def stage_memory(
         teacher_live=teacher_is_live(r),
         checkpointed=r.train.activation_checkpointing,
         dense_stage=not head_trained and r.dense.steps > 0,
-        trains_per_width=trains_per_width,
+        trained_width=widest_fine_tune(r.evaluate.methods, r.export.widths, r.flop_targets),
         eval_batch=r.evaluate.batch_size,
     )
 

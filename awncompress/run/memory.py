@@ -85,6 +85,13 @@ class ModelShape:
         extra = int((cap - 1) * self.ffn_params)
         return replace(self, params=self.params + extra, d_ff=int(self.d_ff * cap), ffn_params=self.ffn_params + extra)
 
+    def cut(self, width: float) -> "ModelShape":
+        """The shape with every FFN layer cut to ``width`` of its neurons (a per-width fine-tune's model)."""
+        kept = int(width * self.ffn_params)
+        return replace(
+            self, params=self.params - self.ffn_params + kept, d_ff=max(1, int(self.d_ff * width)), ffn_params=kept
+        )
+
 
 def activation_bytes(
     layers: int, hidden: int, d_ff: int, tokens: int, bytes_per_value: int, checkpointed: bool = False
@@ -151,7 +158,7 @@ def stage_bytes(
     teacher_live: bool,
     checkpointed: bool,
     dense_stage: bool,
-    trains_per_width: bool,
+    trained_width: float,
     eval_batch: int,
 ) -> dict[str, int]:
     """Bytes each stage of a convert run holds on top of the loaded model (whose weights the process
@@ -161,19 +168,29 @@ def stage_bytes(
     * ``awn fine-tune``: the frozen dense copy (the teacher, or the evaluation's reference when the
       teacher is a logit table), gradients and Adam of the trained weights, activations and logits (the
       teacher's too when live);
-    * ``evaluation``: the dense copy, a baseline's ordered copy and its cut at one width, and for a
-      per-width fine-tune the cut's gradients, Adam state and activations (at most full width).
+    * ``evaluation``: the dense copy and a baseline's ordered copy, then either a full copy being cut
+      and one evaluation batch, or (``trained_width`` > 0: the widest per-width fine-tune, as a
+      fraction of every FFN) that cut with its gradients, Adam state, activations and logits.
     """
     weights = shape.params * shape.bytes_per_value
     tokens = micro_batch * seq_len
-    acts = activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, shape.bytes_per_value, checkpointed)
+    b = shape.bytes_per_value
+
+    def trained(s: ModelShape) -> int:
+        acts = activation_bytes(s.layers, s.hidden, s.d_ff, tokens, b, checkpointed)
+        return s.optimizer_bytes() + acts + logit_bytes(s.vocab, tokens, lm, teacher_live)
+
     stages = {}
     if dense_stage:
+        acts = activation_bytes(shape.layers, shape.hidden, shape.d_ff, tokens, b, checkpointed)
         stages["dense head"] = 3 * weights + acts + logit_bytes(shape.vocab, tokens, lm, False)
-    trained = shape.optimizer_bytes() + acts + logit_bytes(shape.vocab, tokens, lm, teacher_live)
-    stages["awn fine-tune"] = weights + trained
+    stages["awn fine-tune"] = weights + trained(shape)
     scoring = evaluation_bytes(shape, eval_batch, seq_len, lm) - weights
-    stages["evaluation"] = 3 * weights + max(scoring, trained if trains_per_width else 0)
+    evaluation = 3 * weights + scoring
+    if trained_width > 0:
+        cut = shape.cut(min(1.0, trained_width))
+        evaluation = max(evaluation, 2 * weights + cut.params * b + trained(cut))
+    stages["evaluation"] = evaluation
     return stages
 
 

@@ -233,8 +233,7 @@ def dry_run(recipe: Recipe, bundle: Bundle, llama_cpp: Optional[Path] = None) ->
     widths = len(recipe.export.widths)
     rows = 1 + len(report.get("rows", [])) * widths  # the dry pass evaluated one width
     export = result.costs.get("export_seconds", 0.0) * (widths + 1) / 2  # it wrote nested + one width
-    runs = fine_tune_runs(recipe.evaluate.methods, widths, len(recipe.flop_targets))
-    stages = stage_memory(recipe, model, bundle.head_trained, runs > 0, longest_example(recipe, data))
+    stages = stage_memory(recipe, model, bundle.head_trained, longest_example(recipe, data))
     peak_stage = max(stages, key=stages.__getitem__)
     return DryTimings(
         step,

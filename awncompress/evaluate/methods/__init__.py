@@ -30,6 +30,7 @@ from .base import (
     method_names,
     method_style,
     register_method,
+    widest_fine_tune,
 )
 from .custom import CallableMethod
 from .wina_dynamic import dynamic_wina
@@ -79,4 +80,5 @@ __all__ = [
     "method_style",
     "register_method",
     "resolve_methods",
+    "widest_fine_tune",
 ]

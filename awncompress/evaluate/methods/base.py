@@ -186,6 +186,17 @@ def fine_tune_runs(names: list[str], widths: int, flop_targets: int) -> int:
     return sum(make_method(n).fine_tunes(widths, flop_targets) for n in names if n in _REGISTRY)
 
 
+def widest_fine_tune(names: list[str], widths: list[float], flop_targets: list[float]) -> float:
+    """The widest fraction the per-width fine-tunes of the methods ``names`` train (0.0: none does):
+    the widest export width for a method that fine-tunes each width, the largest FLOP target for one
+    that fine-tunes each target."""
+    methods = [make_method(n) for n in names if n in _REGISTRY]
+    widest = max(widths, default=0.0) if any(m.fine_tunes(1, 0) for m in methods) else 0.0
+    if any(m.fine_tunes(0, 1) for m in methods):
+        widest = max([widest, *flop_targets])
+    return float(widest)
+
+
 def method_style(label: str) -> Optional[dict]:
     """The curve style of a row label: the method's own, or its base method's for "<base>+suffix"."""
     if label in _STYLES and _STYLES[label]:
