@@ -72,6 +72,10 @@ class TrainingError(AwnError, RuntimeError):
     """A fine-tune that cannot run as configured (e.g. batch not divisible over processes)."""
 
 
+class MainProcessFailed(AwnError):
+    """Under a launcher: the main process refused the run (and said why); another process stops with it."""
+
+
 def first_line(exc: BaseException, empty: str | None = None) -> str:
     """The first line of an exception's message, for a one-line error (``empty``, or the exception's
     type name, when it has no message)."""

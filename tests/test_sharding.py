@@ -196,3 +196,15 @@ def test_plan_under_torchrun_prints_one_plan_and_writes_nothing(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("plan (from a") == 1 and "awn fine-tune" in run.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resume_the_main_process_refuses_stops_every_process_at_once(tmp_path):
+    model = save_tiny_llama(tmp_path / "llama")
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(["great film bad plot"] * 400))
+    run = _convert(model, text, tmp_path / "nothing", _launcher(), FSDP2, "--resume")
+    # before, the second process waited in the recipe's broadcast, deaf to SIGTERM, until torchrun killed it
+    assert "Unable to shutdown process" not in run.stderr
+    assert run.returncode != 0 and not (tmp_path / "nothing").exists()
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: nothing to resume in {tmp_path / 'nothing'}: it has no checkpoints/ folder"]

@@ -11,7 +11,7 @@ from typing import Iterator, List, Optional
 
 import typer
 
-from ..errors import AwnError
+from ..errors import AwnError, MainProcessFailed
 
 
 @contextmanager
@@ -19,6 +19,8 @@ def friendly_errors() -> Iterator[None]:
     """Turn awncompress errors into one line on stderr and exit code 1."""
     try:
         yield
+    except MainProcessFailed:  # under a launcher: the main process has printed why
+        raise typer.Exit(1) from None
     except AwnError as exc:
         if os.environ.get("AWNCOMPRESS_TRACEBACK"):
             raise

@@ -8,6 +8,7 @@ score → order → wrap → fine-tune → fold → export → evaluate → repo
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,12 +108,16 @@ def _prepare(
     llama_cpp: Optional[Path] = None,
 ) -> _Prepared:
     """Every check, the model and data, the derived settings and (``dry``) the dry pass and its plan."""
-    main = is_main_process()
-    if main or not resume:  # on --resume the main process checks OUT; another one's output is private
-        check_output(out, recipe, resume=resume, overwrite=overwrite, inputs=inputs)
+    if not resume:
+        check_output(out, recipe, resume=False, overwrite=overwrite, inputs=inputs)
     check_settings(recipe, trusted_metric)
-    if resume:  # the recorded recipe, on every process
-        recipe = agree(check_resume(out, recipe) if main else recipe)
+    if resume:  # the main process checks OUT (another one's is private); every process gets the recorded recipe
+
+        def recorded() -> Recipe:
+            check_output(out, recipe, resume=True, overwrite=overwrite, inputs=inputs)
+            return check_resume(out, recipe)
+
+        recipe = agree(recorded)
     bound_heap()  # before the model is loaded: every stage's large buffers go back to the system when freed
     recipe, bundle = _load(recipe)
     model, data = bundle.model, bundle.data
@@ -126,7 +131,7 @@ def _prepare(
         check_one_process(process_rank()[1])
     recipe = _fingerprint(recipe, data, resume)
     if not resume:
-        recipe = agree(derive_defaults(recipe, model, data, bundle.head_trained))
+        recipe = agree(functools.partial(derive_defaults, recipe, model, data, bundle.head_trained))
         check_settings(recipe, trusted_metric)  # derived batch sizes too
     if not bundle.head_trained and recipe.dense.steps == 0:
         raise AwnError(

@@ -14,12 +14,12 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 
 from ..config import Recipe, recipe_from_dict
-from ..errors import AwnError
+from ..errors import AwnError, MainProcessFailed, first_line
 from ..files.lock import run_temp_dir
 
 
@@ -63,18 +63,37 @@ def main_process_first() -> Iterator[None]:
         yield
 
 
-def agree(recipe: Recipe) -> Recipe:
-    """The main process's recipe on every process (JSON over the process group, nothing unpickled)."""
+def agree(decide: Callable[[], Recipe]) -> Recipe:
+    """``decide()`` on the main process, its recipe on every process (JSON over the process group,
+    nothing unpickled). When it fails on the main process, every process stops: the main process with
+    its error, the others with MainProcessFailed (which the CLI leaves unprinted), instead of waiting
+    for a recipe that never comes until the launcher kills them."""
     if process_rank()[1] <= 1:
-        return recipe
+        return decide()
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())  # joins (or starts) the process group
-    device = state.device
-    data = torch.tensor(list(json.dumps(recipe.model_dump(mode="json")).encode()), dtype=torch.uint8, device=device)
+    failure: Optional[BaseException] = None
+    message: dict = {}
+    if state.is_main_process:
+        try:
+            message = {"recipe": decide().model_dump(mode="json")}
+        except Exception as exc:  # noqa: BLE001 - whatever stops the main process stops the others
+            failure, message = exc, {"error": first_line(exc)}
+    message = _broadcast_json(message, state.device)
+    if failure is not None:
+        raise failure
+    if "error" in message:
+        raise MainProcessFailed(f"the main process stopped: {message['error']}")
+    return recipe_from_dict(message["recipe"])
+
+
+def _broadcast_json(message: dict, device: torch.device) -> dict:
+    """The main process's ``message`` on every process, as UTF-8 JSON bytes."""
+    data = torch.tensor(list(json.dumps(message).encode()), dtype=torch.uint8, device=device)
     size = torch.tensor([data.numel()], dtype=torch.int64, device=device)
     torch.distributed.broadcast(size, src=0)
-    if not state.is_main_process:
+    if process_rank()[0] != 0:
         data = torch.empty(int(size), dtype=torch.uint8, device=device)
     torch.distributed.broadcast(data, src=0)
-    return recipe_from_dict(json.loads(bytes(data.cpu().tolist()).decode()))
+    return json.loads(bytes(data.cpu().tolist()).decode())
