@@ -24,7 +24,14 @@ from pathlib import Path
 
 from harness import make_parser
 
-STAGES = ("dense head", "teacher logits", "awn fine-tune", "finetune", "exports")
+# A progress bar's label → the stage its samples count for (every "<method>+finetune <width>" bar is one stage).
+STAGES = {
+    "dense head": "dense head",
+    "teacher logits": "teacher logits",
+    "awn fine-tune": "awn fine-tune",
+    "+finetune": "per-width fine-tunes",
+    "exports": "exports",
+}
 GIB = 2**30
 
 
@@ -83,11 +90,14 @@ def measured(recipe: str, sets: list[str], out: Path) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    tail = ""
     for chunk in iter(lambda: proc.stderr.read(256), ""):
         lines.append(chunk)
-        for name in STAGES:
-            if name in chunk:
-                stage["name"] = next(s for s in re.findall(r"([a-z0-9@.\-+ ]*?" + re.escape(name) + r")", chunk))
+        seen = tail + chunk  # a label split between two reads is still found
+        last = max(STAGES, key=seen.rfind)
+        if seen.rfind(last) >= 0:
+            stage["name"] = STAGES[last]
+        tail = seen[-64:]
     proc.wait()
     sampler.join()
     text = "".join(lines)
