@@ -93,7 +93,7 @@ def _broadcast_json(message: dict, device: torch.device) -> dict:
     data = torch.tensor(list(json.dumps(message).encode()), dtype=torch.uint8, device=device)
     size = torch.tensor([data.numel()], dtype=torch.int64, device=device)
     torch.distributed.broadcast(size, src=0)
-    if process_rank()[0] != 0:
+    if torch.distributed.get_rank() != 0:  # the broadcast's source, in the same group's numbering
         data = torch.empty(int(size), dtype=torch.uint8, device=device)
     torch.distributed.broadcast(data, src=0)
     return json.loads(bytes(data.cpu().tolist()).decode())
